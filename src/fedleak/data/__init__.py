@@ -1,0 +1,41 @@
+"""Datasets: ``load_dataset(name, root=None, split="train", **options)`` and client partitioning.
+
+Every loader returns a :class:`TensorDataset` held in memory: images as uint8 (N, C, H, W) served as [0, 1]
+floats, text as int64 token ids. Image loaders take ``size=(H, W)`` (or an int) to resize every image.
+"""
+from __future__ import annotations
+
+import inspect
+
+from fedleak.data.base import DataFormatError, DatasetInfo, TensorDataset
+from fedleak.registry import Registry, UnknownNameError
+
+DATASETS: Registry = Registry("dataset")
+
+
+def load_dataset(name: str, root=None, split: str = "train", *, device=None, **options) -> TensorDataset:
+    """Load the registered dataset ``name`` (``split`` "train" or "test") from ``root``, optionally onto ``device``.
+
+    ``options`` go to the loader, e.g. ``size=32`` for images or ``vocab_size``/``seq_len`` for ``imdb``.
+    """
+    loader = DATASETS.get(name)
+    valid = dataset_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"dataset {name!r} has no option {', '.join(unknown)}; "
+                        f"its options: {', '.join(valid) or 'none'}")
+    dataset = loader(root, split, **options)
+    return dataset if device is None else dataset.to(device)
+
+
+def dataset_options(name: str) -> list[str]:
+    """The keyword options the loader of ``name`` accepts (e.g. ``["size"]``)."""
+    parameters = inspect.signature(DATASETS.get(name)).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+from fedleak.data import bundled_sample, cifar, digits, idx, image_folder, imdb, skimage_photos  # noqa: E402,F401
+from fedleak.data.partition import ClientData, dirichlet_partition, iid_partition, split_clients  # noqa: E402
+
+__all__ = ["DATASETS", "ClientData", "DataFormatError", "DatasetInfo", "TensorDataset", "UnknownNameError",
+           "dataset_options", "dirichlet_partition", "iid_partition", "load_dataset", "split_clients"]

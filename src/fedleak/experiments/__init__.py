@@ -1,0 +1,1 @@
+"""One module per reproduced table, figure or end-to-end run."""

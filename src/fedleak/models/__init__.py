@@ -1,0 +1,44 @@
+"""Model registry: ``build_model(name, input_shape, num_classes, **options)``.
+
+Every model is an ``nn.Sequential`` of named children, in forward order, ending in a Linear ``classifier``
+that outputs logits (the softmax/sigmoid is part of the loss). Walking ``model.modules()`` meets layers in
+forward order, so "the first conv/linear" and "the last linear" are the first/last of their type met.
+Defenses are inserted between children with :func:`insert_module` (insertion points are in each module's
+docstring). ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn as nn
+
+from fedleak.models.checks import check_batch_shape, check_input_shape
+from fedleak.models.insertion import insert_module
+from fedleak.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+__all__ = ["MODELS", "build_model", "check_batch_shape", "insert_module"]
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
+                device: torch.device | str | None = None, **options) -> nn.Module:
+    """Build the registered model ``name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes``,
+    with the model's own ``options``, on ``device`` (default: CPU)."""
+    builder = MODELS.get(name)
+    input_shape = check_input_shape(input_shape, name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"{name}: num_classes must be a positive int, got {num_classes!r}")
+    known = list(inspect.signature(builder).parameters)[2:]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; "
+                         f"its options: {', '.join(known) or 'none'}")
+    model = builder(input_shape, num_classes, **options)
+    model.input_shape = input_shape
+    model.num_classes = num_classes
+    return model.to(device) if device is not None else model
+
+
+from fedleak.models import cnn, fcnn, vgg_cnn, imdb_fc, resnet, vit, transformer  # noqa: E402,F401  (registration)
