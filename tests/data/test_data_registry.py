@@ -19,7 +19,7 @@ def test_unknown_name_lists_valid_ones():
 def test_options_are_checked():
     assert dataset_options("imdb") == ["vocab_size", "seq_len"]
     assert all("size" in dataset_options(name) for name in EXPECTED - {"imdb"})
-    with pytest.raises(TypeError, match="dataset 'bundled' has no option seq_len; its options: size"):
+    with pytest.raises(ValueError, match="dataset 'bundled' has no option seq_len; its options: size"):
         load_dataset("bundled", seq_len=3)
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
         load_dataset("bundled", split="val")

@@ -22,7 +22,7 @@ def load_dataset(name: str, root=None, split: str = "train", *, device=None, **o
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"dataset {name!r} has no option {', '.join(unknown)}; "
+        raise ValueError(f"dataset {name!r} has no option {', '.join(unknown)}; "
                         f"its options: {', '.join(valid) or 'none'}")
     dataset = loader(root, split, **options)
     return dataset if device is None else dataset.to(device)

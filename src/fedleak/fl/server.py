@@ -2,7 +2,8 @@
 
 The two hooks are what the malicious-server attacks use: ``dispatch(round, client_id, global_model)`` returns
 the model a client receives (default: a copy of the global model; a dishonest server returns a manipulated
-one) and every ``observer(round, client_id, sent_model, update)`` sees each update before aggregation.
+one) and every ``observer(round, client_id, sent_model, update)`` sees each update before aggregation, with
+the model exactly as it was sent (the client trains a copy).
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ class Server:
         for client in selected:
             sent = self.dispatch(round, client.client_id, self.model)
             try:
-                update = client.handle(sent, round)
+                update = client.handle(copy_model(sent), round)  # ``sent`` stays as sent, for observers
             except ModelRefused as refusal:
                 refused[client.client_id] = f"{refusal.detector}: {refusal.reason}"
                 continue

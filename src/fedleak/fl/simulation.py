@@ -44,9 +44,9 @@ def build_federation(
 ) -> Server:
     """Seed everything, load and split the data, build the model (unless given) and the clients."""
     torch.manual_seed(config.seed)
-    size = tuple(spec.size) if spec.size else None
-    train = load_dataset(spec.dataset, root=spec.root, split="train", size=size)
-    test = load_dataset(spec.dataset, root=spec.root, split="test", size=size)
+    options = {"size": tuple(spec.size)} if spec.size else {}
+    train = load_dataset(spec.dataset, root=spec.root, split="train", **options)
+    test = load_dataset(spec.dataset, root=spec.root, split="test", **options)
     parts = split_clients(train, config.num_clients, scheme=spec.partition, alpha=spec.alpha,
                           val_fraction=spec.val_fraction, seed=config.seed)
     if model is None:
