@@ -1,0 +1,186 @@
+"""Variational bottlenecks as privacy modules: PRECODE (Scheliga et al. 2022) and CVB (Scheliga et al. 2024b),
+paper 001 §3.4.4.
+
+An encoder E maps features z to [mu, std]; a bottleneck beta_VB = mu + std * eps with eps ~ N(0, I) is sampled
+(reparameterisation trick, Kingma & Welling 2013); a decoder D maps it back to the feature shape. Both sample in
+training *and* evaluation mode, as the authors' code does. The draw of the :class:`StochasticModule` protocol is
+eps. ``auxiliary_loss()`` is beta * KL(N(mu, std^2) || N(0, I)) of the last forward, which
+:func:`fedleak.fl.training.task_loss` adds to the training loss. The KL is summed over the latent channels and
+averaged over the batch and (CVB) the spatial positions: the reduction of the authors' code, so that their beta
+values keep their scale (their CVB code plugs std in as a log-variance; fedleak uses the KL of std itself).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fedleak.defenses import DEFENSES
+from fedleak.defenses.stochastic import StochasticModule
+from fedleak.defenses.target import Defended, feature_shape
+from fedleak.models.insertion import insert_module
+
+
+def gaussian_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, std^2) || N(0, 1)) summed over dim 1 (the latent channels), averaged over all other dims."""
+    log_std = torch.log(std.clamp_min(1e-12))
+    kl = 0.5 * (mu.pow(2) + std.pow(2) - 1.0) - log_std
+    return kl.sum(dim=1).mean()
+
+
+class VariationalBottleneck(StochasticModule):
+    """Shared forward of PRECODE and CVB: ``D(mu + std * eps)`` with ``[mu, std] = E(x)``; eps is the draw."""
+
+    kind = "noise"
+    transient = ("mu", "std")
+
+    def __init__(self, beta: float):
+        super().__init__()
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
+            raise ValueError(f"bottleneck KL weight beta must be a number >= 0, got {beta!r}")
+        self.beta = float(beta)
+        self.mu: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fresh_draw(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(like)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, std = self.encode(x)
+        self.mu, self.std = mu, std
+        return self.decode(mu + std * self.draw(std), x)
+
+    def auxiliary_loss(self) -> torch.Tensor:
+        """beta * KL of the last forward's posterior against N(0, I)."""
+        if self.mu is None:
+            raise RuntimeError(f"{type(self).__name__}.auxiliary_loss() needs a forward pass first")
+        return self.beta * gaussian_kl(self.mu, self.std)
+
+
+class Precode(VariationalBottleneck):
+    """PRECODE: fully connected VB on flattened features of ``in_shape``: Linear(d, 2K) -> mu and
+    softplus std, Linear(K, d) back (Scheliga et al. 2022; defaults K = 256, beta = 1e-3)."""
+
+    def __init__(self, in_shape: tuple[int, ...], K: int = 256, beta: float = 1e-3):
+        super().__init__(beta)
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise ValueError(f"PRECODE latent size K must be a positive int, got {K!r}")
+        self.in_shape, self.K = tuple(in_shape), K
+        features = math.prod(self.in_shape)
+        self.encoder = nn.Linear(features, 2 * K)
+        self.decoder = nn.Linear(K, features)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.encoder(x.flatten(1))
+        return stats[:, : self.K], F.softplus(stats[:, self.K :])
+
+    def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).reshape(like.shape)
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}, K={self.K}, beta={self.beta}"
+
+
+class ConvBottleneck(VariationalBottleneck):
+    """CVB: two bias-free 'same' convolutions C -> K for mu and std (softplus of the output clipped to
+    [-5, 5], as in the authors' code), and a bias-free 1x1 convolution K -> C back (Scheliga et al. 2024b).
+
+    ``in_shape`` is ``(C, H, W)`` (Conv2d) or ``(C, L)`` (Conv1d); inputs are viewed as ``(B, *in_shape)`` and
+    the output has the input's shape, so ViT tokens ``(B, T, D)`` can pass with ``in_shape = (T, h, w)``,
+    ``h * w = D``. ``K = "adaptive"`` is C / 2, or 8 when C < 8.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], K: int | str = "adaptive", beta: float = 0.1,
+                 kernel_size: int = 5):
+        super().__init__(beta)
+        if len(in_shape) not in (2, 3):
+            raise ValueError(f"CVB needs in_shape (C, L) or (C, H, W), got {tuple(in_shape)}")
+        channels = in_shape[0]
+        if K == "adaptive":
+            K = channels // 2 if channels >= 8 else 8
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise ValueError(f"CVB latent channels K must be a positive int or 'adaptive', got {K!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"CVB kernel_size must be a positive int, got {kernel_size!r}")
+        self.in_shape, self.K, self.kernel_size = tuple(in_shape), K, kernel_size
+        conv = nn.Conv2d if len(in_shape) == 3 else nn.Conv1d
+        self.mu_encoder = conv(channels, K, kernel_size, padding="same", bias=False)
+        self.std_encoder = conv(channels, K, kernel_size, padding="same", bias=False)
+        self.decoder = conv(K, channels, 1, bias=False)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.reshape(x.shape[0], *self.in_shape)
+        return self.mu_encoder(x), F.softplus(self.std_encoder(x).clamp(-5.0, 5.0))
+
+    def decode(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).reshape(like.shape)
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}, K={self.K}, beta={self.beta}, kernel_size={self.kernel_size}"
+
+
+@dataclass(frozen=True)
+class CvbPlacement:
+    """Where and how the authors place a CVB in a model (Scheliga et al. 2024b, their model configs)."""
+
+    after: str
+    beta: float
+    kernel_size: int
+
+
+CVB_PLACEMENTS = {
+    "cnn": CvbPlacement(after="block1", beta=0.1, kernel_size=5),        # after the first conv block
+    "resnet18": CvbPlacement(after="layer1", beta=5e-5, kernel_size=5),  # after layer1 (K = 64 / 2 = 32)
+    "vit_small": CvbPlacement(after="blocks.0", beta=0.1, kernel_size=3),  # after the first transformer block
+}
+
+
+def cvb_in_shape(features: tuple[int, ...]) -> tuple[int, ...]:
+    """The CVB's view of a feature shape: images as they are; tokens ``(T, D)`` as T channels on a
+    sqrt(D) x sqrt(D) grid when D is a square (the authors' ViT), else as T channels of length D (Conv1d)."""
+    if len(features) == 2:
+        tokens, width = features
+        side = math.isqrt(width)
+        return (tokens, side, side) if side * side == width else features
+    return features
+
+
+@DEFENSES.register("precode")
+def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
+    """Insert :class:`Precode` (named ``precode``) just before the model's output layer ``classifier``."""
+    shape = feature_shape(target.model, "classifier", target.input_shape, side="input")
+    insert_module(target.model, "precode", Precode(shape, K=K, beta=beta).to(_device(target.model)),
+                  before="classifier")
+    return target
+
+
+@DEFENSES.register("cvb")
+def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = None,
+            kernel_size: int | None = None, at: str | None = None) -> Defended:
+    """Insert :class:`ConvBottleneck` (named ``cvb``) after ``at``, by default where the authors put it for
+    ``target.model_name`` (:data:`CVB_PLACEMENTS`), with their beta and kernel size unless given."""
+    placement = CVB_PLACEMENTS.get(target.model_name)
+    if placement is None and (at is None or beta is None or kernel_size is None):
+        known = ", ".join(sorted(CVB_PLACEMENTS))
+        raise ValueError(f"cvb has no default placement for model {target.model_name!r} (known: {known}); "
+                         f"give at=, beta= and kernel_size=")
+    after = at if at is not None else placement.after
+    shape = cvb_in_shape(feature_shape(target.model, after, target.input_shape, side="output"))
+    module = ConvBottleneck(shape, K=K, beta=placement.beta if beta is None else beta,
+                            kernel_size=placement.kernel_size if kernel_size is None else kernel_size)
+    insert_module(target.model, "cvb", module.to(_device(target.model)), after=after)
+    return target
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

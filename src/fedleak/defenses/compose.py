@@ -1,0 +1,86 @@
+"""A combination of client defenses written as a list, e.g. ``dropout,dp:sigma=1e-3,prune:p=0.9,cvb``
+(paper 001 §5.3 ablates every combination of Dropout, DP, GP and one privacy module).
+
+Grammar: defenses separated by commas; each is a registered name optionally followed by ``:key=value`` pairs
+(``dp:sigma=1e-3:clip=20``); values are read as int, then float, else kept as text; lists of module paths
+use ``+`` (``dropout:at=block1.relu+block2.relu``). Valid names are those of :data:`fedleak.defenses.DEFENSES`.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch.nn as nn
+
+from fedleak.defenses import DEFENSES
+from fedleak.defenses.target import Defended
+from fedleak.fl.client import ClientMod
+from fedleak.fl.training import GradientFn
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """One defense by registered name with its keyword parameters (the registered function's defaults otherwise)."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return ":".join([self.name, *(f"{k}={v}" for k, v in self.params.items())])
+
+
+def _value(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_one(text: str) -> DefenseSpec:
+    name, *pairs = [part.strip() for part in text.split(":")]
+    params = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"defense {text!r}: parameter {pair!r} is not key=value")
+        params[key.strip()] = _value(value.strip())
+    return DefenseSpec(name, params)
+
+
+def parse_defenses(defenses: str | Sequence[str | DefenseSpec] | None) -> list[DefenseSpec]:
+    """Parse ``"dropout,dp:sigma=1e-3,prune,cvb"`` (or a list of such items or :class:`DefenseSpec`) and check
+    every name and parameter; ``None``, ``""`` and ``"none"`` mean no defense."""
+    if defenses is None or (isinstance(defenses, str) and defenses.strip().lower() in ("", "none")):
+        return []
+    items = defenses.split(",") if isinstance(defenses, str) else list(defenses)
+    specs = [item if isinstance(item, DefenseSpec) else _parse_one(item) for item in items]
+    seen = set()
+    for spec in specs:
+        factory = DEFENSES.get(spec.name)  # unknown name: error listing the valid ones
+        if spec.name in seen:
+            raise ValueError(f"defense {spec.name!r} is listed twice")
+        seen.add(spec.name)
+        valid = [p for p in inspect.signature(factory).parameters if p != "target"]
+        unknown = sorted(set(spec.params) - set(valid))
+        if unknown:
+            raise ValueError(f"defense {spec.name!r} has no parameter {', '.join(unknown)}; "
+                             f"valid parameters: {', '.join(valid) or 'none'}")
+    return specs
+
+
+def apply_defenses(model: nn.Module, defenses: str | Sequence[str | DefenseSpec] | None, *, model_name: str,
+                   input_shape: tuple[int, ...]) -> tuple[nn.Module, GradientFn, tuple[ClientMod, ...]]:
+    """Apply ``defenses`` to a copy of ``model`` (built by ``build_model(model_name, input_shape, ...)``).
+
+    Returns ``(defended_model, gradient_fn, mods)`` for :class:`fedleak.fl.Client`: Dropout, PRECODE and CVB
+    are modules inserted in the model copy (on the model's device), DP-SGD is the ``gradient_fn`` and gradient
+    pruning a client mod. Placement per model: :mod:`fedleak.defenses.dropout` and
+    :mod:`fedleak.defenses.bottleneck`."""
+    target = Defended(copy.deepcopy(model), model_name, tuple(input_shape))
+    for spec in parse_defenses(defenses):
+        target = DEFENSES.get(spec.name)(target, **spec.params)
+    return target.model, target.gradient_fn, target.mods
