@@ -9,9 +9,11 @@ from pathlib import Path
 from fedleak.experiments.fl_run import run_fl
 from fedleak.fl import FederationSpec, FLConfig
 
-# (title, "module:function"); each step is ``step(out_dir, *, device, seed) -> dict`` of figures to print.
+# (folder, title, "module:function"); each step is ``step(out_dir, *, device, seed) -> dict`` of figures to print.
 STEPS = (
-    ("federated training (FedAvg, 10 clients)", "fedleak.experiments.demo:fl_step"),
+    ("fl", "federated training (FedAvg, 10 clients)", "fedleak.experiments.demo:fl_step"),
+    ("trap-weights", "a malicious server sends trap weights to one client",
+     "fedleak.experiments.trap_weights:demo_step"),
 )
 
 
@@ -31,12 +33,12 @@ def fl_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
 def run_demo(out: str | Path, *, device: str = "cpu", seed: int = 0) -> dict[str, dict]:
     out = Path(out)
     figures = {}
-    for index, (title, target) in enumerate(STEPS, start=1):
+    for index, (folder, title, target) in enumerate(STEPS, start=1):
         module, name = target.split(":")
         step = getattr(importlib.import_module(module), name)
         print(f"\n[{index}/{len(STEPS)}] {title}")
         start = time.perf_counter()
-        figures[title] = step(out / f"{index}-{name.removesuffix('_step')}", device=device, seed=seed)
+        figures[title] = step(out / f"{index}-{folder}", device=device, seed=seed)
         figures[title]["seconds"] = round(time.perf_counter() - start, 1)
         for key, value in figures[title].items():
             print(f"    {key}: {value}")

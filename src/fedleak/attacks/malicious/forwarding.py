@@ -1,0 +1,94 @@
+"""Carrying the model input unaltered to a chosen fully connected layer (Boenisch et al., paper 002, §7 and App. B),
+through the convolutions (:mod:`conv_forwarding`) and fully connected layers (:mod:`fc_forwarding`) before it.
+
+The result is the :class:`InputMap` the attacker keeps: where each input feature arrives and with what scale.
+The layers before the target may be ``Conv2d`` (stride 1, "same" padding), ``Linear``, each followed by a
+``ReLU``, and ``Flatten``; anything else (pooling, normalisation) is refused with a message naming it.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from fedleak.attacks.analytic import InputMap, LayerSecret
+from fedleak.attacks.malicious.conv_forwarding import forward_conv
+from fedleak.attacks.malicious.fc_forwarding import forward_linear
+from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+
+
+def _check_relu_follows(name: str, leaves: list[tuple[str, nn.Module]], index: int) -> None:
+    if index + 1 >= len(leaves) or not isinstance(leaves[index + 1][1], nn.ReLU):
+        raise ValueError(f"cannot forward the input through {name!r}: it is not followed by a ReLU")
+
+
+@torch.no_grad()
+def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *, generator: torch.Generator,
+                  levels: int | None = 255) -> InputMap:
+    """Rewrite the layers before ``layer`` in place so that they forward the input to it; returns the map."""
+    input_shape = tuple(input_shape)
+    leaves = leaves_before(model, layer)
+    convs = [i for i, (_, module) in enumerate(leaves) if isinstance(module, nn.Conv2d)]
+    spatial = len(input_shape) == 3
+    channels = torch.arange(input_shape[0]) if spatial else None
+    positions = None if spatial else torch.arange(math.prod(input_shape))
+    scale = torch.ones(input_shape[0] if spatial else math.prod(input_shape))
+    width = math.prod(input_shape)  # features of the representation so far
+
+    def check_reads(name: str, linear: nn.Linear) -> None:
+        if linear.in_features != width:
+            raise ValueError(f"linear layer {name!r} reads {linear.in_features} features but receives {width} "
+                             f"for inputs of shape {input_shape}")
+
+    for index, (name, module) in enumerate(leaves):
+        if isinstance(module, nn.Conv2d):
+            if not spatial:
+                raise ValueError(f"convolution {name!r} comes after the input was flattened")
+            _check_relu_follows(name, leaves, index)
+            channels = forward_conv(name, module, channels, last=index == convs[-1], generator=generator).cpu()
+            width = module.out_channels * input_shape[1] * input_shape[2]
+        elif isinstance(module, nn.Flatten):
+            if spatial:
+                pixels = input_shape[1] * input_shape[2]
+                positions = (channels.unsqueeze(1) * pixels + torch.arange(pixels)).flatten()
+                scale = scale.repeat_interleave(pixels)
+                spatial = False
+        elif isinstance(module, nn.Linear):
+            if spatial:
+                raise ValueError(f"linear layer {name!r} reads an input that was not flattened")
+            check_reads(name, module)
+            _check_relu_follows(name, leaves, index)
+            positions, scale = forward_linear(name, module, positions, scale, generator=generator)
+            positions, scale = positions.cpu(), scale.cpu()
+            width = module.out_features
+        elif not isinstance(module, (nn.ReLU, nn.Identity)):
+            raise ValueError(f"cannot forward the input through {name!r} ({type(module).__name__}); supported: "
+                             "Conv2d and Linear (each followed by ReLU), Flatten")
+    if spatial:
+        raise ValueError(f"the input reaches {layer!r} unflattened")
+    check_reads(layer, model.get_submodule(layer))
+    return InputMap(input_shape, positions, scale, levels)
+
+
+@dataclass
+class InputForwardingConfig:
+    """Forward the input to fully connected layer ``layer`` (default: the first) of a model for inputs of
+    ``input_shape``; ``levels`` is the data's quantisation the attacker assumes (255: 8-bit images)."""
+
+    input_shape: tuple[int, ...]
+    layer: str | None = None
+    levels: int | None = 255
+    seed: int = 0
+
+
+def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[nn.Module, LayerSecret]:
+    """A copy of ``model`` whose layers before ``config.layer`` forward the input (§7, App. B), and the secret.
+    Extraction is then the passive attack at that layer (:func:`fedleak.attacks.analytic.extract_at_layer`)."""
+    model = copy.deepcopy(model)
+    name, _ = linear_layer(model, config.layer)
+    generator = torch.Generator().manual_seed(config.seed)
+    input_map = forward_input(model, name, config.input_shape, generator=generator, levels=config.levels)
+    return model, LayerSecret(name, input_map)

@@ -1,0 +1,120 @@
+"""Text extraction through the embedding layer (Boenisch et al., paper 002, §8 "Attack Instantiation").
+
+The server sets the embedding weights uniform in (0, 1) and trap weights (Algorithm 1) on the dense layer that
+reads the flattened embeddings, extracts embedding sequences there like images, and maps every extracted
+embedding back to its token through the table it set (the inverse of the embedding layer). The paper hashes the
+vectors; float round-off makes exact hashing fragile, so the lookup sorts the table by one projection,
+searches the few nearest entries and accepts a token when the whole vector matches within a tolerance.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from fedleak.attacks.analytic import extract_linear, layer_gradients
+from fedleak.attacks.malicious.layers import linear_layer
+from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
+
+WINDOW = 4  # table entries searched on each side of the projected position
+
+
+@dataclass
+class TextEmbeddingConfig:
+    """``seq_len`` tokens per sequence; Algorithm 1's ``scale_factor`` (0.99 was best on IMDB, §8.3) and
+    ``std``; ``layer`` the dense layer after the embedding (default: the first linear layer)."""
+
+    seq_len: int
+    scale_factor: float = 0.99
+    std: float = 0.5
+    layer: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TextSecret:
+    """The extraction layer and the embedding table the server set (V, dim)."""
+
+    layer: str
+    table: torch.Tensor
+    seq_len: int
+
+
+@dataclass
+class TextReconstruction:
+    """Token ids (K, seq_len) per candidate row (-1 where no table entry matches), ``complete`` (K,) where every
+    position matched (an individual sequence), ``rows`` (K,), and the layer's neuron count ``num_rows``."""
+
+    tokens: torch.Tensor
+    complete: torch.Tensor
+    rows: torch.Tensor
+    num_rows: int
+
+    def sequences(self) -> torch.Tensor:
+        """The distinct complete token sequences (M, seq_len)."""
+        return torch.unique(self.tokens[self.complete], dim=0)
+
+
+def _embedding(model: nn.Module) -> tuple[str, nn.Embedding]:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding):
+            return name, module
+    raise ValueError(f"{type(model).__name__} has no nn.Embedding layer to rewrite")
+
+
+def text_embedding(model: nn.Module, config: TextEmbeddingConfig) -> tuple[nn.Module, TextSecret]:
+    """A copy of ``model`` with uniform(0, 1) embeddings and trap weights on the dense layer, and the secret."""
+    model = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(config.seed)
+    _, embedding = _embedding(model)
+    name, linear = linear_layer(model, config.layer)
+    features = config.seq_len * embedding.embedding_dim
+    if linear.in_features != features:
+        raise ValueError(f"{name!r} reads {linear.in_features} features, not the {config.seq_len} x "
+                         f"{embedding.embedding_dim} flattened embeddings")
+    with torch.no_grad():
+        table = torch.rand(embedding.weight.shape, generator=generator)
+        embedding.weight.copy_(table.to(embedding.weight.device))
+    trap = TrapWeightsConfig((features,), scale_factor=config.scale_factor, std=config.std)
+    set_trap_weights(linear, torch.arange(features), trap, generator)
+    return model, TextSecret(name, table, config.seq_len)
+
+
+def nearest_rows(vectors: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each vector (M, dim): the table row (V, dim) nearest to it among the ``2 * WINDOW + 1`` rows closest in
+    one fixed random projection, and its relative l2 error. Exact for vectors that are (nearly) table rows."""
+    table = table.to(vectors.device, vectors.dtype)
+    direction = torch.randn(table.shape[1], generator=torch.Generator().manual_seed(0)).to(table.device, table.dtype)
+    key = table @ direction
+    order = key.argsort()
+    spot = torch.searchsorted(key[order], (vectors @ direction).contiguous())
+    offsets = torch.arange(-WINDOW, WINDOW + 1, device=vectors.device)
+    candidates = order[(spot.unsqueeze(1) + offsets).clamp(0, len(order) - 1)]  # (M, 2 * WINDOW + 1)
+    distance = (table[candidates] - vectors.unsqueeze(1)).norm(dim=2)
+    best = distance.argmin(dim=1, keepdim=True)
+    row = candidates.gather(1, best).squeeze(1)
+    return row, distance.gather(1, best).squeeze(1) / table[row].norm(dim=1)
+
+
+def lookup_tokens(vectors: torch.Tensor, table: torch.Tensor, *, tolerance: float = 1e-4) -> torch.Tensor:
+    """The token of each vector (M, dim) whose table entry (V, dim) lies within ``tolerance`` (relative l2),
+    else -1."""
+    row, error = nearest_rows(vectors, table)
+    return torch.where(error <= tolerance, row, torch.full_like(row, -1))
+
+
+def extract_text(update: Mapping[str, torch.Tensor], secret: TextSecret, *, device=None,
+                 tolerance: float = 1e-4) -> TextReconstruction:
+    """Eq. 5 at the dense layer, each extracted sequence of embeddings mapped back to tokens."""
+    weight, bias = layer_gradients(update, secret.layer, device=device)
+    features, rows = extract_linear(weight, bias)
+    dim = secret.table.shape[1]
+    vectors = features.reshape(len(rows) * secret.seq_len, dim)
+    finite = torch.isfinite(vectors).all(dim=1)
+    tokens = lookup_tokens(torch.where(finite.unsqueeze(1), vectors, torch.zeros_like(vectors)), secret.table,
+                           tolerance=tolerance)
+    tokens = torch.where(finite, tokens, torch.full_like(tokens, -1)).reshape(len(rows), secret.seq_len)
+    return TextReconstruction(tokens, (tokens >= 0).all(dim=1), rows, len(bias))

@@ -1,0 +1,43 @@
+"""``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures (one sub-command per experiment)."""
+from __future__ import annotations
+
+import argparse
+
+from fedleak.commands.common import add_run_arguments
+from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def run_trap_weights(args) -> int:
+    config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
+                                    colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
+                                    seed=args.seed, device=args.device)
+    result = reproduce_trap_weights(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("reproduce", help="reproduce a paper's tables and figures")
+    experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    trap = experiments.add_parser(
+        "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
+    trap.add_argument("--dataset", default="fashion_mnist",
+                      help="grey-scale dataset for the FC-NN (default fashion_mnist; mnist with --root DIR)")
+    trap.add_argument("--root", default=None, help="folder of --dataset (default: its standard location)")
+    trap.add_argument("--colour-dataset", default="skimage_photos",
+                      help="colour dataset for the CNN (default skimage_photos; cifar10 or imagefolder with "
+                           "--colour-root DIR)")
+    trap.add_argument("--colour-root", default=None, help="folder of --colour-dataset")
+    trap.add_argument("--runs", type=_positive, default=10, help="runs per cell (the paper uses 10; default 10)")
+    trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
+                      help="which tables to run (default all)")
+    add_run_arguments(trap, out="results/trap-weights")
+    trap.set_defaults(func=run_trap_weights)
