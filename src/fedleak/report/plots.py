@@ -46,9 +46,9 @@ def image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_labels: Se
             if gone is not None and bool(gone[c]):
                 img = torch.full_like(img, 0.5)
             if img.shape[0] == 1:
-                ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
             else:
-                ax.imshow(img.permute(1, 2, 0))
+                ax.imshow(img.permute(1, 2, 0).numpy())
         if r < len(row_labels):
             axes[r][0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout()

@@ -1,0 +1,147 @@
+"""The uniform call of every gradient-inversion attack:
+``reconstruct(attack, model, received, knowledge, *, device) -> Reconstruction``.
+
+All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.attacks.inversion.loop`): one
+``vmap``-ed dummy-gradient computation, one distance and one backward pass per iteration for all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from fedleak.attacks import ATTACKS
+from fedleak.attacks.inversion.config import InversionConfig
+from fedleak.attacks.inversion.distances import DISTANCES
+from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradients
+from fedleak.attacks.inversion.gradient_models import build_gradient_model
+from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
+from fedleak.attacks.inversion.labels import idlg_labels
+from fedleak.attacks.inversion.layer_order import output_layer
+from fedleak.attacks.inversion.loop import optimise
+from fedleak.attacks.inversion.regularizers import total_variation
+
+
+@dataclass
+class Reconstruction:
+    """One reconstruction per victim: ``images`` ``(V, *input_shape)`` in the input range, ``labels`` ``(V,)``,
+    the final attack ``loss`` and ``iterations`` of the chosen restart ``(V,)``, and the attack's wall time."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    loss: torch.Tensor
+    iterations: torch.Tensor
+    seconds: float
+
+
+@dataclass(frozen=True)
+class InversionAttack:
+    """A named gradient-inversion attack, as registered in :data:`fedleak.attacks.ATTACKS`."""
+
+    config: InversionConfig
+
+    def __call__(self, model: nn.Module, received, knowledge: ServerKnowledge, *, device="cpu",
+                 seed: int = 0) -> Reconstruction:
+        return reconstruct(self.config, model, received, knowledge, device=device, seed=seed)
+
+
+def resolve(attack: str | InversionConfig) -> InversionConfig:
+    """An attack name (a registered preset) or a config -> the config."""
+    if isinstance(attack, InversionConfig):
+        return attack
+    registered = ATTACKS.get(attack)
+    if not isinstance(registered, InversionAttack):
+        raise ValueError(f"attack {attack!r} is not a gradient-inversion attack")
+    return registered.config
+
+
+def _received(received, device) -> ReceivedGradients:
+    if isinstance(received, Mapping):
+        received = ReceivedGradients(received)
+    if not isinstance(received, ReceivedGradients):
+        raise TypeError(f"received must be ReceivedGradients or a dict of stacked gradients, "
+                        f"got {type(received).__name__}")
+    grads = {n: g.detach().to(device=device, dtype=torch.float32) for n, g in received.gradients.items()}
+    labels = None if received.labels is None else received.labels.to(device)
+    return ReceivedGradients(grads, labels)
+
+
+def _check_names(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> list[str]:
+    params = dict(model.named_parameters())
+    unknown = [n for n in grads if n not in params]
+    if unknown:
+        raise ValueError(f"received gradients for {unknown[:4]} which the model does not have; "
+                         f"model parameters: {list(params)[:6]} ...")
+    wrong = [(n, tuple(g.shape[1:]), tuple(params[n].shape)) for n, g in grads.items()
+             if tuple(g.shape[1:]) != tuple(params[n].shape)]
+    if wrong:
+        name, got, want = wrong[0]
+        raise ValueError(f"received gradient {name!r} has per-victim shape {got}, the parameter has {want} "
+                         f"(gradients must be stacked as (victims, *parameter shape))")
+    return [n for n in params if n in grads]
+
+
+def recover_labels(model: nn.Module, received: ReceivedGradients, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """iDLG labels ``(V,)`` of B = 1 victims from the received gradient of the model's output layer."""
+    device = next(iter(received.gradients.values())).device
+    layer = output_layer(model, torch.zeros((1, *input_shape), device=device))
+    weight = received.gradients.get(f"{layer}.weight")
+    if weight is None:
+        raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not received")
+    return idlg_labels(weight, received.gradients.get(f"{layer}.bias"))
+
+
+def reconstruct(attack: str | InversionConfig, model: nn.Module, received: ReceivedGradients | Mapping,
+                knowledge: ServerKnowledge, *, device="cpu", seed: int = 0) -> Reconstruction:
+    """Invert the B = 1 gradients of ``V`` independent victims with one attack (Algorithm 1 of paper 001 with
+    the attack's gradient model; Algorithm 2 for ``cdia``). The victims' data is never an input."""
+    config = resolve(attack)
+    if not isinstance(knowledge, ServerKnowledge):
+        raise TypeError(f"knowledge must be a ServerKnowledge, got {type(knowledge).__name__}")
+    device = torch.device(device)
+    received = _received(received, device)
+    attacked = attack_copy(model, device)
+    names = _check_names(attacked, received.gradients)
+    grads = {n: received.gradients[n] for n in names}
+    victims, restarts = received.victims, config.restarts
+    lanes = victims * restarts
+    lane_victim = torch.arange(victims, device=device).repeat(restarts)
+    generator = torch.Generator().manual_seed(seed)
+
+    labels = received.labels
+    if labels is None:
+        labels = recover_labels(attacked, received, knowledge.input_shape)
+    gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
+    target = {n: g[lane_victim] for n, g in grads.items()}
+    distance = DISTANCES.get(config.distance)
+    dummy_gradients = lane_gradients(attacked, names)
+    state = {"x": torch.randn((lanes, *knowledge.input_shape), generator=generator).to(device)}
+    if config.optimise_labels:
+        num_classes = attacked(torch.zeros((1, *knowledge.input_shape), device=device)).shape[-1]
+        state["y"] = torch.randn((lanes, num_classes), generator=generator).to(device)
+    state.update(gm.initial_state())
+    lane_labels = labels[lane_victim]
+    low, high = knowledge.input_range
+
+    def objective(current: dict[str, torch.Tensor]) -> torch.Tensor:
+        y = current["y"].softmax(-1) if config.optimise_labels else lane_labels
+        shared = gm.shared(dummy_gradients(current["x"], y, gm.draws(current)), current)
+        loss = distance(shared, target, gm.names) + gm.penalty(current, lanes)
+        if config.tv_weight:
+            loss = loss + config.tv_weight * total_variation(current["x"])
+        return loss
+
+    def project(current: dict[str, torch.Tensor]) -> None:
+        if config.boxed:
+            current["x"].clamp_(low, high)
+        gm.project(current)
+
+    outcome = optimise(objective, state, project, config, signed=("x",) if config.signed else ())
+    best_restart = outcome.loss.view(restarts, victims).nan_to_num(float("inf")).argmin(0)
+    chosen = best_restart * victims + torch.arange(victims, device=device)
+    images = outcome.best["x"][chosen].clamp(low, high)
+    if config.optimise_labels:
+        labels = outcome.best["y"][chosen].argmax(-1)
+    return Reconstruction(images, labels, outcome.loss[chosen], outcome.iterations[chosen], outcome.seconds)

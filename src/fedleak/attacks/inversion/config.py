@@ -1,0 +1,77 @@
+"""The configuration of one gradient-inversion attack: the optimisation of Algorithm 1 (paper 001) and the
+gradient model, i.e. how the attack mimics the client's randomness (§4, Algorithm 2)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+DISTANCE_NAMES = ("l2", "cosine", "layer_cosine")
+OPTIMIZERS = ("adam", "lbfgs")
+RANDOMNESS = ("fresh", "true", "optimised")
+DP_MODES = ("ignore", "true", "optimised")
+PRUNING_MODES = ("ignore", "mask", "known")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """One attack. Defaults are the Inverting Gradients settings of paper 001 §5.2.
+
+    Optimisation: ``distance`` (GDF), ``tv_weight`` (lambda_TV), ``optimizer`` with learning rate ``lr``,
+    multiplied by ``lr_decay`` when a victim's loss has not improved for ``plateau`` iterations; a victim stops
+    when its loss is below ``loss_threshold``, has not improved for ``patience`` iterations, or after
+    ``max_iterations``. ``restarts`` independent initialisations per victim; the lowest final loss wins.
+    ``signed`` feeds the sign of the image gradient to Adam (Inverting Gradients' implementation).
+    ``optimise_labels``: DLG's joint optimisation of soft labels instead of analytic label recovery.
+
+    Gradient model, per source of client randomness:
+    ``dropout``/``bottleneck``: "fresh" (a new random draw every iteration: the attack ignores the defense),
+    "true" (the client's own draw, given by the server knowledge: WIIG), "optimised" (free tensors optimised
+    jointly: DIA's masks, clamped to [0, 1] and pulled toward the keep rate with ``mask_weight``; VBIA's
+    reparameterisation noise). ``dp``: "ignore", "true" (the client's clipping and noise: WIIG) or "optimised"
+    (DPIA: dummy noise pulled toward mean 0 and std sigma*tau with ``noise_weight``). ``pruning``: "ignore",
+    "mask" (GPIA: the received gradient's zero pattern is applied to the dummy gradient, eq. 2) or "known"
+    (the mask only where the server knowledge says the client pruned: CDIA). ``ignore_after_bottleneck``: PIG,
+    the bottleneck decoder's and every later layer's gradients are left out of the distance.
+    """
+
+    name: str = "custom"
+    distance: str = "cosine"
+    tv_weight: float = 0.01
+    optimizer: str = "adam"
+    lr: float = 1.0
+    lr_decay: float = 0.1
+    plateau: int = 400
+    loss_threshold: float = 1e-5
+    patience: int = 4000
+    max_iterations: int = 20_000
+    restarts: int = 1
+    signed: bool = False
+    boxed: bool = True
+    optimise_labels: bool = False
+    dropout: str = "fresh"
+    bottleneck: str = "fresh"
+    dp: str = "ignore"
+    pruning: str = "ignore"
+    ignore_after_bottleneck: bool = False
+    mask_weight: float = 1.0
+    noise_weight: float = 1.0
+
+    def __post_init__(self):
+        choices = {"distance": DISTANCE_NAMES, "optimizer": OPTIMIZERS, "dropout": RANDOMNESS,
+                   "bottleneck": RANDOMNESS, "dp": DP_MODES, "pruning": PRUNING_MODES}
+        for field_name, valid in choices.items():
+            if getattr(self, field_name) not in valid:
+                value = getattr(self, field_name)
+                raise ValueError(f"inversion {field_name}={value!r} is not one of {', '.join(valid)}")
+        for field_name in ("restarts", "max_iterations", "plateau", "patience"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"inversion {field_name} must be >= 1, got {getattr(self, field_name)}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"inversion needs lr > 0 and 0 < lr_decay <= 1, got lr={self.lr}, "
+                             f"lr_decay={self.lr_decay}")
+
+    def with_(self, **changes) -> "InversionConfig":
+        """A copy with some fields changed (e.g. a shorter ``max_iterations`` for a quick run)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

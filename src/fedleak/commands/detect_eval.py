@@ -1,0 +1,93 @@
+"""``fedleak detect-eval``: false alarms, detection rates and overhead of the client-side detectors
+(Wang & Li §3, §5), plus Table 1, Fig. 2 and Fig. 3 of the paper."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedleak.commands.common import add_run_arguments, parse_size
+from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
+from fedleak.experiments.detection_figures import FiguresConfig, run_figures
+from fedleak.experiments.detection_report import table_header, table_rows
+
+# --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
+# over 2 partitions x 10 rounds x 10 clients; the other victims run one partition for 6 rounds.
+_VICTIM = {"rounds": 6, "attack_rounds": (1, 4, 6), "attack_clients": 2, "partitions": ("iid",)}
+QUICK_MODELS = {
+    "cnn": {"size": (32, 32), "rounds": 10, "attack_rounds": (1, 4, 9), "attack_clients": 2},
+    "fcnn": {"size": None, "model_options": {"widths": (256, 128)}, **_VICTIM},
+    "vgg_cnn": {"size": (16, 16), "model_options": {"channels": (8, 16), "hidden": 128}, **_VICTIM},
+    "text_transformer": {"size": None, "model_options": {"vocab_size": 16, "width": 32, "heads": 2}, **_VICTIM},
+}
+QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def configs_from_args(args) -> list[DetectEvalConfig]:
+    models = args.model or (tuple(QUICK_MODELS) if args.quick else ("cnn",))
+    configs = []
+    for model in models:
+        options = dict(QUICK_MODELS.get(model, _VICTIM)) if args.quick else {}
+        for name in ("size", "rounds", "attack_rounds", "attack_clients", "partitions"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        configs.append(DetectEvalConfig(model=model, dataset=args.dataset, **options,
+                                        num_clients=args.clients, samples=args.samples,
+                                        remember_rounds=args.remember_rounds,
+                                        false_alarm_rate=args.false_alarm_rate, seed=args.seed, device=args.device))
+    return configs
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    summaries = []
+    for config in configs_from_args(args):
+        summaries.append(run_detect_eval(config, out / config.model))
+    lines = table_header() + [row for s in summaries for row in table_rows(s)]
+    text = ("Detection rate per attack and detector at the fixed threshold (in brackets: threshold calibrated for "
+            f"{args.false_alarm_rate:.0%} false alarms on even clients, reported on odd clients)\n\n"
+            + "\n".join(lines) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    print(text)
+    if args.figures:
+        figures = FiguresConfig(**(QUICK_FIGURES if args.quick else {}), seed=args.seed, device=args.device)
+        run_figures(figures, out / "figures")
+    print(f"results in {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("detect-eval", help="evaluate the client-side malicious-model detectors")
+    parser.add_argument("--model", type=_names, default=None,
+                        help="model(s), comma-separated (default cnn; with --quick: cnn,fcnn,vgg_cnn,text_transformer)")
+    parser.add_argument("--dataset", default="bundled", help="dataset (default bundled; images become tokens for "
+                        "text_transformer)")
+    parser.add_argument("--size", type=parse_size, default=None, help="resize images, e.g. 32")
+    parser.add_argument("--clients", type=int, default=10, help="clients (default 10)")
+    parser.add_argument("--rounds", type=int, default=None, help="FedAvg rounds per partition (default 20)")
+    parser.add_argument("--attack-rounds", type=_ints, default=None,
+                        help="rounds whose model the server manipulates, e.g. 2,15")
+    parser.add_argument("--attack-clients", type=int, default=None, help="clients checking each manipulated model")
+    parser.add_argument("--partitions", type=_names, default=None, help="iid,dirichlet (default both)")
+    parser.add_argument("--samples", type=int, default=128, help="local samples the detectors use (default 128)")
+    parser.add_argument("--remember-rounds", type=int, default=5,
+                        help="rounds the warm-up detector remembers (its +rounds column; default 5)")
+    parser.add_argument("--false-alarm-rate", type=float, default=0.05, help="calibration target (default 0.05)")
+    parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
+                        help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
+    parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
+    add_run_arguments(parser, out="results/detect-eval")
+    parser.set_defaults(func=run)

@@ -1,0 +1,50 @@
+"""Client-side detection of malicious models (Wang & Li, *Hear No Evil*, §3 and §5).
+
+Every detector is ``detector(received_model, local_model, batches, *, device, **options) -> Verdict``:
+``architecture`` (§3.1 key/shape/dtype check plus NaN/Inf), ``filter_ratio`` (§3.2 first-conv filter ratio),
+``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds). ``build_detector(name,
+**options)`` fixes the options; :class:`CalibratedDetector` fits a threshold from benign rounds;
+:func:`detector_mod` runs detectors as a client mod; :func:`load_received_model` loads a safetensors file strictly.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+from fedleak.detection.architecture import ArchitectureMismatch, architecture_check, compare_states
+from fedleak.detection.calibration import CalibratedDetector, Calibration, fit_threshold
+from fedleak.detection.dsnr import dsnr_check
+from fedleak.detection.filter_ratio import filter_ratio_check
+from fedleak.detection.mod import detector_mod
+from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
+from fedleak.detection.verdict import Detector, Verdict
+from fedleak.detection.warmup_zscore import WarmupZScore
+from fedleak.registry import Registry
+
+DETECTORS: Registry = Registry("detector")
+DETECTORS.register("architecture")(architecture_check)
+DETECTORS.register("filter_ratio")(filter_ratio_check)
+DETECTORS.register("dsnr")(dsnr_check)
+DETECTORS.register("warmup_zscore")(WarmupZScore)
+
+
+def build_detector(name: str, **options) -> Detector:
+    """The registered detector ``name`` with keyword ``options`` (e.g. ``threshold``, ``steps``): a new instance
+    for a detector class (which keeps state), the function with the options fixed otherwise."""
+    detector = DETECTORS.get(name)
+    known = [p.name for p in inspect.signature(detector).parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "device"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"detector {name!r} has no option(s) {', '.join(unknown)}; "
+                         f"its options: {', '.join(known) or 'none'}")
+    if inspect.isclass(detector):
+        return detector(**options)
+    return functools.partial(detector, **options) if options else detector
+
+
+__all__ = [
+    "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
+    "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
+    "Calibration", "fit_threshold", "detector_mod", "UnsafeModelFile", "load_received_model", "save_model_file",
+]

@@ -1,0 +1,210 @@
+"""The warm-up Z-score detector (Wang & Li §5, Table 1, Fig. 3).
+
+Before local training the client takes ``steps`` (5) SGD steps on ``samples`` (128) random local samples. After
+each step it records, for every targeted layer (:mod:`fedleak.detection.targets`), the mean, the standard deviation
+and the largest absolute value of each parameter tensor (first convolution, first and last fully-connected weight
+and bias, first and last attention layer) and of the output activations of up to three batch-norm layers. Each new
+value is scored against the history of the values before it (step 0 being the received model itself):
+
+    z_t = |s_t - mean(s_0..s_{t-1})| / max(std(s_0..s_{t-1}), ε · scale)
+
+and the model is flagged when any z exceeds the threshold. A benign model drifts smoothly under SGD (a straight
+drift scores ≈ 2-3); a manipulated one jumps as soon as the client's task loss pulls it back (Table 1: after
+one step the Fishing model's last layer scores orders of magnitude above the benign model).
+
+Deviation from the paper, which leaves the degenerate first step (one history value, zero spread) and the
+threshold constant unstated in its text: the spread is floored at ``ε`` (``relative_floor``) times the statistic's
+own size in the received model (the std for the mean; where that is zero, e.g. a zero-initialised bias, the
+root-mean-square of the layer's parameters or of the batch-norm output), so the first step's score is a relative
+change in units of ε and does not depend on the model's width or initialisation.
+The default threshold was set from the benign false-alarm runs of ``fedleak detect-eval`` (see
+:data:`DEFAULT_THRESHOLD`); :mod:`fedleak.detection.calibration` fits it to a chosen false-alarm rate instead.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from fedleak.detection.targets import Target, find_targets
+from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
+from fedleak.fl.training import task_loss
+
+STATISTICS = ("mean", "std", "max")
+# Above every benign score of our runs (detect-eval --quick: <= 13 on the CNN, FC-NN, VGG-CNN and transformer,
+# up to ~70 on ResNet-18's batch-norm activation maxima, Table 1 / Fig. 3); the paper's constant is not in its text.
+DEFAULT_THRESHOLD = 100.0
+DEFAULT_RELATIVE_FLOOR = 1e-3
+DEFAULT_ROUND_FLOOR = 0.05  # a federated round may move a statistic by a few percent of its size
+MIN_REMEMBERED = 2  # rounds remembered before the received model is scored against them (a spread needs two)
+
+
+@dataclass
+class WarmupProfile:
+    """The statistics recorded in the warm-up: ``values[t, k, s]`` is statistic ``STATISTICS[s]`` of series
+    ``series[k]`` after ``t`` SGD steps (t = 0 is the received model); ``scale[k]`` the root-mean-square of the
+    tensor (of its layer, if the tensor is all zero) in the received model."""
+
+    series: list[str]
+    values: torch.Tensor
+    scale: torch.Tensor
+    targets: list[Target]
+
+
+def _statistics(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().float()
+    return torch.stack([tensor.mean(), tensor.std(correction=0), tensor.abs().max()])
+
+
+def _rms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    squares = sum(t.detach().float().pow(2).sum() for t in tensors)
+    return (squares / sum(t.numel() for t in tensors)).sqrt()
+
+
+def warmup_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 5, lr: float = 0.01,
+                   max_batchnorms: int = 3) -> WarmupProfile:
+    """Run the warm-up (§5.1) on ``model`` in place — pass a copy — and record the statistics of §5.2."""
+    if steps < 1:
+        raise ValueError(f"the warm-up needs at least one SGD step, got steps={steps}")
+    targets = find_targets(model, x[:2], max_batchnorms=max_batchnorms)
+    if not targets:
+        raise ValueError(f"found no layer to monitor in {type(model).__name__}: it has no convolution, "
+                         f"fully-connected, batch-norm or attention layer")
+    series, tensors, scales = [], [], []
+    activations: dict[str, list[torch.Tensor]] = {}
+    activation_scale: dict[str, torch.Tensor] = {}
+    handles = []
+    for target in targets:
+        module = model.get_submodule(target.module)
+        if target.kind == "activation":
+            activations[target.label] = []
+            handles.append(module.register_forward_hook(_activation_hook(target.label, activations, activation_scale)))
+            continue
+        params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        module_scale = _rms([p for _, p in params])
+        for name, param in params:
+            series.append(f"{target.label}_{name}")
+            tensors.append(param)
+            own_scale = _rms([param])
+            scales.append(torch.where(own_scale > 0, own_scale, module_scale))
+    param_values = []
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    try:
+        for step in range(steps + 1):
+            param_values.append(torch.stack([_statistics(t) for t in tensors]) if tensors else None)
+            if step == steps:
+                with torch.no_grad():
+                    model(x)  # the activations after the last update
+                break
+            optimizer.zero_grad(set_to_none=True)
+            task_loss(model, model(x), y).backward()
+            optimizer.step()
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_step = []
+    for step in range(steps + 1):
+        rows = ([param_values[step]] if tensors else []) + [
+            activations[label][step][None] for label in activations]
+        per_step.append(torch.cat(rows))
+    series += [f"{label}_activation" for label in activations]
+    scales += [activation_scale[label] for label in activations]
+    return WarmupProfile(series, torch.stack(per_step), torch.stack(scales), targets)
+
+
+def _activation_hook(label: str, activations: dict, scale: dict):
+    def hook(module, inputs, output):
+        if label not in scale:
+            own = _rms([output])
+            scale[label] = torch.where(own > 0, own, _rms([inputs[0]]))
+        activations[label].append(_statistics(output))
+    return hook
+
+
+def score_against(history: torch.Tensor, value: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """|value - mean(history)| / max(std(history), floor), elementwise; ``history`` has a leading time axis and
+    ``floor`` broadcasts against ``value``."""
+    spread = torch.maximum(history.std(dim=0, correction=0), floor)
+    return (value - history.mean(dim=0)).abs() / spread
+
+
+def zscores(profile: WarmupProfile, *, relative_floor: float = DEFAULT_RELATIVE_FLOOR) -> torch.Tensor:
+    """``z[t-1, k, s]``: value after step t scored against steps 0..t-1 (module docstring), shape
+    (steps, series, statistics)."""
+    values = profile.values
+    floor = _floor(profile, relative_floor)
+    return torch.stack([score_against(values[:t], values[t], floor) for t in range(1, len(values))])
+
+
+def _floor(profile: WarmupProfile, relative_floor: float, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """ε times each statistic's size in ``reference`` (default: the received model; the spread for the mean), or
+    the layer's scale where that size is zero; shape (series, statistics)."""
+    first = (profile.values[0] if reference is None else reference).abs()
+    size = torch.cat([first[:, 1:2], first[:, 1:]], dim=1)
+    size = torch.where(size > 0, size, profile.scale[:, None])
+    return (relative_floor * size).clamp_min(torch.finfo(profile.values.dtype).tiny)
+
+
+class WarmupZScore:
+    """Detector: warm up a copy of the received model and flag it if any Z-score exceeds ``threshold`` (§5).
+
+    The verdict names the series (layer and parameter) and statistic with the largest score and, in ``details``,
+    the step it occurred at and every score (``zscores[step][series][statistic]``).
+
+    ``remember_rounds`` > 0 is an extension beyond the paper: the detector also keeps the statistics of the last
+    ``remember_rounds`` models it accepted (one instance per client) and scores the received model's statistics
+    (step 0) against them with the same Z-score, reported as step 0, once it remembers at least two. A round of
+    federated training moves the statistics far more than one SGD step, and not steadily, so their spread is
+    floored at ``round_floor`` (5%) of each statistic's size in the last accepted model: only a change of about
+    ``threshold x round_floor`` times that size is flagged (5x at the defaults). This catches manipulations that are static under SGD,
+    such as trap weights, which the within-warm-up history cannot see, once the client has accepted a few benign
+    rounds. Refused models are not remembered.
+    """
+
+    def __init__(self, *, steps: int = 5, samples: int = 128, lr: float = 0.01,
+                 threshold: float = DEFAULT_THRESHOLD, relative_floor: float = DEFAULT_RELATIVE_FLOOR,
+                 max_batchnorms: int = 3, remember_rounds: int = 0, round_floor: float = DEFAULT_ROUND_FLOOR,
+                 seed: int = 0):
+        if steps < 1 or samples < 2 or lr <= 0 or min(relative_floor, round_floor) <= 0 or remember_rounds < 0:
+            raise ValueError(f"warm-up needs steps >= 1, samples >= 2, lr > 0, relative_floor > 0, round_floor > 0 "
+                             f"and remember_rounds >= 0; got steps={steps}, samples={samples}, lr={lr}, "
+                             f"relative_floor={relative_floor}, round_floor={round_floor}, "
+                             f"remember_rounds={remember_rounds}")
+        self.steps, self.samples, self.lr, self.threshold = steps, samples, lr, threshold
+        self.relative_floor, self.max_batchnorms, self.seed = relative_floor, max_batchnorms, seed
+        self.remember_rounds, self.round_floor = remember_rounds, round_floor
+        self.rounds: list[torch.Tensor] = []
+        self.series: list[str] | None = None
+
+    def __call__(self, received_model: nn.Module, local_model: nn.Module | None = None,
+                 batches: Sequence[Batch] = (), *, device: str | torch.device = "cpu") -> Verdict:
+        start = time.perf_counter()
+        model = working_copy(received_model, device)
+        generator = torch.Generator().manual_seed(self.seed)
+        x, y = gather_samples(batches, self.samples, generator=generator, device=device)
+        profile = warmup_profile(model, x, y, steps=self.steps, lr=self.lr, max_batchnorms=self.max_batchnorms)
+        scores = zscores(profile, relative_floor=self.relative_floor)
+        if profile.series != self.series:
+            self.rounds, self.series = [], profile.series
+        memory = [r.to(scores.device) for r in self.rounds]
+        if len(memory) >= MIN_REMEMBERED:  # step 0: the received model against the models of earlier rounds
+            floor = _floor(profile, self.round_floor, reference=memory[-1])  # sizes of the last accepted model
+            first = score_against(torch.stack(memory), profile.values[0], floor)
+            scores = torch.cat([first[None], scores])
+        finite = torch.nan_to_num(scores, nan=torch.inf)
+        flat = int(finite.argmax())
+        step, index, stat = flat // (scores.shape[1] * 3), (flat // 3) % scores.shape[1], flat % 3
+        score = float(finite.flatten()[flat])
+        flagged = score > self.threshold
+        if self.remember_rounds and not flagged:
+            self.rounds = (self.rounds + [profile.values[0].detach()])[-self.remember_rounds:]
+        first_step = 0 if len(memory) >= MIN_REMEMBERED else 1
+        return Verdict(flagged, "warmup_zscore", profile.series[index], STATISTICS[stat], score, self.threshold,
+                       time.perf_counter() - start,
+                       {"step": step + first_step, "first_step": first_step, "series": profile.series,
+                        "statistics": list(STATISTICS), "zscores": scores.tolist(), "samples": len(x),
+                        "steps": self.steps, "rounds_remembered": len(memory)})

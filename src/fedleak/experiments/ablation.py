@@ -1,0 +1,275 @@
+"""Table 4 of paper 001 (Scheliga et al. §5.3, §6.1): every combination of Dropout (DO), DP-SGD (DP), gradient
+pruning (GP) and one privacy module (PM: PRECODE "P" or CVB "C"), 24 rows, each scored for
+
+- privacy (§5.2): V victim images of one client, each the batch (B = 1) of one local step of the defended, freshly
+  initialised model; CDIA (Algorithm 2) against whichever defenses are on, and IG for reference; mean SSIM
+  (± std) and ASR (share with SSIM > 0.5);
+- utility (§5.1): FedAvg with 10 IID clients, one local epoch of Adam (lr 1e-3, batch 64), early stopping after
+  40 rounds without improvement of the mean client validation loss; test accuracy of the global model at the best
+  validation round, mean ± std over seeds; and the (epsilon, delta) one client spends under DP-SGD (Opacus's RDP
+  accountant).
+
+Every finished cell is appended to ``cells.jsonl`` at once and skipped on a rerun (resume).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from fedleak.attacks.inversion import reconstruct
+from fedleak.attacks.inversion.presets import PRESETS, short_run
+from fedleak.attacks.inversion.victims import victim_case
+from fedleak.data import load_dataset, split_clients
+from fedleak.defenses import apply_defenses
+from fedleak.defenses.dp import dp_epsilon
+from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.metrics import attack_success_rate, psnr, ssim
+from fedleak.models import build_model
+from fedleak.report import ResultsDir
+from fedleak.report.plots import image_grid
+
+MODULE_LETTERS = {None: "", "precode": "P", "cvb": "C"}
+GRID_IMAGES = 8
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One defense combination of Table 4."""
+
+    dropout: bool
+    dp: bool
+    prune: bool
+    module: str | None  # "precode", "cvb" or None
+
+    @property
+    def label(self) -> str:
+        parts = [name for name, on in (("DO", self.dropout), ("DP", self.dp), ("GP", self.prune)) if on]
+        if self.module:
+            parts.append(MODULE_LETTERS[self.module])
+        return "+".join(parts) or "none"
+
+    def defenses(self, config: "AblationConfig", seed: int) -> str:
+        """The defense list for :func:`fedleak.defenses.apply_defenses` (paper §5.3 settings by default)."""
+        items = []
+        if self.dropout:
+            items.append(f"dropout:p={config.dropout_rate}")
+        if self.dp:
+            items.append(f"dp:sigma={config.dp_sigma}:clip={config.dp_clip}:seed={seed}")
+        if self.prune:
+            items.append(f"prune:p={config.prune_rate}")
+        if self.module:
+            items.append(self.module)
+        return ",".join(items)
+
+    @property
+    def cdia_is_ig(self) -> bool:
+        """Without Dropout, pruning and a privacy module CDIA is IG (it does not target DP, §4.4)."""
+        return not (self.dropout or self.prune or self.module)
+
+
+ROWS: tuple[AblationRow, ...] = tuple(
+    AblationRow(do, dp, gp, pm) for do in (False, True) for dp in (False, True) for gp in (False, True)
+    for pm in (None, "precode", "cvb")
+)  # Table 4's order: DO, then DP, then GP, then PM (none, P, C)
+
+
+def select_rows(spec: str | Sequence[str] | None) -> tuple[AblationRow, ...]:
+    """Rows by label (``"none,DP+C,DO+DP+GP+P"``, case-insensitive) or 1-based Table 4 position; all if empty."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return ROWS
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    by_label = {row.label.lower(): row for row in ROWS}
+    chosen = []
+    for item in items:
+        if item.isdigit() and 1 <= int(item) <= len(ROWS):
+            chosen.append(ROWS[int(item) - 1])
+        elif item.lower() in by_label:
+            chosen.append(by_label[item.lower()])
+        else:
+            valid = ", ".join(row.label for row in ROWS)
+            raise ValueError(f"unknown ablation row {item!r}; use 1-{len(ROWS)} or one of: {valid}")
+    return tuple(dict.fromkeys(chosen))
+
+
+@dataclass
+class AblationConfig:
+    """The full profile is paper 001's protocol; :meth:`quick` shrinks victims, attack and FL rounds."""
+
+    dataset: str = "bundled"
+    model: str = "cnn"
+    root: str | None = None
+    size: tuple[int, int] | None = (32, 32)
+    rows: tuple[str, ...] = tuple(row.label for row in ROWS)
+    victims: int = 128
+    attack_iterations: int | None = None  # None: the full §5.2 schedule (up to 20,000 iterations)
+    attacks: tuple[str, ...] = ("cdia", "ig")
+    num_clients: int = 10
+    rounds: int = 300
+    patience: int | None = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    seeds: tuple[int, ...] = (0, 1, 2)
+    seed: int = 0  # victims, model initialisation and randomness of the privacy part
+    dropout_rate: float = 0.25
+    dp_clip: float = 20.0
+    dp_sigma: float = 1e-4
+    prune_rate: float = 0.5
+    delta: float = 1e-5
+    device: str = "cpu"
+    profile: str = "full"
+
+    @classmethod
+    def quick(cls, **overrides) -> "AblationConfig":
+        """8 victims, 300 attack iterations (:func:`short_run`), 8 FL rounds without early stopping, one seed."""
+        seed = overrides.get("seed", 0)
+        base = dict(victims=8, attack_iterations=300, rounds=8, patience=None, seeds=(seed,), profile="quick")
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _victims(config: AblationConfig):
+    """V images of one client's training data (client 0 of the IID split), §5.2."""
+    train = load_dataset(config.dataset, root=config.root, split="train", size=config.size)
+    client = split_clients(train, config.num_clients, scheme="iid", seed=config.seed)[0].train
+    if config.victims > len(client):
+        raise ValueError(f"{config.victims} victims requested but client 0 holds {len(client)} training images")
+    order = torch.randperm(len(client), generator=torch.Generator().manual_seed(config.seed))[: config.victims]
+    return client.inputs(order), client.y[order], train.info
+
+
+def privacy_cells(config: AblationConfig, row: AblationRow, data, results: ResultsDir, done: dict,
+                  recon_dir: Path) -> None:
+    images, labels, info = data
+    todo = [a for a in config.attacks if f"privacy:{row.label}:{a}" not in done]
+    if not todo:
+        return
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, info.input_shape, info.num_classes)
+    case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, device=config.device)
+    for attack in todo:
+        key = f"privacy:{row.label}:{attack}"
+        reference = f"privacy:{row.label}:cdia"
+        if attack == "ig" and row.cdia_is_ig and reference in done:
+            same = {k: v for k, v in done[reference].items() if k != "key"}
+            done[key] = results.add(key, {**same, "attack": "ig", "same_as": "cdia"})
+            continue
+        preset = PRESETS[attack]
+        attack_config = preset if config.attack_iterations is None else short_run(preset, config.attack_iterations)
+        result = reconstruct(attack_config, case.model, case.received, case.knowledge, device=config.device,
+                             seed=config.seed)
+        scores = ssim(result.images, case.images)
+        torch.save({"truth": case.images[:GRID_IMAGES].cpu(), "images": result.images[:GRID_IMAGES].cpu()},
+                   recon_dir / f"{row.label}_{attack}.pt")
+        done[key] = results.add(key, {
+            "row": row.label, "attack": attack, "ssim_mean": float(scores.mean()),
+            "ssim_std": float(scores.std()) if len(scores) > 1 else 0.0, "asr": attack_success_rate(scores),
+            "psnr_mean": float(psnr(result.images, case.images).clamp(max=100).mean()),
+            "labels_correct": float((result.labels == case.labels).float().mean()),
+            "iterations_mean": float(result.iterations.float().mean()), "seconds": result.seconds,
+            "ssim": scores.tolist(),
+        })
+
+
+def utility_cell(config: AblationConfig, row: AblationRow, seed: int) -> dict:
+    """One FedAvg run of §5.1 with the row's defenses; accuracy at the best validation round (or the last)."""
+    spec = FederationSpec(dataset=config.dataset, model=config.model, root=config.root, size=config.size)
+    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
+                  patience=config.patience, seed=seed, device=config.device)
+    torch.manual_seed(seed)
+    info = load_dataset(config.dataset, root=config.root, split="test", size=config.size).info
+    model = build_model(config.model, info.input_shape, info.num_classes).to(config.device)
+    defended, gradient_fn, mods = apply_defenses(model, row.defenses(config, seed), model_name=config.model,
+                                                 input_shape=info.input_shape)
+    server = build_federation(spec, fl, gradient_fn=gradient_fn, mods=mods, model=defended, progress=False)
+    history = server.run()
+    best = history.best_round or len(history.rounds)
+    accuracy = history.rounds[best - 1].test_accuracy
+    epsilon = None
+    if row.dp:
+        samples = len(server.clients[0].data.train)
+        steps = len(history.rounds) * math.ceil(samples / config.batch_size)  # one local epoch per round
+        epsilon = dp_epsilon(config.dp_sigma, min(1.0, config.batch_size / samples), steps, config.delta)
+    return {"row": row.label, "seed": seed, "accuracy": accuracy, "best_round": best,
+            "rounds_run": len(history.rounds), "epsilon": epsilon}
+
+
+def _fmt_mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values) * scale
+    std = (statistics.stdev(values) * scale) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} (± {std:.{digits}f})"
+
+
+def table_rows(config: AblationConfig, rows: Sequence[AblationRow], done: dict) -> list[dict]:
+    """The printed table: Table 4's columns plus IG's SSIM for reference and epsilon."""
+    table = []
+    for row in rows:
+        cdia, ig = done.get(f"privacy:{row.label}:cdia"), done.get(f"privacy:{row.label}:ig")
+        utility = [done[k] for k in (f"utility:{row.label}:seed{s}" for s in config.seeds) if k in done]
+        eps = [u["epsilon"] for u in utility if u.get("epsilon") is not None]
+        table.append({
+            "DO": "✓" if row.dropout else "✗", "DP": "✓" if row.dp else "✗", "GP": "✓" if row.prune else "✗",
+            "PM": MODULE_LETTERS[row.module] or "✗",
+            "SSIM": f"{cdia['ssim_mean']:.2f} (± {cdia['ssim_std']:.2f})" if cdia else "-",
+            "ASR [%]": f"{100 * cdia['asr']:.2f}" if cdia else "-",
+            "IG SSIM": f"{ig['ssim_mean']:.2f}" if ig else "-",
+            "Accuracy [%]": _fmt_mean_std([u["accuracy"] for u in utility], 100.0),
+            "eps": f"{statistics.fmean(eps):.3g}" if eps else "-",
+        })
+    return table
+
+
+def format_table(table: list[dict]) -> str:
+    headers = list(table[0])
+    widths = {h: max(len(h), *(len(str(r[h])) for r in table)) for h in headers}
+    lines = ["  ".join(h.ljust(widths[h]) for h in headers)]
+    lines += ["  ".join(str(r[h]).ljust(widths[h]) for h in headers) for r in table]
+    return "\n".join(lines)
+
+
+def _grid(rows: Sequence[AblationRow], recon_dir: Path, out_png: Path) -> Path | None:
+    """Figure 2-like: the victims, then CDIA's reconstructions for every row."""
+    images, labels = [], []
+    for row in rows:
+        path = recon_dir / f"{row.label}_cdia.pt"
+        if path.exists():
+            saved = torch.load(path)
+            if not images:
+                images.append(saved["truth"])
+                labels.append("original")
+            images.append(saved["images"])
+            labels.append(row.label)
+    return image_grid(images, out_png, row_labels=labels) if images else None
+
+
+def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = True) -> list[dict]:
+    """Run (or resume) the selected rows; write ``cells.jsonl``, ``table.txt``/``table.csv`` and
+    ``reconstructions.png`` in ``out``; return the table rows."""
+    rows = select_rows(config.rows)
+    identity = {k: v for k, v in config.to_dict().items() if k not in ("rows", "device")}  # a rerun may add rows
+    results = ResultsDir(out, identity)
+    done = results.finished()
+    recon_dir = results.path / "reconstructions"
+    recon_dir.mkdir(exist_ok=True)
+    data = _victims(config)
+    cells = [(row, "privacy", None) for row in rows] + [(row, "utility", s) for row in rows for s in config.seeds]
+    for row, part, seed in tqdm(cells, desc="ablation cells", disable=not progress):
+        if part == "privacy":
+            privacy_cells(config, row, data, results, done, recon_dir)
+        elif f"utility:{row.label}:seed{seed}" not in done:
+            key = f"utility:{row.label}:seed{seed}"
+            done[key] = results.add(key, utility_cell(config, row, seed))
+    table = table_rows(config, rows, done)
+    results.write_text("table.txt", format_table(table) + "\n")
+    results.write_csv("table.csv", table)
+    _grid(rows, recon_dir, results.path / "reconstructions.png")
+    return table

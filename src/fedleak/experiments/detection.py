@@ -1,0 +1,304 @@
+"""``fedleak detect-eval``: which client-side detector catches which malicious model (Wang & Li §3, §5).
+
+Benign: a FedAvg run per partition (IID and Dirichlet non-IID) in which every client checks every model it
+receives (the detector mod in recording mode) — the false-alarm rate over all client-rounds. Malicious: at the
+chosen rounds each applicable manipulation of :data:`fedleak.attacks.malicious.MANIPULATIONS`, at several
+hyper-parameters, is applied to the global model and checked by ``attack_clients`` clients with their own data and
+detector state — the detection rate per attack and detector. Detectors: the architecture check, the filter ratio,
+D-SNR, the warm-up Z-score of the paper (steps 1..5 scored against earlier steps) and the same with the
+client's memory of earlier rounds (``warmup_zscore+rounds``, this package's extension). Every verdict is compared
+with the detector's fixed threshold and with one calibrated (:mod:`fedleak.detection.calibration`) on the benign
+rounds of the even-numbered clients, reported on the odd-numbered ones. Cells go to ``cells.jsonl`` as they finish.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
+from fedleak.data import load_dataset, split_clients
+from fedleak.data.base import DatasetInfo, TensorDataset
+from fedleak.detection import build_detector, detector_mod
+from fedleak.detection.mod import CONTEXT_KEY, local_batch
+from fedleak.detection.verdict import Verdict
+from fedleak.fl import Client, FLConfig, Server
+from fedleak.models import build_model
+from fedleak.experiments.detection_report import summarize_cells, write_report
+from fedleak.report import ResultsDir
+
+@dataclass
+class DetectEvalConfig:
+    """One model's evaluation. ``attack_rounds``: rounds whose received model the server replaces (early, late);
+    ``remember_rounds``: the memory of ``warmup_zscore+rounds``; ``false_alarm_rate``: the calibration target."""
+
+    model: str = "cnn"
+    dataset: str = "bundled"
+    size: tuple[int, int] | None = (32, 32)
+    model_options: dict = field(default_factory=dict)
+    partitions: tuple[str, ...] = ("iid", "dirichlet")
+    alpha: float = 0.5
+    num_clients: int = 10
+    rounds: int = 20
+    attack_rounds: tuple[int, ...] = (2, 15)
+    attack_clients: int = 10
+    samples: int = 128
+    dsnr_batch: int = 64
+    remember_rounds: int = 5
+    false_alarm_rate: float = 0.05
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.size = tuple(self.size) if self.size else None
+        self.partitions, self.attack_rounds = tuple(self.partitions), tuple(self.attack_rounds)
+        if any(not 1 <= r <= self.rounds for r in self.attack_rounds):
+            raise ValueError(f"attack rounds {self.attack_rounds} must lie in 1..{self.rounds}")
+        if not 1 <= self.attack_clients <= self.num_clients:
+            raise ValueError(f"attack_clients must be in 1..{self.num_clients}, got {self.attack_clients}")
+
+
+def image_tokens(dataset: TensorDataset, *, patch: int = 4, levels: int = 16) -> TensorDataset:
+    """An image dataset as token sequences for the text transformer when no text corpus is at hand: each
+    ``patch x patch`` block's mean brightness quantised to ``levels`` tokens, in raster order."""
+    images = dataset.inputs(slice(None)).mean(dim=1, keepdim=True)
+    pooled = nn.functional.avg_pool2d(images, patch).flatten(1)
+    tokens = (pooled * levels).long().clamp_max(levels - 1)
+    info = DatasetInfo(f"{dataset.info.name}-tokens", (tokens.shape[1],), dataset.info.num_classes, kind="text",
+                       vocab=tuple(f"level{i}" for i in range(levels)))
+    return TensorDataset(tokens, dataset.y, info)
+
+
+def load_data(config: DetectEvalConfig) -> tuple[TensorDataset, TensorDataset]:
+    """Train and test data; image data become tokens for the text transformer (:func:`image_tokens`)."""
+    splits = [load_dataset(config.dataset, split=s, **({"size": config.size} if config.size else {}))
+              for s in ("train", "test")]
+    if config.model == "text_transformer" and splits[0].info.kind == "image":
+        splits = [image_tokens(s) for s in splits]
+    return splits[0], splits[1]
+
+
+def make_detectors(config: DetectEvalConfig) -> list:
+    """The detectors every client runs, in order (the paper's warm-up column is read from the same verdict)."""
+    return [build_detector("architecture"), build_detector("filter_ratio"),
+            build_detector("dsnr", batch_size=config.dsnr_batch, seed=config.seed),
+            build_detector("warmup_zscore", samples=config.samples, remember_rounds=config.remember_rounds,
+                           seed=config.seed)]
+
+
+def summarize(verdicts: list[Verdict]) -> dict[str, dict]:
+    """Per detector column: score, flagged, layer, statistic, seconds; the warm-up verdict gives two columns."""
+    out = {}
+    for v in verdicts:
+        row = {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer,
+               "statistic": v.statistic, "seconds": v.seconds}
+        if v.detector != "warmup_zscore":
+            out[v.detector] = row
+            continue
+        out["warmup_zscore+rounds"] = {**row, "step": v.details["step"]}
+        scores = torch.tensor(v.details["zscores"])
+        within = scores[1:] if v.details["first_step"] == 0 else scores
+        flat = int(torch.nan_to_num(within, nan=torch.inf).argmax())
+        series, stat = (flat // 3) % within.shape[1], flat % 3
+        score = float(within.flatten()[flat])
+        out["warmup_zscore"] = {**row, "score": score, "flagged": score > v.threshold,
+                                "layer": v.details["series"][series], "statistic": v.details["statistics"][stat],
+                                "step": flat // (3 * within.shape[1]) + 1}
+    return out
+
+
+def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The inputs of the model's last linear layer for the batch ``x`` (what feature fishing thresholds)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen = []
+    handle = last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        handle.remove()
+        model.train()
+    return seen[0].flatten(1)
+
+
+def attack_settings(model: nn.Module, info: DatasetInfo, public: torch.Tensor, batch_size: int) -> list[tuple]:
+    """(attack, setting, manipulation name, config kwargs) for every attack and hyper-parameter tried.
+    ``public`` is data the server holds (the test split), for the imprint bins and the fishing threshold."""
+    shape, settings = info.input_shape, []
+    if info.kind == "image":
+        settings += [("trap_weights", f"s={s}", "trap_weights", {"input_shape": shape, "scale_factor": s})
+                     for s in (0.95, 0.8)]
+        settings.append(("input_forwarding", "seed=0", "input_forwarding", {"input_shape": shape}))
+        settings += [("curious_kernels", f"c={c}", "curious_kernels", {"input_shape": shape, "scale": c})
+                     for c in (0.5, 1.0)]
+        mean, std = brightness_prior(public)
+        settings += [("robbing_the_fed", f"insert K={k}", "robbing_the_fed",
+                      {"input_shape": shape, "num_bins": k, "feature_mean": mean, "feature_std": std})
+                     for k in (64, 128)]
+        settings.append(("robbing_the_fed", "reuse", "robbing_the_fed",
+                         {"input_shape": shape, "variant": "reuse", "feature_mean": mean, "feature_std": std}))
+    settings += [("class_fishing", f"class={t}", "class_fishing", {"target_class": t})
+                 for t in sorted({0, info.num_classes // 2})]
+    features = classifier_features(model, public)
+    feature = int(features.var(dim=0).argmax())
+    for q in (0.5, 0.9):
+        threshold = float(features[:, feature].quantile(q))
+        settings.append(("feature_fishing", f"quantile={q}", "feature_fishing",
+                         {"feature": feature, "threshold": threshold}))
+    if info.kind == "text":
+        tokens = batch_size * shape[0]
+        settings += [("decepticons", f"T={t}", "decepticons", {"tokens_per_update": t}) for t in (tokens, 4 * tokens)]
+    return settings
+
+
+def manipulate(model: nn.Module, name: str, options: dict) -> tuple[nn.Module | None, str]:
+    """The manipulated model, or None and why the manipulation does not apply to this model."""
+    entry = MANIPULATIONS.get(name)
+    try:
+        manipulated, _ = entry.manipulate(model, entry.config(**options))
+    except ValueError as error:
+        return None, str(error)
+    before, after = model.state_dict(), manipulated.state_dict()
+    if before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before):
+        return None, "changes nothing in this model"
+    return manipulated, ""
+
+
+def build_server(config: DetectEvalConfig, partition: str, train: TensorDataset, test: TensorDataset,
+                 mods: tuple, observers: tuple = ()) -> Server:
+    torch.manual_seed(config.seed)
+    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
+                  seed=config.seed, device=config.device)
+    parts = split_clients(train, config.num_clients, scheme=partition, alpha=config.alpha, seed=config.seed)
+    model = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
+    clients = [Client(i, part, fl, mods=mods) for i, part in enumerate(parts)]
+    return Server(model, clients, fl, test, observers=observers, progress=False)
+
+
+def _timed(model: nn.Module, client: Client, call_next) -> object:
+    """A mod timing local training (one epoch), for the detectors' overhead."""
+    start = time.perf_counter()
+    update = call_next(model)
+    update.metrics["train_seconds"] = time.perf_counter() - start
+    return update
+
+
+def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir, done: dict, bar: tqdm) -> None:
+    """One benign FedAvg run with every client checking every round, and the attacks at ``attack_rounds``."""
+    train, test = load_data(config)
+    pending: dict[int, list[Verdict]] = {}
+    train_seconds: dict[int, float] = {}
+    detectors = make_detectors(config)
+    local = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
+    mod = detector_mod(detectors, local, samples=config.samples, refuse=False,
+                       on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
+    server = build_server(config, partition, train, test, (mod, _timed), observers=(
+        lambda round, client_id, sent, update: train_seconds.__setitem__(client_id, update.metrics["train_seconds"]),))
+    public = test.inputs(slice(0, 256)).to(config.device)
+    for r in range(1, config.rounds + 1):
+        if r in config.attack_rounds:
+            settings = attack_settings(server.model, train.info, public, config.batch_size)
+            for attack, setting, name, options in settings:
+                key = f"{partition}/round{r}/{attack}/{setting}"
+                if all(f"{key}/client{c}" in done or f"{key}/n-a" in done for c in range(config.attack_clients)):
+                    continue
+                manipulated, reason = manipulate(server.model, name, options)
+                if manipulated is None:
+                    results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
+                    continue
+                for client in server.clients[:config.attack_clients]:
+                    client.round = r
+                    own = [copy.deepcopy(d) for d in client.context.get(CONTEXT_KEY, detectors)]
+                    batch = local_batch(client, config.samples)
+                    verdicts = [d(manipulated, local, [batch], device=config.device) for d in own]
+                    results.add(f"{key}/client{client.client_id}", {
+                        "kind": "malicious", "partition": partition, "round": r, "attack": attack,
+                        "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
+        record = server.run_round(r)
+        for client_id, verdicts in sorted(pending.items()):
+            results.add(f"{partition}/round{r}/benign/client{client_id}", {
+                "kind": "benign", "partition": partition, "round": r, "client": client_id,
+                "accuracy": record.test_accuracy, "detectors": summarize(verdicts),
+                "train_seconds": train_seconds[client_id]})
+        pending.clear()
+        bar.update(1)
+        bar.set_postfix(partition=partition, acc=f"{record.test_accuracy:.3f}")
+    results.add(f"{partition}/done", {"kind": "done"})
+
+
+def run_detect_eval(config: DetectEvalConfig, out: str | Path) -> dict:
+    """Run (or resume) the evaluation of one model into ``out``; returns the summary (see :func:`summarize_cells`)."""
+    results = ResultsDir(out, asdict(config))
+    done = results.finished()
+    todo = [p for p in config.partitions if f"{p}/done" not in done]
+    with tqdm(total=len(todo) * config.rounds, desc=f"detect-eval {config.model}") as bar:
+        for partition in todo:
+            run_partition(config, partition, results, done, bar)
+    summary = summarize_cells(list(results.finished().values()), config)
+    write_report(results, summary, config)
+    return summary
+
+
+def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
+    """The trap-weights client of the previous demo step, now running the detectors before training: two
+    benign FedSGD rounds, then the malicious server sends it trap weights (s = 0.8) and it refuses them, so the
+    server's extraction gets nothing. Also reports what the paper's detectors alone say at first contact."""
+    from fedleak.attacks.analytic import extract_at_layer
+    from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
+    from fedleak.fl import FederationSpec, build_federation
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = FederationSpec(dataset="bundled", model="fcnn", model_options={"widths": (1000, 64)})
+    config = FLConfig(algorithm="fedsgd", num_clients=3, rounds=3, batch_size=100, seed=seed, device=device)
+    local = build_model("fcnn", (1, 28, 28), 10, widths=(1000, 64))
+    detectors = [build_detector("architecture"), build_detector("filter_ratio"),
+                 build_detector("dsnr", seed=seed), build_detector("warmup_zscore", remember_rounds=5, seed=seed)]
+    attack_round, victim = config.rounds, 0
+    sent, extracted, seen = {}, [], {}
+
+    def dispatch(round, client_id, global_model):
+        if round == attack_round and client_id == victim:
+            sent["model"], sent["secret"] = trap_weights(global_model, TrapWeightsConfig((1, 28, 28), 0.8, seed=seed))
+            return copy.deepcopy(sent["model"])
+        return copy.deepcopy(global_model)
+
+    def observe(round, client_id, sent_model, update):
+        if round == attack_round and client_id == victim:
+            extracted.append(extract_at_layer(update.tensors, sent["secret"], device=device))
+
+    def record(client, verdicts):
+        seen[(client.round, client.client_id)] = verdicts
+
+    mod = detector_mod(detectors, local, samples=128, on_verdicts=record)
+    server = build_federation(spec, config, mods=[mod], dispatch=dispatch, observers=[observe], progress=False)
+    history = server.run()
+    refused = history.rounds[-1].refused
+    flagged = next((v for v in seen[(attack_round, victim)] if v.flagged), None)
+    first_contact = [build_detector("filter_ratio"), build_detector("dsnr", seed=seed),
+                     build_detector("warmup_zscore", seed=seed)]
+    batch = [next(server.clients[victim].batches(128, torch.Generator().manual_seed(seed)))]
+    paper = {v.detector: round(v.score, 3) for v in (d(sent["model"], local, batch, device=device)
+                                                     for d in first_contact)}
+    summary = {
+        "victim refused the trap weights": victim in refused,
+        "refusal": refused.get(victim, "none"),
+        "detector": flagged.detector if flagged else None,
+        "layer / statistic": f"{flagged.layer} / {flagged.statistic}" if flagged else None,
+        "score / threshold": f"{flagged.score:.1f} / {flagged.threshold:g}" if flagged else None,
+        "check seconds": round(sum(v.seconds for v in seen[(attack_round, victim)]), 2),
+        "benign client-rounds refused": sum(len(r.refused) for r in history.rounds[:-1]),
+        "images extracted by the server": sum(len(r.inputs) for r in extracted),
+        "paper detectors alone at first contact (score)": paper,
+    }
+    (out_dir / "detection.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

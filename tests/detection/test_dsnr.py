@@ -1,0 +1,42 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.detection import dsnr_check
+from fedleak.detection.dsnr import per_sample_gradient_norms, weight_names
+from fedleak.models import build_model
+
+
+def _looped_norms(model, x, y, names):
+    """Ground truth: each sample's loss term inside the batch forward pass, differentiated on its own."""
+    params = dict(model.named_parameters())
+    losses = F.cross_entropy(model(x), y, reduction="none")
+    rows = []
+    for i in range(len(x)):
+        grads = torch.autograd.grad(losses[i], [params[n] for n in names], retain_graph=True)
+        rows.append(torch.stack([g.norm() for g in grads]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("name, options", [("cnn", {"padding": 2}), ("resnet18", {"width": 2})])
+def test_per_sample_norms_match_a_loop(name, options, batch16):
+    torch.manual_seed(0)
+    model = build_model(name, (1, 16, 16), 10, **options).train()
+    x, y = batch16[0][:6], batch16[1][:6]
+    names = weight_names(model)
+    got = per_sample_gradient_norms(model, x, y, names, chunk_size=4)
+    assert torch.allclose(got, _looped_norms(model, x, y, names), rtol=1e-4, atol=1e-7)
+
+
+def test_class_fishing_with_one_target_sample_is_flagged_and_benign_passes(benign_cnn, batch16):
+    x, y = batch16
+    target = int(y[0])
+    keep = torch.cat([torch.tensor([0]), torch.nonzero(y != target).squeeze(1)[:31]])
+    batch = [(x[keep], y[keep])]  # exactly one sample of the fished class among 32
+    entry = MANIPULATIONS.get("class_fishing")
+    fishing, _ = entry.manipulate(benign_cnn, entry.config(target_class=target))
+    verdict = dsnr_check(fishing, None, batch, batch_size=32)
+    assert verdict.flagged and verdict.score > 1.0, verdict.details["per_layer"]
+    benign = dsnr_check(benign_cnn, None, batch, batch_size=32)
+    assert not benign.flagged and benign.score < 0.5
