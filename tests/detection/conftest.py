@@ -7,7 +7,6 @@ import torch
 from fedleak.data import load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 
-SHAPE = (1, 16, 16)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from fedleak.detection import ArchitectureMismatch, architecture_check, compare_
 from fedleak.detection.architecture import require_matching_architecture
 from fedleak.models import build_model
 
-from conftest import SHAPE
+from detection_data import SHAPE
 
 
 def test_benign_model_from_fedavg_passes(benign_cnn):

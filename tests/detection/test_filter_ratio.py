@@ -8,7 +8,7 @@ from fedleak.detection import filter_ratio_check
 from fedleak.detection.filter_ratio import filter_ratios
 from fedleak.models import build_model
 
-from conftest import SHAPE
+from detection_data import SHAPE
 
 
 def test_ratio_is_largest_entry_over_the_sum_of_the_others():

@@ -6,7 +6,7 @@ from fedleak.detection.mod import CONTEXT_KEY
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 
-from conftest import SHAPE
+from detection_data import SHAPE
 
 
 def _detectors():

@@ -7,7 +7,7 @@ from fedleak.attacks.malicious import MANIPULATIONS
 from fedleak.detection import ArchitectureMismatch, UnsafeModelFile, load_received_model, save_model_file
 from fedleak.models import build_model
 
-from conftest import SHAPE
+from detection_data import SHAPE
 
 
 class _Payload:

@@ -12,7 +12,7 @@ from fedleak.detection.warmup_zscore import WarmupProfile, zscores
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 
-from conftest import SHAPE
+from detection_data import SHAPE
 
 MODELS = {
     "cnn": ("cnn", {"padding": 2}),

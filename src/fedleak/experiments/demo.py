@@ -14,6 +14,8 @@ STEPS = (
     ("fl", "federated training (FedAvg, 10 clients)", "fedleak.experiments.demo:fl_step"),
     ("trap-weights", "a malicious server sends trap weights to one client",
      "fedleak.experiments.trap_weights:demo_step"),
+    ("detection", "the client runs the detectors first and refuses the trap weights",
+     "fedleak.experiments.detection:demo_step"),
 )
 
 
