@@ -1,5 +1,5 @@
-"""``fedleak demo``: the end-to-end tour on the bundled data — an FL run, then (as the other parts add them)
-a malicious server's trap weights, gradient inversion with and without defenses, and the client's detectors."""
+"""``fedleak demo``: the end-to-end tour on the bundled data — an FL run, a malicious server's trap weights,
+gradient inversion with and without defenses, and the client's detectors refusing the trap."""
 from __future__ import annotations
 
 import importlib
@@ -14,6 +14,8 @@ STEPS = (
     ("fl", "federated training (FedAvg, 10 clients)", "fedleak.experiments.demo:fl_step"),
     ("trap-weights", "a malicious server sends trap weights to one client",
      "fedleak.experiments.trap_weights:demo_step"),
+    ("inversion", "an honest-but-curious server inverts B = 1 updates, with and without DP + CVB",
+     "fedleak.experiments.inversion_demo:demo_step"),
     ("detection", "the client runs the detectors first and refuses the trap weights",
      "fedleak.experiments.detection:demo_step"),
 )
