@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from fedleak.attacks.inversion import reconstruct
@@ -166,8 +167,9 @@ def privacy_cells(config: AblationConfig, row: AblationRow, data, results: Resul
         result = reconstruct(attack_config, case.model, case.received, case.knowledge, device=config.device,
                              seed=config.seed)
         scores = ssim(result.images, case.images)
-        torch.save({"truth": case.images[:GRID_IMAGES].cpu(), "images": result.images[:GRID_IMAGES].cpu()},
-                   recon_dir / f"{row.label}_{attack}.pt")
+        save_file({"truth": case.images[:GRID_IMAGES].cpu().contiguous(),
+                   "images": result.images[:GRID_IMAGES].cpu().contiguous()},
+                  recon_dir / f"{row.label}_{attack}.safetensors")
         done[key] = results.add(key, {
             "row": row.label, "attack": attack, "ssim_mean": float(scores.mean()),
             "ssim_std": float(scores.std()) if len(scores) > 1 else 0.0, "asr": attack_success_rate(scores),
@@ -240,9 +242,9 @@ def _grid(rows: Sequence[AblationRow], recon_dir: Path, out_png: Path) -> Path |
     """Figure 2-like: the victims, then CDIA's reconstructions for every row."""
     images, labels = [], []
     for row in rows:
-        path = recon_dir / f"{row.label}_cdia.pt"
+        path = recon_dir / f"{row.label}_cdia.safetensors"
         if path.exists():
-            saved = torch.load(path)
+            saved = load_file(path)
             if not images:
                 images.append(saved["truth"])
                 labels.append("original")
