@@ -2,8 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fedleak.fl import (Client, ClientUpdate, FederationSpec, FLConfig, ModelRefused, aggregate,
-                        build_federation)
+from fedleak.fl import ClientUpdate, FederationSpec, FLConfig, ModelRefused, aggregate, build_federation
 
 
 def small_run(**overrides):
