@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -30,7 +32,7 @@ def test_fedsgd_sends_one_batch_gradient_and_hooks_see_it():
 
     def dispatch(round, client_id, global_model):
         dispatched.append((round, client_id))
-        return __import__("copy").deepcopy(global_model)
+        return copy.deepcopy(global_model)
 
     config = FLConfig(algorithm="fedsgd", num_clients=4, rounds=2, batch_size=8, fraction=0.5, seed=0)
     server = build_federation(FederationSpec(size=(32, 32)), config, dispatch=dispatch, progress=False,
