@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
@@ -31,6 +30,7 @@ from fedleak.fl.training import batch_gradients, task_loss
 from fedleak.metrics.extraction import extraction_scores
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
+from fedleak.report.plots import image_grid
 
 # Paper 002, Table 2: passive attack, (P, R) per initialiser, B = 100, N = 1000, per dataset.
 PAPER_TABLE2 = {
@@ -192,28 +192,15 @@ def _fmt(values, keys=("A", "P", "R")) -> str:
 
 def extraction_figure(originals: torch.Tensor, extracted: torch.Tensor, recovered: torch.Tensor, path: Path,
                       *, count: int = 30, per_row: int = 10) -> Path:
-    """Figures 9-10: the first ``count`` inputs of a batch below their extractions, grey where not extracted,
-    drawn as one mosaic image (``per_row`` images per row, 2-pixel white gaps)."""
+    """Figures 9-10: the first ``count`` inputs of a batch below their extractions, grey where not extracted
+    (``per_row`` images per row)."""
     count = min(count, len(originals))
-    shown = torch.where(recovered[:count].view(-1, 1, 1, 1), extracted[:count], torch.full_like(extracted[:count], 0.5))
-    channels, height, width = originals.shape[1:]
-    lines = -(-count // per_row)
-    mosaic = torch.ones(channels, 2 * lines * (height + 2), per_row * (width + 2))
-    for index in range(count):
-        line, column = divmod(index, per_row)
-        left = column * (width + 2)
-        for pair, image in enumerate((shown[index], originals[index])):
-            top = (2 * line + pair) * (height + 2)
-            mosaic[:, top:top + height, left:left + width] = image.detach().float().cpu().clamp(0, 1)
-    figure = Figure(figsize=(per_row * 0.8 + 1.2, 2 * lines * 0.8))  # no pyplot: renders headless (Agg)
-    axes = figure.subplots()
-    axes.imshow(mosaic.permute(1, 2, 0).numpy() if channels == 3 else mosaic[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    axes.set_xticks([])
-    axes.set_yticks([(row + 0.5) * (height + 2) for row in range(2 * lines)],
-                    ["extracted", "original"] * lines, fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return Path(path)
+    rows, missing = [], []
+    for start in range(0, count, per_row):
+        stop = min(start + per_row, count)
+        rows += [extracted[start:stop], originals[start:stop]]
+        missing += [~recovered[start:stop], None]
+    return image_grid(rows, path, row_labels=["extracted", "original"] * (len(rows) // 2), missing=missing)
 
 
 def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, progress: bool = True) -> dict:
