@@ -89,14 +89,19 @@ def test_a_client_with_dropout_precode_and_dp_trains_the_federations_defended_ar
 
 
 def test_a_calibrated_detectors_benign_scores_are_kept_in_the_context_across_rounds():
+    torch.manual_seed(0)  # the warm-up samples with torch's global generator: same draws whatever ran before
+
     def calibrated():
         return [CalibratedDetector(WarmupZScore(), false_alarm_rate=0.2, min_samples=2)]
 
     app = client_app(LOAD, mods=[detector_mod(LOAD, calibrated)])
     context = node_context(partition_id=3)
     state = LOAD(context).model.state_dict()
-    for round in (1, 2, 3):
+    for round in (1, 2):
         state = reply_state(app(train_message(state, round=round), context))
+    # round 3 is judged against a threshold fitted on two benign scores (a 20% false-alarm target), so it may
+    # be refused; what is checked is the threshold it was judged with
+    app(train_message(state, round=3), context)
     first, second, third = (h["verdicts"][-1] for h in detection_history(context))
     assert first["threshold"] == second["threshold"] == 100  # the detector's own until two benign scores
     assert third["threshold"] == max(first["score"], second["score"])  # fitted from the two remembered scores
