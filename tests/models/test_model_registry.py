@@ -18,7 +18,7 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_unknown_option_lists_the_models_options():
-    with pytest.raises(ValueError, match="model 'resnet18' has no option.s. depth; its options: norm, width"):
+    with pytest.raises(ValueError, match="model 'resnet18' has no option depth; its options: norm, width"):
         build_model("resnet18", (3, 32, 32), 10, depth=3)
 
 

@@ -5,12 +5,10 @@ floats, text as int64 token ids. Image loaders take ``size=(H, W)`` (or an int) 
 """
 from __future__ import annotations
 
-import inspect
-
 from fedleak.data.base import DataFormatError, DatasetInfo, TensorDataset
 from fedleak.registry import Registry, UnknownNameError
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", fixed=("root", "split"))
 
 
 def load_dataset(name: str, root=None, split: str = "train", *, device=None, **options) -> TensorDataset:
@@ -18,20 +16,13 @@ def load_dataset(name: str, root=None, split: str = "train", *, device=None, **o
 
     ``options`` go to the loader, e.g. ``size=32`` for images or ``vocab_size``/``seq_len`` for ``imdb``.
     """
-    loader = DATASETS.get(name)
-    valid = dataset_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"dataset {name!r} has no option {', '.join(unknown)}; "
-                        f"its options: {', '.join(valid) or 'none'}")
-    dataset = loader(root, split, **options)
+    dataset = DATASETS.build(name, root, split, **options)
     return dataset if device is None else dataset.to(device)
 
 
 def dataset_options(name: str) -> list[str]:
     """The keyword options the loader of ``name`` accepts (e.g. ``["size"]``)."""
-    parameters = inspect.signature(DATASETS.get(name)).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return list(DATASETS.options(name))
 
 
 from fedleak.data import bundled_sample, cifar, digits, idx, image_folder, imdb, skimage_photos  # noqa: E402,F401

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fedleak.registry import Registry
 
-DEFENSES: Registry = Registry("defense")
+DEFENSES: Registry = Registry("defense", fixed=("target",))
 
 from fedleak.defenses import bottleneck, dp, dropout, pruning  # noqa: E402,F401  (registration)
 from fedleak.defenses.bottleneck import ConvBottleneck, Precode, VariationalBottleneck  # noqa: E402

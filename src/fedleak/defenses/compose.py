@@ -8,7 +8,6 @@ use ``+`` (``dropout:at=block1.relu+block2.relu``). Valid names are those of :da
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -60,15 +59,10 @@ def parse_defenses(defenses: str | Sequence[str | DefenseSpec] | None) -> list[D
     specs = [item if isinstance(item, DefenseSpec) else _parse_one(item) for item in items]
     seen = set()
     for spec in specs:
-        factory = DEFENSES.get(spec.name)  # unknown name: error listing the valid ones
+        DEFENSES.check_options(spec.name, spec.params)  # unknown name or option: error listing the valid ones
         if spec.name in seen:
             raise ValueError(f"defense {spec.name!r} is listed twice")
         seen.add(spec.name)
-        valid = [p for p in inspect.signature(factory).parameters if p != "target"]
-        unknown = sorted(set(spec.params) - set(valid))
-        if unknown:
-            raise ValueError(f"defense {spec.name!r} has no parameter {', '.join(unknown)}; "
-                             f"valid parameters: {', '.join(valid) or 'none'}")
     return specs
 
 
@@ -82,5 +76,5 @@ def apply_defenses(model: nn.Module, defenses: str | Sequence[str | DefenseSpec]
     :mod:`fedleak.defenses.bottleneck`."""
     target = Defended(copy.deepcopy(model), model_name, tuple(input_shape))
     for spec in parse_defenses(defenses):
-        target = DEFENSES.get(spec.name)(target, **spec.params)
+        target = DEFENSES.build(spec.name, target, **spec.params)
     return target.model, target.gradient_fn, target.mods

@@ -21,7 +21,7 @@ from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
 from fedleak.registry import Registry
 
-DETECTORS: Registry = Registry("detector")
+DETECTORS: Registry = Registry("detector", fixed=("received_model", "local_model", "batches"))
 DETECTORS.register("architecture")(architecture_check)
 DETECTORS.register("filter_ratio")(filter_ratio_check)
 DETECTORS.register("dsnr")(dsnr_check)
@@ -31,13 +31,8 @@ DETECTORS.register("warmup_zscore")(WarmupZScore)
 def build_detector(name: str, **options) -> Detector:
     """The registered detector ``name`` with keyword ``options`` (e.g. ``threshold``, ``steps``): a new instance
     for a detector class (which keeps state), the function with the options fixed otherwise."""
+    DETECTORS.check_options(name, options)
     detector = DETECTORS.get(name)
-    known = [p.name for p in inspect.signature(detector).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "device"]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"detector {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options: {', '.join(known) or 'none'}")
     if inspect.isclass(detector):
         return detector(**options)
     return functools.partial(detector, **options) if options else detector

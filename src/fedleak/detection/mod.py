@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Callable, Sequence
 
-import torch
 import torch.nn as nn
 
+from fedleak import seeds
 from fedleak.detection.verdict import Batch, Detector, Verdict
 from fedleak.fl.client import CallNext, Client, ClientMod, ClientUpdate, ModelRefused
 
@@ -25,8 +25,8 @@ VerdictSink = Callable[[Client, list[Verdict]], None]
 
 def local_batch(client: Client, samples: int) -> Batch:
     """``samples`` random training samples of ``client`` for this round (seeded by client, round and run seed)."""
-    seed = client.config.seed * 1_000_003 + client.client_id * 10_007 + client.round + 7_919
-    return next(client.batches(samples, torch.Generator().manual_seed(seed)))
+    return next(client.batches(samples, seeds.generator(client.config.seed, client.client_id, client.round,
+                                                        seeds.DETECTION)))
 
 
 def client_detectors(client: Client, detectors: Sequence[Detector]) -> list[Detector]:

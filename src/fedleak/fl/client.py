@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from fedleak import seeds
 from fedleak.fl.config import FLConfig
 from fedleak.fl.training import GradientFn, apply_gradients, batch_gradients, evaluate, make_optimizer
 
@@ -68,7 +69,7 @@ class Client:
         self.context: dict = {}  # state a mod keeps across rounds (e.g. a detector's calibration)
 
     def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.client_id * 10_007 + self.round)
+        return seeds.generator(self.config.seed, self.client_id, self.round)
 
     def handle(self, model: nn.Module, round: int) -> ClientUpdate:
         """Run the mods around local training on the received ``model`` (which the client may modify)."""

@@ -30,6 +30,7 @@ from flwr.serverapp.strategy import Strategy
 from safetensors.torch import save_file
 
 from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.seeds import derived_seed
 from fedleak.flower.records import (apply_delta, load_state, record_to_state, single_array_record, state_delta,
                                     state_to_record)
 from fedleak.metrics.extraction import DEFAULT_TOLERANCE, match_extractions
@@ -136,7 +137,7 @@ class AuditStrategy(Strategy):
         """The nodes to attack among ``nodes`` (those the wrapped strategy sampled) in ``server_round``."""
         if self.victim_nodes is not None:
             return [n for n in nodes if n in self.victim_nodes]
-        return sorted(random.Random(self.seed * 1_000_003 + server_round).sample(sorted(nodes),
+        return sorted(random.Random(derived_seed(self.seed, round=server_round)).sample(sorted(nodes),
                                                                                  min(self.victims, len(nodes))))
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,

@@ -18,10 +18,10 @@ import json
 import pickle
 from typing import Callable, Mapping, Sequence
 
-import torch
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
+from fedleak import seeds
 from fedleak.detection import build_detector
 from fedleak.detection.architecture import architecture_check
 from fedleak.detection.verdict import Detector, Verdict
@@ -105,8 +105,8 @@ def detector_mod(load_local: LoadLocal, detectors: DetectorFactory, *, samples: 
         verdicts = [architecture_check(state, local.model, device=device)]
         if not verdicts[0].flagged:
             model = load_state(state, local.model, device=device)
-            seed = client.config.seed * 1_000_003 + client.client_id * 10_007 + round + 7_919
-            batch = next(client.batches(samples, torch.Generator().manual_seed(seed)))
+            batch = next(client.batches(samples, seeds.generator(client.config.seed, client.client_id, round,
+                                                                 seeds.DETECTION)))
             for detector in chain:
                 verdicts.append(detector(model, local.model, [batch], device=device))
                 if verdicts[-1].flagged and refuse:

@@ -8,8 +8,6 @@ docstring). ``build_model`` records ``model.input_shape`` and ``model.num_classe
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn as nn
 
@@ -17,7 +15,7 @@ from fedleak.models.checks import check_batch_shape, check_input_shape
 from fedleak.models.insertion import insert_module
 from fedleak.registry import Registry
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", fixed=("input_shape", "num_classes"))
 
 __all__ = ["MODELS", "build_model", "check_batch_shape", "insert_module"]
 
@@ -26,16 +24,11 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                 device: torch.device | str | None = None, **options) -> nn.Module:
     """Build the registered model ``name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes``,
     with the model's own ``options``, on ``device`` (default: CPU)."""
-    builder = MODELS.get(name)
+    MODELS.check_options(name, options)
     input_shape = check_input_shape(input_shape, name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"{name}: num_classes must be a positive int, got {num_classes!r}")
-    known = list(inspect.signature(builder).parameters)[2:]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options: {', '.join(known) or 'none'}")
-    model = builder(input_shape, num_classes, **options)
+    model = MODELS.build(name, input_shape, num_classes, **options)
     model.input_shape = input_shape
     model.num_classes = num_classes
     return model.to(device) if device is not None else model
