@@ -53,7 +53,7 @@ def bench(victims: int, attack: str, defenses: str, iterations: int, device: tor
     reconstruct(config.with_(max_iterations=3), case.model, case.received, case.knowledge, device=device)  # warm-up
     _sync(device)
     result = reconstruct(config, case.model, case.received, case.knowledge, device=device)
-    per_iteration = result.seconds / iterations
+    per_iteration = result.info["seconds"] / iterations
     training = case.model.train()
     forward_backward = _forward_backward_s(training, case.images, case.labels, device, repeats=max(5, iterations))
     return {

@@ -8,6 +8,7 @@ with :meth:`Registry.describe` and :meth:`Registry.options`.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -89,13 +90,17 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
+# a full stop then a capital, not after an abbreviation ("et al. 2019", "Eq. 5", "e.g. ")
+SENTENCE_END = re.compile(r"(?<!\bal)(?<!\bEq)(?<!\bApp)(?<!\bFig)(?<!\bAlg)(?<!e\.g)(?<!i\.e)\. (?=[A-Z])")
+
+
 def first_line(doc: str | None) -> str:
     """The first sentence of a docstring, on one line."""
     if not doc:
         return ""
     text = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    match = SENTENCE_END.search(text)
+    return text if match is None else text[: match.start() + 1]
 
 
 def component_options(component: Any, *, skip: int = 0) -> dict[str, Any]:

@@ -49,8 +49,8 @@ def test_passive_attack_on_a_batch_recovers_some_points_exactly():
     assert 0.0 < scores.recall < 0.5  # §8.2: a few inputs leak, most rows are overlays
     match = match_extractions(reconstruction.inputs, x)
     # the attacker's own verdict (8-bit grid) agrees with the ground truth
-    assert torch.equal(reconstruction.individual, match.exact)
-    unique = reconstruction.unique()
+    assert torch.equal(reconstruction.declared, match.exact)
+    unique = reconstruction.declared_points()
     assert len(unique) == int(scores.recovered.sum())
 
 

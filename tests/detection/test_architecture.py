@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import prepare
 from fedleak.detection import ArchitectureMismatch, architecture_check, compare_states
 from fedleak.detection.architecture import require_matching_architecture
 from fedleak.models import build_model
@@ -18,8 +18,7 @@ def test_benign_model_from_fedavg_passes(benign_cnn):
 
 
 def test_inserted_imprint_layer_is_rejected_by_name(benign_cnn):
-    robbing = MANIPULATIONS.get("robbing_the_fed")
-    manipulated, _ = robbing.manipulate(benign_cnn, robbing.config(input_shape=SHAPE, num_bins=32))
+    manipulated, _ = prepare("robbing_the_fed", benign_cnn, num_bins=32)
     verdict = architecture_check(manipulated, build_model("cnn", SHAPE, 10, padding=2))
     assert verdict.flagged and verdict.statistic == "extra key"
     assert set(verdict.details["extra"]) == {"imprint.linear.weight", "imprint.linear.bias"}

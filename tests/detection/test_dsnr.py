@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import prepare
 from fedleak.detection import dsnr_check
 from fedleak.detection.dsnr import per_sample_gradient_norms, weight_names
 from fedleak.models import build_model
@@ -34,8 +34,7 @@ def test_class_fishing_with_one_target_sample_is_flagged_and_benign_passes(benig
     target = int(y[0])
     keep = torch.cat([torch.tensor([0]), torch.nonzero(y != target).squeeze(1)[:31]])
     batch = [(x[keep], y[keep])]  # exactly one sample of the fished class among 32
-    entry = MANIPULATIONS.get("class_fishing")
-    fishing, _ = entry.manipulate(benign_cnn, entry.config(target_class=target))
+    fishing, _ = prepare("class_fishing", benign_cnn, target_class=target)
     verdict = dsnr_check(fishing, None, batch, batch_size=32)
     assert verdict.flagged and verdict.score > 1.0, verdict.details["per_layer"]
     benign = dsnr_check(benign_cnn, None, batch, batch_size=32)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import prepare
 from fedleak.detection import filter_ratio_check
 from fedleak.detection.filter_ratio import filter_ratios
 from fedleak.models import build_model
@@ -21,8 +21,7 @@ def test_ratio_is_largest_entry_over_the_sum_of_the_others():
 @pytest.mark.parametrize("attack", ["curious_kernels", "input_forwarding"])
 def test_identity_kernels_are_flagged_at_the_first_conv(attack, batch16):
     model = build_model("vgg_cnn", SHAPE, 10, channels=(4, 8), hidden=32)
-    entry = MANIPULATIONS.get(attack)
-    manipulated, _ = entry.manipulate(model, entry.config(input_shape=SHAPE))
+    manipulated, _ = prepare(attack, model)
     verdict = filter_ratio_check(manipulated, model, [batch16])
     assert verdict.flagged and math.isinf(verdict.score) and verdict.layer == "block1.conv"
     assert not filter_ratio_check(model, model, [batch16]).flagged

@@ -1,6 +1,4 @@
-import copy
-
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.cases import Audit, ThreatModel
 from fedleak.detection import build_detector, detector_mod
 from fedleak.detection.mod import CONTEXT_KEY
 from fedleak.fl import FederationSpec, FLConfig, build_federation
@@ -17,26 +15,21 @@ def _detectors():
 def test_benign_fedavg_run_is_never_refused_and_malicious_model_is():
     local = build_model("cnn", SHAPE, 10, padding=2)
     mod = detector_mod(_detectors(), local, samples=32)
-    robbing = MANIPULATIONS.get("robbing_the_fed")
-
-    def dispatch(round, client_id, global_model):
-        if round == 3 and client_id == 0:
-            return robbing.manipulate(global_model, robbing.config(input_shape=SHAPE, num_bins=16))[0]
-        return copy.deepcopy(global_model)
-
-    seen = []
+    audit = Audit("robbing_the_fed", ThreatModel(server="malicious", protocol="fedavg", victims=(0,), rounds=(3,)),
+                  num_bins=16)
     config = FLConfig(num_clients=3, rounds=3, batch_size=32, lr=2e-3, seed=0)
     server = build_federation(FederationSpec(dataset="bundled", model="cnn", size=(16, 16),
-                                             model_options={"padding": 2}), config, mods=[mod], dispatch=dispatch,
-                              observers=[lambda r, cid, sent, update: seen.append((r, cid, update))],
+                                             model_options={"padding": 2}), config, mods=[mod], audit=audit,
                               progress=False)
     history = server.run()
+    seen = [(r.round, cid, metrics) for r in history.rounds for cid, metrics in r.metrics.items()]
     assert [r.refused for r in history.rounds[:2]] == [{}, {}]  # no false alarm on the benign rounds
     assert list(history.rounds[2].refused) == [0]
     reason = history.rounds[2].refused[0]
     assert reason.startswith("architecture") and "imprint.linear" in reason
     assert (3, 0) not in [(r, cid) for r, cid, _ in seen]  # the server got nothing from the victim
-    detection = [u.metrics["detection"] for r, cid, u in seen if r == 3]
+    assert [(a.source, a.status) for a in audit.records] == [(0, "refused")]
+    detection = [metrics["detection"] for r, cid, metrics in seen if r == 3]
     assert len(detection) == 2 and all(len(d) == 4 and not any(v["flagged"] for v in d) for d in detection)
     copies = [c.context[CONTEXT_KEY] for c in server.clients]
     assert copies[0][3] is not copies[1][3]  # every client has its own detectors

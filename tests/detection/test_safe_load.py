@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import prepare
 from fedleak.detection import ArchitectureMismatch, UnsafeModelFile, load_received_model, save_model_file
 from fedleak.models import build_model
 
@@ -43,8 +43,7 @@ def test_pickled_files_are_refused_without_running_them(tmp_path, writer, kind):
 
 
 def test_mismatched_file_names_the_offending_keys(tmp_path, benign_cnn):
-    robbing = MANIPULATIONS.get("robbing_the_fed")
-    manipulated, _ = robbing.manipulate(benign_cnn, robbing.config(input_shape=SHAPE, num_bins=16))
+    manipulated, _ = prepare("robbing_the_fed", benign_cnn, num_bins=16)
     path = save_model_file(manipulated, tmp_path / "evil.safetensors")
     with pytest.raises(ArchitectureMismatch, match="extra keys") as refused:
         load_received_model(path, build_model("cnn", SHAPE, 10, padding=2))

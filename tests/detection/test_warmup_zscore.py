@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import prepare
 from fedleak.detection import WarmupZScore, build_detector
 from fedleak.detection.targets import find_targets
 from fedleak.detection.warmup_zscore import WarmupProfile, zscores
@@ -74,8 +74,7 @@ def test_zscore_of_a_straight_drift_is_the_closed_form():
 
 
 def test_feature_fishing_is_flagged_at_the_last_layer_and_benign_passes(benign_cnn, batch16):
-    entry = MANIPULATIONS.get("feature_fishing")
-    fishing, _ = entry.manipulate(benign_cnn, entry.config(feature=3, threshold=0.5))
+    fishing, _ = prepare("feature_fishing", benign_cnn, feature=3, threshold=0.5)
     detector = build_detector("warmup_zscore")
     benign = detector(benign_cnn, benign_cnn, [batch16])
     assert not benign.flagged, (benign.layer, benign.statistic, benign.score)
@@ -94,8 +93,7 @@ def test_round_memory_catches_trap_weights_after_benign_rounds(batch16):
         assert not verdict.flagged, (r, verdict.layer, verdict.statistic, verdict.score)
         server.run_round(r)
     assert len(detector.rounds) == 3
-    entry = MANIPULATIONS.get("trap_weights")
-    trapped, _ = entry.manipulate(server.model, entry.config(input_shape=SHAPE))
+    trapped, _ = prepare("trap_weights", server.model)
     verdict = detector(trapped, None, [batch16])
     assert verdict.flagged and verdict.details["step"] == 0 and verdict.layer.startswith("linear[0]"), verdict.score
     paper_only = WarmupZScore(samples=64)(trapped, None, [batch16])

@@ -1,9 +1,9 @@
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 
+from fedleak.attacks.base import Reconstruction
+from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import ClientUpdate, FederationSpec, FLConfig, ModelRefused, aggregate, build_federation
 
 
@@ -27,21 +27,38 @@ def test_same_seed_same_numbers_and_other_seed_differs():
     assert [r.test_loss for r in a.rounds] != [r.test_loss for r in c.rounds]
 
 
-def test_fedsgd_sends_one_batch_gradient_and_hooks_see_it():
-    seen, dispatched = [], []
+class Watching:
+    """An honest server's attack that only keeps what it was shown (the test's window on the server)."""
 
-    def dispatch(round, client_id, global_model):
-        dispatched.append((round, client_id))
-        return copy.deepcopy(global_model)
+    name = "watching"
 
+    def __init__(self):
+        self.prepared, self.observed = [], []
+
+    def prepare(self, model, context):
+        self.prepared.append((context.round, context.clients))
+        return model, None
+
+    def reconstruct(self, observed, secret, knowledge, *, device="cpu"):
+        self.observed.append(observed)
+        return Reconstruction(torch.zeros(0, 1, 32, 32))
+
+
+def test_fedsgd_sends_one_batch_gradient_and_the_audit_sees_it():
+    watching = Watching()
     config = FLConfig(algorithm="fedsgd", num_clients=4, rounds=2, batch_size=8, fraction=0.5, seed=0)
-    server = build_federation(FederationSpec(size=(32, 32)), config, dispatch=dispatch, progress=False,
-                              observers=[lambda r, cid, sent, upd: seen.append((r, cid, upd))])
+    audit = Audit(watching, ThreatModel(rounds=(1, 2)))
+    server = build_federation(FederationSpec(size=(32, 32)), config, audit=audit, progress=False)
     params = {n: p.detach().clone() for n, p in server.model.named_parameters()}
-    server.run()
-    assert len(seen) == 4 and len(dispatched) == 4  # 2 of 4 clients in each of 2 rounds
-    assert all(u.kind == "gradient" and u.num_examples == 8 for _, _, u in seen)
-    assert set(seen[0][2].tensors) == set(params)
+    history = server.run()
+    # 2 of 4 clients in each of 2 rounds
+    assert [(r, len(c)) for r, c in watching.prepared] == [(1, 2), (2, 2)]
+    assert [o.sources for o in watching.observed] == [tuple(r.clients) for r in history.rounds]
+    assert all(o.kind == "gradient" and o.num_examples == (8, 8) for o in watching.observed)
+    assert set(watching.observed[0].updates) == set(params)
+    record = audit.records[0]  # the client's true batch came beside its update, for scoring only
+    assert record.scores == {"points": 0, "declared": 0, "true_points": 8, "leaked": 0, "leaked_indices": [],
+                             "recall": 0.0}
     moved = any(not torch.equal(params[n], p) for n, p in server.model.named_parameters())
     assert moved
 

@@ -18,6 +18,8 @@ from typing import Mapping
 
 import torch
 
+from fedleak.attacks.base import Reconstruction
+
 NEGLIGIBLE = 1e-10  # bias gradients this small relative to the largest are round-off
 
 
@@ -54,32 +56,6 @@ class LayerSecret:
 
     layer: str
     input_map: InputMap
-
-
-@dataclass
-class Reconstruction:
-    """Candidate inputs, one per active gradient row (non-zero bias gradient, see :func:`active_rows`).
-
-    ``inputs`` (K, *input_shape); ``rows`` (K,) the neuron each came from; ``individual`` (K,) the attacker's own
-    verdict (no ground truth) that the row holds one input rather than an overlay (see :func:`individual_rows`);
-    ``num_rows`` the layer's neuron count N.
-    """
-
-    inputs: torch.Tensor
-    rows: torch.Tensor
-    individual: torch.Tensor
-    num_rows: int
-
-    def unique(self, tolerance: float = 1e-4) -> torch.Tensor:
-        """The distinct individual inputs (rows that agree within ``tolerance`` of the data scale kept once)."""
-        inputs = self.inputs[self.individual]
-        if len(inputs) == 0:
-            return inputs
-        flat = inputs.flatten(1)
-        scale = flat.norm(dim=1).mean().clamp_min(torch.finfo(flat.dtype).tiny)
-        close = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist") <= tolerance * scale
-        first = close.float().argmax(dim=1)  # index of the first row each row agrees with
-        return inputs[first == torch.arange(len(inputs), device=inputs.device)]
 
 
 def layer_gradients(update: Mapping[str, torch.Tensor], layer: str, *,
@@ -147,8 +123,12 @@ def map_to_input(features: torch.Tensor, input_map: InputMap) -> torch.Tensor:
 
 
 def extract_at_layer(update: Mapping[str, torch.Tensor], secret: LayerSecret, *, device=None) -> Reconstruction:
-    """Passive or manipulated-model extraction: Eq. 5 at ``secret.layer``, mapped back to the model input."""
+    """Passive or manipulated-model extraction: Eq. 5 at ``secret.layer``, mapped back to the model input.
+
+    One candidate per active row (``meta["rows"]``, ``info["num_rows"]`` the layer's neuron count N); a candidate
+    is declared when the attacker's own test (:func:`individual_rows`) says it holds one input, not an overlay."""
     weight, bias = layer_gradients(update, secret.layer, device=device)
     features, rows = extract_linear(weight, bias)
     inputs = map_to_input(features, secret.input_map)
-    return Reconstruction(inputs, rows, individual_rows(inputs, levels=secret.input_map.levels), len(bias))
+    return Reconstruction(inputs, declared=individual_rows(inputs, levels=secret.input_map.levels),
+                          meta={"rows": rows}, info={"num_rows": len(bias)})

@@ -166,16 +166,16 @@ def privacy_cells(config: AblationConfig, row: AblationRow, data, results: Resul
         attack_config = preset if config.attack_iterations is None else short_run(preset, config.attack_iterations)
         result = reconstruct(attack_config, case.model, case.received, case.knowledge, device=config.device,
                              seed=config.seed)
-        scores = ssim(result.images, case.images)
+        scores = ssim(result.inputs, case.images)
         save_file({"truth": case.images[:GRID_IMAGES].cpu().contiguous(),
-                   "images": result.images[:GRID_IMAGES].cpu().contiguous()},
+                   "images": result.inputs[:GRID_IMAGES].cpu().contiguous()},
                   recon_dir / f"{row.label}_{attack}.safetensors")
         done[key] = results.add(key, {
             "row": row.label, "attack": attack, "ssim_mean": float(scores.mean()),
             "ssim_std": float(scores.std()) if len(scores) > 1 else 0.0, "asr": attack_success_rate(scores),
-            "psnr_mean": float(psnr(result.images, case.images).clamp(max=100).mean()),
+            "psnr_mean": float(psnr(result.inputs, case.images).clamp(max=100).mean()),
             "labels_correct": float((result.labels == case.labels).float().mean()),
-            "iterations_mean": float(result.iterations.float().mean()), "seconds": result.seconds,
+            "iterations_mean": float(result.meta["iterations"].float().mean()), "seconds": result.info["seconds"],
             "ssim": scores.tolist(),
         })
 

@@ -2,7 +2,7 @@
 
 Benign: a FedAvg run per partition (IID and Dirichlet non-IID) in which every client checks every model it
 receives (the detector mod in recording mode) — the false-alarm rate over all client-rounds. Malicious: at the
-chosen rounds each applicable manipulation of :data:`fedleak.attacks.malicious.MANIPULATIONS`, at several
+chosen rounds each applicable manipulation of :data:`fedleak.attacks.MALICIOUS`, at several
 hyper-parameters, is applied to the global model and checked by ``attack_clients`` clients with their own data and
 detector state — the detection rate per attack and detector. Detectors: the architecture check, the filter ratio,
 D-SNR, the warm-up Z-score of the paper (steps 1..5 scored against earlier steps) and the same with the
@@ -22,14 +22,15 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks.malicious import MANIPULATIONS
+from fedleak.attacks import AttackContext, prepare
+from fedleak.cases import Audit, ThreatModel
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
-from fedleak.data import load_dataset, split_clients
+from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
 from fedleak.detection import build_detector, detector_mod
 from fedleak.detection.mod import CONTEXT_KEY, local_batch
 from fedleak.detection.verdict import Verdict
-from fedleak.fl import Client, FLConfig, Server
+from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 from fedleak.experiments.detection_report import summarize_cells, write_report
 from fedleak.report import ResultsDir
@@ -131,21 +132,18 @@ def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def attack_settings(model: nn.Module, info: DatasetInfo, public: torch.Tensor, batch_size: int) -> list[tuple]:
-    """(attack, setting, manipulation name, config kwargs) for every attack and hyper-parameter tried.
-    ``public`` is data the server holds (the test split), for the imprint bins and the fishing threshold."""
+    """(attack, setting, attack name, options) for every attack and hyper-parameter tried. ``public`` is data the
+    server holds (the test split), for the imprint bins and the fishing threshold."""
     shape, settings = info.input_shape, []
     if info.kind == "image":
-        settings += [("trap_weights", f"s={s}", "trap_weights", {"input_shape": shape, "scale_factor": s})
-                     for s in (0.95, 0.8)]
-        settings.append(("input_forwarding", "seed=0", "input_forwarding", {"input_shape": shape}))
-        settings += [("curious_kernels", f"c={c}", "curious_kernels", {"input_shape": shape, "scale": c})
-                     for c in (0.5, 1.0)]
+        settings += [("trap_weights", f"s={s}", "trap_weights", {"scale_factor": s}) for s in (0.95, 0.8)]
+        settings.append(("input_forwarding", "seed=0", "input_forwarding", {}))
+        settings += [("curious_kernels", f"c={c}", "curious_kernels", {"scale": c}) for c in (0.5, 1.0)]
         mean, std = brightness_prior(public)
         settings += [("robbing_the_fed", f"insert K={k}", "robbing_the_fed",
-                      {"input_shape": shape, "num_bins": k, "feature_mean": mean, "feature_std": std})
-                     for k in (64, 128)]
+                      {"num_bins": k, "feature_mean": mean, "feature_std": std}) for k in (64, 128)]
         settings.append(("robbing_the_fed", "reuse", "robbing_the_fed",
-                         {"input_shape": shape, "variant": "reuse", "feature_mean": mean, "feature_std": std}))
+                         {"variant": "reuse", "feature_mean": mean, "feature_std": std}))
     settings += [("class_fishing", f"class={t}", "class_fishing", {"target_class": t})
                  for t in sorted({0, info.num_classes // 2})]
     features = classifier_features(model, public)
@@ -160,28 +158,16 @@ def attack_settings(model: nn.Module, info: DatasetInfo, public: torch.Tensor, b
     return settings
 
 
-def manipulate(model: nn.Module, name: str, options: dict) -> tuple[nn.Module | None, str]:
+def manipulate(model: nn.Module, info: DatasetInfo, name: str, options: dict) -> tuple[nn.Module | None, str]:
     """The manipulated model, or None and why the manipulation does not apply to this model."""
-    entry = MANIPULATIONS.get(name)
     try:
-        manipulated, _ = entry.manipulate(model, entry.config(**options))
+        manipulated, _ = prepare(name, model, AttackContext(info.input_shape, info.num_classes), **options)
     except ValueError as error:
         return None, str(error)
     before, after = model.state_dict(), manipulated.state_dict()
     if before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before):
         return None, "changes nothing in this model"
     return manipulated, ""
-
-
-def build_server(config: DetectEvalConfig, partition: str, train: TensorDataset, test: TensorDataset,
-                 mods: tuple, observers: tuple = ()) -> Server:
-    torch.manual_seed(config.seed)
-    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
-                  seed=config.seed, device=config.device)
-    parts = split_clients(train, config.num_clients, scheme=partition, alpha=config.alpha, seed=config.seed)
-    model = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
-    clients = [Client(i, part, fl, mods=mods) for i, part in enumerate(parts)]
-    return Server(model, clients, fl, test, observers=observers, progress=False)
 
 
 def _timed(model: nn.Module, client: Client, call_next) -> object:
@@ -193,45 +179,52 @@ def _timed(model: nn.Module, client: Client, call_next) -> object:
 
 
 def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir, done: dict, bar: tqdm) -> None:
-    """One benign FedAvg run with every client checking every round, and the attacks at ``attack_rounds``."""
+    """One benign FedAvg run with every client checking every round, and the attacks at ``attack_rounds``
+    checked, before the round, by the clients' detectors on the model the round would send."""
     train, test = load_data(config)
     pending: dict[int, list[Verdict]] = {}
-    train_seconds: dict[int, float] = {}
     detectors = make_detectors(config)
     local = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
     mod = detector_mod(detectors, local, samples=config.samples, refuse=False,
                        on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
-    server = build_server(config, partition, train, test, (mod, _timed), observers=(
-        lambda round, client_id, sent, update: train_seconds.__setitem__(client_id, update.metrics["train_seconds"]),))
+    spec = FederationSpec(dataset=config.dataset, model=config.model, size=config.size, partition=partition,
+                          alpha=config.alpha, model_options=config.model_options)
+    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
+                  seed=config.seed, device=config.device)
+    server = build_federation(spec, fl, mods=(mod, _timed), datasets=(train, test), progress=False)
     public = test.inputs(slice(0, 256)).to(config.device)
-    for r in range(1, config.rounds + 1):
-        if r in config.attack_rounds:
-            settings = attack_settings(server.model, train.info, public, config.batch_size)
-            for attack, setting, name, options in settings:
-                key = f"{partition}/round{r}/{attack}/{setting}"
-                if all(f"{key}/client{c}" in done or f"{key}/n-a" in done for c in range(config.attack_clients)):
-                    continue
-                manipulated, reason = manipulate(server.model, name, options)
-                if manipulated is None:
-                    results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
-                    continue
-                for client in server.clients[:config.attack_clients]:
-                    client.round = r
-                    own = [copy.deepcopy(d) for d in client.context.get(CONTEXT_KEY, detectors)]
-                    batch = local_batch(client, config.samples)
-                    verdicts = [d(manipulated, local, [batch], device=config.device) for d in own]
-                    results.add(f"{key}/client{client.client_id}", {
-                        "kind": "malicious", "partition": partition, "round": r, "attack": attack,
-                        "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
-        record = server.run_round(r)
+
+    def check_attacks(r: int, server) -> None:
+        if r not in config.attack_rounds:
+            return
+        for attack, setting, name, options in attack_settings(server.model, train.info, public, config.batch_size):
+            key = f"{partition}/round{r}/{attack}/{setting}"
+            if all(f"{key}/client{c}" in done or f"{key}/n-a" in done for c in range(config.attack_clients)):
+                continue
+            manipulated, reason = manipulate(server.model, train.info, name, options)
+            if manipulated is None:
+                results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
+                continue
+            for client in server.clients[:config.attack_clients]:
+                client.round = r
+                own = [copy.deepcopy(d) for d in client.context.get(CONTEXT_KEY, detectors)]
+                batch = local_batch(client, config.samples)
+                verdicts = [d(manipulated, local, [batch], device=config.device) for d in own]
+                results.add(f"{key}/client{client.client_id}", {
+                    "kind": "malicious", "partition": partition, "round": r, "attack": attack,
+                    "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
+
+    def record_benign(record) -> None:
         for client_id, verdicts in sorted(pending.items()):
-            results.add(f"{partition}/round{r}/benign/client{client_id}", {
-                "kind": "benign", "partition": partition, "round": r, "client": client_id,
+            results.add(f"{partition}/round{record.round}/benign/client{client_id}", {
+                "kind": "benign", "partition": partition, "round": record.round, "client": client_id,
                 "accuracy": record.test_accuracy, "detectors": summarize(verdicts),
-                "train_seconds": train_seconds[client_id]})
+                "train_seconds": record.metrics[client_id]["train_seconds"]})
         pending.clear()
         bar.update(1)
         bar.set_postfix(partition=partition, acc=f"{record.test_accuracy:.3f}")
+
+    server.run(record_benign, before_round=check_attacks)
     results.add(f"{partition}/done", {"kind": "done"})
 
 
@@ -252,10 +245,6 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     """The trap-weights client of the previous demo step, now running the detectors before training: two
     benign FedSGD rounds, then the malicious server sends it trap weights (s = 0.8) and it refuses them, so the
     server's extraction gets nothing. Also reports what the paper's detectors alone say at first contact."""
-    from fedleak.attacks.analytic import extract_at_layer
-    from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
-    from fedleak.fl import FederationSpec, build_federation
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = FederationSpec(dataset="bundled", model="fcnn", model_options={"widths": (1000, 64)})
@@ -264,31 +253,24 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     detectors = [build_detector("architecture"), build_detector("filter_ratio"),
                  build_detector("dsnr", seed=seed), build_detector("warmup_zscore", remember_rounds=5, seed=seed)]
     attack_round, victim = config.rounds, 0
-    sent, extracted, seen = {}, [], {}
-
-    def dispatch(round, client_id, global_model):
-        if round == attack_round and client_id == victim:
-            sent["model"], sent["secret"] = trap_weights(global_model, TrapWeightsConfig((1, 28, 28), 0.8, seed=seed))
-            return copy.deepcopy(sent["model"])
-        return copy.deepcopy(global_model)
-
-    def observe(round, client_id, sent_model, update):
-        if round == attack_round and client_id == victim:
-            extracted.append(extract_at_layer(update.tensors, sent["secret"], device=device))
+    audit = Audit("trap_weights", ThreatModel(server="malicious", victims=(victim,), rounds=(attack_round,)),
+                  scale_factor=0.8, seed=seed, device=device)
+    seen = {}
 
     def record(client, verdicts):
         seen[(client.round, client.client_id)] = verdicts
 
     mod = detector_mod(detectors, local, samples=128, on_verdicts=record)
-    server = build_federation(spec, config, mods=[mod], dispatch=dispatch, observers=[observe], progress=False)
-    history = server.run()
+    server = build_federation(spec, config, mods=[mod], audit=audit, progress=False)
+    trap = copy.deepcopy(server.model)  # the global model of the attacked round, for the first-contact check
+    history = server.run(before_round=lambda r, s: trap.load_state_dict(s.model.state_dict()))
     refused = history.rounds[-1].refused
     flagged = next((v for v in seen[(attack_round, victim)] if v.flagged), None)
+    trapped, _ = audit.attack.prepare(trap, AttackContext((1, 28, 28), seed=seed))
     first_contact = [build_detector("filter_ratio"), build_detector("dsnr", seed=seed),
                      build_detector("warmup_zscore", seed=seed)]
     batch = [next(server.clients[victim].batches(128, torch.Generator().manual_seed(seed)))]
-    paper = {v.detector: round(v.score, 3) for v in (d(sent["model"], local, batch, device=device)
-                                                     for d in first_contact)}
+    paper = {v.detector: round(v.score, 3) for v in (d(trapped, local, batch, device=device) for d in first_contact)}
     summary = {
         "victim refused the trap weights": victim in refused,
         "refusal": refused.get(victim, "none"),
@@ -297,7 +279,7 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
         "score / threshold": f"{flagged.score:.1f} / {flagged.threshold:g}" if flagged else None,
         "check seconds": round(sum(v.seconds for v in seen[(attack_round, victim)]), 2),
         "benign client-rounds refused": sum(len(r.refused) for r in history.rounds[:-1]),
-        "images extracted by the server": sum(len(r.inputs) for r in extracted),
+        "images extracted by the server": sum(len(r.reconstruction) for r in audit.records if r.reconstruction),
         "paper detectors alone at first contact (score)": paper,
     }
     (out_dir / "detection.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

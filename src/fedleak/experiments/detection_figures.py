@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from fedleak.attacks.malicious import MANIPULATIONS  # noqa: E402
+from fedleak.attacks import AttackContext, prepare  # noqa: E402
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection import WarmupZScore, dsnr_check  # noqa: E402
@@ -108,11 +108,10 @@ def table1(model: torch.nn.Module, config: FiguresConfig, results: ResultsDir) -
     features = classifier_features(model, test.inputs(slice(0, 256)).to(config.device))
     feature = int(features.var(dim=0).argmax())
     cases = {"benign": model}
-    fishing = MANIPULATIONS.get("class_fishing")
-    cases["class fishing"] = fishing.manipulate(model, fishing.config(target_class=int(y[0])))[0]
-    fishing = MANIPULATIONS.get("feature_fishing")
+    context = AttackContext(train.info.input_shape)
+    cases["class fishing"] = prepare("class_fishing", model, context, target_class=int(y[0]))[0]
     threshold = float(features[:, feature].median())
-    cases["feature fishing"] = fishing.manipulate(model, fishing.config(feature=feature, threshold=threshold))[0]
+    cases["feature fishing"] = prepare("feature_fishing", model, context, feature=feature, threshold=threshold)[0]
     table = {}
     for case, candidate in cases.items():
         verdict, scores = _warmup_scores(candidate, x, y, config)
@@ -135,9 +134,8 @@ def figure2(model: torch.nn.Module, config: FiguresConfig, results: ResultsDir) 
     train = load_dataset(config.dataset, split="train", size=config.size)
     public = load_dataset(config.dataset, split="test", size=config.size).inputs(slice(0, 256))
     mean, std = brightness_prior(public)
-    robbing = MANIPULATIONS.get("robbing_the_fed")
-    attacked, secret = robbing.manipulate(model, robbing.config(input_shape=train.info.input_shape, num_bins=128,
-                                                               feature_mean=mean, feature_std=std))
+    attacked, secret = prepare("robbing_the_fed", model, AttackContext(train.info.input_shape), num_bins=128,
+                               feature_mean=mean, feature_std=std)
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed + 1))[:64]
     batch = [(train.inputs(idx), train.y[idx])]
     before = dsnr_check(model, None, batch, device=config.device, batch_size=64).details["per_layer"]

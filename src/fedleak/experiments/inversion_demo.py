@@ -6,12 +6,11 @@ from pathlib import Path
 
 import torch
 
-from fedleak.attacks.inversion import ReceivedGradients, ServerKnowledge, reconstruct
-from fedleak.attacks.inversion.presets import PRESETS, short_run
+from fedleak.attacks.inversion import ServerKnowledge
+from fedleak.cases import Audit, ThreatModel
 from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD
 from fedleak.fl import FederationSpec, FLConfig, build_federation
-from fedleak.metrics import attack_success_rate, ssim
 from fedleak.models import build_model
 from fedleak.report.plots import image_grid
 
@@ -22,39 +21,27 @@ DEFENDED = "dp:sigma=1e-3,cvb"
 
 
 def _attack_round(defenses: str, out_png: Path, *, device, seed: int) -> dict:
-    """One FedSGD round of CLIENTS clients with batch size 1; the server's observer keeps every update and
-    afterwards runs CDIA (a short run) on all of them in one batched optimisation."""
+    """One FedSGD round of CLIENTS clients with batch size 1; the honest-but-curious server's audit runs CDIA
+    (a short run) on all their updates in one batched optimisation."""
     spec = FederationSpec(dataset="bundled", model="cnn", size=(32, 32))
     config = FLConfig(algorithm="fedsgd", num_clients=CLIENTS, rounds=1, batch_size=1, seed=seed, device=str(device))
     torch.manual_seed(seed)
     model = build_model("cnn", (1, 32, 32), 10).to(device)
     defended, gradient_fn, mods = apply_defenses(model, defenses, model_name="cnn", input_shape=(1, 32, 32))
-    truth: list[tuple[torch.Tensor, torch.Tensor]] = []
-    seen: list[tuple[torch.nn.Module, dict[str, torch.Tensor]]] = []
-
-    def client_step(m, x, y):  # the client's own computation; the true batch is kept aside for scoring only
-        truth.append((x.detach(), y.detach()))
-        return gradient_fn(m, x, y)
-
-    def observe(round, client_id, sent, update):  # what the server sees: the model it sent and the update
-        seen.append((sent, update.tensors))
-
-    server = build_federation(spec, config, gradient_fn=client_step, mods=mods, model=defended, progress=False,
-                              observers=[observe])
-    server.run()
-    sent_model = seen[0][0]
-    received = ReceivedGradients({n: torch.stack([tensors[n] for _, tensors in seen]) for n in seen[0][1]})
     dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
     knowledge = ServerKnowledge(input_shape=(1, 32, 32), defenses=tuple(d.name for d in parse_defenses(defenses)),
                                 dp_clip=dp.clip if dp else None, dp_sigma=dp.sigma if dp else None)
-    result = reconstruct(short_run(PRESETS["cdia"], ITERATIONS), sent_model, received, knowledge, device=device,
-                         seed=seed)
-    images = torch.cat([x for x, _ in truth]).to(result.images.device)
-    labels = torch.cat([y for _, y in truth]).to(result.labels.device)
-    scores = ssim(result.images, images)
-    image_grid([images, result.images], out_png, row_labels=["client data", "server's\nreconstruction"])
-    return {"ssim": round(float(scores.mean()), 3), "asr": attack_success_rate(scores),
-            "labels_recovered": int((result.labels == labels).sum()), "grid": str(out_png)}
+    audit = Audit("cdia", ThreatModel(), knowledge=knowledge, iterations=ITERATIONS, seed=seed, device=device)
+    server = build_federation(spec, config, gradient_fn=gradient_fn, mods=mods, model=defended, audit=audit,
+                              progress=False)
+    server.run()
+    records = audit.records
+    images = torch.cat([r.truth[0] for r in records])
+    reconstructed = torch.cat([r.reconstruction.inputs for r in records]).to(images.device)
+    image_grid([images, reconstructed], out_png, row_labels=["client data", "server's\nreconstruction"])
+    summary = audit.summary()
+    return {"ssim": round(summary["ssim"], 3), "asr": summary["asr"],
+            "labels_recovered": round(summary["label_accuracy"] * len(records)), "grid": str(out_png)}
 
 
 def demo_step(out_dir: Path, *, device="cpu", seed: int = 0) -> dict:

@@ -50,7 +50,8 @@ def floating_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class Client:
-    """One client with its local train/validation data and its local training recipe."""
+    """One client with its local train/validation data and its local training recipe. After each round
+    ``truth`` holds the samples it trained on (the true data beside its update, read only by an audit's scorer)."""
 
     def __init__(
         self,
@@ -67,13 +68,14 @@ class Client:
         self.gradient_fn, self.mods = gradient_fn, tuple(mods)
         self.round = 0
         self.context: dict = {}  # state a mod keeps across rounds (e.g. a detector's calibration)
+        self.truth: tuple[torch.Tensor, torch.Tensor] | None = None  # the samples of the last round, for scoring
 
     def _generator(self) -> torch.Generator:
         return seeds.generator(self.config.seed, self.client_id, self.round)
 
     def handle(self, model: nn.Module, round: int) -> ClientUpdate:
         """Run the mods around local training on the received ``model`` (which the client may modify)."""
-        self.round = round
+        self.round, self.truth = round, None
         call_next: CallNext = self.fit
         for mod in reversed(self.mods):
             call_next = (lambda m, nxt=call_next, md=mod: md(m, self, nxt))
@@ -99,15 +101,18 @@ class Client:
         model.train()
         if cfg.algorithm == "fedsgd":
             x, y = next(self.batches(cfg.batch_size, gen))
+            self.truth = (x, y)
             grads = self.gradient_fn(model, x, y)
             return ClientUpdate(self.client_id, self.round, "gradient", grads, len(y))
         before = {k: v.clone() for k, v in floating_state(model).items()}
         optimizer = make_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad], cfg.lr)
-        steps, seen = 0, 0
+        steps, seen, batches = 0, 0, []
         for x, y in itertools.islice(self._local_batches(gen), cfg.local_steps):
             apply_gradients(model, self.gradient_fn(model, x, y))
             optimizer.step()
             steps, seen = steps + 1, seen + len(y)
+            batches.append((x, y))
+        self.truth = (torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
         delta = {k: (v.detach() - before[k]) for k, v in floating_state(model).items()}
         return ClientUpdate(self.client_id, self.round, "delta", delta, seen, {"local_steps": steps})
 

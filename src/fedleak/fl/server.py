@@ -1,9 +1,9 @@
 """The FL server: picks clients, decides which model each receives, sees every update, aggregates.
 
-The two hooks are what the malicious-server attacks use: ``dispatch(round, client_id, global_model)`` returns
-the model a client receives (default: a copy of the global model; a dishonest server returns a manipulated
-one) and every ``observer(round, client_id, sent_model, update)`` sees each update before aggregation, with
-the model exactly as it was sent (the client trains a copy).
+An attack is one object, a :class:`fedleak.cases.Audit`: it decides what each client receives
+(``audit.dispatch``; every other client gets the global model) and receives the round's updates, with each
+client's true batch handed over beside them for scoring only (``audit.observe``). The client trains a copy, so
+the model as sent stays as it was.
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from fedleak.fl.client import Client, ClientUpdate, ModelRefused, copy_model
 from fedleak.fl.config import FLConfig
 from fedleak.fl.training import evaluate
 
-Dispatch = Callable[[int, int, nn.Module], nn.Module]
-Observer = Callable[[int, int, nn.Module, ClientUpdate], None]
 
 
 @dataclass
@@ -32,6 +30,7 @@ class RoundRecord:
     clients: list[int]
     refused: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    metrics: dict[int, dict] = field(default_factory=dict)  # each update's metrics, by client
 
 
 @dataclass
@@ -48,18 +47,25 @@ class History:
         return self.rounds[-1].test_accuracy if self.rounds else None
 
 
+def weighted_mean(updates: Sequence[ClientUpdate]) -> dict[str, torch.Tensor]:
+    """The ``num_examples``-weighted mean of the updates' tensors: what FedAvg/FedSGD aggregate, and all that a
+    server behind secure aggregation sees of a round."""
+    total = float(sum(u.num_examples for u in updates))
+    return {key: sum(u.tensors[key] * (u.num_examples / total) for u in updates) for key in updates[0].tensors}
+
+
 def aggregate(global_model: nn.Module, updates: Sequence[ClientUpdate], server_lr: float = 1.0) -> None:
     """FedAvg / FedSGD aggregation in place: the ``num_examples``-weighted mean of the updates is added to the
     global state (deltas) or taken as an SGD step of size ``server_lr`` (gradients)."""
     if not updates:
         return
-    total = float(sum(u.num_examples for u in updates))
     state = global_model.state_dict()
+    unknown = [key for key in updates[0].tensors if key not in state]
+    if unknown:
+        raise KeyError(f"update has an entry {unknown[0]!r} that the global model lacks")
     with torch.no_grad():
-        for key in updates[0].tensors:
-            if key not in state:
-                raise KeyError(f"update has an entry {key!r} that the global model lacks")
-            mean = sum(u.tensors[key].to(state[key].device) * (u.num_examples / total) for u in updates)
+        for key, mean in weighted_mean(updates).items():
+            mean = mean.to(state[key].device)
             if updates[0].kind == "gradient":
                 state[key].sub_(server_lr * mean)
             else:
@@ -85,8 +91,7 @@ class Server:
         config: FLConfig,
         test_data=None,
         *,
-        dispatch: Dispatch | None = None,
-        observers: Sequence[Observer] = (),
+        audit=None,
         progress: bool = True,
     ):
         if not clients:
@@ -95,9 +100,10 @@ class Server:
         check_model_input(model, sample_data.info.input_shape)
         self.model = model.to(config.device)
         self.clients, self.config, self.test_data = list(clients), config, test_data
-        self.dispatch = dispatch or (lambda round, client_id, global_model: copy_model(global_model))
-        self.observers = list(observers)
-        self.progress = progress
+        if audit is not None and audit.threat_model.protocol != config.algorithm:
+            raise ValueError(f"the audit's threat model expects {audit.threat_model.protocol} but the federation "
+                             f"runs {config.algorithm}")
+        self.audit, self.progress = audit, progress
         self._rng = torch.Generator().manual_seed(config.seed)
 
     def select(self) -> list[Client]:
@@ -108,17 +114,18 @@ class Server:
     def run_round(self, round: int) -> RoundRecord:
         start = time.perf_counter()
         selected = self.select()
-        updates, refused = [], {}
+        sent = {} if self.audit is None else self.audit.dispatch(round, [c.client_id for c in selected], self.model)
+        updates, truth, refused = [], {}, {}
         for client in selected:
-            sent = self.dispatch(round, client.client_id, self.model)
             try:
-                update = client.handle(copy_model(sent), round)  # ``sent`` stays as sent, for observers
+                update = client.handle(copy_model(sent.get(client.client_id, self.model)), round)
             except ModelRefused as refusal:
                 refused[client.client_id] = f"{refusal.detector}: {refusal.reason}"
                 continue
-            for observe in self.observers:
-                observe(round, client.client_id, sent, update)
             updates.append(update)
+            truth[client.client_id] = client.truth
+        if self.audit is not None:
+            self.audit.observe(round, updates, truth, refused)
         aggregate(self.model, updates, self.config.server_lr)
         test_loss = test_acc = None
         if self.test_data is not None:
@@ -127,13 +134,18 @@ class Server:
         if self.config.patience is not None:
             val_loss = sum(c.validation_loss(self.model) for c in self.clients) / len(self.clients)
         return RoundRecord(round, test_loss, test_acc, val_loss, [c.client_id for c in selected], refused,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, {u.client_id: u.metrics for u in updates})
 
-    def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> History:
-        """All rounds, with early stopping on the mean client validation loss when ``config.patience`` is set."""
+    def run(self, on_round: Callable[[RoundRecord], None] | None = None, *,
+            before_round: Callable[[int, "Server"], None] | None = None) -> History:
+        """All rounds, with early stopping on the mean client validation loss when ``config.patience`` is set.
+        ``before_round(round, server)`` runs before each round (on the model the round will send);
+        ``on_round(record)`` after it."""
         history, best, since_best = History(), float("inf"), 0
         bar = tqdm(range(1, self.config.rounds + 1), desc="FL rounds", disable=not self.progress)
         for r in bar:
+            if before_round is not None:
+                before_round(r, self)
             record = self.run_round(r)
             history.rounds.append(record)
             if on_round is not None:

@@ -6,10 +6,10 @@ from typing import Sequence
 
 import torch
 
-from fedleak.data import load_dataset, split_clients
+from fedleak.data import TensorDataset, load_dataset, split_clients
 from fedleak.fl.client import Client, ClientMod
 from fedleak.fl.config import FLConfig
-from fedleak.fl.server import Dispatch, Observer, Server
+from fedleak.fl.server import Server
 from fedleak.fl.training import GradientFn, batch_gradients
 from fedleak.models import build_model
 
@@ -37,19 +37,22 @@ def build_federation(
     *,
     gradient_fn: GradientFn = batch_gradients,
     mods: Sequence[ClientMod] = (),
-    dispatch: Dispatch | None = None,
-    observers: Sequence[Observer] = (),
+    audit=None,
     model=None,
+    datasets: tuple[TensorDataset, TensorDataset] | None = None,
     progress: bool = True,
 ) -> Server:
-    """Seed everything, load and split the data, build the model (unless given) and the clients."""
+    """Seed everything, load (unless ``datasets`` gives the train and test splits) and split the data, build the
+    model (unless given) and the clients; ``audit`` (a :class:`fedleak.cases.Audit`) is the server's attack,
+    ``mods`` the clients' mods."""
     torch.manual_seed(config.seed)
-    options = {"size": tuple(spec.size)} if spec.size else {}
-    train = load_dataset(spec.dataset, root=spec.root, split="train", **options)
-    test = load_dataset(spec.dataset, root=spec.root, split="test", **options)
+    if datasets is None:
+        options = {"size": tuple(spec.size)} if spec.size else {}
+        datasets = tuple(load_dataset(spec.dataset, root=spec.root, split=s, **options) for s in ("train", "test"))
+    train, test = datasets
     parts = split_clients(train, config.num_clients, scheme=spec.partition, alpha=spec.alpha,
                           val_fraction=spec.val_fraction, seed=config.seed)
     if model is None:
         model = build_model(spec.model, train.info.input_shape, train.info.num_classes, **spec.model_options)
     clients = [Client(i, part, config, gradient_fn=gradient_fn, mods=mods) for i, part in enumerate(parts)]
-    return Server(model, clients, config, test, dispatch=dispatch, observers=observers, progress=progress)
+    return Server(model, clients, config, test, audit=audit, progress=progress)

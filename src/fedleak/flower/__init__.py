@@ -23,7 +23,7 @@ from fedleak.flower.detector_mod import detection_history, detector_mod, named_d
 from fedleak.flower.records import (apply_delta, load_state, record_to_state, refusal, single_array_record,
                                     state_delta, state_to_record)
 
-_SERVER_SIDE = ("AuditStrategy", "declared_points", "leaked_samples", "manipulation_config")
+_SERVER_SIDE = ("AuditStrategy",)
 
 
 def __getattr__(name: str):
@@ -36,7 +36,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "AuditStrategy", "declared_points", "leaked_samples", "manipulation_config", "LocalClient", "client_app",
+    "AuditStrategy", "LocalClient", "client_app",
     "defended_client", "evaluate_handler", "privacy_spent", "train_handler", "noise_mod", "pruning_mod",
     "update_mod", "detection_history", "detector_mod", "named_detectors", "apply_delta", "load_state",
     "record_to_state", "refusal", "single_array_record", "state_delta", "state_to_record",

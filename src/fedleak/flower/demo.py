@@ -56,7 +56,7 @@ def flower_demo(out: str | Path, *, clients: int = 10, rounds: int = 3, attack_r
             "attacked clients that refused": len(refused),
             "honest models refused (false alarms)": len(false_alarms),
             "points leaked": sum(c.get("leaked", 0) for c in attacked),
-            "leaked per attacked client": {f"round {c['round']} node {c['node']}": c.get("leaked", 0)
+            "leaked per attacked client": {f"round {c['round']} node {c['client']}": c.get("leaked", 0)
                                            if c["status"] == "attacked" else c["status"] for c in targeted},
             "refusal": refused[0]["reason"] if refused else None,
             "final test accuracy": round(accuracy[-1], 4) if accuracy else None,

@@ -54,7 +54,7 @@ def attack_on(cnn, victims):
         case = victim_case(cnn, "cnn", defenses, images, labels)
         result = reconstruct(short_run(PRESETS[attack], ITERATIONS), case.model, case.received, case.knowledge,
                              seed=0)
-        scores = ssim(result.images, case.images)
+        scores = ssim(result.inputs, case.images)
         return scores, attack_success_rate(scores), result, case
 
     return run

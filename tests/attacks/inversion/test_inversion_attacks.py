@@ -8,8 +8,8 @@ def test_ig_reconstructs_undefended_images_and_recovers_labels(attack_on):
     assert scores.mean() > 0.8, scores
     assert asr == 1.0
     assert (result.labels == case.labels).all()  # analytic (iDLG) label recovery, labels were not given
-    assert result.images.shape == case.images.shape
-    assert (result.iterations == 300).all() and result.loss.shape == (4,)
+    assert result.inputs.shape == case.images.shape
+    assert (result.meta['iterations'] == 300).all() and result.meta['loss'].shape == (4,)
 
 
 def test_gpia_beats_ig_on_pruned_gradients(attack_on):

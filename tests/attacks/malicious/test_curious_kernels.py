@@ -37,5 +37,5 @@ def test_identity_kernels_pass_a_scaled_copy_that_extraction_rescales():
     assert torch.isinf(filter_ratio(curious.block1.conv)).all()
     assert torch.isfinite(filter_ratio(model.block1.conv)).all()
     reconstruction = extract_at_layer(batch_gradients(curious, x, torch.tensor([0])), secret)
-    assert len(reconstruction.rows) > 0 and reconstruction.individual.all()
+    assert len(reconstruction.meta['rows']) > 0 and reconstruction.declared.all()
     assert torch.allclose(reconstruction.inputs, x.expand_as(reconstruction.inputs), atol=1e-5)

@@ -43,7 +43,7 @@ def test_single_tokens_leak_only_when_attention_is_disabled():
     recovered = {}
     for disable in (True, False):
         corrupted, secret = decepticons(model, DecepticonsConfig(BATCH * SEQ_LEN, disable_attention=disable))
-        pairs = extract_decepticons(batch_gradients(corrupted, x, y), secret).pairs()
+        pairs = extract_decepticons(batch_gradients(corrupted, x, y), secret).declared_points()
         recovered[disable] = {(int(p), int(t)) for p, t in pairs}
     assert recovered[True] <= truth  # every recovered (position, token) is in the batch
     assert len(recovered[True]) >= len(truth) // 2

@@ -22,13 +22,13 @@ def test_class_fishing_isolates_the_one_image_of_the_target_class():
     model = build_model("fcnn", SHAPE, 10, widths=(300, 32))
     fished, secret = class_fishing(model, ClassFishingConfig(3, input_shape=SHAPE))
     result = extract_fishing(batch_gradients(fished, x, y), secret)
-    recovered = result.inputs.unique()
+    recovered = result.declared_points()
     assert len(recovered) == 1  # every active row holds the same single image
     match = match_extractions(recovered, x)
     assert match.sample.item() == 63 and match.exact.item()
     with torch.no_grad():
         features = model[:-1](x[-1:])[0]
-    assert torch.allclose(result.features, features, atol=1e-5)  # its classifier input as well
+    assert torch.allclose(result.info['features'], features, atol=1e-5)  # its classifier input as well
 
 
 def test_feature_fishing_bin_recovers_an_image_whatever_its_label():
@@ -46,7 +46,7 @@ def test_feature_fishing_bin_recovers_an_image_whatever_its_label():
         high_model, _ = feature_fishing(model, FeatureFishingConfig(feature, high, input_shape=SHAPE))
         update = fishing_bin(batch_gradients(low_model, x, y), batch_gradients(high_model, x, y))
         result = extract_fishing(update, secret)
-        match = match_extractions(result.inputs.unique(), x)
+        match = match_extractions(result.declared_points(), x)
         found += int(match.exact.sum())
         assert match.exact.all()
     assert found >= 1

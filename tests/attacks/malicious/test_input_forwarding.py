@@ -45,7 +45,7 @@ def test_convolutions_carry_a_colour_image_unaltered_to_the_first_linear_layer()
     assert received[0, ~carried].eq(0).all()  # the noise maps are zeroed by the last conv's ReLU
     # B = 1: the passive attack at fc1 then returns the image
     reconstruction = extract_at_layer(batch_gradients(forwarded, x, torch.tensor([3])), secret)
-    assert reconstruction.individual.all()
+    assert reconstruction.declared.all()
     assert torch.allclose(reconstruction.inputs, x.expand_as(reconstruction.inputs), atol=1e-5)
 
 

@@ -29,7 +29,7 @@ def test_inserted_imprint_recovers_images_of_a_batch_exactly(batch_and_prior, mo
     reconstruction = extract_imprint(update, secret)
     scores = extraction_scores(reconstruction.inputs, update["imprint.linear.bias"], x)
     assert scores.recall >= 0.3  # many of the 64 images fall alone into one of 256 bins
-    declared = reconstruction.inputs[reconstruction.individual]
+    declared = reconstruction.inputs[reconstruction.declared]
     assert len(declared) >= 1 and match_extractions(declared, x).exact.all()
 
 
@@ -50,7 +50,7 @@ def test_reused_first_layer_keeps_the_architecture_and_still_extracts(batch_and_
     robbed, secret = robbing_the_fed(model, RobbingConfig(SHAPE, feature_mean=mean, feature_std=std, variant="reuse"))
     assert set(robbed.state_dict()) == set(model.state_dict())
     reconstruction = extract_imprint(batch_gradients(robbed, x, y), secret)
-    declared = reconstruction.inputs[reconstruction.individual]
+    declared = reconstruction.inputs[reconstruction.declared]
     match = match_extractions(declared, x)
     assert match.exact.all() and len(match.sample.unique()) >= 20
     with pytest.raises(ValueError, match="reads the input"):

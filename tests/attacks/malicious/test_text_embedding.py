@@ -25,12 +25,12 @@ def test_extracted_token_sequences_are_the_batch_sentences():
     y = torch.arange(20) % 2
     manipulated, secret = text_embedding(model, TextEmbeddingConfig(SEQ_LEN, scale_factor=0.9))
     reconstruction = extract_text(batch_gradients(manipulated, x, y), secret)
-    found = reconstruction.sequences()
+    found = reconstruction.declared_points()
     in_batch = (found.unsqueeze(1) == x.unsqueeze(0)).all(dim=2).any(dim=1)
     assert in_batch.all()  # every complete sequence is a real sentence of the batch
     assert len(found) >= 10  # and at least half of the 20 sentences come back
     # rows that mix several sentences do not map to a complete token sequence
-    assert (~reconstruction.complete).any()
+    assert (~reconstruction.declared).any()
 
 
 def test_lookup_rejects_vectors_not_in_the_table():

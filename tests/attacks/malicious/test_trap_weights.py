@@ -44,11 +44,11 @@ def test_trap_weights_extract_far_more_of_a_100_image_batch_than_the_passive_att
     assert scores.recall >= 2 * passive_scores.recall
     assert scores.precision > 2 * passive_scores.precision
     # every point the attacker declares extracted is an input of the batch within the tolerance
-    declared = active.inputs[active.individual]
+    declared = active.inputs[active.declared]
     assert len(declared) >= 25
     match = match_extractions(declared, x)
     assert match.exact.all() and match.error.max() <= DEFAULT_TOLERANCE
-    assert len(active.unique()) == int(scores.recovered.sum())
+    assert len(active.declared_points()) == int(scores.recovered.sum())
 
 
 def test_bad_config_and_layer_are_named():

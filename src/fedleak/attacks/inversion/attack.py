@@ -6,13 +6,16 @@ All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS
+from fedleak.attacks.base import Observed, Reconstruction
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradients
@@ -21,40 +24,62 @@ from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowled
 from fedleak.attacks.inversion.labels import idlg_labels
 from fedleak.attacks.inversion.layer_order import output_layer
 from fedleak.attacks.inversion.loop import optimise
+from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
-
-
-@dataclass
-class Reconstruction:
-    """One reconstruction per victim: ``images`` ``(V, *input_shape)`` in the input range, ``labels`` ``(V,)``,
-    the final attack ``loss`` and ``iterations`` of the chosen restart ``(V,)``, and the attack's wall time."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    loss: torch.Tensor
-    iterations: torch.Tensor
-    seconds: float
 
 
 @dataclass(frozen=True)
 class InversionAttack:
-    """A named gradient-inversion attack, as registered in :data:`fedleak.attacks.ATTACKS`."""
+    """A gradient-inversion attack of an honest-but-curious server (paper 001 Algorithm 1; Algorithm 2 for
+    ``cdia``): it sends the model unchanged and inverts every observed update, all of them lanes of one batched
+    optimisation, each observed update taken as one victim's B = 1 gradient; ``seed`` seeds the dummy data."""
 
     config: InversionConfig
+    seed: int = 0
 
-    def __call__(self, model: nn.Module, received, knowledge: ServerKnowledge, *, device="cpu",
-                 seed: int = 0) -> Reconstruction:
-        return reconstruct(self.config, model, received, knowledge, device=device, seed=seed)
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, None]:
+        return model, None
+
+    def reconstruct(self, observed: Observed, secret: None, knowledge: ServerKnowledge, *,
+                    device="cpu") -> Reconstruction:
+        if observed.kind != "gradient":
+            raise ValueError(f"{self.name} inverts gradients (FedSGD); it observed {observed.kind}s")
+        result = reconstruct(self.config, observed.sent[0], ReceivedGradients(observed.updates), knowledge,
+                             device=device, seed=self.seed)
+        result.meta["source"] = torch.tensor(observed.sources, device=result.inputs.device)
+        return result
+
+
+def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]:
+    """A registry entry for preset ``config``: options are ``iterations`` (a short budget, see
+    :func:`fedleak.attacks.inversion.presets.short_run`), the ``seed`` of the dummy data and any
+    :class:`InversionConfig` field to change."""
+
+    def build(*, iterations: int | None = None, seed: int = 0, **changes) -> InversionAttack:
+        changed = config.with_(**changes)
+        return InversionAttack(changed if iterations is None else short_run(changed, iterations), seed)
+
+    fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(config, f.name))
+              for f in dataclasses.fields(InversionConfig) if f.name != "name"]
+    build.__signature__ = inspect.Signature(
+        [inspect.Parameter("iterations", inspect.Parameter.KEYWORD_ONLY, default=None),
+         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=0), *fields])
+    build.__doc__ = DESCRIPTIONS.get(config.name, InversionAttack.__doc__)
+    return build
 
 
 def resolve(attack: str | InversionConfig) -> InversionConfig:
     """An attack name (a registered preset) or a config -> the config."""
     if isinstance(attack, InversionConfig):
         return attack
-    registered = ATTACKS.get(attack)
-    if not isinstance(registered, InversionAttack):
-        raise ValueError(f"attack {attack!r} is not a gradient-inversion attack")
-    return registered.config
+    if attack not in PRESETS:
+        ATTACKS.get(attack)  # an unknown name: the error lists every attack
+        raise ValueError(f"attack {attack!r} is not a gradient-inversion attack; those are: {', '.join(PRESETS)}")
+    return PRESETS[attack]
 
 
 def _received(received, device) -> ReceivedGradients:
@@ -144,4 +169,5 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     images = outcome.best["x"][chosen].clamp(low, high)
     if config.optimise_labels:
         labels = outcome.best["y"][chosen].argmax(-1)
-    return Reconstruction(images, labels, outcome.loss[chosen], outcome.iterations[chosen], outcome.seconds)
+    return Reconstruction(images, labels, meta={"loss": outcome.loss[chosen], "iterations": outcome.iterations[chosen]},
+                          info={"seconds": outcome.seconds})

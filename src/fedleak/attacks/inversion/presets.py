@@ -1,4 +1,4 @@
-"""The named gradient-inversion attacks, registered in :data:`fedleak.attacks.ATTACKS`.
+"""The named gradient-inversion attacks (registered in :data:`fedleak.attacks.ATTACKS` by :mod:`fedleak.attacks`).
 
 ``ig`` carries the settings of paper 001 §5.2 (cosine distance, TV weight 0.01, Adam from learning rate 1 decayed
 by 0.1 after 400 iterations without improvement, stop below loss 1e-5, after 4,000 iterations without
@@ -6,11 +6,23 @@ improvement or after 20,000). The targeted attacks of §4 differ from ``ig`` onl
 """
 from __future__ import annotations
 
-from fedleak.attacks import ATTACKS
-from fedleak.attacks.inversion.attack import InversionAttack
 from fedleak.attacks.inversion.config import InversionConfig
 
 IG = InversionConfig(name="ig")
+
+# One line per preset for ``fedleak list attacks``; the comments below give the details.
+DESCRIPTIONS = {
+    "dlg": "Deep Leakage from Gradients (Zhu et al. 2019): L2 distance, L-BFGS, labels optimised jointly.",
+    "idlg": "iDLG (Zhao et al. 2020): DLG with the label read off the output-layer gradient.",
+    "ig": "Inverting Gradients (Geiping et al. 2020) with the settings of paper 001 §5.2.",
+    "wiig": "Well-Informed IG (paper 001 §4.1, §4.3): the client's true randomness, a baseline.",
+    "dia": "Dropout Inversion Attack: the client's Dropout masks optimised jointly.",
+    "dpia": "DP Inversion Attack (paper 001 §4.1): dummy DP noise optimised jointly.",
+    "gpia": "Gradient Pruning Inversion Attack (paper 001 §4.2): the received pruning mask on the dummy gradient.",
+    "vbia": "Variational Bottleneck Inversion Attack (paper 001 §4.3): bottleneck noise optimised jointly.",
+    "pig": "Partial IG: the bottleneck decoder and later layers left out of the distance.",
+    "cdia": "Combined Defenses Inversion Attack (paper 001 Algorithm 2): DIA + GPIA + VBIA as the client's defenses need.",
+}
 
 PRESETS: dict[str, InversionConfig] = {
     # Deep Leakage from Gradients (Zhu et al. 2019): L2 distance, L-BFGS (lr 1), soft labels optimised jointly,
@@ -52,6 +64,3 @@ def short_run(config: InversionConfig, iterations: int) -> InversionConfig:
     return config.with_(lr=0.1 if config.optimizer == "adam" else config.lr, tv_weight=config.tv_weight and 1e-3,
                         max_iterations=iterations, plateau=max(1, iterations // 3), patience=iterations)
 
-
-for _name, _config in PRESETS.items():
-    ATTACKS.register(_name)(InversionAttack(_config))

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks.analytic import extract_linear, layer_gradients
+from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
 from fedleak.models.attention import Attention, TransformerBlock
 
@@ -64,21 +65,6 @@ class DecepticonsSecret:
     def position_table(self, position: int) -> torch.Tensor:
         """The input of the imprinted layer for every token at ``position`` (V, width)."""
         return self.norm(self.tokens + (self.positions[position] + self.shift))
-
-
-@dataclass
-class TokenReconstruction:
-    """Per candidate row (K,): the matched ``tokens`` and ``positions`` (-1 where no table entry matches)."""
-
-    tokens: torch.Tensor
-    positions: torch.Tensor
-    rows: torch.Tensor
-    num_rows: int
-
-    def pairs(self) -> torch.Tensor:
-        """The distinct recovered (position, token) pairs (M, 2)."""
-        found = self.tokens >= 0
-        return torch.unique(torch.stack([self.positions[found], self.tokens[found]], dim=1), dim=0)
 
 
 def _parts(model: nn.Module) -> tuple[nn.Module, list[tuple[str, TransformerBlock]]]:
@@ -133,8 +119,9 @@ def decepticons(model: nn.Module, config: DecepticonsConfig) -> tuple[nn.Module,
 
 
 def extract_decepticons(update: Mapping[str, torch.Tensor], secret: DecepticonsSecret, *, device=None,
-                        tolerance: float = 1e-4) -> TokenReconstruction:
-    """Eq. 5 at the imprinted layer, each candidate matched to the nearest (token, position) vector."""
+                        tolerance: float = 1e-4) -> Reconstruction:
+    """Eq. 5 at the imprinted layer, each candidate matched to the nearest (token, position) vector: points are
+    (position, token) pairs (K, 2), -1 and undeclared where no table entry lies within ``tolerance``."""
     weight, bias = layer_gradients(update, secret.layer, device=device)
     vectors, rows = extract_linear(weight, bias)
     finite = torch.isfinite(vectors).all(dim=1)
@@ -150,5 +137,5 @@ def extract_decepticons(update: Mapping[str, torch.Tensor], secret: DecepticonsS
         positions = torch.where(better, torch.full_like(positions, position), positions)
     found = finite & (error <= tolerance)
     missing = torch.full_like(tokens, -1)
-    return TokenReconstruction(torch.where(found, tokens, missing), torch.where(found, positions, missing), rows,
-                               len(bias))
+    pairs = torch.stack([torch.where(found, positions, missing), torch.where(found, tokens, missing)], dim=1)
+    return Reconstruction(pairs, declared=found, meta={"rows": rows}, info={"num_rows": len(bias)})

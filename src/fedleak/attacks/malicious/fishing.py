@@ -25,8 +25,10 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import LayerSecret, Reconstruction, extract_at_layer, identity_map, layer_gradients
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+from fedleak.attacks.analytic import LayerSecret, extract_at_layer, layer_gradients
+from fedleak.attacks.base import Reconstruction
+from fedleak.attacks.passive import input_layer
+from fedleak.attacks.malicious.layers import linear_layer
 
 
 @dataclass
@@ -62,15 +64,6 @@ class FishingSecret:
     input_layer: LayerSecret | None
 
 
-@dataclass
-class FishingReconstruction:
-    """``features`` (d,): the isolated input's classifier input (NaN if nothing was isolated); ``inputs``: Eq. 5
-    candidates at the input layer, or ``None`` when the model has no such layer."""
-
-    features: torch.Tensor
-    inputs: Reconstruction | None
-
-
 def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
     name, classifier = linear_layer(model, last=True)
     if not 0 <= target_class < classifier.out_features:
@@ -78,16 +71,6 @@ def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
     if classifier.out_features < 2:
         raise ValueError(f"fishing needs a classifier with several classes; {name!r} has one output")
     return name, classifier
-
-
-def _input_layer(model: nn.Module, input_shape: tuple[int, ...] | None) -> LayerSecret | None:
-    if input_shape is None:
-        return None
-    name, linear = linear_layer(model)
-    before = [m for _, m in leaves_before(model, name) if not isinstance(m, (nn.Flatten, nn.Identity))]
-    if before or linear.in_features != math.prod(input_shape):
-        return None
-    return LayerSecret(name, identity_map(tuple(input_shape)))
 
 
 def class_fishing(model: nn.Module, config: ClassFishingConfig) -> tuple[nn.Module, FishingSecret]:
@@ -99,7 +82,7 @@ def class_fishing(model: nn.Module, config: ClassFishingConfig) -> tuple[nn.Modu
         others[config.target_class] = False
         classifier.weight[others] = 0.0
         classifier.bias[others] = config.bias_multiplier
-    return model, FishingSecret(name, config.target_class, _input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, input_layer(model, config.input_shape))
 
 
 def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.Module, FishingSecret]:
@@ -115,7 +98,7 @@ def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.
         classifier.weight[config.target_class, config.feature] = config.multiplier
         offset = config.bias_multiplier + math.log(classifier.out_features - 1)
         classifier.bias[config.target_class] = offset - config.multiplier * config.threshold
-    return model, FishingSecret(name, config.target_class, _input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, input_layer(model, config.input_shape))
 
 
 def fishing_bin(update_low: Mapping[str, torch.Tensor],
@@ -127,9 +110,15 @@ def fishing_bin(update_low: Mapping[str, torch.Tensor],
     return {key: update_low[key] - update_high[key] for key in update_low}
 
 
-def extract_fishing(update: Mapping[str, torch.Tensor], secret: FishingSecret, *, device=None) -> FishingReconstruction:
-    """The fished input's classifier features, and its input when the first layer reads the raw input."""
+def extract_fishing(update: Mapping[str, torch.Tensor], secret: FishingSecret, *, device=None) -> Reconstruction:
+    """The fished input: Eq. 5 candidates at the input layer when the first layer reads the raw input, else the
+    one point of its classifier features (NaN when nothing was isolated). ``info["features"]`` holds those
+    features (d,) in both cases."""
     weight, bias = layer_gradients(update, secret.classifier, device=device)
     features = weight[secret.target_class] / bias[secret.target_class]
-    inputs = None if secret.input_layer is None else extract_at_layer(update, secret.input_layer, device=device)
-    return FishingReconstruction(features, inputs)
+    if secret.input_layer is not None:
+        reconstruction = extract_at_layer(update, secret.input_layer, device=device)
+        reconstruction.info["features"] = features
+        return reconstruction
+    return Reconstruction(features.unsqueeze(0), declared=torch.isfinite(features).all().reshape(1),
+                          info={"features": features})

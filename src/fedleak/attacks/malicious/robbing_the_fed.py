@@ -24,9 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.attacks.analytic import (InputMap, Reconstruction, active_rows, identity_map, individual_rows,
+from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.malicious.layers import leaves_before, linear_layer, linear_names
+from fedleak.attacks.base import Reconstruction
 from fedleak.models.insertion import insert_module
 
 VARIANTS = ("insert", "reuse")
@@ -134,4 +135,5 @@ def extract_imprint(update: Mapping[str, torch.Tensor], secret: ImprintSecret, *
     bias_step = bias - torch.cat([bias[1:], torch.zeros_like(bias[:1])])
     rows = active_rows(bias_step)
     inputs = map_to_input(weight_step[rows] / bias_step[rows].unsqueeze(1), secret.input_map)
-    return Reconstruction(inputs, rows, individual_rows(inputs, levels=secret.input_map.levels), len(bias))
+    return Reconstruction(inputs, declared=individual_rows(inputs, levels=secret.input_map.levels),
+                          meta={"rows": rows}, info={"num_rows": len(bias)})

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks.analytic import extract_linear, layer_gradients
+from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.layers import linear_layer
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
 
@@ -41,21 +42,6 @@ class TextSecret:
     layer: str
     table: torch.Tensor
     seq_len: int
-
-
-@dataclass
-class TextReconstruction:
-    """Token ids (K, seq_len) per candidate row (-1 where no table entry matches), ``complete`` (K,) where every
-    position matched (an individual sequence), ``rows`` (K,), and the layer's neuron count ``num_rows``."""
-
-    tokens: torch.Tensor
-    complete: torch.Tensor
-    rows: torch.Tensor
-    num_rows: int
-
-    def sequences(self) -> torch.Tensor:
-        """The distinct complete token sequences (M, seq_len)."""
-        return torch.unique(self.tokens[self.complete], dim=0)
 
 
 def _embedding(model: nn.Module) -> tuple[str, nn.Embedding]:
@@ -107,8 +93,9 @@ def lookup_tokens(vectors: torch.Tensor, table: torch.Tensor, *, tolerance: floa
 
 
 def extract_text(update: Mapping[str, torch.Tensor], secret: TextSecret, *, device=None,
-                 tolerance: float = 1e-4) -> TextReconstruction:
-    """Eq. 5 at the dense layer, each extracted sequence of embeddings mapped back to tokens."""
+                 tolerance: float = 1e-4) -> Reconstruction:
+    """Eq. 5 at the dense layer, each extracted sequence of embeddings mapped back to tokens: token ids (K, seq_len),
+    -1 where no table entry matches; a sequence is declared when every position matched (an individual one)."""
     weight, bias = layer_gradients(update, secret.layer, device=device)
     features, rows = extract_linear(weight, bias)
     dim = secret.table.shape[1]
@@ -117,4 +104,4 @@ def extract_text(update: Mapping[str, torch.Tensor], secret: TextSecret, *, devi
     tokens = lookup_tokens(torch.where(finite.unsqueeze(1), vectors, torch.zeros_like(vectors)), secret.table,
                            tolerance=tolerance)
     tokens = torch.where(finite, tokens, torch.full_like(tokens, -1)).reshape(len(rows), secret.seq_len)
-    return TextReconstruction(tokens, (tokens >= 0).all(dim=1), rows, len(bias))
+    return Reconstruction(tokens, declared=(tokens >= 0).all(dim=1), meta={"rows": rows}, info={"num_rows": len(bias)})
