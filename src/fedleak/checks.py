@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Mapping
 
 import torch
@@ -18,7 +19,7 @@ def check_number(name: str, value, *, low: float | None = None, high: float | No
     """``value`` if it is a finite number (an int when ``integer``) in the interval from ``low`` to ``high``
     (bounds excluded when ``*_open``); otherwise a :class:`ValueError` naming ``name``, the range and the value."""
     kind = "an integer" if integer else "a finite number"
-    ok = (not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Integral if integer else numbers.Real)
           and math.isfinite(value) and (low is None or (value > low if low_open else value >= low))
           and (high is None or (value < high if high_open else value <= high)))
     if not ok:
@@ -27,6 +28,12 @@ def check_number(name: str, value, *, low: float | None = None, high: float | No
         bounds = " and ".join(b for b in (lo, hi) if b)
         raise ValueError(f"{name} must be {kind}{' ' + bounds if bounds else ''}, got {value!r}")
     return value
+
+
+def check_levels(what: str, levels) -> None:
+    """The quantisation ``levels`` an attack assumes: ``None`` (real-valued data) or an int >= 1."""
+    if levels is not None:
+        check_number(f"{what} levels", levels, low=1, integer=True)
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], what: str) -> None:
