@@ -67,5 +67,6 @@ def test_train_refuses_a_finished_ablation_folder_and_leaves_it_as_it_was(capsys
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert main(["train", "--rounds", "1", "--clients", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path} holds the results of another run configuration" in err and "federation: folder's (absent)" in err
+    assert f"{tmp_path} holds the results of another run configuration" in err
+    assert "federation: folder's (absent)" in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -46,6 +46,7 @@ def register(subparsers) -> None:
                         help="short attack of this many iterations (default: the full schedule; quick 300)")
     parser.add_argument("--rounds", type=positive_int, default=None,
                         help="FL rounds (default 300 with early stopping)")
-    parser.add_argument("--seeds", type=int_list, default=None, help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
+    parser.add_argument("--seeds", type=int_list, default=None,
+                        help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
     add_run_arguments(parser, out="results/ablation")
     parser.set_defaults(func=run)

@@ -73,12 +73,15 @@ def register(subparsers) -> None:
     parser.add_argument("--rounds", type=positive_int, default=None, help="FedAvg rounds per partition (default 20)")
     parser.add_argument("--attack-rounds", type=int_list, default=None,
                         help="rounds whose model the server manipulates, e.g. 2,15")
-    parser.add_argument("--attack-clients", type=positive_int, default=None, help="clients checking each manipulated model")
+    parser.add_argument("--attack-clients", type=positive_int, default=None,
+                        help="clients checking each manipulated model")
     parser.add_argument("--partitions", type=_names, default=None, help="iid,dirichlet (default both)")
-    parser.add_argument("--samples", type=positive_int, default=128, help="local samples the detectors use (default 128)")
+    parser.add_argument("--samples", type=positive_int, default=128,
+                        help="local samples the detectors use (default 128)")
     parser.add_argument("--remember-rounds", type=positive_int, default=5,
                         help="rounds the warm-up detector remembers (its +rounds column; default 5)")
-    parser.add_argument("--false-alarm-rate", type=open_fraction, default=0.05, help="calibration target (default 0.05)")
+    parser.add_argument("--false-alarm-rate", type=open_fraction, default=0.05,
+                        help="calibration target (default 0.05)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
