@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from fedleak.commands.common import (add_run_arguments, fraction, non_negative_int, parse_size, positive_float,
-                                     positive_int)
+from fedleak.commands.common import add_run_arguments, fraction, parse_size, positive_float, positive_int
 from fedleak.experiments.fl_run import run_fl
 from fedleak.fl import FederationSpec, FLConfig
 
@@ -27,7 +26,7 @@ def add_federation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", default="iid", choices=["iid", "dirichlet"])
     parser.add_argument("--alpha", type=positive_float, default=0.5,
                         help="Dirichlet concentration for non-IID splits")
-    parser.add_argument("--patience", type=non_negative_int, default=None, help="early-stopping patience in rounds")
+    parser.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience in rounds")
 
 
 def federation_from_args(args) -> tuple[FederationSpec, FLConfig]:
