@@ -69,3 +69,22 @@ def test_defended_training_on_cuda():
     assert all(g.is_cuda for g in grads.values()) and all(d.is_cuda for d in last_draws(defended).values())
     pruned = mods[0](defended, None, lambda m: ClientUpdate(0, 1, "gradient", grads, 4))
     assert all(t.is_cuda for t in pruned.tensors.values())
+
+
+@pytest.mark.parametrize("text,message", [
+    ("dp:sigma=inf", "dp option sigma must be a finite number >= 0, got inf"),
+    ("dp:sigma=nan", "dp option sigma must be a finite number >= 0, got nan"),
+    ("dp:clip=-1", "dp option clip must be a finite number > 0, got -1"),
+    ("dp:seed=1.5", "dp option seed must be an integer >= 0"),
+    ("dropout:p=nan", "dropout rate p must be a finite number >= 0 and < 1"),
+    ("prune:p=inf", "pruning rate p must be a finite number >= 0 and <= 1"),
+    ("precode:beta=inf", "precode option beta must be a finite number >= 0"),
+    ("precode:K=0", "precode option K must be an integer >= 1"),
+    ("cvb:beta=nan", "cvb option beta"),
+    ("cvb:kernel_size=0", "cvb option kernel_size"),
+    ("cvb:K=-3", "cvb option K"),
+])
+def test_non_finite_or_out_of_range_options_are_refused_before_training(text, message):
+    model = build_model("cnn", (1, 32, 32), 10)
+    with pytest.raises(ValueError, match=message.replace("+", r"\+")):
+        apply_defenses(model, text, model_name="cnn", input_shape=(1, 32, 32))

@@ -105,3 +105,13 @@ def test_seeded_noise_is_reproducible():
         _, gradient_fn, _ = apply_defenses(model, "dp:sigma=1e-2:seed=5", model_name="cnn", input_shape=SHAPE)
         grads.append(flat(gradient_fn(model, x, y)))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("sigma", [math.inf, math.nan, -1.0])
+def test_epsilon_of_a_non_finite_sigma_is_refused_at_once(sigma):
+    with pytest.raises(ValueError, match="noise multiplier must be a finite number > 0"):
+        dp_epsilon(sigma, sample_rate=0.01, steps=10)
+    with pytest.raises(ValueError, match="sample_rate"):
+        dp_epsilon(1.0, sample_rate=math.nan, steps=10)
+    with pytest.raises(ValueError, match="DP noise multiplier sigma"):
+        dp_gradient_fn(sigma=sigma)

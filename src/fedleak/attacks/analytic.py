@@ -19,6 +19,7 @@ from typing import Mapping
 import torch
 
 from fedleak.attacks.base import Reconstruction
+from fedleak.checks import check_finite
 
 NEGLIGIBLE = 1e-10  # bias gradients this small relative to the largest are round-off
 
@@ -60,13 +61,15 @@ class LayerSecret:
 
 def layer_gradients(update: Mapping[str, torch.Tensor], layer: str, *,
                     device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight and bias gradients (or deltas) of ``layer`` in an update, on ``device``."""
+    """The weight and bias gradients (or deltas) of ``layer`` in an update, on ``device``; NaN/Inf in either is
+    refused (:class:`fedleak.checks.NonFiniteUpdate`)."""
     keys = (f"{layer}.weight", f"{layer}.bias")
     missing = [k for k in keys if k not in update]
     if missing:
         layers = sorted({k.rsplit(".", 1)[0] for k in update if k.endswith(".bias")})
         raise KeyError(f"update has no {' or '.join(missing)}; layers with a bias: {', '.join(layers) or 'none'}")
     weight, bias = (update[k] if device is None else update[k].to(device) for k in keys)
+    check_finite(dict(zip(keys, (weight, bias))), "received update")
     if weight.dim() != 2 or bias.shape != weight.shape[:1]:
         raise ValueError(f"{layer} is not a fully connected layer: weight {tuple(weight.shape)}, "
                          f"bias {tuple(bias.shape)}")

@@ -20,11 +20,12 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import Attack, AttackContext, Observed, Reconstruction, check_finite_update, stack_updates
+from fedleak.attacks.base import Attack, AttackContext, Observed, Reconstruction, stack_updates
 from fedleak.attacks.inversion.attack import InversionAttack
 from fedleak.attacks.inversion.knowledge import ServerKnowledge
 from fedleak.cases.scoring import score
 from fedleak.cases.threat_model import ThreatModel
+from fedleak.checks import NonFiniteUpdate, check_finite
 from fedleak.fl.client import ClientUpdate
 from fedleak.fl.server import weighted_mean
 from fedleak.report import ResultsDir
@@ -146,19 +147,23 @@ class Audit:
 
     def _reconstruct(self, round: int, groups: list[tuple[int, tuple[int, ...]]], by_client: dict[int, ClientUpdate],
                      models: dict[int, nn.Module], secret: Any, truth: Mapping[int, Batch]) -> list[AuditRecord]:
-        rows, sent = [], []
+        rows, sent, usable, unusable = [], [], [], []
         for source, clients in groups:
             members = [by_client[c] for c in clients]
             tensors = members[0].tensors if source != AGGREGATE else weighted_mean(members)
+            try:
+                check_finite(tensors, "received update")
+            except NonFiniteUpdate as error:  # recorded, never attacked: it would give noise that looks like data
+                unusable.append(AuditRecord(round, source, clients, "unusable update", reason=str(error)))
+                continue
             rows.append((tensors, sum(m.num_examples for m in members)))
             sent.append(models.get(clients[0]))
+            usable.append((source, clients))
+        if not usable:
+            return unusable
+        groups = usable
         kind = by_client[groups[0][1][0]].kind
         sources = tuple(source for source, _ in groups)
-        try:
-            for tensors, _ in rows:
-                check_finite_update(tensors)
-        except ValueError as error:
-            return [AuditRecord(round, s, c, "unusable update", reason=str(error)) for s, c in groups]
         observed = Observed(stack_updates([t for t, _ in rows]), kind, sources, tuple(n for _, n in rows),
                             tuple(sent))
         start = time.perf_counter()
@@ -172,7 +177,7 @@ class Audit:
             true = (torch.cat([b[0] for b in have]), torch.cat([b[1] for b in have])) if have else None
             records.append(AuditRecord(round, source, clients, "attacked", own, self._score(own, true), observed,
                                        true, seconds=seconds / len(groups)))
-        return records
+        return unusable + records
 
     def _score(self, reconstruction: Reconstruction, truth: Batch | None) -> dict:
         if truth is not None:

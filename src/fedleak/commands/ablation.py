@@ -2,12 +2,8 @@
 scored for privacy (CDIA's SSIM and ASR) and utility (FedAvg accuracy), resumable."""
 from __future__ import annotations
 
-from fedleak.commands.common import add_run_arguments, parse_size
+from fedleak.commands.common import add_run_arguments, int_list, parse_size, positive_int
 from fedleak.experiments.ablation import ROWS, AblationConfig, format_table, run_ablation
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    return tuple(int(s) for s in text.split(",") if s.strip())
 
 
 def config_from_args(args) -> AblationConfig:
@@ -19,7 +15,7 @@ def config_from_args(args) -> AblationConfig:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.seeds:
-        overrides["seeds"] = _seeds(args.seeds)
+        overrides["seeds"] = args.seeds
     return AblationConfig.quick(**overrides) if args.quick else AblationConfig(**overrides)
 
 
@@ -45,10 +41,12 @@ def register(subparsers) -> None:
                              + ", ".join(row.label for row in ROWS))
     parser.add_argument("--quick", action="store_true",
                         help="8 victims, 300 attack iterations, 8 FL rounds, one seed (about 30 min on 2 cores)")
-    parser.add_argument("--victims", type=int, default=None, help="victim images (default 128, quick 8)")
-    parser.add_argument("--attack-iterations", type=int, default=None,
+    parser.add_argument("--victims", type=positive_int, default=None, help="victim images (default 128, quick 8)")
+    parser.add_argument("--attack-iterations", type=positive_int, default=None,
                         help="short attack of this many iterations (default: the full schedule; quick 300)")
-    parser.add_argument("--rounds", type=int, default=None, help="FL rounds (default 300 with early stopping)")
-    parser.add_argument("--seeds", default=None, help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
+    parser.add_argument("--rounds", type=positive_int, default=None,
+                        help="FL rounds (default 300 with early stopping)")
+    parser.add_argument("--seeds", type=int_list, default=None,
+                        help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
     add_run_arguments(parser, out="results/ablation")
     parser.set_defaults(func=run)

@@ -1,18 +1,26 @@
-"""Arguments shared by sub-commands."""
+"""Arguments shared by sub-commands, and the converters that check every option as it is parsed, so that a bad
+value ends in one ``error: argument --name: ...`` line before any work starts or any file is written."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, out: str) -> None:
     """``--seed``, ``--device`` and ``--out`` (the results folder), which every experiment takes."""
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--out", default=out, help=f"results folder (default {out})")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", type=parse_device, default="cpu",
+                        help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
+    parser.add_argument("--out", type=parse_out, default=out, help=f"results folder (default {out})")
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"32"`` or ``"32x28"`` -> (H, W)."""
+    """``"32"`` or ``"32x28"`` -> (H, W), positive."""
     if not text:
         return None
     parts = text.lower().split("x")
@@ -20,4 +28,88 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         size = tuple(int(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 32 or 32x32, got {text!r}") from None
-    return (size[0], size[0]) if len(size) == 1 else size[:2]
+    if len(size) > 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"size must be one or two positive integers (32 or 32x32), got {text!r}")
+    return (size[0], size[0]) if len(size) == 1 else size
+
+
+def parse_device(text: str) -> str:
+    """A torch device that exists on this machine: ``cpu``, ``cuda``/``cuda:N`` where CUDA has N+1 devices, ``mps``
+    where available."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine; use cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                                             f"cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text!r}: fedleak runs on cpu, cuda or mps, not {device.type}")
+    return text
+
+
+def parse_out(text: str) -> str:
+    """A results folder that is (or can be created as) a writable folder; nothing is created yet."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor must let us create the rest
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder")
+    try:  # a probe file: permission bits do not tell root's rights, nor those of read-only file systems
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError("permission denied")
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is not writable ({reason})") from None
+    return text
+
+
+def _number(text: str, convert, what: str, ok, bounds: str):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be {bounds}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, "an integer", lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, "an integer", lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, "a number", lambda v: v > 0, "a finite number > 0")
+
+
+def fraction(text: str) -> float:
+    """A share in (0, 1]."""
+    return _number(text, float, "a number", lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def open_fraction(text: str) -> float:
+    """A rate in (0, 1), e.g. a false-alarm rate."""
+    return _number(text, float, "a number", lambda v: 0 < v < 1, "a number in (0, 1)")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2): at least one integer >= 0."""
+    values = tuple(non_negative_int(t.strip()) for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values

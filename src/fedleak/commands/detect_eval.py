@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fedleak.commands.common import add_run_arguments, parse_size
+from fedleak.commands.common import add_run_arguments, int_list, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.detection_report import table_header, table_rows
@@ -21,13 +21,6 @@ QUICK_MODELS = {
     "text_transformer": {"size": None, "model_options": {"vocab_size": 16, "width": 32, "heads": 2}, **_VICTIM},
 }
 QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -76,16 +69,19 @@ def register(subparsers) -> None:
     parser.add_argument("--dataset", default="bundled", help="dataset (default bundled; images become tokens for "
                         "text_transformer)")
     parser.add_argument("--size", type=parse_size, default=None, help="resize images, e.g. 32")
-    parser.add_argument("--clients", type=int, default=10, help="clients (default 10)")
-    parser.add_argument("--rounds", type=int, default=None, help="FedAvg rounds per partition (default 20)")
-    parser.add_argument("--attack-rounds", type=_ints, default=None,
+    parser.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
+    parser.add_argument("--rounds", type=positive_int, default=None, help="FedAvg rounds per partition (default 20)")
+    parser.add_argument("--attack-rounds", type=int_list, default=None,
                         help="rounds whose model the server manipulates, e.g. 2,15")
-    parser.add_argument("--attack-clients", type=int, default=None, help="clients checking each manipulated model")
+    parser.add_argument("--attack-clients", type=positive_int, default=None,
+                        help="clients checking each manipulated model")
     parser.add_argument("--partitions", type=_names, default=None, help="iid,dirichlet (default both)")
-    parser.add_argument("--samples", type=int, default=128, help="local samples the detectors use (default 128)")
-    parser.add_argument("--remember-rounds", type=int, default=5,
+    parser.add_argument("--samples", type=positive_int, default=128,
+                        help="local samples the detectors use (default 128)")
+    parser.add_argument("--remember-rounds", type=positive_int, default=5,
                         help="rounds the warm-up detector remembers (its +rounds column; default 5)")
-    parser.add_argument("--false-alarm-rate", type=float, default=0.05, help="calibration target (default 0.05)")
+    parser.add_argument("--false-alarm-rate", type=open_fraction, default=0.05,
+                        help="calibration target (default 0.05)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")

@@ -2,7 +2,7 @@
 ``pip install 'fedleak[flower]'``)."""
 from __future__ import annotations
 
-from fedleak.commands.common import add_run_arguments
+from fedleak.commands.common import add_run_arguments, positive_int
 
 
 def run(args) -> int:
@@ -26,12 +26,12 @@ def run(args) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("flower-demo", help="Flower simulation: trap weights without and with the "
                                                        "client-side detector mod")
-    parser.add_argument("--clients", type=int, default=10, help="number of Flower clients (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="number of FL rounds (default 3)")
-    parser.add_argument("--attack-rounds", type=int, nargs="+", default=[3],
+    parser.add_argument("--clients", type=positive_int, default=10, help="number of Flower clients (default 10)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="number of FL rounds (default 3)")
+    parser.add_argument("--attack-rounds", type=positive_int, nargs="+", default=[3],
                         help="rounds in which the server sends trap weights (default 3)")
-    parser.add_argument("--victims", type=int, default=3, help="clients attacked per attack round (default 3)")
-    parser.add_argument("--cpus", type=int, default=None, help="CPUs for the simulation (default: all)")
+    parser.add_argument("--victims", type=positive_int, default=3, help="clients attacked per attack round (default 3)")
+    parser.add_argument("--cpus", type=positive_int, default=None, help="CPUs for the simulation (default: all)")
     parser.add_argument("--verbose", action="store_true", help="show Flower's logs")
     add_run_arguments(parser, out="results/flower-demo")
     parser.set_defaults(func=run)

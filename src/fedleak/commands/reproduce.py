@@ -1,17 +1,8 @@
 """``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures (one sub-command per experiment)."""
 from __future__ import annotations
 
-import argparse
-
-from fedleak.commands.common import add_run_arguments
+from fedleak.commands.common import add_run_arguments, positive_int
 from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def run_trap_weights(args) -> int:
@@ -36,7 +27,7 @@ def register(subparsers) -> None:
                       help="colour dataset for the CNN (default skimage_photos; cifar10 or imagefolder with "
                            "--colour-root DIR)")
     trap.add_argument("--colour-root", default=None, help="folder of --colour-dataset")
-    trap.add_argument("--runs", type=_positive, default=10, help="runs per cell (the paper uses 10; default 10)")
+    trap.add_argument("--runs", type=positive_int, default=10, help="runs per cell (the paper uses 10; default 10)")
     trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights")

@@ -6,6 +6,7 @@ then the values, big-endian. Files may be gzip-compressed (``.gz``) or raw.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def read_idx(path) -> np.ndarray:
         raise DataFormatError(f"{path}: IDX header cut short (expected {ndim} dimension sizes)")
     shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_TYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: huge declared dims cannot overflow
     if len(raw) - header != expected:
         raise DataFormatError(f"{path}: {len(raw) - header} data bytes, expected {expected} for shape {shape}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)

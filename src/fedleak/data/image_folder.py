@@ -5,6 +5,7 @@ this way, provides both splits; otherwise ``root`` itself is the training split.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,21 @@ def class_folders(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 RGB of shape (3, H, W), resized to ``size`` = (H, W) with bilinear filtering."""
+    """One image as uint8 RGB of shape (3, H, W), resized to ``size`` = (H, W) with bilinear filtering.
+
+    An image whose header declares more than PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb) is refused
+    before it is decoded."""
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataFormatError(f"{path}: refused, image too large ({err})") from None
     except (UnidentifiedImageError, OSError) as err:
         raise DataFormatError(f"{path}: not a readable image ({err})") from None
+    except Exception as err:  # PIL's decoders raise many types (SyntaxError, ValueError, ...) for a broken file
+        raise DataFormatError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 

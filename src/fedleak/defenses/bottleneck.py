@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import StochasticModule
 from fedleak.defenses.target import Defended, feature_shape
@@ -39,8 +40,7 @@ class VariationalBottleneck(StochasticModule):
 
     def __init__(self, beta: float):
         super().__init__()
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-            raise ValueError(f"bottleneck KL weight beta must be a number >= 0, got {beta!r}")
+        check_number("bottleneck KL weight beta", beta, low=0)
         self.beta = float(beta)
         self.mu: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
@@ -157,6 +157,8 @@ def cvb_in_shape(features: tuple[int, ...]) -> tuple[int, ...]:
 @DEFENSES.register("precode")
 def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
     """Insert :class:`Precode` (named ``precode``) just before the model's output layer ``classifier``."""
+    check_number("precode option K", K, low=1, integer=True)
+    check_number("precode option beta", beta, low=0)
     shape = feature_shape(target.model, "classifier", target.input_shape, side="input")
     insert_module(target.model, "precode", Precode(shape, K=K, beta=beta).to(_device(target.model)),
                   before="classifier")
@@ -168,6 +170,12 @@ def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = No
             kernel_size: int | None = None, at: str | None = None) -> Defended:
     """Insert :class:`ConvBottleneck` (named ``cvb``) after ``at``, by default where the authors put it for
     ``target.model_name`` (:data:`CVB_PLACEMENTS`), with their beta and kernel size unless given."""
+    if K != "adaptive":
+        check_number("cvb option K", K, low=1, integer=True)
+    if beta is not None:
+        check_number("cvb option beta", beta, low=0)
+    if kernel_size is not None:
+        check_number("cvb option kernel_size", kernel_size, low=1, integer=True)
     placement = CVB_PLACEMENTS.get(target.model_name)
     if placement is None and (at is None or beta is None or kernel_size is None):
         known = ", ".join(sorted(CVB_PLACEMENTS))

@@ -14,6 +14,7 @@ import torch.nn as nn
 from opacus.accountants import RDPAccountant
 from torch.func import functional_call, grad, vmap
 
+from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import overridden, stochastic_modules
 from fedleak.defenses.target import Defended
@@ -49,10 +50,8 @@ class DPSGD:
     """
 
     def __init__(self, clip: float = 20.0, sigma: float = 1e-4, generator: torch.Generator | None = None):
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0:
-            raise ValueError(f"DP clipping threshold tau must be a number > 0, got {clip!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
-            raise ValueError(f"DP noise multiplier sigma must be a number >= 0, got {sigma!r}")
+        check_number("DP clipping threshold tau", clip, low=0, low_open=True)
+        check_number("DP noise multiplier sigma", sigma, low=0)
         self.clip, self.sigma, self.generator = float(clip), float(sigma), generator
         self.last_noise: dict[str, torch.Tensor] = {}
 
@@ -113,12 +112,9 @@ class DPAccountant:
 
     def step(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
         """Record ``steps`` DP-SGD steps with noise multiplier sigma on Poisson batches of rate ``sample_rate``."""
-        if noise_multiplier <= 0:
-            raise ValueError(f"accounting needs a noise multiplier > 0, got {noise_multiplier}")
-        if not 0 < sample_rate <= 1:
-            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        check_number("accounting's noise multiplier", noise_multiplier, low=0, low_open=True)
+        check_number("sample_rate", sample_rate, low=0, high=1, low_open=True)
+        check_number("steps", steps, low=1, integer=True)
         for _ in range(steps):
             self._accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
 
@@ -130,8 +126,7 @@ class DPAccountant:
         """The epsilon of (epsilon, delta)-DP spent so far. With paper 001's tiny sigma (1e-4) it is finite but
         astronomically large (no formal guarantee); Opacus's warning that the optimal order is the smallest
         one is silenced for that reason."""
-        if not 0 < delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {delta}")
+        check_number("delta", delta, low=0, high=1, low_open=True, high_open=True)
         if not self._accountant.history:
             return 0.0
         with warnings.catch_warnings():
@@ -149,6 +144,10 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
 @DEFENSES.register("dp")
 def add_dp(target: Defended, sigma: float = 1e-4, clip: float = 20.0, seed: int | None = None) -> Defended:
     """Train with DP-SGD (``gradient_fn`` = :class:`DPSGD`); ``seed`` seeds the noise (global RNG when None)."""
+    check_number("dp option sigma", sigma, low=0)
+    check_number("dp option clip", clip, low=0, low_open=True)
+    if seed is not None:
+        check_number("dp option seed", seed, low=0, integer=True)
     check_per_sample(target.model)
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     target.gradient_fn = dp_gradient_fn(clip, sigma, generator)

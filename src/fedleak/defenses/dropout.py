@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import StochasticModule
 from fedleak.defenses.target import Defended
@@ -91,6 +92,7 @@ def dropout_points(model: nn.Module, model_name: str) -> list[str]:
 def add_dropout(target: Defended, p: float = 0.25, at: str | Sequence[str] | None = None) -> Defended:
     """Insert :class:`StochasticDropout` (rate ``p``) after each submodule of :func:`dropout_points`, or after
     the ``+``-separated dotted paths in ``at``; each is named ``dropout_<child>`` next to its anchor."""
+    check_number("dropout rate p", p, low=0, high=1, high_open=True)
     points = dropout_points(target.model, target.model_name) if at is None else (
         at.split("+") if isinstance(at, str) else list(at))
     for path in points:

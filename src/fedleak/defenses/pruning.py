@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.target import Defended
 
@@ -58,5 +59,6 @@ def pruning_mod(p: float):
 @DEFENSES.register("prune")
 def add_pruning(target: Defended, p: float = 0.5) -> Defended:
     """Prune the client's update with rate ``p`` (default 0.5, paper 001 §5.3)."""
+    check_number("pruning rate p", p, low=0, high=1)
     target.mods = (*target.mods, pruning_mod(p))
     return target

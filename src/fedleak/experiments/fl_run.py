@@ -13,11 +13,10 @@ def run_fl(spec: FederationSpec, config: FLConfig, out: str | Path, *, progress:
     """Train with ``build_federation(spec, config, **federation)``, writing each round to ``rounds.jsonl`` as it
     finishes, then ``history.json``, ``rounds.csv`` and ``accuracy.png``."""
     out = Path(out)
-    rounds_file = out / "rounds.jsonl"
-    if rounds_file.exists():
-        rounds_file.unlink()  # an FL run is one cell: a rerun starts it again
-    results = ResultsDir(out, {"federation": spec.to_dict(), "fl": config.to_dict()}, cells="rounds.jsonl")
-    server = build_federation(spec, config, progress=progress, **federation)
+    server = build_federation(spec, config, progress=progress, **federation)  # bad inputs fail before any writing
+    # an FL run is one cell: a rerun of the same config starts it again (resume=False)
+    results = ResultsDir(out, {"federation": spec.to_dict(), "fl": config.to_dict()}, cells="rounds.jsonl",
+                         resume=False)
 
     def record(r: RoundRecord) -> None:
         results.add(f"round-{r.round}", asdict(r))

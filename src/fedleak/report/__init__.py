@@ -1,4 +1,4 @@
 """Writing results: configs, resumable JSON-lines cells, tables and plots."""
-from fedleak.report.results import ResultsDir
+from fedleak.report.results import ResultsDir, ResultsFolderError, check_output_folder
 
-__all__ = ["ResultsDir"]
+__all__ = ["ResultsDir", "ResultsFolderError", "check_output_folder"]

@@ -26,6 +26,7 @@ from fedleak.attacks.inversion.layer_order import output_layer
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
+from fedleak.checks import check_finite
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _received(received, device) -> ReceivedGradients:
         raise TypeError(f"received must be ReceivedGradients or a dict of stacked gradients, "
                         f"got {type(received).__name__}")
     grads = {n: g.detach().to(device=device, dtype=torch.float32) for n, g in received.gradients.items()}
+    check_finite(grads, "received gradients")
     labels = None if received.labels is None else received.labels.to(device)
     return ReceivedGradients(grads, labels)
 

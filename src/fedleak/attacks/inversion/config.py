@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from fedleak.checks import check_number
+
 DISTANCE_NAMES = ("l2", "cosine", "layer_cosine")
 OPTIMIZERS = ("adam", "lbfgs")
 RANDOMNESS = ("fresh", "true", "optimised")
@@ -63,11 +65,11 @@ class InversionConfig:
                 value = getattr(self, field_name)
                 raise ValueError(f"inversion {field_name}={value!r} is not one of {', '.join(valid)}")
         for field_name in ("restarts", "max_iterations", "plateau", "patience"):
-            if getattr(self, field_name) < 1:
-                raise ValueError(f"inversion {field_name} must be >= 1, got {getattr(self, field_name)}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError(f"inversion needs lr > 0 and 0 < lr_decay <= 1, got lr={self.lr}, "
-                             f"lr_decay={self.lr_decay}")
+            check_number(f"inversion {field_name}", getattr(self, field_name), low=1, integer=True)
+        check_number("inversion lr", self.lr, low=0, low_open=True)
+        check_number("inversion lr_decay", self.lr_decay, low=0, high=1, low_open=True)
+        for field_name in ("tv_weight", "loss_threshold", "mask_weight", "noise_weight"):
+            check_number(f"inversion {field_name}", getattr(self, field_name), low=0)
 
     def with_(self, **changes) -> "InversionConfig":
         """A copy with some fields changed (e.g. a shorter ``max_iterations`` for a quick run)."""

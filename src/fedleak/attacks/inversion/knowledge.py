@@ -10,6 +10,8 @@ from typing import Mapping
 
 import torch
 
+from fedleak.checks import check_number
+
 
 @dataclass
 class ReceivedGradients:
@@ -60,3 +62,9 @@ class ServerKnowledge:
         low, high = self.input_range
         if not low < high:
             raise ValueError(f"input_range must be (low, high) with low < high, got {self.input_range}")
+        check_number("input_range low", low)
+        check_number("input_range high", high)
+        if self.dp_clip is not None:
+            check_number("dp_clip", self.dp_clip, low=0, low_open=True)
+        if self.dp_sigma is not None:
+            check_number("dp_sigma", self.dp_sigma, low=0)

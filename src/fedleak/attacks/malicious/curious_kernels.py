@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_levels, check_number
 from fedleak.attacks.analytic import InputMap, LayerSecret
 from fedleak.attacks.malicious.conv_forwarding import check_size_preserving
 from fedleak.attacks.malicious.layers import leaves_before, linear_layer
@@ -31,8 +32,8 @@ class CuriousKernelsConfig:
     levels: int | None = 255
 
     def __post_init__(self):
-        if not self.scale > 0:
-            raise ValueError(f"the identity kernels need a positive centre value, got {self.scale}")
+        check_number("curious kernels' centre value scale", self.scale, low=0, low_open=True)
+        check_levels("curious kernels", self.levels)
         if len(self.input_shape) != 3:
             raise ValueError(f"curious kernels need image inputs (C, H, W), got {self.input_shape}")
 

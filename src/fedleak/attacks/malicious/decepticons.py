@@ -23,6 +23,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_number
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
@@ -42,6 +43,12 @@ class DecepticonsConfig:
     gain: float = 1e4
     disable_attention: bool = True
     seed: int = 0
+
+    def __post_init__(self):
+        check_number("Decepticons tokens_per_update", self.tokens_per_update, low=1, integer=True)
+        check_number("Decepticons query_scale", self.query_scale, low=0, low_open=True)
+        check_number("Decepticons gain", self.gain, low=0, low_open=True)
+        check_number("Decepticons seed", self.seed, low=0, integer=True)
 
 
 @dataclass(frozen=True)

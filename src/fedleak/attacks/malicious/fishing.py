@@ -25,6 +25,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_number
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.passive import input_layer
@@ -40,6 +41,10 @@ class ClassFishingConfig:
     input_shape: tuple[int, ...] | None = None
     bias_multiplier: float = 1000.0
 
+    def __post_init__(self):
+        check_number("class fishing target_class", self.target_class, low=0, integer=True)
+        check_number("class fishing bias_multiplier", self.bias_multiplier)
+
 
 @dataclass
 class FeatureFishingConfig:
@@ -52,6 +57,12 @@ class FeatureFishingConfig:
     multiplier: float = 1000.0
     bias_multiplier: float = 1000.0
     target_class: int = 0
+
+    def __post_init__(self):
+        check_number("feature fishing feature", self.feature, low=0, integer=True)
+        check_number("feature fishing target_class", self.target_class, low=0, integer=True)
+        for name in ("threshold", "multiplier", "bias_multiplier"):
+            check_number(f"feature fishing {name}", getattr(self, name))
 
 
 @dataclass(frozen=True)

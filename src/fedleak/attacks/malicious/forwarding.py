@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_levels, check_number
 from fedleak.attacks.analytic import InputMap, LayerSecret
 from fedleak.attacks.malicious.conv_forwarding import forward_conv
 from fedleak.attacks.malicious.fc_forwarding import forward_linear
@@ -82,6 +83,10 @@ class InputForwardingConfig:
     layer: str | None = None
     levels: int | None = 255
     seed: int = 0
+
+    def __post_init__(self):
+        check_levels("input forwarding", self.levels)
+        check_number("input forwarding seed", self.seed, low=0, integer=True)
 
 
 def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[nn.Module, LayerSecret]:

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fedleak.checks import check_levels, check_number
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.malicious.layers import leaves_before, linear_layer, linear_names
@@ -65,8 +66,10 @@ class RobbingConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown imprint variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
-        if self.num_bins < 2 or not self.feature_std > 0:
-            raise ValueError(f"need num_bins >= 2 and feature_std > 0, got {self.num_bins} and {self.feature_std}")
+        check_number("imprint num_bins", self.num_bins, low=2, integer=True)
+        check_number("imprint feature_mean", self.feature_mean)
+        check_number("imprint feature_std", self.feature_std, low=0, low_open=True)
+        check_levels("imprint", self.levels)
 
 
 @dataclass(frozen=True)

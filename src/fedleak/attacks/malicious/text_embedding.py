@@ -15,6 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_number
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.layers import linear_layer
@@ -33,6 +34,12 @@ class TextEmbeddingConfig:
     std: float = 0.5
     layer: str | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        check_number("text embedding seq_len", self.seq_len, low=1, integer=True)
+        check_number("text embedding scale_factor", self.scale_factor, low=0, low_open=True)
+        check_number("text embedding std", self.std, low=0, low_open=True)
+        check_number("text embedding seed", self.seed, low=0, integer=True)
 
 
 @dataclass(frozen=True)

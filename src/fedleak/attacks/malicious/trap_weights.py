@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from fedleak.checks import check_levels, check_number
 from fedleak.attacks.analytic import LayerSecret
 from fedleak.attacks.malicious.forwarding import forward_input
 from fedleak.attacks.malicious.layers import linear_layer
@@ -35,10 +36,11 @@ class TrapWeightsConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not 0.0 < self.scale_factor:
-            raise ValueError(f"trap weights need a scaling factor s > 0, got {self.scale_factor}")
-        if not self.std > 0.0:
-            raise ValueError(f"trap weights need std > 0, got {self.std}")
+        check_number("trap weights scaling factor s", self.scale_factor, low=0, low_open=True)
+        check_number("trap weights mean", self.mean)
+        check_number("trap weights std", self.std, low=0, low_open=True)
+        check_levels("trap weights", self.levels)
+        check_number("trap weights seed", self.seed, low=0, integer=True)
 
 
 def trap_rows(num_rows: int, length: int, *, scale_factor: float, mean: float = 0.0, std: float = 0.5,

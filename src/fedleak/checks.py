@@ -1,0 +1,51 @@
+"""Checks of numbers and tensors that come from outside: numeric options of defenses, attacks and detectors
+(finite and in range) and received updates (finite), each failing with a message naming the bad value."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable, Mapping
+
+import torch
+
+
+class NonFiniteUpdate(ValueError):
+    """A received update (gradient or model difference) holding NaN or Inf; the message names the first bad
+    tensor. An attack refuses it instead of returning a result computed from it."""
+
+
+def check_number(name: str, value, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False):
+    """``value`` if it is a finite number (an int when ``integer``) in the interval from ``low`` to ``high``
+    (bounds excluded when ``*_open``); otherwise a :class:`ValueError` naming ``name``, the range and the value."""
+    kind = "an integer" if integer else "a finite number"
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Integral if integer else numbers.Real)
+          and math.isfinite(value) and (low is None or (value > low if low_open else value >= low))
+          and (high is None or (value < high if high_open else value <= high)))
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise ValueError(f"{name} must be {kind}{' ' + bounds if bounds else ''}, got {value!r}")
+    return value
+
+
+def check_levels(what: str, levels) -> None:
+    """The quantisation ``levels`` an attack assumes: ``None`` (real-valued data) or an int >= 1."""
+    if levels is not None:
+        check_number(f"{what} levels", levels, low=1, integer=True)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], what: str) -> None:
+    """Raise :class:`NonFiniteUpdate` naming the first tensor of ``tensors`` (a mapping or a sequence) that holds
+    NaN or Inf, and how many of its entries do. One host transfer for all tensors."""
+    items = list(tensors.items()) if isinstance(tensors, Mapping) else list(enumerate(tensors))
+    floating = [(k, t) for k, t in items if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+    if not floating:
+        return
+    flags = torch.stack([torch.isfinite(t.detach()).all().cpu() for _, t in floating]).tolist()
+    for (key, tensor), ok in zip(floating, flags):
+        if not ok:
+            bad = int((~torch.isfinite(tensor.detach())).sum())
+            raise NonFiniteUpdate(f"{what}: {key!r} holds {bad} NaN/Inf entries of {tensor.numel()}; "
+                                  "a non-finite update is refused, not attacked")
