@@ -68,12 +68,14 @@ class Audit:
     ``options``) run under ``threat_model``; ``knowledge``: what the server knows besides the updates (input shape
     and range, the client's defenses; default: the model's input shape); ``public``: data of the server's own (e.g.
     for imprint bins); ``reference``: data to score against where a client's true data is not handed over (a
-    Flower federation); ``out``: results folder (``None``: keep the records in memory only)."""
+    Flower federation); ``out``: results folder (``None``: keep the records in memory only), whose earlier cells of
+    the same config a rerun keeps (``resume``) or clears."""
 
     def __init__(self, attack: Attack | str, threat_model: ThreatModel = ThreatModel(), *,
                  knowledge: ServerKnowledge | None = None, public: torch.Tensor | None = None,
                  reference: torch.Tensor | None = None, out: str | Path | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu", config: Mapping | None = None, **options):
+                 device: str | torch.device = "cpu", config: Mapping | None = None, resume: bool = True,
+                 **options):
         self.attack = ATTACKS.build(attack, **options) if isinstance(attack, str) else attack
         if options and not isinstance(attack, str):
             raise ValueError("attack options go with an attack name, not with a built attack")
@@ -83,7 +85,7 @@ class Audit:
         self._pending: dict[int, tuple[Any, dict[int, nn.Module], tuple[int, ...]]] = {}
         self.results = None if out is None else ResultsDir(out, {
             "attack": getattr(self.attack, "name", type(self.attack).__name__), "options": dict(options),
-            "threat_model": threat_model.to_dict(), "seed": seed, **(config or {})}, cells=CELLS)
+            "threat_model": threat_model.to_dict(), "seed": seed, **(config or {})}, cells=CELLS, resume=resume)
 
     @property
     def name(self) -> str:

@@ -63,10 +63,9 @@ class AuditStrategy(Strategy):
         self.strategy, self.model, self.victims = strategy, model, victims
         self.victim_nodes = None if victim_nodes is None else set(victim_nodes)
         self.rebase, self.seed, self.device = rebase, seed, device
-        (Path(out) / "audit.jsonl").unlink(missing_ok=True)  # a federation is one run: a rerun starts the audit again
         self.audit = Audit(manipulation, threat, reference=reference, out=out, seed=seed, device=device, config={
             "victims": victims if victim_nodes is None else sorted(self.victim_nodes), "rebase": rebase,
-            "wrapped_strategy": type(strategy).__name__}, **options)
+            "wrapped_strategy": type(strategy).__name__}, resume=False, **options)  # a federation is one run
         self._sent: dict[int, tuple[dict, dict[int, dict]]] = {}
 
     def choose_victims(self, server_round: int, nodes: list[int]) -> list[int]:
