@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
+import torch.nn as nn
+
+from fedleak.models.anatomy import Anatomy
 
 NEGLIGIBLE = 1e-10  # bias gradients this small relative to the largest are round-off
 
@@ -80,6 +83,15 @@ class Reconstruction:
         close = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist") <= tolerance * scale
         first = close.float().argmax(dim=1)  # index of the first row each row agrees with
         return inputs[first == torch.arange(len(inputs), device=inputs.device)]
+
+
+def extraction_layer(anatomy: Anatomy, name: str | None = None, *, last: bool = False) -> tuple[str, nn.Linear]:
+    """The linear layer ``name`` (default: the first to run, or the last with ``last=True``) of a traced model as
+    ``(name, module)``; Eq. 5 divides by its bias gradient, so it must have a bias."""
+    layer = anatomy.pick("linear", name, last=last)
+    if layer.module.bias is None:
+        raise ValueError(f"linear layer {layer.name!r} has no bias; analytic extraction needs one (paper 002 Eq. 5)")
+    return layer.name, layer.module
 
 
 def layer_gradients(update: Mapping[str, torch.Tensor], layer: str, *,

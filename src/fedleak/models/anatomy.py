@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -52,11 +52,13 @@ class Layer:
 
 @dataclass(frozen=True)
 class Anatomy:
-    """The layers of one model in execution order (``executed``), traced on inputs of ``input_shape``."""
+    """The layers of one model in execution order (``executed``), traced on inputs of ``input_shape``;
+    ``shapes`` maps every module that ran (blocks too) to its first call's (input, output) shapes."""
 
     model: str
     input_shape: tuple[int, ...]
     executed: tuple[Layer, ...]
+    shapes: Mapping[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = field(repr=False)
 
     def layers(self, kind: str | None = None, *, subkind: str | None = None) -> list[Layer]:
         """The layers of ``kind`` (and ``subkind``), every layer when ``kind`` is None, in execution order."""
@@ -107,6 +109,18 @@ class Anatomy:
     def _index(self, name: str) -> int:
         self.layer(name)  # a clear error for an unknown name
         return next(i for i, layer in enumerate(self.executed) if layer.name == name)
+
+    def feature_shape(self, name: str, side: str = "output") -> tuple[int, ...]:
+        """Shape (no batch dimension) of the ``side`` ("input" or "output") of module ``name`` (any module that
+        ran, a block of layers too) at its first call."""
+        if side not in ("input", "output"):
+            raise ValueError(f"side must be 'input' or 'output', got {side!r}")
+        if name not in self.shapes:
+            raise ValueError(f"{self.model} calls no module {name!r} in its forward pass")
+        shape = self.shapes[name][side == "output"]
+        if shape is None:
+            raise ValueError(f"the {side} of module {name!r} is not a tensor")
+        return shape
 
     def output_layer(self) -> Layer:
         """The last linear layer to run: the classification layer whose gradient reveals labels."""
@@ -167,7 +181,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
     units = {n: m for n, m in modules.items() if not any(True for _ in m.children())
              or (n in attention and n not in nested) or any(True for _ in m.parameters(recurse=False))}
     order: list[str] = []
-    calls = dict.fromkeys(units, 0)
+    calls = dict.fromkeys(modules, 0)
     inputs: dict[str, tuple[int, ...] | None] = {}
     outputs: dict[str, tuple[int, ...] | None] = {}
 
@@ -185,7 +199,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
         return hook
 
     with _untouched(model), ExitStack() as handles:
-        for name, module in units.items():
+        for name, module in modules.items():
             handles.callback(module.register_forward_pre_hook(before_call(name), with_kwargs=True).remove)
             handles.callback(module.register_forward_hook(after_call(name)).remove)
         model.eval()
@@ -196,7 +210,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
             raise ValueError(f"tracing {type(model).__name__} on an input of shape {tuple(example.shape)} "
                              f"({example.dtype}) failed: {error}") from error
     layers = []
-    for name in order:
+    for name in (n for n in order if n in units):
         module = units[name]
         kind, subkind = classify(module)
         if kind == "attention" and name in nested:
@@ -205,8 +219,9 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
         layers.append(Layer(name, kind, subkind, type(module).__name__, inputs[name], outputs.get(name),
                             tuple(f"{name}.{p}" if name else p for p, _ in owned), calls[name],
                             not any(True for _ in module.children()), module))
+    shapes = {name: (inputs[name], outputs.get(name)) for name in order}
     shape = tuple(example.shape[1:])
-    return Anatomy(type(model).__name__, shape, tuple(layers))
+    return Anatomy(type(model).__name__, shape, tuple(layers), shapes)
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:

@@ -25,8 +25,9 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import LayerSecret, Reconstruction, extract_at_layer, identity_map, layer_gradients
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+from fedleak.attacks.analytic import (LayerSecret, Reconstruction, extract_at_layer, extraction_layer, identity_map,
+                                      layer_gradients)
+from fedleak.models.anatomy import Anatomy, trace
 
 
 @dataclass
@@ -71,8 +72,8 @@ class FishingReconstruction:
     inputs: Reconstruction | None
 
 
-def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
-    name, classifier = linear_layer(model, last=True)
+def _classifier(anatomy: Anatomy, target_class: int) -> tuple[str, nn.Linear]:
+    name, classifier = extraction_layer(anatomy, last=True)
     if not 0 <= target_class < classifier.out_features:
         raise ValueError(f"target class {target_class} is outside the {classifier.out_features} classes of {name!r}")
     if classifier.out_features < 2:
@@ -80,11 +81,11 @@ def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
     return name, classifier
 
 
-def _input_layer(model: nn.Module, input_shape: tuple[int, ...] | None) -> LayerSecret | None:
+def _input_layer(anatomy: Anatomy, input_shape: tuple[int, ...] | None) -> LayerSecret | None:
     if input_shape is None:
         return None
-    name, linear = linear_layer(model)
-    before = [m for _, m in leaves_before(model, name) if not isinstance(m, (nn.Flatten, nn.Identity))]
+    name, linear = extraction_layer(anatomy)
+    before = [leaf for leaf in anatomy.before(name) if not isinstance(leaf.module, (nn.Flatten, nn.Identity))]
     if before or linear.in_features != math.prod(input_shape):
         return None
     return LayerSecret(name, identity_map(tuple(input_shape)))
@@ -93,20 +94,22 @@ def _input_layer(model: nn.Module, input_shape: tuple[int, ...] | None) -> Layer
 def class_fishing(model: nn.Module, config: ClassFishingConfig) -> tuple[nn.Module, FishingSecret]:
     """A copy of ``model`` fishing for the class ``config.target_class`` (Eq. 17), and the secret."""
     model = copy.deepcopy(model)
-    name, classifier = _classifier(model, config.target_class)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, classifier = _classifier(anatomy, config.target_class)
     with torch.no_grad():
         others = torch.ones(classifier.out_features, dtype=torch.bool, device=classifier.weight.device)
         others[config.target_class] = False
         classifier.weight[others] = 0.0
         classifier.bias[others] = config.bias_multiplier
-    return model, FishingSecret(name, config.target_class, _input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, _input_layer(anatomy, config.input_shape))
 
 
 def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.Module, FishingSecret]:
     """A copy of ``model`` whose target logit is ``m (h_f - c)`` above the others' (offset so that
     ``p_t = sigmoid(m (h_f - c))``), and the secret."""
     model = copy.deepcopy(model)
-    name, classifier = _classifier(model, config.target_class)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, classifier = _classifier(anatomy, config.target_class)
     if not 0 <= config.feature < classifier.in_features:
         raise ValueError(f"feature {config.feature} is outside the {classifier.in_features} inputs of {name!r}")
     with torch.no_grad():
@@ -115,7 +118,7 @@ def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.
         classifier.weight[config.target_class, config.feature] = config.multiplier
         offset = config.bias_multiplier + math.log(classifier.out_features - 1)
         classifier.bias[config.target_class] = offset - config.multiplier * config.threshold
-    return model, FishingSecret(name, config.target_class, _input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, _input_layer(anatomy, config.input_shape))
 
 
 def fishing_bin(update_low: Mapping[str, torch.Tensor],

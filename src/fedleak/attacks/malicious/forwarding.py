@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import InputMap, LayerSecret
+from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import forward_conv
 from fedleak.attacks.malicious.fc_forwarding import forward_linear
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+from fedleak.models.anatomy import Anatomy, trace
 
 
 def _check_relu_follows(name: str, leaves: list[tuple[str, nn.Module]], index: int) -> None:
@@ -26,11 +26,11 @@ def _check_relu_follows(name: str, leaves: list[tuple[str, nn.Module]], index: i
 
 
 @torch.no_grad()
-def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *, generator: torch.Generator,
-                  levels: int | None = 255) -> InputMap:
-    """Rewrite the layers before ``layer`` in place so that they forward the input to it; returns the map."""
-    input_shape = tuple(input_shape)
-    leaves = leaves_before(model, layer)
+def forward_input(anatomy: Anatomy, layer: str, *, generator: torch.Generator, levels: int | None = 255) -> InputMap:
+    """Rewrite the layers that run before ``layer`` in the traced model in place so that they forward the input
+    (of the shape it was traced on) to it; returns the map."""
+    input_shape = anatomy.input_shape
+    leaves = [(leaf.name, leaf.module) for leaf in anatomy.before(layer)]
     convs = [i for i, (_, module) in enumerate(leaves) if isinstance(module, nn.Conv2d)]
     spatial = len(input_shape) == 3
     channels = torch.arange(input_shape[0]) if spatial else None
@@ -69,7 +69,7 @@ def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *,
                              "Conv2d and Linear (each followed by ReLU), Flatten")
     if spatial:
         raise ValueError(f"the input reaches {layer!r} unflattened")
-    check_reads(layer, model.get_submodule(layer))
+    check_reads(layer, anatomy.layer(layer).module)
     return InputMap(input_shape, positions, scale, levels)
 
 
@@ -88,7 +88,8 @@ def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[n
     """A copy of ``model`` whose layers before ``config.layer`` forward the input (§7, App. B), and the secret.
     Extraction is then the passive attack at that layer (:func:`fedleak.attacks.analytic.extract_at_layer`)."""
     model = copy.deepcopy(model)
-    name, _ = linear_layer(model, config.layer)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, _ = extraction_layer(anatomy, config.layer)
     generator = torch.Generator().manual_seed(config.seed)
-    input_map = forward_input(model, name, config.input_shape, generator=generator, levels=config.levels)
+    input_map = forward_input(anatomy, name, generator=generator, levels=config.levels)
     return model, LayerSecret(name, input_map)
