@@ -13,7 +13,7 @@ assigns (the draws of :mod:`fedleak.defenses.stochastic` modules) and the torch 
 """
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -155,7 +155,8 @@ def example_input(model: nn.Module, input_shape: tuple[int, ...] | None = None) 
         raise ValueError(f"cannot trace {type(model).__name__}: its input shape is unknown; give input_shape "
                          "(no batch dimension) or build the model with fedleak.models.build_model, which records "
                          "model.input_shape")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
         raise ValueError(f"input_shape must be positive ints without the batch dimension, got {input_shape!r}")
     tensor = next(iter(model.parameters()), None)
     if tensor is None:
@@ -178,8 +179,8 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
     modules = dict(model.named_modules())
     attention = {n for n, m in modules.items() if classify(m)[0] == "attention"}
     nested = {n for n in attention if any(a != n and (a == "" or n.startswith(a + ".")) for a in attention)}
-    units = {n: m for n, m in modules.items() if not any(True for _ in m.children())
-             or (n in attention and n not in nested) or any(True for _ in m.parameters(recurse=False))}
+    units = {n: m for n, m in modules.items() if _is_leaf(m) or (n in attention and n not in nested)
+             or any(True for _ in m.parameters(recurse=False))}
     order: list[str] = []
     calls = dict.fromkeys(modules, 0)
     inputs: dict[str, tuple[int, ...] | None] = {}
@@ -218,10 +219,14 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
         owned = module.named_parameters(recurse=kind == "attention")
         layers.append(Layer(name, kind, subkind, type(module).__name__, inputs[name], outputs.get(name),
                             tuple(f"{name}.{p}" if name else p for p, _ in owned), calls[name],
-                            not any(True for _ in module.children()), module))
+                            _is_leaf(module), module))
     shapes = {name: (inputs[name], outputs.get(name)) for name in order}
     shape = tuple(example.shape[1:])
     return Anatomy(type(model).__name__, shape, tuple(layers), shapes)
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return not any(True for _ in module.children())
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -243,28 +248,20 @@ def _shape(*values: Any) -> tuple[int, ...] | None:
 _KEPT = frozenset(("_parameters", "_buffers", "_modules"))
 
 
-class _untouched:
+@contextmanager
+def _untouched(model: nn.Module) -> Iterator[None]:
     """Put back, on exit, every plain attribute the traced forward assigned on any module (the train/eval flags,
     a random module's ``last_draw``) and the torch RNG states it advanced."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.saved = [(m, dict(vars(m))) for m in self.model.modules()]
-        devices = sorted({t.device.index or 0 for t in [*self.model.parameters(), *self.model.buffers()]
-                          if t.device.type == "cuda"})
-        self.rng = torch.random.fork_rng(devices=devices)
-        self.rng.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.rng.__exit__(*exc)
-        for module, before in self.saved:
-            state = vars(module)
-            for key in [k for k in state if k not in before and k not in _KEPT]:
-                del state[key]
-            for key, value in before.items():
-                if key not in _KEPT and state.get(key) is not value:
-                    state[key] = value
-        return False
+    saved = [(module, dict(vars(module))) for module in model.modules()]
+    devices = sorted({t.device.index or 0 for t in [*model.parameters(), *model.buffers()] if t.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            for module, before in saved:
+                state = vars(module)
+                for key in [k for k in state if k not in before and k not in _KEPT]:
+                    del state[key]
+                for key, value in before.items():
+                    if key not in _KEPT and state.get(key) is not value:
+                        state[key] = value
