@@ -35,14 +35,15 @@ SAMPLE = 65_536  # (token, position) pairs whose projections set the imprint thr
 class DecepticonsConfig:
     """``tokens_per_update`` T the server expects (batch size x sequence length); ``query_scale`` the factor on the
     first position embedding in the query bias; ``gain`` the sharpness of the imprint thresholds;
-    ``disable_attention`` False keeps attention (the imprint alone, for comparison)."""
+    ``disable_attention`` False keeps attention (the imprint alone, for comparison); ``input_shape`` ``(seq_len,)``
+    to trace a model that does not record ``model.input_shape``."""
 
     tokens_per_update: int
     query_scale: float = 1e3
     gain: float = 1e4
     disable_attention: bool = True
     seed: int = 0
-    input_shape: tuple[int, ...] | None = None  # (seq_len,) to trace the model; default model.input_shape
+    input_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
