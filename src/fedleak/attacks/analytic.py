@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
+import torch.nn as nn
+
+from fedleak.models.anatomy import Anatomy
 
 from fedleak.attacks.base import Reconstruction
 from fedleak.checks import check_finite
@@ -57,6 +60,15 @@ class LayerSecret:
 
     layer: str
     input_map: InputMap
+
+
+def extraction_layer(anatomy: Anatomy, name: str | None = None, *, last: bool = False) -> tuple[str, nn.Linear]:
+    """The linear layer ``name`` (default: the first to run, or the last with ``last=True``) of a traced model as
+    ``(name, module)``; Eq. 5 divides by its bias gradient, so it must have a bias."""
+    layer = anatomy.pick("linear", name, last=last)
+    if layer.module.bias is None:
+        raise ValueError(f"linear layer {layer.name!r} has no bias; analytic extraction needs one (paper 002 Eq. 5)")
+    return layer.name, layer.module
 
 
 def layer_gradients(update: Mapping[str, torch.Tensor], layer: str, *,

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import StochasticModule
-from fedleak.defenses.target import Defended, feature_shape
+from fedleak.defenses.target import Defended
+from fedleak.models.anatomy import trace
 from fedleak.models.insertion import insert_module
 
 
@@ -159,7 +160,7 @@ def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
     """Insert :class:`Precode` (named ``precode``) just before the model's output layer ``classifier``."""
     check_number("precode option K", K, low=1, integer=True)
     check_number("precode option beta", beta, low=0)
-    shape = feature_shape(target.model, "classifier", target.input_shape, side="input")
+    shape = trace(target.model, input_shape=target.input_shape).feature_shape("classifier", side="input")
     insert_module(target.model, "precode", Precode(shape, K=K, beta=beta).to(_device(target.model)),
                   before="classifier")
     return target
@@ -182,7 +183,7 @@ def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = No
         raise ValueError(f"cvb has no default placement for model {target.model_name!r} (known: {known}); "
                          f"give at=, beta= and kernel_size=")
     after = at if at is not None else placement.after
-    shape = cvb_in_shape(feature_shape(target.model, after, target.input_shape, side="output"))
+    shape = cvb_in_shape(trace(target.model, input_shape=target.input_shape).feature_shape(after))
     module = ConvBottleneck(shape, K=K, beta=placement.beta if beta is None else beta,
                             kernel_size=placement.kernel_size if kernel_size is None else kernel_size)
     insert_module(target.model, "cvb", module.to(_device(target.model)), after=after)

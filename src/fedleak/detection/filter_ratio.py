@@ -12,10 +12,9 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.conv import _ConvNd
 
-from fedleak.detection.targets import call_order
 from fedleak.detection.verdict import Batch, Verdict, working_copy
+from fedleak.models.anatomy import trace
 
 DEFAULT_THRESHOLD = 1.0
 
@@ -30,13 +29,11 @@ def filter_ratios(weight: torch.Tensor) -> torch.Tensor:
 
 
 def first_conv(model: nn.Module, batches: Sequence[Batch] = ()) -> str | None:
-    """Name of the first convolution a forward pass calls (registration order when no batch is given)."""
-    modules = dict(model.named_modules())
-    if batches:
-        names = call_order(model, batches[0][0][:2].to(next(model.parameters()).device))
-    else:
-        names = list(modules)
-    return next((n for n in names if isinstance(modules[n], _ConvNd)), None)
+    """Name of the first convolution a forward pass calls, traced on the first batch (on an input of
+    ``model.input_shape`` when no batch is given), or None when the model has none."""
+    example = batches[0][0][:2].to(next(model.parameters()).device) if batches else None
+    convs = trace(model, example).layers("conv")
+    return convs[0].name if convs else None
 
 
 def filter_ratio_check(received_model: nn.Module, local_model: nn.Module | None = None,

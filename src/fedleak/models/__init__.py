@@ -1,8 +1,9 @@
 """Model registry: ``build_model(name, input_shape, num_classes, **options)``.
 
 Every model is an ``nn.Sequential`` of named children, in forward order, ending in a Linear ``classifier``
-that outputs logits (the softmax/sigmoid is part of the loss). Walking ``model.modules()`` meets layers in
-forward order, so "the first conv/linear" and "the last linear" are the first/last of their type met.
+that outputs logits (the softmax/sigmoid is part of the loss). Attacks, defenses and detectors find "the first
+conv/linear" or "the last linear" in the traced anatomy (:func:`fedleak.models.anatomy.trace`), which follows the
+forward pass on any ``nn.Module``, not registration order.
 Defenses are inserted between children with :func:`insert_module` (insertion points are in each module's
 docstring). ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model.
 """

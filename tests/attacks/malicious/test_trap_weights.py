@@ -57,3 +57,24 @@ def test_bad_config_and_layer_are_named():
     model = build_model("fcnn", SHAPE, 10, widths=(100, 10))
     with pytest.raises(ValueError, match="no linear layer 'fc9'"):
         trap_weights(model, TrapWeightsConfig(SHAPE, layer="fc9"))
+
+
+def test_trap_weights_on_a_plain_module_that_registers_its_head_first():
+    class HeadFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(300, 10)
+            self.body = torch.nn.Linear(28 * 28, 300)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.body(x.flatten(1))))
+
+    data = load_dataset("bundled")
+    x, y = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:20]]
+    torch.manual_seed(0)
+    trapped, secret = trap_weights(HeadFirst(), TrapWeightsConfig(SHAPE, scale_factor=0.8, seed=1))
+    assert secret.layer == "body"  # the first layer to run, not the first registered
+    grads = batch_gradients(trapped, x, y)
+    active = extract_at_layer(grads, secret)
+    declared = active.inputs[active.individual]
+    assert len(declared) >= 5 and match_extractions(declared, x).exact.all()

@@ -22,11 +22,11 @@ from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradient
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
 from fedleak.attacks.inversion.labels import idlg_labels
-from fedleak.attacks.inversion.layer_order import output_layer
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
 from fedleak.checks import check_finite
+from fedleak.models.anatomy import trace
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def _check_names(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> list[st
 
 def recover_labels(model: nn.Module, received: ReceivedGradients, input_shape: tuple[int, ...]) -> torch.Tensor:
     """iDLG labels ``(V,)`` of B = 1 victims from the received gradient of the model's output layer."""
-    device = next(iter(received.gradients.values())).device
-    layer = output_layer(model, torch.zeros((1, *input_shape), device=device))
+    layer = trace(model, input_shape=input_shape).output_layer().name
     weight = received.gradients.get(f"{layer}.weight")
     if weight is None:
         raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not received")

@@ -21,8 +21,8 @@ import torch.nn as nn
 
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.knowledge import ServerKnowledge
-from fedleak.attacks.inversion.layer_order import executed_parameters
 from fedleak.defenses.stochastic import stochastic_modules
+from fedleak.models.anatomy import trace
 
 PRUNING_DEFENSE = "prune"
 _DRAW = "draw:"
@@ -90,17 +90,18 @@ class GradientModel:
 
 
 def _decoder_onwards(model: nn.Module, example: torch.Tensor, bottlenecks: list[str]) -> set[str]:
-    """Parameters of each bottleneck's decoder (its last parameterised submodule to run) and of every layer
+    """Parameters of each bottleneck's decoder (its last parameterised layer to run) and of every layer
     that runs after it."""
-    order = executed_parameters(model, example)
+    order = [layer for layer in trace(model, example).executed if layer.parameters]
     first = None
     for bottleneck in bottlenecks:
-        inside = [i for i, (name, _) in enumerate(order) if name == bottleneck or name.startswith(bottleneck + ".")]
+        inside = [i for i, layer in enumerate(order)
+                  if layer.name == bottleneck or layer.name.startswith(bottleneck + ".")]
         if inside:
             first = inside[-1] if first is None else min(first, inside[-1])
     if first is None:
         return set()
-    return {p for _, params in order[first:] for p in params}
+    return {p for layer in order[first:] for p in layer.parameters}
 
 
 def build_gradient_model(config: InversionConfig, model: nn.Module, received: dict[str, torch.Tensor],

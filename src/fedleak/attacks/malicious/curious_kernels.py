@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 
 from fedleak.checks import check_levels, check_number
-from fedleak.attacks.analytic import InputMap, LayerSecret
+from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import check_size_preserving
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+from fedleak.models.anatomy import trace
 
 
 @dataclass
@@ -41,12 +41,13 @@ class CuriousKernelsConfig:
 def curious_kernels(model: nn.Module, config: CuriousKernelsConfig) -> tuple[nn.Module, LayerSecret]:
     """A copy of ``model`` whose convolutions are scaled identities, and the secret (first linear layer, map)."""
     model = copy.deepcopy(model)
-    name, linear = linear_layer(model)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, linear = extraction_layer(anatomy)
     channels, height, width = config.input_shape
     source = torch.arange(channels)  # the input channel each feature map holds
     gain = 1.0
     with torch.no_grad():
-        for path, module in leaves_before(model, name):
+        for path, module in ((leaf.name, leaf.module) for leaf in anatomy.before(name)):
             if isinstance(module, nn.Conv2d):
                 check_size_preserving(path, module)
                 reads = torch.arange(module.out_channels) % module.in_channels

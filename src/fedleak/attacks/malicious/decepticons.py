@@ -27,7 +27,8 @@ from fedleak.checks import check_number
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
-from fedleak.models.attention import Attention, TransformerBlock
+from fedleak.models.anatomy import trace
+from fedleak.models.attention import Attention
 
 SAMPLE = 65_536  # (token, position) pairs whose projections set the imprint thresholds
 
@@ -36,13 +37,15 @@ SAMPLE = 65_536  # (token, position) pairs whose projections set the imprint thr
 class DecepticonsConfig:
     """``tokens_per_update`` T the server expects (batch size x sequence length); ``query_scale`` the factor on the
     first position embedding in the query bias; ``gain`` the sharpness of the imprint thresholds;
-    ``disable_attention`` False keeps attention (the imprint alone, for comparison)."""
+    ``disable_attention`` False keeps attention (the imprint alone, for comparison); ``input_shape`` ``(seq_len,)``
+    to trace a model that does not record ``model.input_shape``."""
 
     tokens_per_update: int
     query_scale: float = 1e3
     gain: float = 1e4
     disable_attention: bool = True
     seed: int = 0
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
         check_number("Decepticons tokens_per_update", self.tokens_per_update, low=1, integer=True)
@@ -74,15 +77,44 @@ class DecepticonsSecret:
         return self.norm(self.tokens + (self.positions[position] + self.shift))
 
 
-def _parts(model: nn.Module) -> tuple[nn.Module, list[tuple[str, TransformerBlock]]]:
-    embed = getattr(model, "embed", None)
-    if embed is None or not isinstance(getattr(embed, "token", None), nn.Embedding) or not hasattr(embed, "position"):
-        raise ValueError("Decepticons needs a token transformer with embed.token (nn.Embedding) and embed.position "
+@dataclass(frozen=True)
+class _Parts:
+    """Where Decepticons acts in a traced token transformer."""
+
+    attentions: list[Attention]
+    tokens: nn.Embedding
+    positions: torch.Tensor
+    norm: nn.LayerNorm
+    imprint: str
+
+
+def _parts(model: nn.Module, input_shape: tuple[int, ...] | None) -> _Parts:
+    """The attention layers in execution order, the token embedding and the position embedding beside it (a
+    ``position`` parameter of the embedding's parent), and after the first attention layer the norm and the
+    linear layer that reads it (the first block's ``norm2`` and ``mlp.fc1``)."""
+    anatomy = trace(model, input_shape=input_shape)
+    layers = anatomy.layers("attention")
+    if not layers:
+        raise ValueError(f"{anatomy.model} runs no attention layer; Decepticons needs a token transformer "
                          "(build_model('text_transformer', ...))")
-    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, TransformerBlock)]
-    if not blocks:
-        raise ValueError("the model has no transformer blocks")
-    return embed, blocks
+    wrong = [layer for layer in layers if not isinstance(layer.module, Attention)]
+    if wrong:
+        raise ValueError(f"Decepticons rewrites fedleak.models.attention.Attention layers; {wrong[0].name!r} is "
+                         f"a {wrong[0].type}")
+    embedding = anatomy.first("embedding")
+    parent = model.get_submodule(embedding.name.rpartition(".")[0])
+    positions = getattr(parent, "position", None)
+    if not isinstance(embedding.module, nn.Embedding) or not isinstance(positions, torch.Tensor):
+        raise ValueError("Decepticons needs a token embedding (nn.Embedding) with a learned position embedding "
+                         "``position`` beside it (build_model('text_transformer', ...))")
+    later = anatomy.after(layers[0].name)
+    inside = layers[0].name + "."
+    linear = next((layer for layer in later if layer.kind == "linear" and not layer.name.startswith(inside)), None)
+    norms = [] if linear is None else [layer for layer in later[:later.index(linear)] if layer.kind == "norm"]
+    if not norms or not isinstance(norms[-1].module, nn.LayerNorm):
+        raise ValueError(f"Decepticons imprints the first linear layer after a LayerNorm that follows "
+                         f"{layers[0].name!r}; the model has none")
+    return _Parts([layer.module for layer in layers], embedding.module, positions, norms[-1].module, linear.name)
 
 
 @torch.no_grad()
@@ -97,23 +129,21 @@ def disable(attention: Attention, first_position: torch.Tensor, query_scale: flo
 
 
 def decepticons(model: nn.Module, config: DecepticonsConfig) -> tuple[nn.Module, DecepticonsSecret]:
-    """A copy of a token transformer with attention disabled in every block and the first block's ``mlp.fc1``
-    imprinting single tokens, and the secret."""
+    """A copy of a token transformer with every attention layer disabled and the first linear layer after the
+    first one (the first block's ``mlp.fc1``) imprinting single tokens, and the secret."""
     model = copy.deepcopy(model)
-    embed, blocks = _parts(model)
+    parts = _parts(model, config.input_shape)
     generator = torch.Generator().manual_seed(config.seed)
     if config.disable_attention:
-        for _, block in blocks:
-            disable(block.attn, embed.position[0], config.query_scale)
-    name, first = blocks[0]
-    secret = DecepticonsSecret(f"{name}.mlp.fc1", embed.token.weight.detach().clone(),
-                               embed.position.detach().clone(), first.attn.proj.bias.detach().clone(),
-                               copy.deepcopy(first.norm2))
+        for attention in parts.attentions:
+            disable(attention, parts.positions[0], config.query_scale)
+    secret = DecepticonsSecret(parts.imprint, parts.tokens.weight.detach().clone(), parts.positions.detach().clone(),
+                               parts.attentions[0].proj.bias.detach().clone(), copy.deepcopy(parts.norm))
     vocab, seq_len = secret.tokens.shape[0], secret.positions.shape[0]
     pairs = min(vocab * seq_len, SAMPLE)  # a sample of (token, position) pairs sets the thresholds
     choice = torch.randperm(vocab * seq_len, generator=generator)[:pairs].to(secret.tokens.device)
     sample = secret.vectors(choice // seq_len, choice % seq_len)
-    fc1 = first.mlp.fc1
+    fc1 = model.get_submodule(parts.imprint)
     directions = torch.randn(fc1.out_features, fc1.in_features, generator=generator).to(sample.device)
     directions = directions / directions.norm(dim=1, keepdim=True)
     quantile = 1.0 - 1.0 / max(config.tokens_per_update, 2)

@@ -26,10 +26,10 @@ import torch
 import torch.nn as nn
 
 from fedleak.checks import check_number
-from fedleak.attacks.analytic import LayerSecret, extract_at_layer, layer_gradients
+from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.passive import input_layer
-from fedleak.attacks.malicious.layers import linear_layer
+from fedleak.models.anatomy import Anatomy, trace
 
 
 @dataclass
@@ -75,8 +75,8 @@ class FishingSecret:
     input_layer: LayerSecret | None
 
 
-def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
-    name, classifier = linear_layer(model, last=True)
+def _classifier(anatomy: Anatomy, target_class: int) -> tuple[str, nn.Linear]:
+    name, classifier = extraction_layer(anatomy, last=True)
     if not 0 <= target_class < classifier.out_features:
         raise ValueError(f"target class {target_class} is outside the {classifier.out_features} classes of {name!r}")
     if classifier.out_features < 2:
@@ -87,20 +87,22 @@ def _classifier(model: nn.Module, target_class: int) -> tuple[str, nn.Linear]:
 def class_fishing(model: nn.Module, config: ClassFishingConfig) -> tuple[nn.Module, FishingSecret]:
     """A copy of ``model`` fishing for the class ``config.target_class`` (Eq. 17), and the secret."""
     model = copy.deepcopy(model)
-    name, classifier = _classifier(model, config.target_class)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, classifier = _classifier(anatomy, config.target_class)
     with torch.no_grad():
         others = torch.ones(classifier.out_features, dtype=torch.bool, device=classifier.weight.device)
         others[config.target_class] = False
         classifier.weight[others] = 0.0
         classifier.bias[others] = config.bias_multiplier
-    return model, FishingSecret(name, config.target_class, input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, input_layer(anatomy, config.input_shape))
 
 
 def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.Module, FishingSecret]:
     """A copy of ``model`` whose target logit is ``m (h_f - c)`` above the others' (offset so that
     ``p_t = sigmoid(m (h_f - c))``), and the secret."""
     model = copy.deepcopy(model)
-    name, classifier = _classifier(model, config.target_class)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, classifier = _classifier(anatomy, config.target_class)
     if not 0 <= config.feature < classifier.in_features:
         raise ValueError(f"feature {config.feature} is outside the {classifier.in_features} inputs of {name!r}")
     with torch.no_grad():
@@ -109,7 +111,7 @@ def feature_fishing(model: nn.Module, config: FeatureFishingConfig) -> tuple[nn.
         classifier.weight[config.target_class, config.feature] = config.multiplier
         offset = config.bias_multiplier + math.log(classifier.out_features - 1)
         classifier.bias[config.target_class] = offset - config.multiplier * config.threshold
-    return model, FishingSecret(name, config.target_class, input_layer(model, config.input_shape))
+    return model, FishingSecret(name, config.target_class, input_layer(anatomy, config.input_shape))
 
 
 def fishing_bin(update_low: Mapping[str, torch.Tensor],

@@ -15,24 +15,25 @@ import torch
 import torch.nn as nn
 
 from fedleak.checks import check_levels, check_number
-from fedleak.attacks.analytic import InputMap, LayerSecret
+from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import forward_conv
 from fedleak.attacks.malicious.fc_forwarding import forward_linear
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer
+from fedleak.models.anatomy import Anatomy, Layer, trace
 
 
-def _check_relu_follows(name: str, leaves: list[tuple[str, nn.Module]], index: int) -> None:
-    if index + 1 >= len(leaves) or not isinstance(leaves[index + 1][1], nn.ReLU):
+def _check_relu_follows(name: str, leaves: list[Layer], index: int) -> None:
+    if index + 1 >= len(leaves) or not isinstance(leaves[index + 1].module, nn.ReLU):
         raise ValueError(f"cannot forward the input through {name!r}: it is not followed by a ReLU")
 
 
 @torch.no_grad()
-def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *, generator: torch.Generator,
-                  levels: int | None = 255) -> InputMap:
-    """Rewrite the layers before ``layer`` in place so that they forward the input to it; returns the map."""
-    input_shape = tuple(input_shape)
-    leaves = leaves_before(model, layer)
-    convs = [i for i, (_, module) in enumerate(leaves) if isinstance(module, nn.Conv2d)]
+def forward_input(anatomy: Anatomy, layer: str, *, generator: torch.Generator, levels: int | None = 255) -> InputMap:
+    """Rewrite the layers that run before ``layer`` in the traced model in place so that they forward the input
+    (of the shape it was traced on) to it; returns the map. A flatten is an ``nn.Flatten`` or, done in the
+    forward code, seen in the traced input shape of a linear layer."""
+    input_shape = anatomy.input_shape
+    leaves = anatomy.before(layer)
+    convs = [i for i, leaf in enumerate(leaves) if isinstance(leaf.module, nn.Conv2d)]
     spatial = len(input_shape) == 3
     channels = torch.arange(input_shape[0]) if spatial else None
     positions = None if spatial else torch.arange(math.prod(input_shape))
@@ -44,7 +45,21 @@ def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *,
             raise ValueError(f"linear layer {name!r} reads {linear.in_features} features but receives {width} "
                              f"for inputs of shape {input_shape}")
 
-    for index, (name, module) in enumerate(leaves):
+    def flatten() -> None:
+        nonlocal positions, scale, spatial
+        pixels = input_shape[1] * input_shape[2]
+        positions = (channels.unsqueeze(1) * pixels + torch.arange(pixels)).flatten()
+        scale = scale.repeat_interleave(pixels)
+        spatial = False
+
+    def flattened_before(linear: Layer) -> None:
+        if spatial and linear.input_shape is not None and len(linear.input_shape) == 1:
+            flatten()
+        if spatial:
+            raise ValueError(f"linear layer {linear.name!r} reads an input that was not flattened")
+
+    for index, leaf in enumerate(leaves):
+        name, module = leaf.name, leaf.module
         if isinstance(module, nn.Conv2d):
             if not spatial:
                 raise ValueError(f"convolution {name!r} comes after the input was flattened")
@@ -53,13 +68,9 @@ def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *,
             width = module.out_channels * input_shape[1] * input_shape[2]
         elif isinstance(module, nn.Flatten):
             if spatial:
-                pixels = input_shape[1] * input_shape[2]
-                positions = (channels.unsqueeze(1) * pixels + torch.arange(pixels)).flatten()
-                scale = scale.repeat_interleave(pixels)
-                spatial = False
+                flatten()
         elif isinstance(module, nn.Linear):
-            if spatial:
-                raise ValueError(f"linear layer {name!r} reads an input that was not flattened")
+            flattened_before(leaf)
             check_reads(name, module)
             _check_relu_follows(name, leaves, index)
             positions, scale = forward_linear(name, module, positions, scale, generator=generator)
@@ -68,9 +79,11 @@ def forward_input(model: nn.Module, layer: str, input_shape: tuple[int, ...], *,
         elif not isinstance(module, (nn.ReLU, nn.Identity)):
             raise ValueError(f"cannot forward the input through {name!r} ({type(module).__name__}); supported: "
                              "Conv2d and Linear (each followed by ReLU), Flatten")
-    if spatial:
+    target = anatomy.layer(layer)
+    if spatial and (target.input_shape is None or len(target.input_shape) != 1):
         raise ValueError(f"the input reaches {layer!r} unflattened")
-    check_reads(layer, model.get_submodule(layer))
+    flattened_before(target)
+    check_reads(layer, target.module)
     return InputMap(input_shape, positions, scale, levels)
 
 
@@ -93,7 +106,8 @@ def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[n
     """A copy of ``model`` whose layers before ``config.layer`` forward the input (§7, App. B), and the secret.
     Extraction is then the passive attack at that layer (:func:`fedleak.attacks.analytic.extract_at_layer`)."""
     model = copy.deepcopy(model)
-    name, _ = linear_layer(model, config.layer)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, _ = extraction_layer(anatomy, config.layer)
     generator = torch.Generator().manual_seed(config.seed)
-    input_map = forward_input(model, name, config.input_shape, generator=generator, levels=config.levels)
+    input_map = forward_input(anatomy, name, generator=generator, levels=config.levels)
     return model, LayerSecret(name, input_map)

@@ -25,10 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fedleak.checks import check_levels, check_number
-from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows,
+from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
-from fedleak.attacks.malicious.layers import leaves_before, linear_layer, linear_names
 from fedleak.attacks.base import Reconstruction
+from fedleak.models.anatomy import trace
 from fedleak.models.insertion import insert_module
 
 VARIANTS = ("insert", "reuse")
@@ -113,15 +113,16 @@ def robbing_the_fed(model: nn.Module, config: RobbingConfig) -> tuple[nn.Module,
         _imprint(block.linear, edges)
         insert_module(model, "imprint", block, before=next(iter(model._modules)))
         return model, ImprintSecret("imprint.linear", identity_map(config.input_shape, levels=config.levels))
-    name, linear = linear_layer(model)
-    before = [n for n, m in leaves_before(model, name) if not isinstance(m, (nn.Flatten, nn.Identity))]
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, linear = extraction_layer(anatomy)
+    before = [leaf.name for leaf in anatomy.before(name) if not isinstance(leaf.module, (nn.Flatten, nn.Identity))]
     if before or linear.in_features != features:
         raise ValueError(f"the 'reuse' imprint needs a first linear layer that reads the input; {name!r} comes "
                          f"after {', '.join(before) or 'nothing'} and reads {linear.in_features} features")
-    names = linear_names(model)
+    names = [layer.name for layer in anatomy.layers("linear")]
     if len(names) < 2:
         raise ValueError("the 'reuse' imprint needs a linear layer after the first")
-    _, following = linear_layer(model, names[1])
+    _, following = extraction_layer(anatomy, names[1])
     if following.in_features != linear.out_features:
         raise ValueError(f"{names[1]!r} does not read the output of {name!r}")
     _imprint(linear, bin_edges(RobbingConfig(config.input_shape, linear.out_features, config.feature_mean,

@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 
 from fedleak.checks import check_number
-from fedleak.attacks.analytic import extract_linear, layer_gradients
+from fedleak.attacks.analytic import extract_linear, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
-from fedleak.attacks.malicious.layers import linear_layer
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
+from fedleak.models.anatomy import trace
 
 WINDOW = 4  # table entries searched on each side of the projected position
 
@@ -51,19 +51,13 @@ class TextSecret:
     seq_len: int
 
 
-def _embedding(model: nn.Module) -> tuple[str, nn.Embedding]:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding):
-            return name, module
-    raise ValueError(f"{type(model).__name__} has no nn.Embedding layer to rewrite")
-
-
 def text_embedding(model: nn.Module, config: TextEmbeddingConfig) -> tuple[nn.Module, TextSecret]:
     """A copy of ``model`` with uniform(0, 1) embeddings and trap weights on the dense layer, and the secret."""
     model = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(config.seed)
-    _, embedding = _embedding(model)
-    name, linear = linear_layer(model, config.layer)
+    anatomy = trace(model, input_shape=(config.seq_len,))
+    embedding = anatomy.first("embedding").module
+    name, linear = extraction_layer(anatomy, config.layer)
     features = config.seq_len * embedding.embedding_dim
     if linear.in_features != features:
         raise ValueError(f"{name!r} reads {linear.in_features} features, not the {config.seq_len} x "

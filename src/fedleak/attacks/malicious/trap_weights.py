@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 
 from fedleak.checks import check_levels, check_number
-from fedleak.attacks.analytic import LayerSecret
+from fedleak.attacks.analytic import LayerSecret, extraction_layer
 from fedleak.attacks.malicious.forwarding import forward_input
-from fedleak.attacks.malicious.layers import linear_layer
+from fedleak.models.anatomy import trace
 
 
 @dataclass
@@ -79,8 +79,9 @@ def trap_weights(model: nn.Module, config: TrapWeightsConfig) -> tuple[nn.Module
     """A copy of ``model`` with trap weights at the extraction layer (and input forwarding before it), and the
     secret the server keeps. Extract with :func:`fedleak.attacks.analytic.extract_at_layer`."""
     model = copy.deepcopy(model)
-    name, linear = linear_layer(model, config.layer)
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, linear = extraction_layer(anatomy, config.layer)
     generator = torch.Generator().manual_seed(config.seed)
-    input_map = forward_input(model, name, config.input_shape, generator=generator, levels=config.levels)
+    input_map = forward_input(anatomy, name, generator=generator, levels=config.levels)
     set_trap_weights(linear, input_map.positions, config, generator)
     return model, LayerSecret(name, input_map)
