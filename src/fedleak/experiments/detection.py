@@ -32,6 +32,7 @@ from fedleak.detection.mod import CONTEXT_KEY, local_batch
 from fedleak.detection.verdict import Verdict
 from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
+from fedleak.models.anatomy import trace
 from fedleak.experiments.detection_report import summarize_cells, write_report
 from fedleak.report import ResultsDir
 
@@ -118,8 +119,8 @@ def summarize(verdicts: list[Verdict]) -> dict[str, dict]:
 
 
 def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The inputs of the model's last linear layer for the batch ``x`` (what feature fishing thresholds)."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    """The inputs of the model's output layer for the batch ``x`` (what feature fishing thresholds)."""
+    last = trace(model, x[:1]).output_layer().module
     seen = []
     handle = last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
     try:

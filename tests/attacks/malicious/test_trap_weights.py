@@ -76,5 +76,5 @@ def test_trap_weights_on_a_plain_module_that_registers_its_head_first():
     assert secret.layer == "body"  # the first layer to run, not the first registered
     grads = batch_gradients(trapped, x, y)
     active = extract_at_layer(grads, secret)
-    declared = active.inputs[active.individual]
+    declared = active.inputs[active.declared]
     assert len(declared) >= 5 and match_extractions(declared, x).exact.all()
