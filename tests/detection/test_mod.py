@@ -1,8 +1,8 @@
 import copy
 
 from fedleak.attacks.malicious import MANIPULATIONS
-from fedleak.detection import build_detector, detector_mod
-from fedleak.detection.mod import CONTEXT_KEY
+from fedleak.detection import DetectorChain, build_detector, detector_mod
+from fedleak.detection.mod import STATE_KEY
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 
@@ -16,7 +16,7 @@ def _detectors():
 
 def test_benign_fedavg_run_is_never_refused_and_malicious_model_is():
     local = build_model("cnn", SHAPE, 10, padding=2)
-    mod = detector_mod(_detectors(), local, samples=32)
+    mod = detector_mod(DetectorChain(_detectors(), local, samples=32))
     robbing = MANIPULATIONS.get("robbing_the_fed")
 
     def dispatch(round, client_id, global_model):
@@ -38,5 +38,8 @@ def test_benign_fedavg_run_is_never_refused_and_malicious_model_is():
     assert (3, 0) not in [(r, cid) for r, cid, _ in seen]  # the server got nothing from the victim
     detection = [u.metrics["detection"] for r, cid, u in seen if r == 3]
     assert len(detection) == 2 and all(len(d) == 4 and not any(v["flagged"] for v in d) for d in detection)
-    copies = [c.context[CONTEXT_KEY] for c in server.clients]
-    assert copies[0][3] is not copies[1][3]  # every client has its own detectors
+    states = [c.context[STATE_KEY] for c in server.clients]
+    assert states[0] is not states[1]  # every client has its own memory: its own history of verdicts
+    assert [h["round"] for h in states[0]["history"]] == [1, 2, 3] and states[0]["history"][-1]["refused"]
+    assert [h["verdicts"][-1]["score"] for h in states[0]["history"][:2]] != [
+        h["verdicts"][-1]["score"] for h in states[1]["history"][:2]]

@@ -26,8 +26,7 @@ from fedleak.attacks.malicious import MANIPULATIONS
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.data import load_dataset, split_clients
 from fedleak.data.base import DatasetInfo, TensorDataset
-from fedleak.detection import build_detector, detector_mod
-from fedleak.detection.mod import CONTEXT_KEY, local_batch
+from fedleak.detection import DetectorChain, build_detector, detector_mod
 from fedleak.detection.verdict import Verdict
 from fedleak.fl import Client, FLConfig, Server
 from fedleak.models import build_model
@@ -199,8 +198,8 @@ def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir,
     train_seconds: dict[int, float] = {}
     detectors = make_detectors(config)
     local = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
-    mod = detector_mod(detectors, local, samples=config.samples, refuse=False,
-                       on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
+    chain = DetectorChain(detectors, local, samples=config.samples, refuse=False)
+    mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
     server = build_server(config, partition, train, test, (mod, _timed), observers=(
         lambda round, client_id, sent, update: train_seconds.__setitem__(client_id, update.metrics["train_seconds"]),))
     public = test.inputs(slice(0, 256)).to(config.device)
@@ -216,10 +215,7 @@ def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir,
                     results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
                     continue
                 for client in server.clients[:config.attack_clients]:
-                    client.round = r
-                    own = [copy.deepcopy(d) for d in client.context.get(CONTEXT_KEY, detectors)]
-                    batch = local_batch(client, config.samples)
-                    verdicts = [d(manipulated, local, [batch], device=config.device) for d in own]
+                    verdicts = chain.check_client(client, manipulated, round=r, remember=False)
                     results.add(f"{key}/client{client.client_id}", {
                         "kind": "malicious", "partition": partition, "round": r, "attack": attack,
                         "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
@@ -279,7 +275,7 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     def record(client, verdicts):
         seen[(client.round, client.client_id)] = verdicts
 
-    mod = detector_mod(detectors, local, samples=128, on_verdicts=record)
+    mod = detector_mod(DetectorChain(detectors, local, samples=128), on_verdicts=record)
     server = build_federation(spec, config, mods=[mod], dispatch=dispatch, observers=[observe], progress=False)
     history = server.run()
     refused = history.rounds[-1].refused
