@@ -101,3 +101,22 @@ def test_round_memory_catches_trap_weights_after_benign_rounds(batch16):
     paper_only = WarmupZScore(samples=64)(trapped, None, [batch16])
     assert verdict.score > 10 * paper_only.score  # the static trap is invisible within one warm-up
     assert len(detector.rounds) == 3  # the refused model is not remembered
+
+
+def test_an_all_zero_layer_is_scored_in_absolute_units_not_against_a_tiny_floor(benign_cnn, batch16):
+    zero_head = copy.deepcopy(benign_cnn)  # a zero-initialised classifier: no size to measure a relative change
+    nn.init.zeros_(zero_head.classifier.weight)
+    nn.init.zeros_(zero_head.classifier.bias)
+    verdict = build_detector("warmup_zscore")(zero_head, zero_head, [batch16])
+    assert verdict.details["unscaled"] == ["linear[0]_weight", "linear[0]_bias"]
+    assert not verdict.flagged and math.isfinite(verdict.score) and verdict.score < 100, verdict.score
+    entry = MANIPULATIONS.get("feature_fishing")  # a manipulated model with the same zero start is still caught
+    fishing, _ = entry.manipulate(zero_head, entry.config(feature=3, threshold=0.5))
+    assert build_detector("warmup_zscore")(fishing, zero_head, [batch16]).flagged
+
+    all_zero = build_model("fcnn", SHAPE, 10, widths=(32,))
+    for param in all_zero.parameters():
+        nn.init.zeros_(param)
+    verdict = WarmupZScore(samples=32)(all_zero, all_zero, [batch16])  # was flagged with a score of 1e35
+    assert set(verdict.details["unscaled"]) == set(verdict.details["series"])
+    assert not verdict.flagged and verdict.score < 100, (verdict.layer, verdict.score)

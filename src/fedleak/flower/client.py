@@ -91,9 +91,9 @@ def privacy_spent(context: Context, client: Client, update: ClientUpdate, delta:
 
 
 def train_handler(load_local: LoadLocal, *, dp_delta: float = 1e-5) -> Callable[[Message, Context], Message]:
-    """A Flower train function running ``load_local(context).client`` on the received model. A received state
-    that does not fit the local architecture, or a fedleak mod's :class:`ModelRefused`, becomes an error reply
-    naming the reason."""
+    """A Flower train function running ``load_local(context).client`` on the received model. An invalid message
+    (see :func:`received_model`), a received state that does not fit the local architecture, or a fedleak mod's
+    :class:`ModelRefused`, becomes an error reply naming the reason."""
     if not 0 < dp_delta < 1:
         raise ValueError(f"dp_delta must be in (0, 1), got {dp_delta}")
 
