@@ -45,5 +45,6 @@ def build_detector(name: str, **options) -> Detector:
 __all__ = [
     "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
-    "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile", "load_received_model", "save_model_file",
+    "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
+    "load_received_model", "save_model_file",
 ]

@@ -37,7 +37,15 @@ class DetectorChain:
     """``detectors`` run in order on every received model; ``local_model`` is the client's own architecture (for
     the architecture check and to load a received state); ``samples`` local samples per check; with
     ``refuse=False`` a flag is only recorded (how ``fedleak detect-eval`` measures every detector on every
-    client-round)."""
+    client-round). ``initial_state`` is the memory a client starts from: the detectors' state when the chain was
+    built (e.g. a calibration already fitted).
+
+    To check a client's model without changing what the client remembers (an experiment's what-if)::
+
+        chain = DetectorChain(detectors, local_model, samples=128, refuse=False)
+        server = ...  # clients with mods=(detector_mod(chain),)
+        verdicts = chain.check_client(client, manipulated, round=r, remember=False)
+    """
 
     def __init__(self, detectors: Sequence[Detector], local_model: nn.Module, *, samples: int = 128,
                  refuse: bool = True):
