@@ -103,7 +103,7 @@ def test_round_memory_catches_trap_weights_after_benign_rounds(batch16):
     assert len(detector.rounds) == 3  # the refused model is not remembered
 
 
-def test_an_all_zero_layer_is_scored_in_absolute_units_not_against_a_tiny_floor(benign_cnn, batch16):
+def test_all_zero_and_constant_layers_get_finite_defined_scores_not_a_tiny_floor(benign_cnn, batch16):
     zero_head = copy.deepcopy(benign_cnn)  # a zero-initialised classifier: no size to measure a relative change
     nn.init.zeros_(zero_head.classifier.weight)
     nn.init.zeros_(zero_head.classifier.bias)
@@ -120,3 +120,11 @@ def test_an_all_zero_layer_is_scored_in_absolute_units_not_against_a_tiny_floor(
     verdict = WarmupZScore(samples=32)(all_zero, all_zero, [batch16])  # was flagged with a score of 1e35
     assert set(verdict.details["unscaled"]) == set(verdict.details["series"])
     assert not verdict.flagged and verdict.score < 100, (verdict.layer, verdict.score)
+
+    torch.manual_seed(0)
+    constant_bias = build_model("fcnn", SHAPE, 10, widths=(32,))  # the std of a constant is rounding noise
+    for name, param in constant_bias.named_parameters():
+        if name.endswith("bias"):
+            nn.init.constant_(param, 0.1)
+    verdict = WarmupZScore(samples=32)(constant_bias, constant_bias, [batch16])  # was flagged with 4e7
+    assert not verdict.flagged and verdict.score < 100 and verdict.details["unscaled"] == [], verdict.score

@@ -14,14 +14,18 @@ one step the Fishing model's last layer scores orders of magnitude above the ben
 
 Deviation from the paper, which leaves the degenerate first step (one history value, zero spread) and the
 threshold constant unstated in its text: the spread is floored at ``ε`` (``relative_floor``) times the statistic's
-own size in the received model (the std for the mean; where that is zero, e.g. a zero-initialised bias, the
-root-mean-square of the layer's parameters or of the batch-norm output), so the first step's score is a relative
-change in units of ε and does not depend on the model's width or initialisation.
-Degenerate statistics: where the received model gives a statistic no size at all (an all-zero layer, such as a
-zero-initialised classifier or an all-zero model, and for an activation an all-zero input too) no relative change
-can be measured; the spread is then floored at ε in the statistic's own units (the layer is taken to have unit
-size), so the score is the absolute change divided by ε and stays finite. Such series are listed in the
-verdict's ``details["unscaled"]``.
+own size in the received model (the std for the mean), so the first step's score is a relative change in units of
+ε and does not depend on the model's width or initialisation.
+Degenerate statistics get defined floors instead of a division by (almost) zero:
+- a size that is zero or rounding noise, below ``RESOLUTION`` (1e-4) of the statistic's largest absolute value in
+  the same model (the std of a constant tensor, e.g. a bias initialised to 0.1, computes to about 1e-9 of its
+  value), is replaced by the tensor's root-mean-square in the received model; for an all-zero tensor (a
+  zero-initialised bias), by the root-mean-square of its layer's parameters, and for a batch-norm output by that
+  of the output or, if it is zero, of the input;
+- where the received model gives a statistic no size at all (an all-zero layer, such as a zero-initialised
+  classifier or an all-zero model) no relative change can be measured: the floor is ε in the statistic's own
+  units (the layer is taken to have unit size), so the score is the absolute change divided by ε and stays
+  finite. Such series are listed in the verdict's ``details["unscaled"]``.
 The default threshold was set from the benign false-alarm runs of ``fedleak detect-eval`` (see
 :data:`DEFAULT_THRESHOLD`); :mod:`fedleak.detection.calibration` fits it to a chosen false-alarm rate instead.
 """
@@ -46,6 +50,7 @@ STATISTICS = ("mean", "std", "max")
 DEFAULT_THRESHOLD = 100.0
 DEFAULT_RELATIVE_FLOOR = 1e-3
 DEFAULT_ROUND_FLOOR = 0.05  # a federated round may move a statistic by a few percent of its size
+RESOLUTION = 1e-4  # a size below this fraction of the largest |value| is rounding noise (docstring)
 MIN_REMEMBERED = 2  # rounds remembered before the received model is scored against them (a spread needs two)
 
 
@@ -152,8 +157,9 @@ def _floor(profile: WarmupProfile, relative_floor: float, reference: torch.Tenso
     the layer's scale where that size is zero; shape (series, statistics)."""
     first = (profile.values[0] if reference is None else reference).abs()
     size = torch.cat([first[:, 1:2], first[:, 1:]], dim=1)
+    noise = RESOLUTION * first[:, 2:3]  # rounding noise relative to the reference's own largest |value|
     tiny = torch.finfo(profile.values.dtype).tiny
-    floor = relative_floor * torch.where(size > 0, size, profile.scale[:, None])
+    floor = relative_floor * torch.where(size > noise, size, profile.scale[:, None])
     return torch.where(floor >= tiny, floor, relative_floor)  # no size at all: unit size (module docstring)
 
 
