@@ -1,6 +1,6 @@
 from fedleak.cases import Audit, ThreatModel
-from fedleak.detection import build_detector, detector_mod
-from fedleak.detection.mod import CONTEXT_KEY
+from fedleak.detection import DetectorChain, build_detector, detector_mod
+from fedleak.detection.mod import STATE_KEY
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 
@@ -14,7 +14,7 @@ def _detectors():
 
 def test_benign_fedavg_run_is_never_refused_and_malicious_model_is():
     local = build_model("cnn", SHAPE, 10, padding=2)
-    mod = detector_mod(_detectors(), local, samples=32)
+    mod = detector_mod(DetectorChain(_detectors(), local, samples=32))
     audit = Audit("robbing_the_fed", ThreatModel(server="malicious", protocol="fedavg", victims=(0,), rounds=(3,)),
                   num_bins=16)
     config = FLConfig(num_clients=3, rounds=3, batch_size=32, lr=2e-3, seed=0)
@@ -31,5 +31,8 @@ def test_benign_fedavg_run_is_never_refused_and_malicious_model_is():
     assert [(a.source, a.status) for a in audit.records] == [(0, "refused")]
     detection = [metrics["detection"] for r, cid, metrics in seen if r == 3]
     assert len(detection) == 2 and all(len(d) == 4 and not any(v["flagged"] for v in d) for d in detection)
-    copies = [c.context[CONTEXT_KEY] for c in server.clients]
-    assert copies[0][3] is not copies[1][3]  # every client has its own detectors
+    states = [c.context[STATE_KEY] for c in server.clients]
+    assert states[0] is not states[1]  # every client has its own memory: its own history of verdicts
+    assert [h["round"] for h in states[0]["history"]] == [1, 2, 3] and states[0]["history"][-1]["refused"]
+    assert [h["verdicts"][-1]["score"] for h in states[0]["history"][:2]] != [
+        h["verdicts"][-1]["score"] for h in states[1]["history"][:2]]

@@ -99,3 +99,30 @@ def test_round_memory_catches_trap_weights_after_benign_rounds(batch16):
     paper_only = WarmupZScore(samples=64)(trapped, None, [batch16])
     assert verdict.score > 10 * paper_only.score  # the static trap is invisible within one warm-up
     assert len(detector.rounds) == 3  # the refused model is not remembered
+
+
+def test_all_zero_and_constant_layers_get_finite_defined_scores_not_a_tiny_floor(benign_cnn, batch16):
+    zero_head = copy.deepcopy(benign_cnn)  # a zero-initialised classifier: no size to measure a relative change
+    nn.init.zeros_(zero_head.classifier.weight)
+    nn.init.zeros_(zero_head.classifier.bias)
+    verdict = build_detector("warmup_zscore")(zero_head, zero_head, [batch16])
+    assert verdict.details["unscaled"] == ["linear[0]_weight", "linear[0]_bias"]
+    assert not verdict.flagged and math.isfinite(verdict.score) and verdict.score < 100, verdict.score
+    # a manipulated model with the same zero start is still caught
+    fishing, _ = prepare("feature_fishing", zero_head, feature=3, threshold=0.5)
+    assert build_detector("warmup_zscore")(fishing, zero_head, [batch16]).flagged
+
+    all_zero = build_model("fcnn", SHAPE, 10, widths=(32,))
+    for param in all_zero.parameters():
+        nn.init.zeros_(param)
+    verdict = WarmupZScore(samples=32)(all_zero, all_zero, [batch16])  # was flagged with a score of 1e35
+    assert set(verdict.details["unscaled"]) == set(verdict.details["series"])
+    assert not verdict.flagged and verdict.score < 100, (verdict.layer, verdict.score)
+
+    torch.manual_seed(0)
+    constant_bias = build_model("fcnn", SHAPE, 10, widths=(32,))  # the std of a constant is rounding noise
+    for name, param in constant_bias.named_parameters():
+        if name.endswith("bias"):
+            nn.init.constant_(param, 0.1)
+    verdict = WarmupZScore(samples=32)(constant_bias, constant_bias, [batch16])  # was flagged with 4e7
+    assert not verdict.flagged and verdict.score < 100 and verdict.details["unscaled"] == [], verdict.score

@@ -3,8 +3,9 @@
 Every detector is ``detector(received_model, local_model, batches, *, device, **options) -> Verdict``:
 ``architecture`` (§3.1 key/shape/dtype check plus NaN/Inf), ``filter_ratio`` (§3.2 first-conv filter ratio),
 ``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds). ``build_detector(name,
-**options)`` fixes the options; :class:`CalibratedDetector` fits a threshold from benign rounds;
-:func:`detector_mod` runs detectors as a client mod; :func:`load_received_model` loads a safetensors file strictly.
+**options)`` fixes and checks the options; :class:`CalibratedDetector` fits a threshold from benign rounds;
+:class:`DetectorChain` runs detectors in order on a received model and keeps their memory as a state dict, and
+:func:`detector_mod` runs a chain as a client mod; :func:`load_received_model` loads a safetensors file strictly.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from fedleak.detection.architecture import ArchitectureMismatch, architecture_ch
 from fedleak.detection.calibration import CalibratedDetector, Calibration, fit_threshold
 from fedleak.detection.dsnr import dsnr_check
 from fedleak.detection.filter_ratio import filter_ratio_check
-from fedleak.detection.mod import detector_mod
+from fedleak.detection.mod import DetectorChain, detector_mod
+from fedleak.detection.options import check_detector_options
 from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
 from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
@@ -30,8 +32,10 @@ DETECTORS.register("warmup_zscore")(WarmupZScore)
 
 def build_detector(name: str, **options) -> Detector:
     """The registered detector ``name`` with keyword ``options`` (e.g. ``threshold``, ``steps``): a new instance
-    for a detector class (which keeps state), the function with the options fixed otherwise."""
+    for a detector class (which keeps state), the function with the options fixed otherwise. Unknown options and
+    numeric options out of range (:mod:`fedleak.detection.options`) fail here."""
     DETECTORS.check_options(name, options)
+    check_detector_options(f"detector {name!r}", options)
     detector = DETECTORS.get(name)
     if inspect.isclass(detector):
         return detector(**options)
@@ -41,5 +45,6 @@ def build_detector(name: str, **options) -> Detector:
 __all__ = [
     "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
-    "Calibration", "fit_threshold", "detector_mod", "UnsafeModelFile", "load_received_model", "save_model_file",
+    "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
+    "load_received_model", "save_model_file",
 ]

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from fedleak.detection.options import check_detector_options
 from fedleak.detection.verdict import Batch, Detector, Verdict
 
 MODES = ("fixed", "calibrated")
@@ -50,16 +51,16 @@ class CalibratedDetector:
 
     In calibrated mode the detector keeps a history of scores: ``fit`` sets it from known-benign rounds and, with
     ``learn_from_accepted``, each model it accepts adds its score. Until ``min_samples`` scores are recorded the
-    detector's own threshold is used.
+    detector's own threshold is used. Its memory (the scores, and the wrapped detector's if it has one) is
+    :meth:`state_dict`.
     """
 
     def __init__(self, detector: Detector, *, mode: str = "calibrated", false_alarm_rate: float = 0.01,
                  min_samples: int = 20, learn_from_accepted: bool = True):
         if mode not in MODES:
             raise ValueError(f"unknown calibration mode {mode!r}; valid modes: {', '.join(MODES)}")
-        if min_samples < 1:
-            raise ValueError(f"min_samples must be >= 1, got {min_samples}")
-        fit_threshold([0.0], false_alarm_rate)  # validates the rate
+        check_detector_options("CalibratedDetector", {"false_alarm_rate": false_alarm_rate,
+                                                      "min_samples": min_samples})
         self.detector, self.mode, self.false_alarm_rate = detector, mode, false_alarm_rate
         self.min_samples, self.learn_from_accepted = min_samples, learn_from_accepted
         self.history: list[float] = []
@@ -72,6 +73,26 @@ class CalibratedDetector:
     def observe(self, score: float) -> None:
         """Record the score of a round known (or trusted) to be benign."""
         self.history.append(float(score))
+
+    def state_dict(self) -> dict:
+        """The recorded benign scores (and the wrapped detector's state, if it keeps one), as plain numbers."""
+        state: dict = {"history": list(self.history)}
+        inner = getattr(self.detector, "state_dict", None)
+        if inner is not None:
+            state["detector"] = inner()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        history = state.get("history") if isinstance(state, dict) else None
+        if not isinstance(history, list) or not all(isinstance(s, (int, float)) for s in history):
+            raise ValueError("a CalibratedDetector state needs 'history', a list of benign scores")
+        inner = getattr(self.detector, "load_state_dict", None)
+        if (inner is not None) != ("detector" in state):
+            raise ValueError("the CalibratedDetector state does not match its wrapped detector's memory")
+        if inner is not None:
+            inner(state["detector"])
+        self.history = [float(s) for s in history]
 
     @property
     def calibration(self) -> Calibration | None:

@@ -1,60 +1,167 @@
-"""The detectors as a Flower-shaped client mod: inspect the received model before local training (Wang & Li §5.1).
+"""The detector chain: inspect a received model before local training (Wang & Li §3.1, §5.1), and its client mod.
 
-``detector_mod(detectors, local_model)`` returns ``mod(model, client, call_next)``. It draws ``samples`` random
-samples of the client's training data, runs the detectors in order on the received model and raises
-:class:`fedleak.fl.ModelRefused` (naming detector, layer and score) at the first that flags it; otherwise it calls
-``call_next`` and attaches the verdicts to the update's metrics. With ``refuse=False`` it only records (how
-``fedleak detect-eval`` measures false alarms and detection rates on every client-round). Each client gets its
-own copy of the detectors, kept in ``client.context[CONTEXT_KEY]``, so a detector with memory of earlier rounds
-or a calibrated threshold learns from that client's rounds only.
+A :class:`DetectorChain` holds the detectors in order, the client's own copy of the architecture, the number of
+local ``samples`` the detectors get and whether a flag refuses the model. ``chain.check(received, batch)`` runs the
+detectors in order and returns their verdicts (stopping at the first flag when it refuses); ``chain.refusal
+(verdicts)`` is the verdict that refuses the model, if any. A received *state dict* is first put through the strict
+architecture check of §3.1 (its verdict comes first) and loaded into a copy of the local architecture.
+
+The chain's memory (what its detectors remember of earlier rounds, e.g. a :class:`CalibratedDetector`'s benign
+scores or a :class:`WarmupZScore`'s accepted rounds, and the chain's own history of verdicts) is
+``chain.state_dict()``: nested dicts and lists of plain numbers, strings and tensors, restored by
+``load_state_dict`` (as Opacus's accountants do), never a pickle. ``check(..., remember=False)`` leaves it as it was.
+
+Two adapters use the one chain: :func:`detector_mod` for :class:`fedleak.fl.Client` (below; it keeps each client's
+state dict in ``client.context[STATE_KEY]`` and raises :class:`fedleak.fl.ModelRefused`) and
+:func:`fedleak.flower.detector_mod` (state in Flower's ``context.state``, a refusal as an ``Error`` reply).
 """
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+import torch
 import torch.nn as nn
 
 from fedleak import seeds
-from fedleak.detection.verdict import Batch, Detector, Verdict
+from fedleak.detection.architecture import architecture_check
+from fedleak.detection.options import check_detector_options
+from fedleak.detection.verdict import Batch, Detector, Verdict, check_batch
 from fedleak.fl.client import CallNext, Client, ClientMod, ClientUpdate, ModelRefused
 
-CONTEXT_KEY = "detectors"
+STATE_KEY = "detection"
 VerdictSink = Callable[[Client, list[Verdict]], None]
 
 
-def local_batch(client: Client, samples: int) -> Batch:
-    """``samples`` random training samples of ``client`` for this round (seeded by client, round and run seed)."""
-    return next(client.batches(samples, seeds.generator(client.config.seed, client.client_id, client.round,
-                                                        seeds.DETECTION)))
+class DetectorChain:
+    """``detectors`` run in order on every received model; ``local_model`` is the client's own architecture (for
+    the architecture check and to load a received state); ``samples`` local samples per check; with
+    ``refuse=False`` a flag is only recorded (how ``fedleak detect-eval`` measures every detector on every
+    client-round). ``initial_state`` is the memory a client starts from: the detectors' state when the chain was
+    built (e.g. a calibration already fitted).
+
+    To check a client's model without changing what the client remembers (an experiment's what-if)::
+
+        chain = DetectorChain(detectors, local_model, samples=128, refuse=False)
+        server = ...  # clients with mods=(detector_mod(chain),)
+        verdicts = chain.check_client(client, manipulated, round=r, remember=False)
+    """
+
+    def __init__(self, detectors: Sequence[Detector], local_model: nn.Module, *, samples: int = 128,
+                 refuse: bool = True):
+        if not detectors:
+            raise ValueError("a detector chain needs at least one detector")
+        if not isinstance(local_model, nn.Module):
+            raise TypeError(f"local_model must be the client's nn.Module, got {type(local_model).__name__}")
+        check_detector_options("detector chain", {"samples": samples})
+        self.detectors, self.local_model = list(detectors), local_model
+        self.samples, self.refuse = samples, refuse
+        self.history: list[dict] = []
+        self.initial_state = self.state_dict()  # where a client without memory starts
+
+    def batch(self, client: Client, round: int) -> Batch:
+        """``samples`` random training samples of ``client`` for ``round`` (the stream ``seeds.DETECTION`` of the
+        client's run seed, client and round), checked to be finite."""
+        generator = seeds.generator(client.config.seed, client.client_id, round, seeds.DETECTION)
+        return check_batch(next(client.batches(self.samples, generator)),
+                           what=f"client {client.client_id}'s local batch")
+
+    def check(self, received: nn.Module | Mapping[str, torch.Tensor], batch: Batch, *, round: int | None = None,
+              device: str | torch.device = "cpu", remember: bool = True) -> list[Verdict]:
+        """Every detector's verdict on ``received`` (a model, or a state dict checked and loaded strictly first),
+        in order, up to the first flag when the chain refuses. With ``remember`` the detectors' memory and the
+        chain's history learn from this round (labelled ``round``); without, the chain's state is left as it
+        was."""
+        check_batch(batch)
+        before = None if remember else self.state_dict()
+        try:
+            verdicts = self._run(received, batch, device)
+            if remember:
+                self.history.append(_summary(round, self.refusal(verdicts) is not None, verdicts))
+        finally:
+            if before is not None:
+                self.load_state_dict(before)
+        return verdicts
+
+    def _run(self, received, batch: Batch, device) -> list[Verdict]:
+        verdicts = []
+        if isinstance(received, Mapping):
+            verdicts.append(architecture_check(received, self.local_model, device=device))
+            if verdicts[0].flagged:
+                return verdicts
+            model = copy.deepcopy(self.local_model).to(device)
+            model.load_state_dict(received, strict=True)
+        elif isinstance(received, nn.Module):
+            model = received
+        else:
+            raise TypeError(f"a received model is an nn.Module or a state dict, got {type(received).__name__}")
+        for detector in self.detectors:
+            verdicts.append(detector(model, self.local_model, [batch], device=device))
+            if self.refuse and verdicts[-1].flagged:
+                break
+        return verdicts
+
+    def refusal(self, verdicts: Sequence[Verdict]) -> Verdict | None:
+        """The verdict that refuses the model: the first flagged one, when the chain refuses."""
+        return next((v for v in verdicts if v.flagged), None) if self.refuse else None
+
+    def check_client(self, client: Client, received: nn.Module, *, round: int | None = None,
+                     remember: bool = True) -> list[Verdict]:
+        """:meth:`check` on ``client``'s batch for ``round`` (default: the client's current round) with the memory
+        ``client`` has of earlier rounds (kept in ``client.context[STATE_KEY]``; updated only with ``remember``)."""
+        round = client.round if round is None else round
+        self.load_state_dict(client.context.get(STATE_KEY, self.initial_state))
+        verdicts = self.check(received, self.batch(client, round), round=round, device=client.config.device,
+                              remember=remember)
+        if remember:
+            client.context[STATE_KEY] = self.state_dict()
+        return verdicts
+
+    def state_dict(self) -> dict:
+        """The memory of every detector that keeps one (by position in the chain) and the history of verdicts."""
+        return {"detectors": {str(i): d.state_dict() for i, d in enumerate(self.detectors)
+                              if _memory(d) is not None},
+                "history": copy.deepcopy(self.history)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore what :meth:`state_dict` returned (from this chain or one with the same detectors)."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("detectors"), Mapping) or not isinstance(
+                state.get("history"), list):
+            raise ValueError("a detector chain state needs 'detectors' (a mapping) and 'history' (a list)")
+        keeping = [str(i) for i, d in enumerate(self.detectors) if _memory(d) is not None]
+        if sorted(state["detectors"]) != sorted(keeping):
+            raise ValueError(f"the state holds the memory of detectors {sorted(state['detectors'])} but this "
+                             f"chain's detectors with memory are {keeping}")
+        for key in keeping:
+            self.detectors[int(key)].load_state_dict(state["detectors"][key])
+        self.history = copy.deepcopy(list(state["history"]))
 
 
-def client_detectors(client: Client, detectors: Sequence[Detector]) -> list[Detector]:
-    """This client's own copies of ``detectors`` (made on first use, then kept in its context)."""
-    return client.context.setdefault(CONTEXT_KEY, [copy.deepcopy(d) for d in detectors])
+def _memory(detector: Detector):
+    """The detector's ``state_dict`` method if it remembers anything across rounds (a function does not)."""
+    return getattr(detector, "state_dict", None)
 
 
-def detector_mod(detectors: Sequence[Detector], local_model: nn.Module, *, samples: int = 128,
-                 refuse: bool = True, on_verdicts: VerdictSink | None = None) -> ClientMod:
-    """A client mod running ``detectors`` on every received model; ``local_model`` is the client's own copy of the
-    architecture (for the architecture check). ``on_verdicts(client, verdicts)`` sees the verdicts of each check."""
-    if not detectors:
-        raise ValueError("detector_mod needs at least one detector")
-    if samples < 2:
-        raise ValueError(f"the detectors need at least 2 local samples, got samples={samples}")
+def _summary(round: int | None, refused: bool, verdicts: list[Verdict]) -> dict:
+    return {"round": round, "refused": refused,
+            "verdicts": [{"detector": v.detector, "layer": v.layer, "statistic": v.statistic, "score": v.score,
+                          "threshold": v.threshold, "flagged": v.flagged} for v in verdicts]}
+
+
+def detector_mod(chain: DetectorChain, *, on_verdicts: VerdictSink | None = None) -> ClientMod:
+    """A client mod running ``chain`` on every received model with the client's own memory; it raises
+    :class:`ModelRefused` (naming detector, layer and score) when the chain refuses, and otherwise attaches the
+    verdicts to the update's metrics. ``on_verdicts(client, verdicts)`` sees the verdicts of each check."""
+    if not isinstance(chain, DetectorChain):
+        raise TypeError(f"detector_mod takes a DetectorChain, got {type(chain).__name__}")
 
     def mod(model: nn.Module, client: Client, call_next: CallNext) -> ClientUpdate:
-        batch = local_batch(client, samples)
-        verdicts = []
-        try:
-            for detector in client_detectors(client, detectors):
-                verdict = detector(model, local_model, [batch], device=client.config.device)
-                verdicts.append(verdict)
-                if refuse and verdict.flagged:
-                    raise ModelRefused(client.client_id, verdict.detector, verdict.reason(), verdict)
-        finally:
-            if on_verdicts is not None:
-                on_verdicts(client, verdicts)
+        verdicts = chain.check_client(client, model)
+        if on_verdicts is not None:
+            on_verdicts(client, verdicts)
+        refused = chain.refusal(verdicts)
+        if refused is not None:
+            raise ModelRefused(client.client_id, refused.detector, refused.reason(), refused)
         update = call_next(model)
         update.metrics["detection"] = [v.to_dict() for v in verdicts]
         return update

@@ -30,11 +30,13 @@ class Verdict:
     details: dict = field(default_factory=dict)
 
     def reason(self) -> str:
-        """One line naming the layer, statistic and score (the text of a refusal); ``details["summary"]`` if set."""
+        """One line naming the layer, statistic and score against the threshold (``>`` when flagged, ``<=`` when
+        not): the text of a refusal; ``details["summary"]`` if set."""
         if "summary" in self.details:
             return self.details["summary"]
         what = " of ".join(part for part in (self.statistic, self.layer) if part)
-        return f"{what or 'score'}: {self.score:.4g} > threshold {self.threshold:.4g}"
+        relation = ">" if self.flagged else "<="
+        return f"{what or 'score'}: {self.score:.4g} {relation} threshold {self.threshold:.4g}"
 
     def to_dict(self) -> dict:
         return {
@@ -59,11 +61,7 @@ def gather_samples(batches: Iterable[Batch], count: int, *, generator: torch.Gen
     """
     xs, ys = [], []
     for index, batch in enumerate(batches):
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError(f"batch {index} must be an (inputs, labels) pair, got {type(batch).__name__}")
-        x, y = batch
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
-            raise ValueError(f"batch {index} must hold two tensors of equal length")
+        x, y = check_batch(batch, what=f"batch {index}")
         xs.append(x)
         ys.append(y)
     if not xs or sum(len(x) for x in xs) == 0:
@@ -73,6 +71,23 @@ def gather_samples(batches: Iterable[Batch], count: int, *, generator: torch.Gen
         pick = torch.randperm(len(x), generator=generator)[:count]
         x, y = x[pick], y[pick]
     return x.to(device), y.to(device)
+
+
+def check_batch(batch: Batch, *, what: str = "the local batch") -> Batch:
+    """``batch`` itself after checking that it is an (inputs, labels) pair of equal-length tensors without NaN or
+    Inf: a non-finite local sample would make every score NaN and the check pass silently."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ValueError(f"{what} must be an (inputs, labels) pair, got {type(batch).__name__}")
+    x, y = batch
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+        raise ValueError(f"{what} must hold two tensors of equal length")
+    for name, tensor in (("inputs", x), ("labels", y)):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1) if tensor.dim() > 1 else ~torch.isfinite(tensor)
+            rows = bad.nonzero().flatten()[:5].tolist()
+            raise ValueError(f"{what} holds NaN or Inf in its {name} (samples {rows}); the detectors need finite "
+                             f"local data")
+    return x, y
 
 
 def working_copy(model: nn.Module, device: str | torch.device) -> nn.Module:

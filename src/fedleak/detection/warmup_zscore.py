@@ -14,9 +14,18 @@ one step the Fishing model's last layer scores orders of magnitude above the ben
 
 Deviation from the paper, which leaves the degenerate first step (one history value, zero spread) and the
 threshold constant unstated in its text: the spread is floored at ``ε`` (``relative_floor``) times the statistic's
-own size in the received model (the std for the mean; where that is zero, e.g. a zero-initialised bias, the
-root-mean-square of the layer's parameters or of the batch-norm output), so the first step's score is a relative
-change in units of ε and does not depend on the model's width or initialisation.
+own size in the received model (the std for the mean), so the first step's score is a relative change in units of
+ε and does not depend on the model's width or initialisation.
+Degenerate statistics get defined floors instead of a division by (almost) zero:
+- a size that is zero or rounding noise, below ``RESOLUTION`` (1e-4) of the statistic's largest absolute value in
+  the same model (the std of a constant tensor, e.g. a bias initialised to 0.1, computes to about 1e-9 of its
+  value), is replaced by the tensor's root-mean-square in the received model; for an all-zero tensor (a
+  zero-initialised bias), by the root-mean-square of its layer's parameters, and for a batch-norm output by that
+  of the output or, if it is zero, of the input;
+- where the received model gives a statistic no size at all (an all-zero layer, such as a zero-initialised
+  classifier or an all-zero model) no relative change can be measured: the floor is ε in the statistic's own
+  units (the layer is taken to have unit size), so the score is the absolute change divided by ε and stays
+  finite. Such series are listed in the verdict's ``details["unscaled"]``.
 The default threshold was set from the benign false-alarm runs of ``fedleak detect-eval`` (see
 :data:`DEFAULT_THRESHOLD`); :mod:`fedleak.detection.calibration` fits it to a chosen false-alarm rate instead.
 """
@@ -29,6 +38,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from fedleak.detection.options import check_detector_options
 from fedleak.detection.targets import Target, find_targets
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
 from fedleak.fl.training import task_loss
@@ -40,6 +50,7 @@ STATISTICS = ("mean", "std", "max")
 DEFAULT_THRESHOLD = 100.0
 DEFAULT_RELATIVE_FLOOR = 1e-3
 DEFAULT_ROUND_FLOOR = 0.05  # a federated round may move a statistic by a few percent of its size
+RESOLUTION = 1e-4  # a size below this fraction of the largest |value| is rounding noise (docstring)
 MIN_REMEMBERED = 2  # rounds remembered before the received model is scored against them (a spread needs two)
 
 
@@ -146,8 +157,16 @@ def _floor(profile: WarmupProfile, relative_floor: float, reference: torch.Tenso
     the layer's scale where that size is zero; shape (series, statistics)."""
     first = (profile.values[0] if reference is None else reference).abs()
     size = torch.cat([first[:, 1:2], first[:, 1:]], dim=1)
-    size = torch.where(size > 0, size, profile.scale[:, None])
-    return (relative_floor * size).clamp_min(torch.finfo(profile.values.dtype).tiny)
+    noise = RESOLUTION * first[:, 2:3]  # rounding noise relative to the reference's own largest |value|
+    tiny = torch.finfo(profile.values.dtype).tiny
+    floor = relative_floor * torch.where(size > noise, size, profile.scale[:, None])
+    return torch.where(floor >= tiny, floor, relative_floor)  # no size at all: unit size (module docstring)
+
+
+def unscaled_series(profile: WarmupProfile, relative_floor: float) -> list[str]:
+    """The series whose layer has no size in the received model (scored in absolute units, module docstring)."""
+    tiny = torch.finfo(profile.values.dtype).tiny
+    return [name for name, small in zip(profile.series, (relative_floor * profile.scale < tiny).tolist()) if small]
 
 
 class WarmupZScore:
@@ -163,23 +182,39 @@ class WarmupZScore:
     floored at ``round_floor`` (5%) of each statistic's size in the last accepted model: only a change of about
     ``threshold x round_floor`` times that size is flagged (5x at the defaults). This catches manipulations that are static under SGD,
     such as trap weights, which the within-warm-up history cannot see, once the client has accepted a few benign
-    rounds. Refused models are not remembered.
+    rounds. Refused models are not remembered. That memory is :meth:`state_dict`.
     """
 
     def __init__(self, *, steps: int = 5, samples: int = 128, lr: float = 0.01,
                  threshold: float = DEFAULT_THRESHOLD, relative_floor: float = DEFAULT_RELATIVE_FLOOR,
                  max_batchnorms: int = 3, remember_rounds: int = 0, round_floor: float = DEFAULT_ROUND_FLOOR,
                  seed: int = 0):
-        if steps < 1 or samples < 2 or lr <= 0 or min(relative_floor, round_floor) <= 0 or remember_rounds < 0:
-            raise ValueError(f"warm-up needs steps >= 1, samples >= 2, lr > 0, relative_floor > 0, round_floor > 0 "
-                             f"and remember_rounds >= 0; got steps={steps}, samples={samples}, lr={lr}, "
-                             f"relative_floor={relative_floor}, round_floor={round_floor}, "
-                             f"remember_rounds={remember_rounds}")
+        check_detector_options("detector 'warmup_zscore'", {
+            "steps": steps, "samples": samples, "lr": lr, "threshold": threshold, "relative_floor": relative_floor,
+            "max_batchnorms": max_batchnorms, "remember_rounds": remember_rounds, "round_floor": round_floor,
+            "seed": seed})
         self.steps, self.samples, self.lr, self.threshold = steps, samples, lr, threshold
         self.relative_floor, self.max_batchnorms, self.seed = relative_floor, max_batchnorms, seed
         self.remember_rounds, self.round_floor = remember_rounds, round_floor
         self.rounds: list[torch.Tensor] = []
         self.series: list[str] | None = None
+
+    def state_dict(self) -> dict:
+        """The remembered rounds as one tensor ``(rounds, series, statistics)`` and the series they describe."""
+        rounds = torch.stack(self.rounds) if self.rounds else torch.zeros(0)
+        return {"rounds": rounds, "series": list(self.series or [])}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        rounds, series = (state.get("rounds"), state.get("series")) if isinstance(state, dict) else (None, None)
+        if not isinstance(rounds, torch.Tensor) or not isinstance(series, list) or not all(
+                isinstance(name, str) for name in series):
+            raise ValueError("a WarmupZScore state needs 'rounds' (a tensor) and 'series' (a list of names)")
+        if rounds.numel() and tuple(rounds.shape[1:]) != (len(series), len(STATISTICS)):
+            raise ValueError(f"WarmupZScore state: remembered rounds of shape {tuple(rounds.shape)} do not match "
+                             f"{len(series)} series x {len(STATISTICS)} statistics")
+        self.rounds = list(rounds.float().unbind(0)) if rounds.numel() else []
+        self.series = list(series) or None
 
     def __call__(self, received_model: nn.Module, local_model: nn.Module | None = None,
                  batches: Sequence[Batch] = (), *, device: str | torch.device = "cpu") -> Verdict:
@@ -208,4 +243,5 @@ class WarmupZScore:
                        time.perf_counter() - start,
                        {"step": step + first_step, "first_step": first_step, "series": profile.series,
                         "statistics": list(STATISTICS), "zscores": scores.tolist(), "samples": len(x),
-                        "steps": self.steps, "rounds_remembered": len(memory)})
+                        "steps": self.steps, "rounds_remembered": len(memory),
+                        "unscaled": unscaled_series(profile, self.relative_floor)})

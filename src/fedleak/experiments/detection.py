@@ -27,8 +27,7 @@ from fedleak.cases import Audit, ThreatModel
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
-from fedleak.detection import build_detector, detector_mod
-from fedleak.detection.mod import CONTEXT_KEY, local_batch
+from fedleak.detection import DetectorChain, build_detector, detector_mod
 from fedleak.detection.verdict import Verdict
 from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
@@ -186,8 +185,8 @@ def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir,
     pending: dict[int, list[Verdict]] = {}
     detectors = make_detectors(config)
     local = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
-    mod = detector_mod(detectors, local, samples=config.samples, refuse=False,
-                       on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
+    chain = DetectorChain(detectors, local, samples=config.samples, refuse=False)
+    mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
     spec = FederationSpec(dataset=config.dataset, model=config.model, size=config.size, partition=partition,
                           alpha=config.alpha, model_options=config.model_options)
     fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
@@ -207,10 +206,7 @@ def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir,
                 results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
                 continue
             for client in server.clients[:config.attack_clients]:
-                client.round = r
-                own = [copy.deepcopy(d) for d in client.context.get(CONTEXT_KEY, detectors)]
-                batch = local_batch(client, config.samples)
-                verdicts = [d(manipulated, local, [batch], device=config.device) for d in own]
+                verdicts = chain.check_client(client, manipulated, round=r, remember=False)
                 results.add(f"{key}/client{client.client_id}", {
                     "kind": "malicious", "partition": partition, "round": r, "attack": attack,
                     "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
@@ -261,7 +257,7 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     def record(client, verdicts):
         seen[(client.round, client.client_id)] = verdicts
 
-    mod = detector_mod(detectors, local, samples=128, on_verdicts=record)
+    mod = detector_mod(DetectorChain(detectors, local, samples=128), on_verdicts=record)
     server = build_federation(spec, config, mods=[mod], audit=audit, progress=False)
     trap = copy.deepcopy(server.model)  # the global model of the attacked round, for the first-contact check
     history = server.run(before_round=lambda r, s: trap.load_state_dict(s.model.state_dict()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
 import torch.nn as nn
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -25,8 +26,8 @@ from fedleak.defenses import DPAccountant, DPSGD, apply_defenses
 from fedleak.detection.architecture import ArchitectureMismatch
 from fedleak.fl.client import Client, ClientUpdate, ModelRefused
 from fedleak.fl.training import evaluate
-from fedleak.flower.records import (apply_delta, load_state, record_to_state, refusal, single_array_record,
-                                    state_to_record)
+from fedleak.flower.records import (State, apply_delta, load_state, record_to_state, refusal,
+                                    single_array_record, state_to_record)
 
 DP_STATE_KEY = "fedleak.dp"
 
@@ -44,11 +45,22 @@ LoadLocal = Callable[[Context], LocalClient]
 
 
 def server_round(message: Message) -> int:
-    """The round number the strategy put in the message's config (``server-round``), 0 when absent."""
+    """The round number the strategy put in the message's config (``server-round``), 0 when absent; a
+    ``ValueError`` when it is not a non-negative integer."""
     for record in message.content.config_records.values():
         if "server-round" in record:
-            return int(record["server-round"])
+            value = record["server-round"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"the message's server-round must be a non-negative integer, got {value!r}")
+            return value
     return 0
+
+
+def received_model(message: Message, *, device: str | torch.device = "cpu") -> tuple[str, State, int]:
+    """``(record key, state dict, server round)`` of a train message, every field checked: exactly one
+    ``ArrayRecord`` of numeric arrays and a valid ``server-round`` (a ``ValueError`` names what is wrong)."""
+    key, record = single_array_record(message.content)
+    return key, record_to_state(record, device=device), server_round(message)
 
 
 def trained_state(received: dict, update: ClientUpdate, model: nn.Module, lr: float) -> dict:
@@ -79,20 +91,22 @@ def privacy_spent(context: Context, client: Client, update: ClientUpdate, delta:
 
 
 def train_handler(load_local: LoadLocal, *, dp_delta: float = 1e-5) -> Callable[[Message, Context], Message]:
-    """A Flower train function running ``load_local(context).client`` on the received model. A received state
-    that does not fit the local architecture, or a fedleak mod's :class:`ModelRefused`, becomes an error reply
-    naming the reason."""
+    """A Flower train function running ``load_local(context).client`` on the received model. An invalid message
+    (see :func:`received_model`), a received state that does not fit the local architecture, or a fedleak mod's
+    :class:`ModelRefused`, becomes an error reply naming the reason."""
     if not 0 < dp_delta < 1:
         raise ValueError(f"dp_delta must be in (0, 1), got {dp_delta}")
 
     def train(message: Message, context: Context) -> Message:
         local = load_local(context)
         client = local.client
-        key, record = single_array_record(message.content)
-        received = record_to_state(record, device=client.config.device)
+        try:
+            key, received, round = received_model(message, device=client.config.device)
+        except ValueError as error:
+            return refusal(message, f"client {client.client_id}: {error}")
         try:
             model = load_state(received, local.model, device=client.config.device)
-            update = client.handle(model, server_round(message))
+            update = client.handle(model, round)
         except ArchitectureMismatch as mismatch:
             return refusal(message, f"client {client.client_id}: {mismatch}")
         except ModelRefused as refused:
@@ -113,12 +127,12 @@ def evaluate_handler(load_local: LoadLocal) -> Callable[[Message, Context], Mess
     def evaluate_received(message: Message, context: Context) -> Message:
         local = load_local(context)
         client = local.client
-        _, record = single_array_record(message.content)
         try:
+            _, record = single_array_record(message.content)
             model = load_state(record_to_state(record, device=client.config.device), local.model,
                                device=client.config.device)
-        except ArchitectureMismatch as mismatch:
-            return refusal(message, f"client {client.client_id}: {mismatch}")
+        except ValueError as error:  # an invalid record, or ArchitectureMismatch naming the offending keys
+            return refusal(message, f"client {client.client_id}: {error}")
         data = client.data.val if len(client.data.val) else client.data.train
         loss, accuracy = evaluate(model, data, device=client.config.device)
         metrics = MetricRecord({"num-examples": len(data), "eval-loss": loss, "eval-accuracy": accuracy})

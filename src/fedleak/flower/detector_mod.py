@@ -1,34 +1,37 @@
-"""fedleak's detectors as a Flower client mod: inspect the received model before local training (Wang & Li §3.1,
-§5.1).
+"""fedleak's detector chain as a Flower client mod: inspect the received model before local training (Wang & Li
+§3.1, §5.1).
 
-The mod reads the model from the message's ``ArrayRecord``, runs the strict architecture check of §3.1 against
-the client's own architecture, loads the state into it and runs the other detectors on ``samples`` local
-training samples. At the first flag it replies with a Flower ``Error`` (``MOD_FAILED_PRECONDITION``) whose reason
-names the detector, layer, statistic and score, and the client does not train; a clean model goes to the next
-handler untouched.
+The mod only translates messages; the checks are :class:`fedleak.detection.DetectorChain`'s. It reads and
+validates the train message (one ``ArrayRecord`` of numeric arrays, an integer ``server-round``), runs the chain on
+the received state (the strict architecture check of §3.1 first, then the detectors on ``samples`` local training
+samples) and, at the first flag, replies with a Flower ``Error`` (``MOD_FAILED_PRECONDITION``) whose reason names
+the detector, layer, statistic and score; the client does not train. A clean model goes to the next handler
+untouched. An invalid message is answered with an ``Error`` too.
 
-Detectors with memory (a :class:`fedleak.detection.CalibratedDetector`'s benign scores, the rounds a
-:class:`fedleak.detection.WarmupZScore` remembers) keep it in the client's ``context.state`` across rounds: the
-detector objects are stored pickled in a ``ConfigRecord``. ``context.state`` stays on the client, so the client
-only ever unpickles what it wrote itself; nothing received from the server is unpickled.
+The chain's memory (a :class:`fedleak.detection.CalibratedDetector`'s benign scores, the rounds a
+:class:`fedleak.detection.WarmupZScore` remembers, the history of verdicts) is its ``state_dict()``, kept in the
+client's ``context.state`` as two records: the tensors in an ``ArrayRecord`` and everything else (numbers,
+strings, lists) as JSON text in a ``ConfigRecord``. No detector object is serialised.
 """
 from __future__ import annotations
 
 import json
-import pickle
 from typing import Callable, Mapping, Sequence
 
-from flwr.app import ConfigRecord, Context, Message
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from fedleak import seeds
 from fedleak.detection import build_detector
-from fedleak.detection.architecture import architecture_check
-from fedleak.detection.verdict import Detector, Verdict
-from fedleak.flower.client import LoadLocal, server_round
-from fedleak.flower.records import is_train, load_state, record_to_state, refusal, single_array_record
+from fedleak.detection.mod import DetectorChain
+from fedleak.detection.options import check_detector_options
+from fedleak.detection.verdict import Detector
+from fedleak.flower.client import LoadLocal, received_model
+from fedleak.flower.records import is_train, record_to_state, refusal, state_to_record
 
-STATE_KEY = "fedleak.detection"
+STATE_KEY = "fedleak.detection"  # the ConfigRecord; the ArrayRecord is under TENSORS_KEY (one key space)
+TENSORS_KEY = "fedleak.detection.tensors"
+TENSOR = "__tensor__"  # marks where a tensor of the state dict sits in its JSON text
 DetectorFactory = Callable[[], Sequence[Detector]]
 
 
@@ -48,36 +51,48 @@ def named_detectors(spec: Mapping[str, Mapping] | Sequence[str]) -> DetectorFact
     return build
 
 
-def _restore(context: Context, factory: DetectorFactory) -> tuple[list[Detector], list[dict]]:
-    stored = context.state.config_records.get(STATE_KEY)
-    if stored is None:
-        detectors = list(factory())
-        if not detectors:
-            raise ValueError("detector_mod's detector factory returned no detector")
-        return detectors, []
-    return pickle.loads(stored["detectors"]), json.loads(stored["history"])
+def store_state(context: Context, state: Mapping) -> None:
+    """Keep a chain's ``state_dict()`` in ``context.state``: tensors in an ``ArrayRecord``, the rest as JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def strip(node, path: str):
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node
+            return {TENSOR: path}
+        if isinstance(node, Mapping):
+            return {str(k): strip(v, f"{path}.{k}") for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [strip(v, f"{path}.{i}") for i, v in enumerate(node)]
+        return node
+
+    text = json.dumps(strip(state, "state"))
+    context.state.array_records[TENSORS_KEY] = state_to_record(tensors)
+    context.state.config_records[STATE_KEY] = ConfigRecord({"state": text})
 
 
-def _store(context: Context, detectors: list[Detector], history: list[dict]) -> None:
-    try:
-        blob = pickle.dumps(detectors)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ValueError(f"detector_mod keeps its detectors in the Flower context, so they must be picklable "
-                         f"(no lambdas or local functions): {error}") from None
-    context.state.config_records[STATE_KEY] = ConfigRecord({"detectors": blob, "history": json.dumps(history)})
+def stored_state(context: Context) -> dict | None:
+    """The chain state :func:`store_state` kept in ``context.state``, or None before the first round."""
+    config = context.state.config_records.get(STATE_KEY)
+    if config is None:
+        return None
+    tensors = record_to_state(context.state.array_records.get(TENSORS_KEY, ArrayRecord()))
 
+    def restore(node):
+        if isinstance(node, dict):
+            if set(node) == {TENSOR}:
+                return tensors[node[TENSOR]]
+            return {k: restore(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [restore(v) for v in node]
+        return node
 
-def _summary(round: int, verdicts: list[Verdict]) -> dict:
-    flagged = next((v for v in verdicts if v.flagged), None)
-    return {"round": round, "refused": flagged is not None,
-            "verdicts": [{"detector": v.detector, "layer": v.layer, "statistic": v.statistic, "score": v.score,
-                          "threshold": v.threshold, "flagged": v.flagged} for v in verdicts]}
+    return restore(json.loads(config["state"]))
 
 
 def detection_history(context: Context) -> list[dict]:
-    """Per round this client was asked to train: whether it refused and every detector's verdict."""
-    stored = context.state.config_records.get(STATE_KEY)
-    return [] if stored is None else json.loads(stored["history"])
+    """Per round this client was asked to train: the round, whether it refused and every detector's verdict."""
+    state = stored_state(context)
+    return [] if state is None else state["history"]
 
 
 def detector_mod(load_local: LoadLocal, detectors: DetectorFactory, *, samples: int = 128,
@@ -85,37 +100,30 @@ def detector_mod(load_local: LoadLocal, detectors: DetectorFactory, *, samples: 
     """A Flower mod running the architecture check and ``detectors()`` on every model a client is asked to train.
 
     ``load_local(context)`` gives the client's architecture and data (:class:`fedleak.flower.LocalClient`);
-    ``detectors`` is called once per client to create its detectors (see :func:`named_detectors`). With
-    ``refuse=False`` the verdicts are only recorded (in ``context.state``, see :func:`detection_history`)."""
-    if samples < 2:
-        raise ValueError(f"the detectors need at least 2 local samples, got samples={samples}")
+    ``detectors`` is called to create the client's chain, whose memory is then restored from ``context.state``
+    (see :func:`named_detectors`). With ``refuse=False`` the verdicts are only recorded (in ``context.state``, see
+    :func:`detection_history`)."""
+    check_detector_options("detector_mod", {"samples": samples})
 
     def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
         if not is_train(message):
             return call_next(message, context)
         local = load_local(context)
         client, device = local.client, local.client.config.device
-        round = server_round(message)
         try:
-            _, record = single_array_record(message.content)
+            _, state, round = received_model(message, device=device)
         except ValueError as error:
             return refusal(message, f"client {client.client_id}: {error}")
-        state = record_to_state(record, device=device)
-        chain, history = _restore(context, detectors)
-        verdicts = [architecture_check(state, local.model, device=device)]
-        if not verdicts[0].flagged:
-            model = load_state(state, local.model, device=device)
-            batch = next(client.batches(samples, seeds.generator(client.config.seed, client.client_id, round,
-                                                                 seeds.DETECTION)))
-            for detector in chain:
-                verdicts.append(detector(model, local.model, [batch], device=device))
-                if verdicts[-1].flagged and refuse:
-                    break
-        _store(context, chain, history + [_summary(round, verdicts)])
-        flagged = next((v for v in verdicts if v.flagged), None)
-        if flagged is not None and refuse:
+        chain = DetectorChain(list(detectors()), local.model, samples=samples, refuse=refuse)
+        memory = stored_state(context)
+        if memory is not None:
+            chain.load_state_dict(memory)
+        verdicts = chain.check(state, chain.batch(client, round), round=round, device=device)
+        store_state(context, chain.state_dict())
+        refused = chain.refusal(verdicts)
+        if refused is not None:
             return refusal(message, f"client {client.client_id} refused the model of round {round}: "
-                                    f"{flagged.detector}: {flagged.reason()}")
+                                    f"{refused.detector}: {refused.reason()}")
         return call_next(message, context)
 
     return mod

@@ -19,6 +19,7 @@ from flwr.common.constant import ErrorCode
 from fedleak.detection.architecture import require_matching_architecture
 
 State = dict[str, torch.Tensor]
+NUMERIC_KINDS = "biufc"  # numpy dtype kinds of bool, integer, unsigned, float and complex arrays
 
 
 def single_array_record(content: RecordDict, *, what: str = "message") -> tuple[str, ArrayRecord]:
@@ -32,8 +33,21 @@ def single_array_record(content: RecordDict, *, what: str = "message") -> tuple[
 
 
 def record_to_state(record: ArrayRecord, *, device: str | torch.device = "cpu") -> State:
-    """The state dict held by an ``ArrayRecord``, on ``device`` (arrays are read without unpickling)."""
-    return {key: tensor.to(device) for key, tensor in record.to_torch_state_dict().items()}
+    """The state dict held by an ``ArrayRecord``, on ``device`` (arrays are read without unpickling). A
+    ``ValueError`` names the first array that is not a numeric tensor (strings, objects, bytes that do not match
+    the declared dtype and shape)."""
+    state = {}
+    for key in record:
+        array = record[key]
+        try:
+            values = array.numpy()
+            if values.dtype.kind not in NUMERIC_KINDS:
+                raise TypeError(f"dtype {values.dtype} is not numeric")
+            state[key] = torch.from_numpy(values).to(device)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"array {key!r} of the record is not a numeric tensor (dtype {array.dtype!r}, shape "
+                             f"{tuple(array.shape)}): {error}") from None
+    return state
 
 
 def state_to_record(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
