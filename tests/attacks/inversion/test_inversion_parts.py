@@ -76,7 +76,7 @@ def test_vmapped_dummy_gradients_with_true_draws_equal_the_clients_gradients(cnn
 def test_attacks_are_registered_and_bad_inputs_fail_clearly(cnn, victims):
     images, labels = victims
     for name in ("dlg", "idlg", "ig", "wiig", "dia", "dpia", "gpia", "vbia", "pig", "cdia"):
-        assert ATTACKS.get(name).config is PRESETS[name]
+        assert ATTACKS.build(name).config is PRESETS[name]
     case = victim_case(cnn, "cnn", "", images[:1], labels[:1])
     quick = PRESETS["ig"].with_(max_iterations=2)
     with pytest.raises(ValueError, match="same number of victims"):

@@ -61,7 +61,7 @@ def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]
     :class:`InversionConfig` field to change."""
 
     def build(*, iterations: int | None = None, seed: int = 0, **changes) -> InversionAttack:
-        changed = config.with_(**changes)
+        changed = config.with_(**changes) if changes else config
         return InversionAttack(changed if iterations is None else short_run(changed, iterations), seed)
 
     fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(config, f.name))
