@@ -70,3 +70,19 @@ def test_train_refuses_a_finished_ablation_folder_and_leaves_it_as_it_was(capsys
     assert f"{tmp_path} holds the results of another run configuration" in err
     assert "federation: folder's (absent)" in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_list_prints_every_attack_of_the_one_registry_with_its_options(capsys):
+    from fedleak.attacks import ATTACKS
+    from fedleak.cli import main
+
+    assert main(["list", "attacks"]) == 0
+    out = capsys.readouterr().out
+    for name in ATTACKS.names():
+        assert f"  {name} " in out
+    for name in ("ig", "cdia", "passive", "trap_weights", "robbing_the_fed", "decepticons"):
+        assert f"  {name} " in out
+    assert "scale_factor=0.95" in out and "iterations=None" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{kind} (" in out for kind in ("attacks", "defenses", "detectors", "models", "datasets"))
