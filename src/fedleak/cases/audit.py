@@ -67,7 +67,8 @@ class Audit:
     """``attack`` (an :class:`fedleak.attacks.base.Attack`, or a name of :data:`fedleak.attacks.ATTACKS` built with
     ``options``) run under ``threat_model``; ``knowledge``: what the server knows besides the updates (input shape
     and range, the client's defenses; default: the model's input shape); ``public``: data of the server's own (e.g.
-    for imprint bins); ``reference``: data to score against where a client's true data is not handed over (a
+    for imprint bins); ``seed``: the run's seed, from which each round's context seed is derived (an attack's own
+    ``seed`` option, where it has one, overrides it); ``reference``: data to score against where a client's true data is not handed over (a
     Flower federation); ``out``: results folder (``None``: keep the records in memory only), whose earlier cells of
     the same config a rerun keeps (``resume``) or clears."""
 

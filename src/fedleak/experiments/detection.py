@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks import AttackContext, prepare
+from fedleak.attacks import ATTACKS, AttackContext, prepare
 from fedleak.cases import Audit, ThreatModel
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.data import load_dataset
@@ -250,8 +250,9 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     detectors = [build_detector("architecture"), build_detector("filter_ratio"),
                  build_detector("dsnr", seed=seed), build_detector("warmup_zscore", remember_rounds=5, seed=seed)]
     attack_round, victim = config.rounds, 0
-    audit = Audit("trap_weights", ThreatModel(server="malicious", victims=(victim,), rounds=(attack_round,)),
-                  scale_factor=0.8, seed=seed, device=device)
+    trap = ATTACKS.build("trap_weights", scale_factor=0.8, seed=seed)
+    audit = Audit(trap, ThreatModel(server="malicious", victims=(victim,), rounds=(attack_round,)), seed=seed,
+                  device=device)
     seen = {}
 
     def record(client, verdicts):
@@ -259,11 +260,11 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
 
     mod = detector_mod(DetectorChain(detectors, local, samples=128), on_verdicts=record)
     server = build_federation(spec, config, mods=[mod], audit=audit, progress=False)
-    trap = copy.deepcopy(server.model)  # the global model of the attacked round, for the first-contact check
-    history = server.run(before_round=lambda r, s: trap.load_state_dict(s.model.state_dict()))
+    attacked = copy.deepcopy(server.model)  # the global model of the attacked round, for the first-contact check
+    history = server.run(before_round=lambda r, s: attacked.load_state_dict(s.model.state_dict()))
     refused = history.rounds[-1].refused
     flagged = next((v for v in seen[(attack_round, victim)] if v.flagged), None)
-    trapped, _ = audit.attack.prepare(trap, AttackContext((1, 28, 28), seed=seed))
+    trapped, _ = trap.prepare(attacked, AttackContext((1, 28, 28)))
     first_contact = [build_detector("filter_ratio"), build_detector("dsnr", seed=seed),
                      build_detector("warmup_zscore", seed=seed)]
     batch = [next(server.clients[victim].batches(128, torch.Generator().manual_seed(seed)))]

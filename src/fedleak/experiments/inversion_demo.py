@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from fedleak.attacks.inversion import ServerKnowledge
+from fedleak.attacks import ATTACKS
 from fedleak.cases import Audit, ThreatModel
 from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD
@@ -31,7 +32,8 @@ def _attack_round(defenses: str, out_png: Path, *, device, seed: int) -> dict:
     dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
     knowledge = ServerKnowledge(input_shape=(1, 32, 32), defenses=tuple(d.name for d in parse_defenses(defenses)),
                                 dp_clip=dp.clip if dp else None, dp_sigma=dp.sigma if dp else None)
-    audit = Audit("cdia", ThreatModel(), knowledge=knowledge, iterations=ITERATIONS, seed=seed, device=device)
+    cdia = ATTACKS.build("cdia", iterations=ITERATIONS, seed=seed)
+    audit = Audit(cdia, ThreatModel(), knowledge=knowledge, seed=seed, device=device)
     server = build_federation(spec, config, gradient_fn=gradient_fn, mods=mods, model=defended, audit=audit,
                               progress=False)
     server.run()

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
+from fedleak.attacks import ATTACKS
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import DataFormatError, load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
@@ -295,7 +296,8 @@ def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     spec = FederationSpec(dataset="bundled", model="fcnn", model_options={"widths": (1000, 64)})
     config = FLConfig(algorithm="fedsgd", num_clients=10, rounds=1, fraction=0.1, batch_size=100, seed=seed,
                       device=device)
-    audit = Audit("trap_weights", ThreatModel(server="malicious"), scale_factor=0.8, seed=seed, device=device)
+    trap = ATTACKS.build("trap_weights", scale_factor=0.8, seed=seed)
+    audit = Audit(trap, ThreatModel(server="malicious"), seed=seed, device=device)
     server = build_federation(spec, config, audit=audit, progress=False)
     honest = copy.deepcopy(server.model)
     server.run()
