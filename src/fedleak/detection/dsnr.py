@@ -7,7 +7,8 @@ isolate one sample's gradient (Fishing, Curious-style last-layer attacks) makes 
 exceed 1; it stays near 0 for benign models and, as Fig. 2 shows, for Robbing the Fed's imprint layer.
 
 The per-sample gradients are those of each sample's loss term inside the batch forward pass (exact also with
-batch norm, which couples the samples), computed with ``torch.func`` (:func:`per_sample_gradient_norms`).
+batch norm, which couples the samples), computed with ``torch.func`` (:func:`per_sample_gradient_norms`); the
+loss is the training loss of :func:`fedleak.fl.training.sample_losses`.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, grad, vjp, vmap
+from torch.func import functional_call, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from fedleak.detection.losses import sample_losses
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
+from fedleak.fl.per_sample import SampleGradients
+from fedleak.fl.training import sample_losses
 
 DEFAULT_THRESHOLD = 1.0
 
@@ -35,20 +37,16 @@ def per_sample_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     (``vjp`` vectorised over one-hot cotangents, batch times the cost), using the batch statistics without
     updating the running ones.
     """
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    watched = {n: params[n] for n in weights}
     coupled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     if not coupled:
-        def loss_of_one(watched_params, xi, yi):
-            outputs = functional_call(model, {**params, **watched_params}, (xi.unsqueeze(0),))
-            return sample_losses(outputs, yi.unsqueeze(0)).sum()
-
-        grads = vmap(grad(loss_of_one), in_dims=(None, 0, 0), chunk_size=chunk_size,
-                     randomness="different")(watched, x, y)
+        grads = SampleGradients(model, weights, chunk_size=chunk_size)(x, y)
         return torch.stack([grads[n].flatten(1).norm(dim=1) for n in weights], dim=1)
 
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    watched = {n: params[n] for n in weights}
+
     def losses_of(watched_params):
-        return sample_losses(functional_call(model, {**params, **watched_params}, (x,)), y)
+        return sample_losses(model, functional_call(model, {**params, **watched_params}, (x,)), y)
 
     tracking = [m for m in coupled if m.track_running_stats]
     for module in tracking:

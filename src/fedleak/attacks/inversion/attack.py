@@ -15,13 +15,14 @@ import torch.nn as nn
 from fedleak.attacks import ATTACKS
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
-from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradients
+from fedleak.attacks.inversion.dummy_gradients import attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
 from fedleak.attacks.inversion.labels import idlg_labels
 from fedleak.attacks.inversion.layer_order import output_layer
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.regularizers import total_variation
+from fedleak.fl.per_sample import SampleGradients
 
 
 @dataclass
@@ -116,7 +117,7 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
     target = {n: g[lane_victim] for n, g in grads.items()}
     distance = DISTANCES.get(config.distance)
-    dummy_gradients = lane_gradients(attacked, names)
+    dummy_gradients = SampleGradients(attacked, names)
     state = {"x": torch.randn((lanes, *knowledge.input_shape), generator=generator).to(device)}
     if config.optimise_labels:
         num_classes = attacked(torch.zeros((1, *knowledge.input_shape), device=device)).shape[-1]
