@@ -116,8 +116,8 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
         labels = recover_labels(attacked, received, knowledge.input_shape)
     gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
     target = {n: g[lane_victim] for n, g in grads.items()}
-    distance = DISTANCES.get(config.distance)
     dummy_gradients = SampleGradients(attacked, names)
+    distance = DISTANCES.get(config.distance)(target, gm.names)
     state = {"x": torch.randn((lanes, *knowledge.input_shape), generator=generator).to(device)}
     if config.optimise_labels:
         num_classes = attacked(torch.zeros((1, *knowledge.input_shape), device=device)).shape[-1]
@@ -129,7 +129,7 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     def objective(current: dict[str, torch.Tensor]) -> torch.Tensor:
         y = current["y"].softmax(-1) if config.optimise_labels else lane_labels
         shared = gm.shared(dummy_gradients(current["x"], y, gm.draws(current)), current)
-        loss = distance(shared, target, gm.names) + gm.penalty(current, lanes)
+        loss = distance(shared) + gm.penalty(current, lanes)
         if config.tv_weight:
             loss = loss + config.tv_weight * total_variation(current["x"])
         return loss
