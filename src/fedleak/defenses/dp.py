@@ -15,7 +15,7 @@ from opacus.accountants import RDPAccountant
 
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.target import Defended
-from fedleak.fl.per_sample import SampleGradients
+from fedleak.fl import per_sample  # a module: fedleak.fl.per_sample imports this package
 
 
 def privatize(per_sample: dict[str, torch.Tensor], clip: float,
@@ -58,26 +58,26 @@ class DPSGD:
         """Gradients of the training loss for each sample on its own, ``{name: (B, *param.shape)}``
         (:class:`fedleak.fl.per_sample.SampleGradients`)."""
         check_per_sample(model)
-        engine = SampleGradients(model)
+        engine = per_sample.SampleGradients(model)
         with torch.no_grad():
             if engine.randoms:
                 model(x)
         draws = {name: m.last_draw for name, m in engine.randoms.items() if m.last_draw is not None}
-        per_sample = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
         for name, module in engine.randoms.items():
             module.last_draw = draws.get(name)
-        return per_sample
+        return grads
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        per_sample = self.per_sample_gradients(model, x, y)
+        grads = self.per_sample_gradients(model, x, y)
         std = self.sigma * self.clip
         device = self.generator.device if self.generator is not None else None
         self.last_noise = {  # drawn where the generator lives, then moved to the gradients' device
             n: (torch.randn(g.shape[1:], generator=self.generator, device=device or g.device, dtype=g.dtype)
                 * std).to(g.device)
-            for n, g in per_sample.items()
+            for n, g in grads.items()
         }
-        return {n: g.detach() for n, g in privatize(per_sample, self.clip, self.last_noise).items()}
+        return {n: g.detach() for n, g in privatize(grads, self.clip, self.last_noise).items()}
 
 
 def dp_gradient_fn(clip: float = 20.0, sigma: float = 1e-4, generator: torch.Generator | None = None) -> DPSGD:
