@@ -39,3 +39,26 @@ def test_class_fishing_with_one_target_sample_is_flagged_and_benign_passes(benig
     assert verdict.flagged and verdict.score > 1.0, verdict.details["per_layer"]
     benign = dsnr_check(benign_cnn, None, batch, batch_size=32)
     assert not benign.flagged and benign.score < 0.5
+
+
+def test_per_sample_norms_of_a_language_model_and_a_tied_layer_match_a_loop():
+    """Sequence outputs (B, L, V) go through Opacus's ghost norms; a layer used twice falls back to torch.func."""
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = torch.nn.Embedding(9, 4), torch.nn.Linear(4, 9)
+
+        def forward(self, tokens):
+            return self.head(self.embed(tokens)) + self.head(self.embed(tokens).flip(1))
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 9, (5, 6))
+    language_model = torch.nn.Sequential(torch.nn.Embedding(9, 4), torch.nn.Linear(4, 9))
+    for model, names in ((language_model, ["0.weight", "1.weight"]), (Tied(), ["embed.weight", "head.weight"])):
+        params = dict(model.named_parameters())
+        losses = F.cross_entropy(model(tokens).transpose(1, 2), tokens, reduction="none").mean(1)
+        expected = torch.stack([torch.stack([g.norm() for g in torch.autograd.grad(
+            losses[i], [params[n] for n in names], retain_graph=True)]) for i in range(5)])
+        got = per_sample_gradient_norms(model, tokens, tokens, names)
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)

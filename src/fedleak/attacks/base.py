@@ -31,7 +31,8 @@ class Reconstruction:
     (position, token) pairs; ``labels`` (K,) when the attack recovers them; ``declared`` (K,) bool: the points the
     attacker itself claims are single training points, without ground truth (an analytic row that holds one input,
     a complete token sequence; every point of an inversion); ``meta``: per-point tensors of length K (the neuron row
-    a point came from, the attack loss, the ``source`` update it was read from); ``info``: scalars about the whole
+    a point came from, the attack loss, ``source``: the index of the observed update it was read from, see
+    :attr:`Observed.sources`); ``info``: scalars about the whole
     reconstruction (the layer's neuron count, seconds).
     """
 
@@ -70,15 +71,15 @@ class Reconstruction:
                               self.declared[mask], {k: v[mask] for k, v in self.meta.items()}, dict(self.info))
 
     @staticmethod
-    def concat(parts: list[Reconstruction], sources: list[int]) -> Reconstruction:
-        """One reconstruction from several (one per observed update), with ``meta["source"]`` naming the update."""
+    def concat(parts: list[Reconstruction]) -> Reconstruction:
+        """One reconstruction from several, part i read from observed update i (``meta["source"]``)."""
         if not parts:
             raise ValueError("nothing to concatenate")
         device = parts[0].inputs.device
         meta_keys = set.intersection(*(set(p.meta) for p in parts))
         meta = {k: torch.cat([p.meta[k] for p in parts]) for k in sorted(meta_keys)}
-        meta["source"] = torch.cat([torch.full((len(p),), s, dtype=torch.long, device=device)
-                                    for p, s in zip(parts, sources)])
+        meta["source"] = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=device)
+                                    for i, p in enumerate(parts)])
         labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
         info = {k: v for k, v in parts[0].info.items() if all(p.info.get(k) == v for p in parts[1:])}
         info["seconds"] = sum(p.info.get("seconds", 0.0) for p in parts)
@@ -174,7 +175,7 @@ class AnalyticAttack:
         parts = []
         for index in range(len(observed.sources)):
             parts.append(self.extract(observed.row(index), secret, device=device))
-        return Reconstruction.concat(parts, list(observed.sources))
+        return Reconstruction.concat(parts)
 
 
 CONTEXT_FIELDS = ("input_shape", "seed", "seq_len")  # config fields the round's context fills in unless given

@@ -174,8 +174,8 @@ class Audit:
         seconds = time.perf_counter() - start
         records = []
         point_source = reconstruction.meta.get("source")
-        for source, clients in groups:
-            own = reconstruction if point_source is None else reconstruction.select(point_source == source)
+        for index, (source, clients) in enumerate(groups):
+            own = reconstruction if point_source is None else reconstruction.select(point_source == index)
             have = [truth[c] for c in clients if c in truth]
             true = (torch.cat([b[0] for b in have]), torch.cat([b[1] for b in have])) if have else None
             records.append(AuditRecord(round, source, clients, "attacked", own, self._score(own, true), observed,

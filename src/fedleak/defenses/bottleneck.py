@@ -26,11 +26,12 @@ from fedleak.models.anatomy import trace
 from fedleak.models.insertion import insert_module
 
 
-def gaussian_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, std^2) || N(0, 1)) summed over dim 1 (the latent channels), averaged over all other dims."""
+def gaussian_kl(mu: torch.Tensor, std: torch.Tensor, *, per_sample: bool = False) -> torch.Tensor:
+    """KL(N(mu, std^2) || N(0, 1)) summed over dim 1 (the latent channels), averaged over all other dims; with
+    ``per_sample`` averaged over all dims but the batch dim, shape (B,)."""
     log_std = torch.log(std.clamp_min(1e-12))
-    kl = 0.5 * (mu.pow(2) + std.pow(2) - 1.0) - log_std
-    return kl.sum(dim=1).mean()
+    kl = (0.5 * (mu.pow(2) + std.pow(2) - 1.0) - log_std).sum(dim=1)
+    return kl.reshape(len(kl), -1).mean(1) if per_sample else kl.mean()
 
 
 class VariationalBottleneck(StochasticModule):
@@ -65,6 +66,12 @@ class VariationalBottleneck(StochasticModule):
         if self.mu is None:
             raise RuntimeError(f"{type(self).__name__}.auxiliary_loss() needs a forward pass first")
         return self.beta * gaussian_kl(self.mu, self.std)
+
+    def sample_auxiliary_loss(self) -> torch.Tensor:
+        """:meth:`auxiliary_loss` of each sample of the last forward, shape (B,); its mean is the batch's."""
+        if self.mu is None:
+            raise RuntimeError(f"{type(self).__name__}.sample_auxiliary_loss() needs a forward pass first")
+        return self.beta * gaussian_kl(self.mu, self.std, per_sample=True)
 
 
 class Precode(VariationalBottleneck):

@@ -12,13 +12,11 @@ import warnings
 import torch
 import torch.nn as nn
 from opacus.accountants import RDPAccountant
-from torch.func import functional_call, grad, vmap
 
 from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.stochastic import overridden, stochastic_modules
 from fedleak.defenses.target import Defended
-from fedleak.fl.training import task_loss
+from fedleak.fl import per_sample  # a module: fedleak.fl.per_sample imports this package
 
 
 def privatize(per_sample: dict[str, torch.Tensor], clip: float,
@@ -43,7 +41,7 @@ def privatize(per_sample: dict[str, torch.Tensor], clip: float,
 class DPSGD:
     """A client ``gradient_fn`` ``(model, x, y) -> {name: gradient}`` computing the DP-SGD gradient.
 
-    Per-sample gradients come from ``torch.func`` (functional_call + grad + vmap over the batch). The model's
+    Per-sample gradients come from :class:`fedleak.fl.per_sample.SampleGradients`. The model's
     random defense modules draw once for the whole batch (a forward without gradients), and each sample's
     gradient uses its slice of those draws, so ``last_draw`` afterwards holds the client's true draws. The
     noise of the last call is kept in ``last_noise`` (what a well-informed attacker, WIIG, is given).
@@ -56,38 +54,29 @@ class DPSGD:
         self.last_noise: dict[str, torch.Tensor] = {}
 
     def per_sample_gradients(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Gradients of ``task_loss`` for each sample on its own, ``{name: (B, *param.shape)}``."""
+        """Gradients of the training loss for each sample on its own, ``{name: (B, *param.shape)}``
+        (:class:`fedleak.fl.per_sample.SampleGradients`)."""
         check_per_sample(model)
-        params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-        buffers = dict(model.named_buffers())
-        modules = stochastic_modules(model)
+        engine = per_sample.SampleGradients(model)
         with torch.no_grad():
-            if modules:
+            if engine.randoms:
                 model(x)
-        draws = {name: m.last_draw for name, m in modules if m.last_draw is not None}
-
-        def sample_loss(params, xi, yi, di):
-            with overridden(model, {k: v.unsqueeze(0) for k, v in di.items()}):
-                out = functional_call(model, (params, buffers), (xi.unsqueeze(0),))
-                return task_loss(model, out, yi.unsqueeze(0))
-
-        per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0, 0), randomness="different")(params, x, y, draws)
-        for name, module in modules:  # the vmapped forwards left batched tensors behind
+        draws = {name: m.last_draw for name, m in engine.randoms.items() if m.last_draw is not None}
+        grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        for name, module in engine.randoms.items():
             module.last_draw = draws.get(name)
-            for attr in module.transient:
-                setattr(module, attr, None)
-        return per_sample
+        return grads
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        per_sample = self.per_sample_gradients(model, x, y)
+        grads = self.per_sample_gradients(model, x, y)
         std = self.sigma * self.clip
         device = self.generator.device if self.generator is not None else None
         self.last_noise = {  # drawn where the generator lives, then moved to the gradients' device
             n: (torch.randn(g.shape[1:], generator=self.generator, device=device or g.device, dtype=g.dtype)
                 * std).to(g.device)
-            for n, g in per_sample.items()
+            for n, g in grads.items()
         }
-        return {n: g.detach() for n, g in privatize(per_sample, self.clip, self.last_noise).items()}
+        return {n: g.detach() for n, g in privatize(grads, self.clip, self.last_noise).items()}
 
 
 def dp_gradient_fn(clip: float = 20.0, sigma: float = 1e-4, generator: torch.Generator | None = None) -> DPSGD:

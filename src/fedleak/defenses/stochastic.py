@@ -97,11 +97,19 @@ def overridden(model: nn.Module, draws: Mapping[str, torch.Tensor]) -> Iterator[
     if unknown:
         valid = ", ".join(modules) or "none"
         raise UnknownNameError(f"no random defense module named {', '.join(unknown)}; the model's random modules: {valid}")
+    with overriding(modules, draws):
+        yield model
+
+
+@contextmanager
+def overriding(modules: Mapping[str, StochasticModule], draws: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """:func:`overridden` on modules found beforehand (``name -> module``, every draw's name among them), for hot
+    loops that must not walk the module tree on every call."""
     previous = {name: modules[name].override for name in draws}
     try:
         for name, draw in draws.items():
             modules[name].override = draw
-        yield model
+        yield
     finally:
         for name, old in previous.items():
             modules[name].override = old

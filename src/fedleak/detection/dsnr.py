@@ -7,21 +7,25 @@ isolate one sample's gradient (Fishing, Curious-style last-layer attacks) makes 
 exceed 1; it stays near 0 for benign models and, as Fig. 2 shows, for Robbing the Fed's imprint layer.
 
 The per-sample gradients are those of each sample's loss term inside the batch forward pass (exact also with
-batch norm, which couples the samples), computed with ``torch.func`` (:func:`per_sample_gradient_norms`).
+batch norm, which couples the samples), computed with ``torch.func`` (:func:`per_sample_gradient_norms`); the
+loss is the training loss of :func:`fedleak.fl.training.sample_losses`.
 """
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, grad, vjp, vmap
+from opacus.grad_sample import GradSampleModuleFastGradientClipping
+from torch.func import functional_call, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from fedleak.detection.losses import sample_losses
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
+from fedleak.fl.per_sample import SampleGradients
+from fedleak.fl.training import sample_losses
 
 DEFAULT_THRESHOLD = 1.0
 
@@ -30,25 +34,26 @@ def per_sample_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
                               chunk_size: int = 16) -> torch.Tensor:
     """||∇_W ℓ(x_i)|| for each sample i and each weight W named in ``weights``: a (batch, len(weights)) tensor.
 
-    Without batch norm in training mode the samples are independent and ``vmap(grad)`` over single samples does
-    it in one batched pass. With it, each sample's loss term is differentiated inside the batch forward pass
-    (``vjp`` vectorised over one-hot cotangents, batch times the cost), using the batch statistics without
-    updating the running ones.
+    Without batch norm in training mode the samples are independent and the norms come from one forward and one
+    backward with Opacus's fast gradient clipping hooks (:func:`ghost_norms`: ghost norms of linear layers,
+    per-layer gradient samples of the others, one layer at a time); a model those hooks do not support (a layer
+    used twice) falls back to the per-sample engine. With batch norm, each sample's loss term is differentiated
+    inside the batch forward pass (``vjp`` vectorised over one-hot cotangents, batch times the cost), using the
+    batch statistics without updating the running ones.
     """
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    watched = {n: params[n] for n in weights}
     coupled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     if not coupled:
-        def loss_of_one(watched_params, xi, yi):
-            outputs = functional_call(model, {**params, **watched_params}, (xi.unsqueeze(0),))
-            return sample_losses(outputs, yi.unsqueeze(0)).sum()
+        try:
+            return ghost_norms(model, x, y, weights)
+        except NotImplementedError:  # Opacus refuses tied parameters
+            grads = SampleGradients(model, weights, chunk_size=chunk_size)(x, y)
+            return torch.stack([grads[n].flatten(1).norm(dim=1) for n in weights], dim=1)
 
-        grads = vmap(grad(loss_of_one), in_dims=(None, 0, 0), chunk_size=chunk_size,
-                     randomness="different")(watched, x, y)
-        return torch.stack([grads[n].flatten(1).norm(dim=1) for n in weights], dim=1)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    watched = {n: params[n] for n in weights}
 
     def losses_of(watched_params):
-        return sample_losses(functional_call(model, {**params, **watched_params}, (x,)), y)
+        return sample_losses(model, functional_call(model, {**params, **watched_params}, (x,)), y)
 
     tracking = [m for m in coupled if m.track_running_stats]
     for module in tracking:
@@ -65,6 +70,31 @@ def per_sample_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
 
     eye = torch.eye(len(losses), device=losses.device, dtype=losses.dtype)
     return vmap(norms, chunk_size=chunk_size)(eye)
+
+
+def ghost_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: Sequence[str]) -> torch.Tensor:
+    """Per-sample gradient norms ``(batch, len(weights))`` of the training loss (:func:`sample_losses`) from
+    Opacus's ``GradSampleModuleFastGradientClipping`` (ghost clipping, Li et al. 2022; Bu et al. 2023) on a model
+    whose samples do not interact. Only the named weights are differentiated; ``requires_grad`` is restored."""
+    parameters = dict(model.named_parameters())
+    trainable = {n: p.requires_grad for n, p in parameters.items()}
+    for name, parameter in parameters.items():
+        parameter.requires_grad_(name in weights)
+    hooked = GradSampleModuleFastGradientClipping(model, batch_first=True, loss_reduction="sum", strict=False,
+                                                  use_ghost_clipping=True)
+    try:
+        with warnings.catch_warnings():  # Opacus warns about modules it does not know even when they are frozen
+            warnings.simplefilter("ignore")
+            sample_losses(model, hooked(x), y).sum().backward()
+        return torch.stack([parameters[n]._norm_sample for n in weights], dim=1)
+    finally:
+        hooked.remove_hooks()
+        for name, parameter in parameters.items():
+            parameter.requires_grad_(trainable[name])
+            parameter.grad = None
+            for attribute in ("_norm_sample", "grad_sample", "_forward_counter", "_current_grad_sample"):
+                if hasattr(parameter, attribute):
+                    delattr(parameter, attribute)
 
 
 def dsnr_per_layer(norms: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Local training primitives shared by clients, defenses and attacks."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -10,18 +10,62 @@ import torch.nn.functional as F
 GradientFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
-def task_loss(model: nn.Module, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean classification loss plus every module's ``auxiliary_loss()`` (the KL term of PRECODE/CVB).
+def auxiliary_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules whose ``auxiliary_loss()`` joins the training loss (the KL term of PRECODE/CVB)."""
+    return [m for m in model.modules() if callable(getattr(m, "auxiliary_loss", None))]
 
-    One output logit means a binary task (BCE with logits); otherwise cross-entropy."""
-    if outputs.shape[-1] == 1:
+
+def _check_shapes(outputs: torch.Tensor, y: torch.Tensor) -> None:
+    if outputs.dim() == 2 and (y.shape == outputs.shape or (y.dim() == 1 and len(y) == len(outputs))):
+        return
+    if outputs.dim() == 3 and y.dim() == 2 and tuple(y.shape) == tuple(outputs.shape[:2]):
+        return
+    raise ValueError(f"cannot score outputs of shape {tuple(outputs.shape)} against labels of shape "
+                     f"{tuple(y.shape)}; expected (batch, classes) logits with (batch,) labels or (batch, classes) "
+                     f"label probabilities, or (batch, length, vocabulary) logits with (batch, length) tokens")
+
+
+def task_loss(model: nn.Module, outputs: torch.Tensor, y: torch.Tensor, *,
+              modules: Sequence[nn.Module] | None = None) -> torch.Tensor:
+    """Mean training loss of a batch plus every module's ``auxiliary_loss()`` (the KL term of PRECODE/CVB).
+
+    One output logit means a binary task (BCE with logits); otherwise cross-entropy over classes, over every
+    token for ``(B, L, V)`` logits with ``(B, L)`` labels. ``modules`` are the :func:`auxiliary_modules`, when
+    found beforehand. :func:`sample_losses` is the same loss per sample."""
+    _check_shapes(outputs, y)
+    if outputs.shape[-1] == 1 and outputs.dim() == 2 and y.dim() == 1:
         loss = F.binary_cross_entropy_with_logits(outputs.squeeze(-1), y.float())
+    elif outputs.dim() == 3:
+        loss = F.cross_entropy(outputs.transpose(1, 2), y)
     else:
         loss = F.cross_entropy(outputs, y)
-    for module in model.modules():
-        extra = getattr(module, "auxiliary_loss", None)
-        if callable(extra):
-            loss = loss + extra()
+    for module in auxiliary_modules(model) if modules is None else modules:
+        loss = loss + module.auxiliary_loss()
+    return loss
+
+
+def sample_losses(model: nn.Module, outputs: torch.Tensor, y: torch.Tensor, *,
+                  modules: Sequence[nn.Module] | None = None) -> torch.Tensor:
+    """:func:`task_loss` of each sample, shape (B,): its own cross-entropy (averaged over its tokens) plus its
+    share of every ``auxiliary_loss()`` (the module's ``sample_auxiliary_loss()``), so the mean is the batch's
+    loss. The cross-entropy is written as ``log_softmax`` and a gather, which stay batched under ``vmap``."""
+    _check_shapes(outputs, y)
+    if outputs.shape[-1] == 1 and outputs.dim() == 2 and y.dim() == 1:
+        loss = F.binary_cross_entropy_with_logits(outputs[:, 0], y.to(outputs.dtype), reduction="none")
+    else:
+        log_p = outputs.log_softmax(-1)
+        if y.shape == outputs.shape:  # label probabilities
+            loss = -(log_p * y).sum(-1)
+        else:
+            loss = -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        if loss.dim() == 2:
+            loss = loss.mean(1)
+    for module in auxiliary_modules(model) if modules is None else modules:
+        per_sample = getattr(module, "sample_auxiliary_loss", None)
+        if not callable(per_sample):
+            raise ValueError(f"{type(module).__name__} has an auxiliary_loss() but no sample_auxiliary_loss(), "
+                             f"so its share of each sample's loss is unknown")
+        loss = loss + per_sample()
     return loss
 
 
@@ -50,7 +94,7 @@ def apply_gradients(model: nn.Module, grads: dict[str, torch.Tensor]) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, batch_size: int = 512, device="cpu") -> tuple[float, float]:
-    """(mean loss, accuracy) of ``model`` on a TensorDataset, in eval mode."""
+    """(mean loss, accuracy) of ``model`` on a TensorDataset, in eval mode (per-token accuracy for sequences)."""
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     was_training = model.training
@@ -63,7 +107,7 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int = 512, device="cpu") 
         out = model(x)
         total_loss += task_loss(model, out, y) * len(y)
         pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
-        correct += (pred == y).sum()
+        correct += (pred == y).reshape(len(y), -1).float().mean(1).sum()  # a sequence scores its token accuracy
     model.train(was_training)
     n = len(dataset)
     return float(total_loss) / n, float(correct) / n

@@ -7,12 +7,13 @@ import torch
 from fedleak.attacks import ATTACKS
 from fedleak.attacks.inversion import InversionConfig, ReceivedGradients, ServerKnowledge, reconstruct
 from fedleak.attacks.inversion.distances import DISTANCES
-from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradients
+from fedleak.attacks.inversion.dummy_gradients import attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import PRESETS
 from fedleak.attacks.inversion.regularizers import total_variation
 from fedleak.attacks.inversion.victims import victim_case
+from fedleak.fl.per_sample import SampleGradients
 from fedleak.registry import UnknownNameError
 
 
@@ -25,15 +26,15 @@ def test_distances_are_zero_on_equal_gradients_and_cosines_ignore_scale():
     g, h = _grads(0), _grads(1)
     scaled = {k: 5 * v for k, v in g.items()}
     for name in DISTANCES.names():
-        dist = DISTANCES.get(name)
+        dist = lambda g, h, names, name=name: DISTANCES.get(name)(h, names)(g)  # noqa: E731
         assert dist(g, g, ["a", "b"]).abs().max() < 1e-6
         assert (dist(g, h, ["a", "b"]) > 0.1).all()
-    assert torch.allclose(DISTANCES.get("cosine")(scaled, h, ["a", "b"]), DISTANCES.get("cosine")(g, h, ["a", "b"]))
+    assert torch.allclose(DISTANCES.get("cosine")(h, ["a", "b"])(scaled), DISTANCES.get("cosine")(h, ["a", "b"])(g))
     flat = lambda d: torch.cat([d["a"].flatten(1), d["b"]], 1)  # noqa: E731
     expected = 1 - torch.nn.functional.cosine_similarity(flat(g), flat(h), dim=1)
-    assert torch.allclose(DISTANCES.get("cosine")(g, h, ["a", "b"]), expected, atol=1e-6)
-    assert torch.allclose(DISTANCES.get("l2")(g, h, ["a", "b"]), (flat(g) - flat(h)).pow(2).sum(1))
-    only_a = DISTANCES.get("layer_cosine")(g, h, ["a"])
+    assert torch.allclose(DISTANCES.get("cosine")(h, ["a", "b"])(g), expected, atol=1e-6)
+    assert torch.allclose(DISTANCES.get("l2")(h, ["a", "b"])(g), (flat(g) - flat(h)).pow(2).sum(1))
+    only_a = DISTANCES.get("layer_cosine")(h, ["a"])(g)
     assert torch.allclose(only_a, 1 - torch.nn.functional.cosine_similarity(g["a"].flatten(1), h["a"].flatten(1)))
 
 
@@ -68,7 +69,7 @@ def test_vmapped_dummy_gradients_with_true_draws_equal_the_clients_gradients(cnn
     case = victim_case(cnn, "cnn", "dropout,cvb", images, labels)
     model = attack_copy(case.model, "cpu")
     names = list(case.received.gradients)
-    grads = lane_gradients(model, names)(images, labels, dict(case.knowledge.true_draws))
+    grads = SampleGradients(model, names)(images, labels, dict(case.knowledge.true_draws))
     for name in names:
         assert torch.allclose(grads[name], case.received.gradients[name], atol=1e-5, rtol=1e-4), name
 
@@ -107,7 +108,7 @@ def test_wiig_gradient_model_reproduces_dp_noise_and_pruning_exactly(cnn, victim
     received = dict(case.received.gradients)
     lanes = torch.arange(len(images))
     gm = build_gradient_model(PRESETS["wiig"], model, received, case.knowledge, lanes, torch.Generator())
-    shared = gm.shared(lane_gradients(model, list(received))(images, labels, gm.draws({})), {})
+    shared = gm.shared(SampleGradients(model, list(received))(images, labels, gm.draws({})), {})
     for name, sent in received.items():
         assert torch.allclose(shared[name], sent, atol=1e-5), name
 

@@ -18,7 +18,7 @@ from fedleak.attacks import ATTACKS
 from fedleak.attacks.base import Observed, Reconstruction
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
-from fedleak.attacks.inversion.dummy_gradients import attack_copy, lane_gradients
+from fedleak.attacks.inversion.dummy_gradients import attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
 from fedleak.attacks.inversion.labels import idlg_labels
@@ -27,6 +27,7 @@ from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
 from fedleak.checks import check_finite
 from fedleak.models.anatomy import trace
+from fedleak.fl.per_sample import SampleGradients
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class InversionAttack:
             raise ValueError(f"{self.name} inverts gradients (FedSGD); it observed {observed.kind}s")
         result = reconstruct(self.config, observed.sent[0], ReceivedGradients(observed.updates), knowledge,
                              device=device, seed=self.seed)
-        result.meta["source"] = torch.tensor(observed.sources, device=result.inputs.device)
+        result.meta["source"] = torch.arange(len(observed.sources), device=result.inputs.device)
         return result
 
 
@@ -141,8 +142,8 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
         labels = recover_labels(attacked, received, knowledge.input_shape)
     gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
     target = {n: g[lane_victim] for n, g in grads.items()}
-    distance = DISTANCES.get(config.distance)
-    dummy_gradients = lane_gradients(attacked, names)
+    dummy_gradients = SampleGradients(attacked, names)
+    distance = DISTANCES.get(config.distance)(target, gm.names)
     state = {"x": torch.randn((lanes, *knowledge.input_shape), generator=generator).to(device)}
     if config.optimise_labels:
         num_classes = attacked(torch.zeros((1, *knowledge.input_shape), device=device)).shape[-1]
@@ -154,7 +155,7 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     def objective(current: dict[str, torch.Tensor]) -> torch.Tensor:
         y = current["y"].softmax(-1) if config.optimise_labels else lane_labels
         shared = gm.shared(dummy_gradients(current["x"], y, gm.draws(current)), current)
-        loss = distance(shared, target, gm.names) + gm.penalty(current, lanes)
+        loss = distance(shared) + gm.penalty(current, lanes)
         if config.tv_weight:
             loss = loss + config.tv_weight * total_variation(current["x"])
         return loss

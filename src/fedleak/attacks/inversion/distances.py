@@ -1,7 +1,8 @@
 """Gradient distance functions (the GDF of Algorithm 1, paper 001 §3.3), one value per attacked victim.
 
 Every gradient is a dict ``name -> (V, *shape)`` with one row per victim; a distance reduces every dimension
-but the first and returns a ``(V,)`` tensor, so independent victims share one batched optimisation.
+but the first and returns a ``(V,)`` tensor, so independent victims share one batched optimisation. A registered
+distance is prepared once per attack with the target: ``DISTANCES.get(name)(target, names)(dummy)``.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import torch
 from fedleak.registry import Registry
 
 Gradients = Mapping[str, torch.Tensor]
-Distance = Callable[[Gradients, Gradients, Sequence[str]], torch.Tensor]
+Distance = Callable[[Gradients], torch.Tensor]
+# name -> (target, names) -> distance of dummy gradients to that target: what depends on the target alone (its
+# rows, its norms) is computed once per attack, not once per iteration.
+PreparedDistance = Callable[[Gradients, Sequence[str]], Distance]
 
-DISTANCES: Registry[Distance] = Registry("gradient distance")
+DISTANCES: Registry[PreparedDistance] = Registry("gradient distance")
 _EPS = 1e-12
 
 
@@ -23,26 +27,38 @@ def _rowwise(t: torch.Tensor) -> torch.Tensor:
 
 
 @DISTANCES.register("l2")
-def l2_distance(dummy: Gradients, target: Gradients, names: Sequence[str]) -> torch.Tensor:
+def l2_distance(target: Gradients, names: Sequence[str]) -> Distance:
     """Squared Euclidean distance summed over layers (DLG, Zhu et al. 2019)."""
-    return sum(_rowwise(dummy[n] - target[n]).pow(2).sum(1) for n in names)
+    rows = {n: _rowwise(target[n]) for n in names}
+    return lambda dummy: sum((_rowwise(dummy[n]) - rows[n]).pow(2).sum(1) for n in names)
 
 
 @DISTANCES.register("cosine")
-def cosine_distance(dummy: Gradients, target: Gradients, names: Sequence[str]) -> torch.Tensor:
+def cosine_distance(target: Gradients, names: Sequence[str]) -> Distance:
     """``1 - <G', G> / (|G'| |G|)`` over all layers concatenated (Inverting Gradients, Geiping et al. 2020)."""
-    dot = sum((_rowwise(dummy[n]) * _rowwise(target[n])).sum(1) for n in names)
-    dummy_sq = sum(_rowwise(dummy[n]).pow(2).sum(1) for n in names)
-    target_sq = sum(_rowwise(target[n]).pow(2).sum(1) for n in names)
-    return 1 - dot / (dummy_sq.add(_EPS).sqrt() * target_sq.add(_EPS).sqrt())
+    rows = {n: _rowwise(target[n]) for n in names}
+    target_norm = sum(rows[n].pow(2).sum(1) for n in names).add(_EPS).sqrt()
+
+    def distance(dummy: Gradients) -> torch.Tensor:
+        dot = sum((_rowwise(dummy[n]) * rows[n]).sum(1) for n in names)
+        dummy_sq = sum(_rowwise(dummy[n]).pow(2).sum(1) for n in names)
+        return 1 - dot / (dummy_sq.add(_EPS).sqrt() * target_norm)
+
+    return distance
 
 
 @DISTANCES.register("layer_cosine")
-def layer_cosine_distance(dummy: Gradients, target: Gradients, names: Sequence[str]) -> torch.Tensor:
+def layer_cosine_distance(target: Gradients, names: Sequence[str]) -> Distance:
     """Mean over layers of each layer's cosine distance ``1 - cos(G'_l, G_l)``."""
-    total = 0
-    for n in names:
-        d, t = _rowwise(dummy[n]), _rowwise(target[n])
-        cos = (d * t).sum(1) / (d.pow(2).sum(1).add(_EPS).sqrt() * t.pow(2).sum(1).add(_EPS).sqrt())
-        total = total + (1 - cos)
-    return total / len(names)
+    rows = {n: _rowwise(target[n]) for n in names}
+    norms = {n: t.pow(2).sum(1).add(_EPS).sqrt() for n, t in rows.items()}
+
+    def distance(dummy: Gradients) -> torch.Tensor:
+        total = 0
+        for n in names:
+            d = _rowwise(dummy[n])
+            cos = (d * rows[n]).sum(1) / (d.pow(2).sum(1).add(_EPS).sqrt() * norms[n])
+            total = total + (1 - cos)
+        return total / len(names)
+
+    return distance

@@ -1,0 +1,85 @@
+"""Cost of the client-side detectors (Wang & Li §3.2 D-SNR, §5 warm-up Z-score) relative to the training work
+they stand in front of, on the cnn and a batch-norm ResNet-18 at 3x32x32 with 128 local samples.
+
+``warmup_vs_own_steps``: seconds of the warm-up detector (5 SGD steps on 128 samples plus its statistics and
+scoring) over the seconds of those 5 SGD steps alone. ``dsnr_vs_fwd_bwd``: seconds of the D-SNR check (per-sample
+gradient norms of every conv/linear weight for 128 samples) over one forward+backward on the same 128 samples.
+Each figure is the median of ``--repeats`` runs after a warm-up.
+
+    python benchmarks/detection.py [--samples 128] [--resnet-width 64] [--repeats 3] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+
+from fedleak.detection import WarmupZScore, dsnr_check
+from fedleak.fl.training import batch_gradients, task_loss
+from fedleak.models import build_model
+
+INPUT_SHAPE = (3, 32, 32)
+
+
+def _median_s(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sgd_steps(model, x, y, steps: int, lr: float) -> None:
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        task_loss(model, model(x), y).backward()
+        optimizer.step()
+
+
+def bench(name: str, options: dict, samples: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = build_model(name, INPUT_SHAPE, 10, **options).train()
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.rand(samples, *INPUT_SHAPE, generator=generator), torch.randint(0, 10, (samples,), generator=generator)
+    batches = [(x, y)]
+    detector = WarmupZScore(steps=5, samples=samples)
+    own = _median_s(lambda: _sgd_steps(model, x, y, detector.steps, detector.lr), repeats)
+    warmup = _median_s(lambda: WarmupZScore(steps=5, samples=samples)(model, None, batches), repeats)
+    fwd_bwd = _median_s(lambda: batch_gradients(model, x, y), repeats)
+    dsnr = _median_s(lambda: dsnr_check(model, None, batches, batch_size=samples), repeats)
+    return {"model": name, "options": options, "samples": samples, "own_steps_s": round(own, 3),
+            "warmup_s": round(warmup, 3), "fwd_bwd_s": round(fwd_bwd, 4), "dsnr_s": round(dsnr, 3),
+            "warmup_vs_own_steps": round(warmup / own, 2), "dsnr_vs_fwd_bwd": round(dsnr / fwd_bwd, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=128, help="local samples (default 128, the paper's)")
+    parser.add_argument("--resnet-width", type=int, default=64, help="ResNet-18 base width (default 64, full)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+    cases = [("cnn", {}), ("resnet18", {"norm": "batch", "width": args.resnet_width})]
+    results = [bench(name, options, args.samples, args.repeats) for name, options in cases]
+    report = {"torch_threads": torch.get_num_threads(), "input": list(INPUT_SHAPE), "samples": args.samples,
+              "warmup_vs_own_steps": {r["model"]: r["warmup_vs_own_steps"] for r in results},
+              "dsnr_vs_fwd_bwd": {r["model"]: r["dsnr_vs_fwd_bwd"] for r in results}, "cases": results}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for r in results:
+        print(f"{r['model']} {r['options']}: warm-up {r['warmup_s']:.3f} s = {r['warmup_vs_own_steps']:.2f}x its 5 "
+              f"SGD steps; D-SNR {r['dsnr_s']:.3f} s = {r['dsnr_vs_fwd_bwd']:.1f}x one forward+backward")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
