@@ -13,7 +13,8 @@ summed over client ``z``'s inputs in that bin, through any number of local SGD s
 into that block: the secure aggregate holds every client's imprints side by side.
 
 Readout per client block and row: the update up to its unknown factor ``dL/dy``, scaled so that its mean
-brightness is the bin's centre, then snapped to the data's quantisation (the brightest pixel is ``k / levels``).
+brightness is the bin's centre, then snapped to the data's quantisation (the brightest pixel is the level
+``k / levels`` that puts the whole image closest to the grid).
 The bias update is not used: it mixes the clients sharing a bin, and in FedAvg a float32 bias of size
 ``e_j / w_j`` cannot resolve its small change. A candidate is declared a single input when it lies on the
 quantisation grid (an overlay of several inputs does not).
@@ -42,6 +43,8 @@ from fedleak.checks import check_levels, check_number
 from fedleak.models.insertion import insert_module
 
 BLOCK = "loki"  # the name of the LOKI block in front of the model
+SNAP_WINDOW = 16  # levels tried on either side of the brightest entry's nearest level
+ON_GRID = 1e-2  # mean distance to the grid, in levels, of a candidate that is one quantised input
 
 
 class LokiBlock(nn.Module):
@@ -203,6 +206,25 @@ loki.__signature__ = inspect.Signature([  # the registry reads the options from 
     for f in dataclasses.fields(LokiConfig) if f.name != "input_shape"])
 
 
+def snap_to_grid(candidates: torch.Tensor, levels: int, window: int = SNAP_WINDOW) -> torch.Tensor:
+    """Each candidate (R, P) rescaled so that its brightest entry is the level ``k / levels``, of the
+    ``2 window + 1`` levels around the nearest one, that puts the whole candidate on the grid (mean distance at
+    most ``ON_GRID`` levels): the bin's brightness fixes the scale only to a bin width, which for a dark image can
+    be a few levels off. A candidate that no level puts on the grid is returned unchanged."""
+    brightest = candidates.amax(dim=1).clamp_min(torch.finfo(candidates.dtype).tiny)
+    nearest = (brightest * levels).round()
+    best_off = torch.full_like(brightest, float("inf"))
+    best_scale = torch.ones_like(brightest)
+    for step in range(-window, window + 1):
+        scale = (nearest + step).clamp_min(1) / levels / brightest
+        grid = candidates * (scale * levels).unsqueeze(1)
+        off = (grid - grid.round()).abs().mean(dim=1)
+        better = off < best_off
+        best_off, best_scale = torch.where(better, off, best_off), torch.where(better, scale, best_scale)
+    on_grid = best_off <= ON_GRID  # an overlay of several inputs fits no level: it keeps the bin's scale
+    return candidates * torch.where(on_grid, best_scale, torch.ones_like(best_scale)).unsqueeze(1)
+
+
 def extract_loki(update: Mapping[str, torch.Tensor], secret: LokiSecret, *, device=None) -> Reconstruction:
     """Every targeted client's imprints from one update: per client block, each row that changed, scaled to its
     bin's brightness and snapped to the quantisation grid (module docstring)."""
@@ -220,9 +242,7 @@ def extract_loki(update: Mapping[str, torch.Tensor], secret: LokiSecret, *, devi
         imprints = block[changed]
         candidates = imprints * (centres[changed] / imprints.mean(dim=1)).unsqueeze(1)
         if secret.levels is not None and len(candidates):
-            brightest = candidates.amax(dim=1)
-            level = (brightest * secret.levels).round().clamp_min(1) / secret.levels
-            candidates = candidates * (level / brightest).unsqueeze(1)
+            candidates = snap_to_grid(candidates, secret.levels)
         inputs.append(candidates.view(-1, *secret.input_shape))
         rows.append(changed)
         clients.append(torch.full_like(changed, client))
