@@ -176,6 +176,9 @@ class LokiAttack:
             model = with_loki_block(model, config.input_shape, slots, config.num_bins)
             found = find_block(model)
         name, block = found
+        if config.num_clients is not None and config.num_clients != block.num_clients:
+            raise ValueError(f"the model's LOKI block has {block.num_clients} client slots, not num_clients="
+                             f"{config.num_clients}")
         if block.input_shape != config.input_shape:
             raise ValueError(f"the LOKI block reads inputs {block.input_shape}, the data has {config.input_shape}")
         too_high = [c for c in context.clients if not 0 <= c < block.num_clients]
@@ -237,8 +240,7 @@ def extract_loki(update: Mapping[str, torch.Tensor], secret: LokiSecret, *, devi
     for client in secret.clients:
         block = weight[:, client * features:(client + 1) * features]
         size = block.abs().amax(dim=1)
-        changed = (size > NEGLIGIBLE * size.max()).nonzero().flatten() if size.max() > 0 else size.new_zeros(
-            0, dtype=torch.long)
+        changed = (size > NEGLIGIBLE * size.max()).nonzero().flatten()  # none when the block is all zero
         imprints = block[changed]
         candidates = imprints * (centres[changed] / imprints.mean(dim=1)).unsqueeze(1)
         if secret.levels is not None and len(candidates):

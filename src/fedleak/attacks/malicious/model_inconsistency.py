@@ -53,7 +53,8 @@ def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | 
 
 class ModelInconsistency:
     """Model inconsistency (module docstring) around the attack ``inner`` of :data:`fedleak.attacks.ATTACKS`
-    (built with ``inner_options``), aimed at client ``target``."""
+    (built with ``inner_options``), aimed at client ``target``. Every client of the round must receive a model
+    from it (``ThreatModel(victims=None)``): a client sent the global model instead adds its own update."""
 
     name = "model_inconsistency"
 
