@@ -55,6 +55,7 @@ class LokiBlock(nn.Module):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"LOKI's convolution reads images (C, H, W); got inputs of shape {tuple(input_shape)}")
+        check_number("LOKI num_bins", num_bins, low=3, integer=True)  # two inner edges at least
         channels, height, width = input_shape
         self.input_shape, self.num_clients = tuple(input_shape), num_clients
         self.conv = nn.Conv2d(channels, num_clients * channels, 3, padding=1)
@@ -83,7 +84,7 @@ class LokiConfig:
     def __post_init__(self):
         if self.num_clients is not None:
             check_number("LOKI num_clients", self.num_clients, low=1, integer=True)
-        check_number("LOKI num_bins", self.num_bins, low=2, integer=True)
+        check_number("LOKI num_bins", self.num_bins, low=3, integer=True)
         check_number("LOKI conv_scale", self.conv_scale, low=0, low_open=True)
         if self.feature_mean is not None:
             check_number("LOKI feature_mean", self.feature_mean)
