@@ -15,8 +15,8 @@ from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observe
                                   analytic_factory)
 from fedleak.attacks.inversion.attack import inversion_factory  # noqa: E402
 from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
-from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding,  # noqa: E402
-                                       robbing_the_fed, text_embedding, trap_weights)
+from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
+                                       model_inconsistency, robbing_the_fed, text_embedding, trap_weights)
 
 for _name, _config in PRESETS.items():
     ATTACKS.register(_name)(inversion_factory(_config))
@@ -45,6 +45,8 @@ ANALYTIC = {  # name: (manipulate, extract, config type, description)
 for _name, (*_parts, _description) in ANALYTIC.items():
     ATTACKS.register(_name, description=_description)(analytic_factory(_name, *_parts))
 del _name, _config, _parts, _description
+ATTACKS.register("loki")(loki.loki)
+ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name != "passive")
 

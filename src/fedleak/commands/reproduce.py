@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fedleak.commands.common import add_run_arguments, positive_int
+from fedleak.experiments.loki import LokiReproductionConfig, report, reproduce_loki
 from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
 
 
@@ -11,6 +12,16 @@ def run_trap_weights(args) -> int:
                                     seed=args.seed, device=args.device)
     result = reproduce_trap_weights(config, args.out)
     print(result["text"], end="")
+    print(f"results in {args.out}")
+    return 0
+
+
+def run_loki(args) -> int:
+    config = LokiReproductionConfig(dataset=args.dataset, root=args.root, num_clients=args.clients,
+                                    images_per_client=args.images_per_client, local_steps=args.local_steps,
+                                    rounds=args.rounds or (1 if args.quick else 5), num_bins=args.bins,
+                                    seed=args.seed, device=args.device)
+    print(report(reproduce_loki(config, args.out)), end="")
     print(f"results in {args.out}")
     return 0
 
@@ -32,3 +43,15 @@ def register(subparsers) -> None:
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights")
     trap.set_defaults(func=run_trap_weights)
+    loki = experiments.add_parser(
+        "loki", help="LOKI (Zhao et al.) leak rate per FedAvg round through secure aggregation")
+    loki.add_argument("--quick", action="store_true", help="one round (default: 5 rounds, each attacked)")
+    loki.add_argument("--rounds", type=positive_int, default=None, help="rounds, each attacked (overrides --quick)")
+    loki.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
+    loki.add_argument("--images-per-client", type=positive_int, default=64, help="images per client (default 64)")
+    loki.add_argument("--local-steps", type=positive_int, default=4, help="local SGD steps per round (default 4)")
+    loki.add_argument("--bins", type=positive_int, default=512, help="imprint bins (default 512)")
+    loki.add_argument("--dataset", default="bundled", help="image dataset (default bundled)")
+    loki.add_argument("--root", default=None, help="folder of --dataset")
+    add_run_arguments(loki, out="results/loki")
+    loki.set_defaults(func=run_loki)
