@@ -196,7 +196,7 @@ class LokiAttack:
     def reconstruct(self, observed: Observed, secret: LokiSecret, knowledge=None, *,
                     device: str | torch.device = "cpu") -> Reconstruction:
         parts = [extract_loki(observed.row(i), secret, device=device) for i in range(len(observed.sources))]
-        return Reconstruction.concat(parts, list(observed.sources))
+        return Reconstruction.concat(parts)
 
 
 def loki(**options) -> LokiAttack:
