@@ -80,9 +80,10 @@ def import_object(path: str, what: str) -> tuple[Any, dict[str, Any]]:
     return target, options
 
 
-def _split(text: str) -> tuple[str, dict[str, Any]]:
+def _registered(text: str, registry) -> tuple[str, dict[str, Any]] | None:
+    """(name, options) when ``text`` is ``name[:key=value...]`` of a name in ``registry``, else ``None``."""
     name, *parts = text.split(":")
-    return name, parse_options(parts, name)
+    return (name, parse_options(parts, name)) if name in registry else None
 
 
 @dataclass
@@ -97,8 +98,9 @@ class ResolvedModel:
 
 def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> ResolvedModel:
     """The model of ``spec`` for inputs of ``input_shape`` and ``num_classes`` classes (module docstring)."""
-    name, options = _split(spec)
-    if name in MODELS:
+    registered = _registered(spec, MODELS)
+    if registered is not None:
+        name, options = registered
         return ResolvedModel(build_model(name, input_shape, num_classes, **options), name, True)
     factory, options = import_object(spec, "model")
     if not callable(factory):
@@ -119,8 +121,9 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> 
 def resolve_data(spec: str, *, root: str | None = None, size: tuple[int, int] | None = None, seed: int = 0
                  ) -> tuple[TensorDataset, TensorDataset]:
     """Train and test splits of ``spec`` (module docstring); ``size`` resizes registry and folder images."""
-    name, options = _split(spec)
-    if name in DATASETS:
+    registered = _registered(spec, DATASETS)
+    if registered is not None:
+        name, options = registered
         if size is not None and "size" in DATASETS.options(name) and "size" not in options:
             options["size"] = tuple(size)
         return tuple(load_dataset(name, root=root, split=s, **options) for s in ("train", "test"))
