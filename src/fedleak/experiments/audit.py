@@ -242,16 +242,19 @@ def leak_cell(setup: Setup, name: str, options: dict, defense: str, grid: Path) 
     if attacked and all("leaked" in r.scores for r in attacked):
         leaked, true = sum(r.scores["leaked"] for r in attacked), sum(r.scores["true_points"] for r in attacked)
         cell.update(leaked=leaked, true_points=true, recall=leaked / max(1, true))
-    if attacked and save_grid(attacked, grid, paired=name in PRESETS):
+    pairs = [(r.truth[0], r.reconstruction.inputs) for r in attacked]
+    if attacked and save_grid(pairs, grid, paired=name in PRESETS):
         cell["grid"] = grid.name
     return cell
 
 
-def save_grid(records, path: Path, *, paired: bool) -> bool:
-    """The true images of the attacked clients (top) above the reconstruction closest to each (bottom)."""
+def save_grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], path: Path, *, paired: bool,
+              labels: tuple[str, str] = ("client data", "reconstruction")) -> bool:
+    """Each pair's true images (top) above the reconstructed point closest to each, or the point of the same
+    index when ``paired`` (bottom); ``False`` (nothing drawn) unless both are images of one shape."""
     truths, shown = [], []
-    for record in records:
-        truth, inputs = record.truth[0], record.reconstruction.inputs.detach().to(record.truth[0].device)
+    for truth, inputs in pairs:
+        inputs = inputs.detach().to(truth.device)
         if truth.dim() != 4 or not inputs.is_floating_point() or inputs.shape[1:] != truth.shape[1:] or not len(inputs):
             return False
         if not (paired and len(inputs) == len(truth)):
@@ -264,7 +267,7 @@ def save_grid(records, path: Path, *, paired: bool) -> bool:
     low, high = float(truth.min()), float(truth.max())
     scale = (high - low) or 1.0
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid([(truth - low) / scale, (shown - low) / scale], path, row_labels=["client data", "reconstruction"])
+    image_grid([(truth - low) / scale, (shown - low) / scale], path, row_labels=list(labels))
     return True
 
 

@@ -8,6 +8,8 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from fedleak.report import ResultsDir
 from fedleak.report.html import escape, image, page, table
 from fedleak.report.plots import privacy_accuracy_plot
@@ -47,6 +49,17 @@ def leak_of(cell: dict) -> float | None:
     return cell.get("ssim", cell.get("recall"))
 
 
+def describe(config: dict, about: dict, seconds: float) -> str:
+    """The report's opening sentence for an audit run by ``fedleak audit``."""
+    model, data = about["model"], about["data"]
+    secure = f", secure aggregation of {config['secure_aggregation']} clients" if config["secure_aggregation"] else ""
+    return (f"Model {model['spec']} ({model['parameters']:,} parameters, "
+            f"{'registry model' if model['registered'] else 'your own model'}), data {data['spec']} ({data['train']} "
+            f"training / {data['test']} test samples of shape {tuple(model['input_shape'])}, {model['num_classes']} "
+            f"classes). Server: {config['threat']}, protocol {config['protocol']}, batch size {config['batch_size']}, "
+            f"{config['victims']} victims{secure}. Seed {config['seed']}; the audit took {seconds:.0f} s.")
+
+
 def build_report(cells: dict[str, dict], keys: Sequence[str], config: dict, about: dict, seconds: float) -> dict:
     """The report's figures from the audit's cells (``keys`` in plan order)."""
     leakage, utility, detection = [], {}, []
@@ -77,8 +90,9 @@ def build_report(cells: dict[str, dict], keys: Sequence[str], config: dict, abou
         if "reason" in cell:
             row["reason"] = cell["reason"]
         defenses.append(row)
-    return {"config": config, "command": rerun_command(config), **about, "leakage": leakage, "defenses": defenses,
-            "detection": detection, "seconds": seconds}
+    return {"title": f"fedleak audit: {about['model']['spec']} on {about['data']['spec']}",
+            "description": describe(config, about, seconds), "config": config, "command": rerun_command(config),
+            **about, "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds}
 
 
 def write_report(results: ResultsDir, setup, keys: Sequence[str], *, seconds: float) -> dict:
@@ -93,10 +107,15 @@ def write_report(results: ResultsDir, setup, keys: Sequence[str], *, seconds: fl
     report = build_report(results.finished(), keys, config, about, seconds)
     points = [(r["defense"], r["accuracy"], r["worst_leak"]) for r in report["defenses"]
               if r["accuracy"] is not None and r["worst_leak"] is not None]
+    return finish(results, report, points, title=f"{setup.config.model} on {setup.config.data}")
+
+
+def finish(results: ResultsDir, report: dict, points: list[tuple[str, float, float]], *, title: str) -> dict:
+    """Draw the accuracy-vs-privacy plot of ``points`` and write ``report.json`` and ``report.html``."""
     report["figures"] = {"grids": sorted(f"grids/{r['grid']}" for r in report["leakage"] if "grid" in r)}
     if points:
         privacy_accuracy_plot(points, results.path / PLOT, leak_label="worst leakage (SSIM, or exact recall)",
-                              title=f"{setup.config.model} on {setup.config.data}")
+                              title=title)
         report["figures"]["privacy_vs_accuracy"] = PLOT
     results.write_json("report.json", report)
     results.write_text("report.html", render(report, results.path))
@@ -115,23 +134,14 @@ def _fmt(value) -> str:
 
 def render(report: dict, folder: Path) -> str:
     """The HTML page of ``report`` (images read from ``folder``)."""
-    config = report["config"]
-    model, data = report["model"], report["data"]
-    intro = (f"<p>Model <code>{escape(model['spec'])}</code> ({model['parameters']:,} parameters, "
-             f"{'registry model' if model['registered'] else 'your own model'}), data <code>{escape(data['spec'])}"
-             f"</code> ({data['train']} training / {data['test']} test samples of shape {tuple(model['input_shape'])},"
-             f" {model['num_classes']} classes). Server: <b>{escape(config['threat'])}</b>, protocol "
-             f"<b>{escape(config['protocol'])}</b>, batch size {config['batch_size']}, {config['victims']} victims"
-             f"{', secure aggregation of ' + str(config['secure_aggregation']) + ' clients' if config['secure_aggregation'] else ''}"
-             f". Seed {config['seed']}; the audit took {report['seconds']:.0f} s.</p>")
     sections = [("1. How much does an update leak?", _leak_section(report, folder)),
                 ("2. What stops it, and at what cost?", _defense_section(report, folder)),
                 ("3. Is the model a trap?", _detection_section(report)),
                 ("Attacks and defenses that do not apply", _not_applicable(report)),
-                ("Rerun", f"<p>The exact command (results resume from <code>cells.jsonl</code>):</p>"
+                ("Rerun", f"<p>The exact command (results resume from the cells beside the report):</p>"
                           f"<pre>{escape(report['command'])}</pre><p>Config:</p>"
-                          f"<pre>{escape(json.dumps(config, indent=2))}</pre>")]
-    return page(f"fedleak audit: {model['spec']} on {data['spec']}", sections, intro=intro)
+                          f"<pre>{escape(json.dumps(report['config'], indent=2))}</pre>")]
+    return page(report["title"], sections, intro=f"<p>{escape(report['description'])}</p>")
 
 
 def _leak_rows(rows: list[dict]) -> tuple[list[list], list[list[str]]]:
@@ -156,12 +166,14 @@ def _grids(rows: list[dict], folder: Path) -> str:
 
 
 def _leak_section(report: dict, folder: Path) -> str:
-    rows = [r for r in report["leakage"] if r["defense"] == "none" and r["status"] == "attacked"]
+    rows = [r for r in report["leakage"] if r["defense"] == report.get("baseline", "none") and r["status"] == "attacked"]
     if not rows:
         return "<p>No attack applied to this model and protocol (see below for why).</p>"
     body, css = _leak_rows(rows)
-    return ("<p>Each attack in one round against undefended clients, scored against their true data: SSIM/PSNR of "
-            "each true image's closest reconstruction and the attack success rate ASR (share with SSIM above the "
+    scored = ("Each attacked update of the federation, scored against the reference data (Flower hands the server "
+              "no client data; every reference sample counts as a true point)" if report.get("engine") == "flower"
+              else "Each attack in one round against undefended clients, scored against their true data")
+    return (f"<p>{scored}: SSIM/PSNR of each true image's closest reconstruction and the attack success rate ASR (share with SSIM above the "
             "paper 001 threshold); exact recall: the share of true points reproduced within 1e-4 of the data scale; "
             "P and R: extraction precision and recall of paper 002. Red: SSIM or recall of 0.5 or more.</p>"
             + table(LEAK_HEADERS, body, css=css) + "<p>Originals (top) and reconstructions (bottom):</p>"
@@ -169,8 +181,8 @@ def _leak_section(report: dict, folder: Path) -> str:
 
 
 def _defense_section(report: dict, folder: Path) -> str:
-    if len(report["defenses"]) <= 1:
-        return "<p>No defense was chosen (<code>--defense</code>).</p>"
+    if not any(d.get("accuracy") is not None for d in report["defenses"]):
+        return "<p>No defense was chosen (<code>--defense</code>) and no accuracy measured.</p>"
     rows = [[d["defense"], d["status"], d.get("accuracy"), d.get("accuracy_cost"), d.get("epsilon"),
              d.get("worst_ssim"), d.get("worst_recall")] for d in report["defenses"]]
     text = ("<p>Accuracy after the short FedAvg run of clients that use each defense, its cost against no defense, "
@@ -178,7 +190,8 @@ def _defense_section(report: dict, folder: Path) -> str:
             + table(("defense", "status", "accuracy", "accuracy cost", "epsilon", "worst SSIM", "worst recall"), rows))
     if "privacy_vs_accuracy" in report["figures"]:
         text += image(folder / PLOT, PLOT, "accuracy vs worst leakage, one point per defense")
-    defended = [r for r in report["leakage"] if r["defense"] != "none" and r["status"] == "attacked"]
+    defended = [r for r in report["leakage"] if r["defense"] != report.get("baseline", "none")
+                and r["status"] == "attacked"]
     if defended:
         body, css = _leak_rows(defended)
         text += "<p>Every attack behind every defense:</p>" + table(LEAK_HEADERS, body, css=css) + _grids(defended,
@@ -187,7 +200,15 @@ def _defense_section(report: dict, folder: Path) -> str:
 
 
 def _detection_section(report: dict) -> str:
+    refusals = [d for d in report["detection"] if "refusal" in d]
+    if refusals:
+        return ("<p>Clients that ran fedleak's detector mod and refused the model they were sent, with the "
+                "detector's reason (a refused honest model is a false alarm):</p>"
+                + table(("round", "client", "model sent", "refusal"),
+                        [[d["round"], d["client"], d["model"], d["refusal"]] for d in refusals]))
     checked = [d for d in report["detection"] if d["status"] == "checked"]
+    if report.get("engine") == "flower":
+        return "<p>No client refused the model it was sent.</p>"
     if not checked:
         return ("<p>Not asked: the audit assumed an honest server. Run it with <code>--threat malicious</code> to "
                 "try every model manipulation and ask the client-side detectors about each.</p>")
@@ -220,3 +241,55 @@ def _not_applicable(report: dict) -> str:
         if d["status"] != "trained" and f"defense {d['defense']}" not in seen:
             rows.append([f"defense {d['defense']}", d["status"], d.get("reason", "")])
     return table(("attack or defense", "status", "why"), rows) if rows else "<p>Everything applied.</p>"
+
+
+def write_records_report(audit, model, *, accuracy: float | None = None, description: str = "",
+                         seconds: float = 0.0) -> dict:
+    """The same report for an audit that an engine ran round by round (:class:`fedleak.flower.AuditStrategy` in a
+    Flower federation), from its records: one leakage row per attacked update (scored against the audit's
+    reference data, Flower handing the server no client data), the clients' refusals, and the run's final
+    ``accuracy``. Written into the audit's own results folder."""
+    from fedleak.experiments.audit import save_grid  # the one grid of originals above reconstructions
+
+    results = audit.results
+    baseline, leakage, detection = "as deployed", [], []
+    for record in audit.records:
+        what = f"{audit.name}, round {record.round}, client {record.source}"
+        if record.status != "attacked":
+            detection.append({"status": record.status, "model": audit.name if record.status == "refused" else
+                              "honest", "round": record.round, "client": record.source,
+                              "refusal": record.reason or record.status})
+            continue
+        row = {"attack": what, "defense": baseline, "status": "attacked",
+               **{k: v for k, v in record.scores.items() if k in SCORES}, "seconds": record.seconds}
+        if audit.reference is not None and len(record.reconstruction):
+            nearest = _nearest_reference(record.reconstruction.declared_points(), audit.reference)
+            if nearest is not None:
+                name = f"round-{record.round}-client-{record.source}.png"
+                pair = (nearest, record.reconstruction.declared_points())
+                if save_grid([pair], results.path / "grids" / name, paired=True,
+                             labels=("closest reference", "reconstruction")):
+                    row["grid"] = name
+        leakage.append(row)
+    leaks = [leak_of(r) for r in leakage if leak_of(r) is not None]
+    defenses = [{"defense": baseline, "status": "trained", "accuracy": accuracy, "accuracy_cost": None,
+                 "epsilon": None, "worst_leak": max(leaks) if leaks else None,
+                 "worst_ssim": max((r["ssim"] for r in leakage if "ssim" in r), default=None),
+                 "worst_recall": max((r["recall"] for r in leakage if "recall" in r), default=None)}]
+    config = results_config(results)
+    report = {"title": f"fedleak audit of a Flower federation: {audit.name} on {type(model).__name__}",
+              "description": description, "config": config, "baseline": baseline, "engine": "flower",
+              "command": "the Flower ServerApp that ran this AuditStrategy, with the config below",
+              "model": {"spec": type(model).__name__, "registered": False,
+                        "parameters": sum(p.numel() for p in model.parameters())},
+              "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds}
+    points = [(baseline, accuracy, defenses[0]["worst_leak"])] if accuracy is not None and leaks else []
+    return finish(results, report, points, title=f"{audit.name} in a Flower federation")
+
+
+def _nearest_reference(points, reference):
+    """The reference image closest to each reconstructed point, or ``None`` when they cannot be compared."""
+    if not len(points) or not points.is_floating_point() or points.shape[1:] != reference.shape[1:]:
+        return None
+    reference = reference.to(points.device)
+    return reference[torch.cdist(points.flatten(1).float(), reference.flatten(1).float()).argmin(dim=1)]
