@@ -15,7 +15,8 @@ from fedleak.report.html import escape, image, page, table
 from fedleak.report.plots import privacy_accuracy_plot
 
 PLOT = "privacy_vs_accuracy.png"
-SCORES = ("ssim", "psnr", "asr", "label_accuracy", "recall", "leaked", "true_points", "A", "P", "R", "seconds")
+SCORES = ("ssim", "psnr", "asr", "label_accuracy", "recall", "leaked", "true_points", "declared", "A", "P", "R",
+          "seconds")
 DETECTORS = ("architecture", "filter_ratio", "dsnr", "warmup_zscore", "warmup_zscore+rounds")
 
 
