@@ -77,3 +77,16 @@ def test_bad_model_specs_name_the_problem(user_module, spec, message):
 def test_an_import_path_that_is_not_a_dataset(user_module):
     with pytest.raises(ValueError, match="gave a Net, not a torch Dataset"):
         resolve_data("audit_user_code:Net:input_shape=2:num_classes=2")
+
+
+def test_an_image_folder_is_split_into_training_and_test(tmp_path):
+    from PIL import Image
+
+    for label, value in (("cat", 30), ("dog", 220)):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.new("RGB", (12, 10), (value + i, value, value)).save(tmp_path / label / f"{i}.png")
+    train, test = resolve_data(str(tmp_path), size=(8, 8), seed=0)
+    assert (len(train), len(test)) == (8, 2) and train.info.input_shape == (3, 8, 8) and train.info.num_classes == 2
+    bright = torch.cat([train.inputs(slice(None)), test.inputs(slice(None))]).mean(dim=(1, 2, 3)) > 0.5
+    assert torch.equal(bright, torch.cat([train.y, test.y]) == 1)  # dog images are the bright ones
