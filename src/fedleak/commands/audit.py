@@ -32,7 +32,8 @@ def run(args) -> int:
           f"{len(report['defenses'])} utility runs; {sum(d['status'] == 'checked' for d in report['detection'])} "
           f"models checked by the detectors ({report['seconds']:.0f} s)")
     for row in attacked:
-        figures = ", ".join(f"{k} {row[k]:.3g}" for k in ("ssim", "psnr", "asr", "recall") if k in row)
+        figures = ", ".join(f"{k} {row[k]:.3g}" for k in ("ssim", "psnr", "asr", "recall") if k in row) or \
+            f"{row.get('declared', 0):.3g} points declared (not comparable with the data: e.g. features)"
         print(f"    {row['attack']:>18} / {row['defense']:<16} {figures}")
     for row in report["defenses"]:
         if row["accuracy"] is not None:
