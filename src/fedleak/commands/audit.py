@@ -64,8 +64,8 @@ def register(subparsers) -> None:
     parser.add_argument("--protocol", default="fedsgd", help="fedsgd (default) or fedavg[:steps=5][:lr=0.01]")
     parser.add_argument("--batch-size", type=positive_int, default=1, help="each victim's batch size (default 1)")
     parser.add_argument("--secure-aggregation", type=non_negative_int, default=0, metavar="N",
-                        help="N clients per round (instead of --victims), whose updates the server sees only as their mean "
-                             "(default 0: off)")
+                        help="N clients per round (instead of --victims), whose updates the server sees only as "
+                             "their mean (default 0: off)")
     parser.add_argument("--defense", action="append", default=None,
                         help="a defense combination, e.g. dp:sigma=1e-3,cvb; repeat for several; 'none' for none "
                              f"(default: {' and '.join(DEFAULT_DEFENSES)})")

@@ -167,16 +167,18 @@ def _grids(rows: list[dict], folder: Path) -> str:
 
 
 def _leak_section(report: dict, folder: Path) -> str:
-    rows = [r for r in report["leakage"] if r["defense"] == report.get("baseline", "none") and r["status"] == "attacked"]
+    baseline = report.get("baseline", "none")
+    rows = [r for r in report["leakage"] if r["defense"] == baseline and r["status"] == "attacked"]
     if not rows:
         return "<p>No attack applied to this model and protocol (see below for why).</p>"
     body, css = _leak_rows(rows)
     scored = ("Each attacked update of the federation, scored against the reference data (Flower hands the server "
               "no client data; every reference sample counts as a true point)" if report.get("engine") == "flower"
               else "Each attack in one round against undefended clients, scored against their true data")
-    return (f"<p>{scored}: SSIM/PSNR of each true image's closest reconstruction and the attack success rate ASR (share with SSIM above the "
-            "paper 001 threshold); exact recall: the share of true points reproduced within 1e-4 of the data scale; "
-            "P and R: extraction precision and recall of paper 002. Red: SSIM or recall of 0.5 or more.</p>"
+    return (f"<p>{scored}: SSIM/PSNR of each true image's closest reconstruction and the attack success rate "
+            "ASR (the share with SSIM above 0.5, paper 001 §5.2); exact recall: the share of true points reproduced "
+            "within 1e-4 of the data scale; P and R: extraction precision and recall of paper 002 §8.1. Red: SSIM or "
+            "recall of 0.5 or more.</p>"
             + table(LEAK_HEADERS, body, css=css) + "<p>Originals (top) and reconstructions (bottom):</p>"
             + _grids(rows, folder))
 

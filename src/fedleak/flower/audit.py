@@ -52,7 +52,8 @@ class AuditStrategy(Strategy):
     with ``seed``), or to the nodes in ``victim_nodes``, and audits their updates (module docstring). ``model`` is
     the global architecture (the arrays are loaded into a copy). Results in ``out``: ``config.json``, one line per
     victim and round in ``audit.jsonl`` (plus one per client that refused the honest model), and
-    ``reconstructions/round-R-client-N.safetensors`` (+ ``.png`` for images)."""
+    ``reconstructions/round-R-client-N.safetensors`` (+ ``.png`` for images); when :meth:`start` returns, the
+    report ``fedleak audit`` writes (``report.html``, ``report.json``, :meth:`write_report`)."""
 
     def __init__(self, strategy: Strategy, model: nn.Module, out: str | Path, *, manipulation: str = "trap_weights",
                  rounds: Iterable[int] = (1,), victims: int = 1, victim_nodes: Collection[int] | None = None,
@@ -160,8 +161,10 @@ class AuditStrategy(Strategy):
             accuracy = next((float(v) for k, v in last.items() if "accuracy" in k), None)
         reference = "no reference data (unscored)" if self.audit.reference is None else \
             f"{len(self.audit.reference)} reference samples"
+        victims = (f"nodes {sorted(self.victim_nodes)}" if self.victim_nodes is not None
+                   else f"{self.victims} sampled clients")
         description = (f"A Flower federation run with {type(self.strategy).__name__} wrapped in fedleak's "
-                       f"AuditStrategy: the server sent {self.audit.name} to {self.victims} sampled clients in rounds "
+                       f"AuditStrategy: the server sent {self.audit.name} to {victims} in rounds "
                        f"{list(self.audit.threat_model.rounds)}; each attacked update is scored against {reference}. "
                        f"Seed {self.seed}.")
         return write_records_report(self.audit, self.model, accuracy=accuracy, description=description,
