@@ -8,7 +8,7 @@ import sys
 
 from fedleak.registry import UnknownNameError
 
-COMMAND_MODULES = ("train", "demo", "list", "data", "reproduce", "ablation", "detect_eval", "flower_demo")
+COMMAND_MODULES = ("train", "demo", "list", "data", "reproduce", "ablation", "detect_eval", "flower_demo", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,10 +81,17 @@ class Reconstruction:
         meta["source"] = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=device)
                                     for i, p in enumerate(parts)])
         labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
-        info = {k: v for k, v in parts[0].info.items() if all(p.info.get(k) == v for p in parts[1:])}
+        info = {k: v for k, v in parts[0].info.items() if all(_same(p.info.get(k), v) for p in parts[1:])}
         info["seconds"] = sum(p.info.get("seconds", 0.0) for p in parts)
         return Reconstruction(torch.cat([p.inputs for p in parts]), labels,
                               torch.cat([p.declared for p in parts]), meta, info)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal info values: tensors (e.g. fishing's features) of one shape and the same entries, anything else by ==."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    return a == b
 
 
 @dataclass

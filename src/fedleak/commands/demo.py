@@ -11,7 +11,8 @@ from fedleak.experiments.demo import run_demo
 def run(args) -> int:
     figures = run_demo(args.out, device=args.device, seed=args.seed)
     Path(args.out, "demo.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"\ndemo results in {args.out}")
+    print(f"\ndemo results in {args.out}; now audit your own model and data: fedleak audit --model cnn --data bundled "
+          "--quick --out results/audit (README, 'Audit your own model')")
     return 0
 
 

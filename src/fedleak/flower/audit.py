@@ -18,14 +18,15 @@ extraction, does not depend on that scale.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
-from typing import Collection, Iterable
+from typing import Callable, Collection, Iterable
 
 import torch
 import torch.nn as nn
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Result, Strategy
 
 from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import ClientUpdate
@@ -51,7 +52,8 @@ class AuditStrategy(Strategy):
     with ``seed``), or to the nodes in ``victim_nodes``, and audits their updates (module docstring). ``model`` is
     the global architecture (the arrays are loaded into a copy). Results in ``out``: ``config.json``, one line per
     victim and round in ``audit.jsonl`` (plus one per client that refused the honest model), and
-    ``reconstructions/round-R-client-N.safetensors`` (+ ``.png`` for images)."""
+    ``reconstructions/round-R-client-N.safetensors`` (+ ``.png`` for images); when :meth:`start` returns, the
+    report ``fedleak audit`` writes (``report.html``, ``report.json``, :meth:`write_report`)."""
 
     def __init__(self, strategy: Strategy, model: nn.Module, out: str | Path, *, manipulation: str = "trap_weights",
                  rounds: Iterable[int] = (1,), victims: int = 1, victim_nodes: Collection[int] | None = None,
@@ -137,3 +139,33 @@ class AuditStrategy(Strategy):
 
     def summary(self) -> None:
         self.strategy.summary()
+
+    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3, timeout: float = 3600,
+              train_config: ConfigRecord | None = None, evaluate_config: ConfigRecord | None = None,
+              evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None) -> Result:
+        """Flower's run of the strategy, then the audit's report (:meth:`write_report`)."""
+        start = time.perf_counter()
+        result = super().start(grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn)
+        self.write_report(result, seconds=time.perf_counter() - start)
+        return result
+
+    def write_report(self, result: Result | None = None, *, seconds: float = 0.0) -> dict:
+        """``report.html`` and ``report.json`` in the audit's folder, as ``fedleak audit`` writes them: what each
+        attacked update leaked (against ``reference``), the clients' refusals, and the final accuracy of the
+        server-side evaluation (``evaluate_fn``'s metric named like "accuracy") when ``result`` holds one."""
+        from fedleak.experiments.audit_report import write_records_report
+
+        accuracy = None
+        if result is not None and result.evaluate_metrics_serverapp:
+            last = result.evaluate_metrics_serverapp[max(result.evaluate_metrics_serverapp)]
+            accuracy = next((float(v) for k, v in last.items() if "accuracy" in k), None)
+        reference = "no reference data (unscored)" if self.audit.reference is None else \
+            f"{len(self.audit.reference)} reference samples"
+        victims = (f"nodes {sorted(self.victim_nodes)}" if self.victim_nodes is not None
+                   else f"{self.victims} sampled clients")
+        description = (f"A Flower federation run with {type(self.strategy).__name__} wrapped in fedleak's "
+                       f"AuditStrategy: the server sent {self.audit.name} to {victims} in rounds "
+                       f"{list(self.audit.threat_model.rounds)}; each attacked update is scored against {reference}. "
+                       f"Seed {self.seed}.")
+        return write_records_report(self.audit, self.model, accuracy=accuracy, description=description,
+                                    seconds=seconds)

@@ -53,3 +53,24 @@ def image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_labels: Se
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def privacy_accuracy_plot(points: Sequence[tuple[str, float, float]], path: str | Path, *, leak_label: str,
+                          title: str = "") -> Path:
+    """One labelled point per defense: its test accuracy (x) against the worst leakage any attack reached
+    behind it (y, e.g. the best SSIM or extraction recall); lower right is better."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, accuracy, leak in points:
+        ax.scatter([accuracy], [leak], s=30)
+        ax.annotate(label, (accuracy, leak), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("test accuracy after the short FedAvg run")
+    ax.set_ylabel(leak_label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(min(0.0, *(leak for _, _, leak in points)) - 0.05, 1.05)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
