@@ -29,6 +29,14 @@ def leaked_indices(declared: torch.Tensor, truth: torch.Tensor, *, tolerance: fl
     return torch.unique(equal.nonzero()[:, 1]).cpu()
 
 
+def nearest_candidates(candidates: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Each true point's nearest finite candidate (l2), zeros where there is none."""
+    candidates = candidates[torch.isfinite(candidates.flatten(1)).all(dim=1)].to(truth.device)
+    if len(candidates) == 0:
+        return torch.zeros_like(truth)
+    return candidates[torch.cdist(truth.flatten(1).float(), candidates.flatten(1).float()).argmin(dim=1)]
+
+
 def _images(points: torch.Tensor) -> bool:
     return points.is_floating_point() and points.dim() == 4 and min(points.shape[-2:]) >= WINDOW
 
@@ -58,12 +66,7 @@ def score(reconstruction: Reconstruction, truth: torch.Tensor, labels: torch.Ten
         recovered = 0 if match is None else len(torch.unique(match.sample[match.exact]))
         result.update(A=len(inputs) / rows, P=exact / rows, R=recovered / len(truth))
     if _images(inputs) and len(inputs):
-        if paired and len(inputs) == len(truth):
-            best = inputs
-        else:
-            finite = torch.isfinite(inputs.flatten(1)).all(dim=1)
-            safe = torch.where(finite.view(-1, 1, 1, 1), inputs, torch.zeros_like(inputs))
-            best = safe[torch.cdist(truth.flatten(1).float(), safe.flatten(1).float()).argmin(dim=1)]
+        best = inputs if paired and len(inputs) == len(truth) else nearest_candidates(inputs, truth)
         quality = ssim(best.clamp(0, data_range), truth, data_range)
         result.update(ssim=float(quality.mean()), psnr=float(psnr(best, truth, data_range).clamp_max(100).mean()),
                       asr=attack_success_rate(quality))

@@ -17,6 +17,7 @@ import torch
 
 from fedleak.attacks.malicious.loki import with_loki_block
 from fedleak.cases import Audit, ThreatModel
+from fedleak.cases.scoring import nearest_candidates
 from fedleak.data import load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.image import psnr, ssim
@@ -57,14 +58,6 @@ class LokiReproductionConfig:
         if self.images_per_client % self.local_steps:
             raise ValueError(f"images_per_client ({self.images_per_client}) must be a multiple of local_steps "
                              f"({self.local_steps}): each step trains on a batch of equal size")
-
-
-def nearest(candidates: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Each true image's nearest finite candidate (l2), in [0, 1]; black where there is none."""
-    candidates = candidates[torch.isfinite(candidates.flatten(1)).all(dim=1)].to(truth.device)
-    if len(candidates) == 0:
-        return torch.zeros_like(truth)
-    return candidates[torch.cdist(truth.flatten(1), candidates.flatten(1)).argmin(dim=1)].clamp(0, 1)
 
 
 def round_cell(record, best: torch.Tensor, images_per_client: int) -> dict:
@@ -111,7 +104,7 @@ def reproduce_loki(config: LokiReproductionConfig, out: str | Path, *, progress:
         def record_round(_):
             record = next(r for r in reversed(audit.records) if r.status == "attacked")
             truth = record.truth[0]
-            best = nearest(record.reconstruction.inputs, truth)
+            best = nearest_candidates(record.reconstruction.inputs, truth).clamp(0, 1)
             cell = results.add(f"round-{record.round}", round_cell(record, best, config.images_per_client))
             if record.round == 1:
                 count = min(32, config.images_per_client)
