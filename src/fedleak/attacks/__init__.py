@@ -9,7 +9,7 @@ from fedleak.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
 
-from fedleak.attacks import malicious, passive  # noqa: E402
+from fedleak.attacks import passive  # noqa: E402
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observed, Reconstruction,  # noqa: E402
                                   analytic_factory)

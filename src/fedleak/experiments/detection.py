@@ -12,8 +12,6 @@ rounds of the even-numbered clients, reported on the odd-numbered ones. Cells go
 """
 from __future__ import annotations
 
-import copy
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,8 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks import ATTACKS, AttackContext, prepare
-from fedleak.cases import Audit, ThreatModel
+from fedleak.attacks import AttackContext, prepare
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
@@ -235,50 +232,4 @@ def run_detect_eval(config: DetectEvalConfig, out: str | Path) -> dict:
             run_partition(config, partition, results, done, bar)
     summary = summarize_cells(list(results.finished().values()), config)
     write_report(results, summary, config)
-    return summary
-
-
-def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
-    """The trap-weights client of the previous demo step, now running the detectors before training: two
-    benign FedSGD rounds, then the malicious server sends it trap weights (s = 0.8) and it refuses them, so the
-    server's extraction gets nothing. Also reports what the paper's detectors alone say at first contact."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = FederationSpec(dataset="bundled", model="fcnn", model_options={"widths": (1000, 64)})
-    config = FLConfig(algorithm="fedsgd", num_clients=3, rounds=3, batch_size=100, seed=seed, device=device)
-    local = build_model("fcnn", (1, 28, 28), 10, widths=(1000, 64))
-    detectors = [build_detector("architecture"), build_detector("filter_ratio"),
-                 build_detector("dsnr", seed=seed), build_detector("warmup_zscore", remember_rounds=5, seed=seed)]
-    attack_round, victim = config.rounds, 0
-    trap = ATTACKS.build("trap_weights", scale_factor=0.8, seed=seed)
-    audit = Audit(trap, ThreatModel(server="malicious", victims=(victim,), rounds=(attack_round,)), seed=seed,
-                  device=device)
-    seen = {}
-
-    def record(client, verdicts):
-        seen[(client.round, client.client_id)] = verdicts
-
-    mod = detector_mod(DetectorChain(detectors, local, samples=128), on_verdicts=record)
-    server = build_federation(spec, config, mods=[mod], audit=audit, progress=False)
-    attacked = copy.deepcopy(server.model)  # the global model of the attacked round, for the first-contact check
-    history = server.run(before_round=lambda r, s: attacked.load_state_dict(s.model.state_dict()))
-    refused = history.rounds[-1].refused
-    flagged = next((v for v in seen[(attack_round, victim)] if v.flagged), None)
-    trapped, _ = trap.prepare(attacked, AttackContext((1, 28, 28)))
-    first_contact = [build_detector("filter_ratio"), build_detector("dsnr", seed=seed),
-                     build_detector("warmup_zscore", seed=seed)]
-    batch = [next(server.clients[victim].batches(128, torch.Generator().manual_seed(seed)))]
-    paper = {v.detector: round(v.score, 3) for v in (d(trapped, local, batch, device=device) for d in first_contact)}
-    summary = {
-        "victim refused the trap weights": victim in refused,
-        "refusal": refused.get(victim, "none"),
-        "detector": flagged.detector if flagged else None,
-        "layer / statistic": f"{flagged.layer} / {flagged.statistic}" if flagged else None,
-        "score / threshold": f"{flagged.score:.1f} / {flagged.threshold:g}" if flagged else None,
-        "check seconds": round(sum(v.seconds for v in seen[(attack_round, victim)]), 2),
-        "benign client-rounds refused": sum(len(r.refused) for r in history.rounds[:-1]),
-        "images extracted by the server": sum(len(r.reconstruction) for r in audit.records if r.reconstruction),
-        "paper detectors alone at first contact (score)": paper,
-    }
-    (out_dir / "detection.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

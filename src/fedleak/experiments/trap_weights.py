@@ -13,7 +13,6 @@ Tables 6 and 9 and the figures use, per architecture, the s with the best recall
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,10 +22,7 @@ from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
-from fedleak.attacks import ATTACKS
-from fedleak.cases import Audit, ThreatModel
 from fedleak.data import DataFormatError, load_dataset
-from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import extraction_scores
 from fedleak.models import build_model
@@ -284,40 +280,3 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
     results.write_text("tables.txt", text)
     results.write_json("summary.json", summary)
     return {"text": text, "summary": summary}
-
-
-
-def demo_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
-    """A malicious server sends trap weights to one FedSGD client (an :class:`fedleak.cases.Audit`), extracts the
-    batch from its gradient with Eq. 5 and saves the extracted images above the originals (``extracted.png``).
-    The client's batch reaches the scorer beside its update."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec = FederationSpec(dataset="bundled", model="fcnn", model_options={"widths": (1000, 64)})
-    config = FLConfig(algorithm="fedsgd", num_clients=10, rounds=1, fraction=0.1, batch_size=100, seed=seed,
-                      device=device)
-    trap = ATTACKS.build("trap_weights", scale_factor=0.8, seed=seed)
-    audit = Audit(trap, ThreatModel(server="malicious"), seed=seed, device=device)
-    server = build_federation(spec, config, audit=audit, progress=False)
-    honest = copy.deepcopy(server.model)
-    server.run()
-    (record,) = audit.records
-    (x, y), reconstruction = record.truth, record.reconstruction
-    bias = record.observed.updates["fc1.linear.bias"][0]
-    scores = extraction_scores(reconstruction.inputs, bias, x, device=device)
-    passive_update = layer_update(honest, x, y, "fc1.linear")
-    passive = extract_at_layer(passive_update, LayerSecret("fc1.linear", identity_map((1, 28, 28), device=device)))
-    passive_scores = extraction_scores(passive.inputs, passive_update["fc1.linear.bias"], x, device=device)
-    extracted = reconstruction.inputs[scores.best] if len(reconstruction.inputs) else torch.zeros_like(x)
-    figure = extraction_figure(x, extracted, scores.recovered, out_dir / "extracted.png")
-    return {
-        "batch size": len(x),
-        "neurons": reconstruction.info["num_rows"],
-        "extracted exactly (recall R)": round(scores.recall, 3),
-        "extraction-precision P": round(scores.precision, 3),
-        "active neurons A": round(scores.active, 3),
-        "declared by the attacker (no ground truth)": record.scores["declared"],
-        "passive attack recall on the same batch": round(passive_scores.recall, 3),
-        "extraction ms": round(1000 * record.seconds, 2),
-        "figure": str(figure),
-    }

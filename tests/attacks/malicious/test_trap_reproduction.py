@@ -1,7 +1,8 @@
 """The trap-weights reproduction (paper 002 Tables 5-6) on a small configuration, and its demo step."""
 import json
 
-from fedleak.experiments.trap_weights import TrapReproductionConfig, demo_step, reproduce_trap_weights
+from fedleak.experiments.demo import trap_weights_step as demo_step
+from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
 
 
 def test_small_reproduction_writes_tables_resumes_and_beats_the_passive_attack(tmp_path):
