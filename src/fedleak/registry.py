@@ -94,6 +94,28 @@ class Registry(Generic[T]):
 SENTENCE_END = re.compile(r"(?<!\bal)(?<!\bEq)(?<!\bApp)(?<!\bFig)(?<!\bAlg)(?<!e\.g)(?<!i\.e)\. (?=[A-Z])")
 
 
+def parse_value(text: str) -> Any:
+    """An option's value written on a command line: an int, a float, true/false/none, else the text itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_options(pairs: list[str], what: str) -> dict[str, Any]:
+    """``["norm=group", "width=64"]`` -> ``{"norm": "group", "width": 64}`` (values by :func:`parse_value`);
+    ``what`` names the component in the error for a pair that is not key=value."""
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{what}: option {pair!r} is not key=value")
+        options[key.strip()] = parse_value(value.strip())
+    return options
+
+
 def first_line(doc: str | None) -> str:
     """The first sentence of a docstring, on one line."""
     if not doc:

@@ -21,7 +21,7 @@ def test_parse_list_with_parameters():
 @pytest.mark.parametrize("text,error,message", [
     ("dropout,noise", UnknownNameError, "unknown defense 'noise'; valid defenses: cvb, dp, dropout, precode, prune"),
     ("dp:rate=2", ValueError, "defense 'dp' has no option rate; its options: sigma, clip, seed"),
-    ("dp:sigma", ValueError, "parameter 'sigma' is not key=value"),
+    ("dp:sigma", ValueError, "option 'sigma' is not key=value"),
     ("prune,prune", ValueError, "listed twice"),
 ])
 def test_parse_errors(text, error, message):

@@ -2,7 +2,7 @@
 (paper 001 §5.3 ablates every combination of Dropout, DP, GP and one privacy module).
 
 Grammar: defenses separated by commas; each is a registered name optionally followed by ``:key=value`` pairs
-(``dp:sigma=1e-3:clip=20``); values are read as int, then float, else kept as text; lists of module paths
+(``dp:sigma=1e-3:clip=20``); values are read as int, then float, true/false/none, else kept as text; lists of module paths
 use ``+`` (``dropout:at=block1.relu+block2.relu``). Valid names are those of :data:`fedleak.defenses.DEFENSES`.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Sequence
 import torch.nn as nn
 
 from fedleak.defenses import DEFENSES
+from fedleak.registry import parse_options
 from fedleak.defenses.target import Defended
 from fedleak.fl.client import ClientMod
 from fedleak.fl.training import GradientFn
@@ -30,24 +31,9 @@ class DefenseSpec:
         return ":".join([self.name, *(f"{k}={v}" for k, v in self.params.items())])
 
 
-def _value(text: str):
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _parse_one(text: str) -> DefenseSpec:
     name, *pairs = [part.strip() for part in text.split(":")]
-    params = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"defense {text!r}: parameter {pair!r} is not key=value")
-        params[key.strip()] = _value(value.strip())
-    return DefenseSpec(name, params)
+    return DefenseSpec(name, parse_options(pairs, f"defense {text!r}"))
 
 
 def parse_defenses(defenses: str | Sequence[str | DefenseSpec] | None) -> list[DefenseSpec]:

@@ -24,30 +24,11 @@ import torch.nn as nn
 
 from fedleak.data import DATASETS, DatasetInfo, TensorDataset, load_dataset
 from fedleak.models import MODELS, build_model
+from fedleak.registry import parse_options
 
 IMPORT_PATH = re.compile(r"^(?P<module>[^:]+?(\.py)?):(?P<attr>[A-Za-z_][A-Za-z_0-9.]*)(?P<options>(:[^:]*)*)$")
 TEST_SHARE = 0.2  # of an imported dataset without a split parameter
 MAX_ITEMS = 20000  # items read from an imported dataset (an audit needs few)
-
-
-def _value(text: str):
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
-def parse_options(parts: list[str], what: str) -> dict[str, Any]:
-    """``["norm=group", "width=64"]`` -> {"norm": "group", "width": 64}; values read as int, float, bool or text."""
-    options = {}
-    for pair in parts:
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"{what}: option {pair!r} is not key=value")
-        options[key.strip()] = _value(value.strip())
-    return options
 
 
 def import_object(path: str, what: str) -> tuple[Any, dict[str, Any]]:
