@@ -83,7 +83,8 @@ class Audit:
         self.threat_model, self.knowledge, self.public = threat_model, knowledge, public
         self.reference, self.seed, self.device = reference, seed, device
         self.records: list[AuditRecord] = []
-        self._pending: dict[int, tuple[Any, dict[int, nn.Module], tuple[int, ...]]] = {}
+        # round -> (secret, the model each selected client received, the targets, those sent another model)
+        self._pending: dict[int, tuple[Any, dict[int, nn.Module], tuple[int, ...], set[int]]] = {}
         self.results = None if out is None else ResultsDir(out, {
             "attack": getattr(self.attack, "name", type(self.attack).__name__), "options": dict(options),
             "threat_model": threat_model.to_dict(), "seed": seed, **(config or {})}, cells=CELLS, resume=resume)
@@ -119,7 +120,8 @@ class Audit:
         if self.threat_model.server == "honest" and any(m is not model for m in models.values()):
             raise ValueError(f"attack {self.name!r} changes the model it sends; an honest server cannot run it "
                              f"(use ThreatModel(server='malicious'))")
-        self._pending[round] = (secret, models, targets)
+        changed = {c for c, m in models.items() if m is not model}
+        self._pending[round] = (secret, {c: models.get(c, model) for c in clients}, targets, changed)
         return {c: m for c, m in models.items() if m is not model}
 
     def observe(self, round: int, updates: Sequence[ClientUpdate], truth: Mapping[int, Batch] | None = None,
@@ -129,8 +131,8 @@ class Audit:
         clients that ``refused`` the model they were sent (in any round: a refused honest model is a false
         alarm)."""
         truth, refused = truth or {}, refused or {}
-        secret, models, targets = self._pending.pop(round, (None, {}, ()))
-        records = [AuditRecord(round, c, (c,), "refused" if c in models else "refused honest model", reason=reason)
+        secret, models, targets, changed = self._pending.pop(round, (None, {}, (), set()))
+        records = [AuditRecord(round, c, (c,), "refused" if c in changed else "refused honest model", reason=reason)
                    for c, reason in sorted(refused.items())]
         if not targets:
             for record in records:
@@ -160,7 +162,7 @@ class Audit:
                 unusable.append(AuditRecord(round, source, clients, "unusable update", reason=str(error)))
                 continue
             rows.append((tensors, sum(m.num_examples for m in members)))
-            sent.append(models.get(clients[0]))
+            sent.append(models[clients[0]])
             usable.append((source, clients))
         if not usable:
             return unusable
