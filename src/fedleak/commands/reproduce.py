@@ -1,11 +1,31 @@
-"""``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures (one sub-command per experiment)."""
+"""``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures, one sub-command per experiment;
+``fedleak reproduce --list`` prints them with their paper, tables and the time of their ``--quick`` profile.
+
+Each sub-command is one function that adds its parser (and sets ``func``) plus one row of :data:`EXPERIMENTS`.
+"""
 from __future__ import annotations
 
-from fedleak.commands.common import add_run_arguments, positive_int
-from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+from dataclasses import dataclass
+from typing import Callable
+
+from fedleak.commands.common import add_run_arguments, parse_model, positive_float, positive_int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of ``--list``: the sub-command, the paper (file number in /work/shared/papers and authors), what it
+    reproduces, the measured time of its quick profile, and the function that adds its parser."""
+
+    name: str
+    paper: str
+    reproduces: str
+    quick: str
+    add: Callable
 
 
 def run_trap_weights(args) -> int:
+    from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+
     config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
                                     colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
                                     seed=args.seed, device=args.device)
@@ -15,9 +35,7 @@ def run_trap_weights(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("reproduce", help="reproduce a paper's tables and figures")
-    experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+def add_trap_weights(experiments) -> None:
     trap = experiments.add_parser(
         "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
     trap.add_argument("--dataset", default="fashion_mnist",
@@ -32,3 +50,68 @@ def register(subparsers) -> None:
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights")
     trap.set_defaults(func=run_trap_weights)
+
+
+def run_dp(args) -> int:
+    from fedleak.experiments.trap_dp import TrapDPConfig, reproduce_trap_dp
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.model is not None:
+        overrides.update(model=args.model.name, model_options=args.model.options)
+    for name in ("runs", "batch_size", "scale_factor"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = TrapDPConfig.quick(**overrides) if args.quick else TrapDPConfig(**overrides)
+    result = reproduce_trap_dp(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_sigma.png, extractions.png)")
+    return 0
+
+
+def add_dp(experiments) -> None:
+    dp = experiments.add_parser(
+        "dp", help="Boenisch et al. §9 / Fig. 4: trap weights under clipping alone, then local DP noise (exact and "
+                   "near-exact recall vs sigma)")
+    dp.add_argument("--dataset", default="fashion_mnist",
+                    help="grey-scale dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    dp.add_argument("--root", default=None, help="folder of --dataset")
+    dp.add_argument("--model", type=parse_model, default=None,
+                    help="model and options, e.g. fcnn:widths=1000+64 (default: the FC-NN of Table 7, quick: "
+                         "fcnn:widths=1000+64)")
+    dp.add_argument("--quick", action="store_true", help="3 runs per cell on a narrow FC-NN (minutes on 2 cores)")
+    dp.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 10, quick 3)")
+    dp.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
+    dp.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_run_arguments(dp, out="results/reproduce-dp")
+    dp.set_defaults(func=run_dp)
+
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
+               add_trap_weights),
+    Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
+)
+
+
+def list_experiments() -> str:
+    """The ``--list`` table."""
+    rows = [("sub-command", "paper", "reproduces", "--quick on 2 CPU cores")]
+    rows += [(e.name, e.paper, e.reproduces, e.quick) for e in EXPERIMENTS]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("reproduce", help="reproduce a paper's tables and figures (--list: which)")
+    parser.add_argument("--list", action="store_true", help="list the experiments with their paper and quick time")
+    experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    for experiment in EXPERIMENTS:
+        experiment.add(experiments)
+
+    def listing(args) -> int:
+        if not args.list:
+            parser.error("choose an EXPERIMENT, or --list to see them")
+        print(list_experiments())
+        return 0
+
+    parser.set_defaults(func=listing)

@@ -1,0 +1,68 @@
+"""The published numbers of every reproduced table and figure, in one place (STYLE.md "Paper numbers in one
+place"); the reproduction commands print ours beside them and write both to ``comparison.md``.
+
+Names say the paper (``P001_`` Scheliga et al., ``P002_`` Boenisch et al.; numbering of /work/shared/papers) and
+the table. Values are copied from the paper's text, in its units.
+"""
+from __future__ import annotations
+
+# Paper 002, Table 2: passive attack, (P, R) per initialiser, B = 100, N = 1000, per dataset.
+P002_TABLE2 = {
+    "xavier_normal": {"MNIST": (.004, .037), "CIFAR10": (.048, .203), "ImageNet": (.046, .213)},
+    "xavier_uniform": {"MNIST": (.005, .048), "CIFAR10": (.053, .229), "ImageNet": (.040, .201)},
+    "gaussian_0.01": {"MNIST": (.005, .048), "CIFAR10": (.051, .226), "ImageNet": (.041, .203)},
+    "gaussian_0.1": {"MNIST": (.005, .049), "CIFAR10": (.053, .238), "ImageNet": (.043, .209)},
+    "gaussian_0.5": {"MNIST": (.006, .050), "CIFAR10": (.058, .255), "ImageNet": (.044, .218)},
+    "gaussian_1": {"MNIST": (.006, .059), "CIFAR10": (.058, .256), "ImageNet": (.045, .218)},
+    "gaussian_2": {"MNIST": (.007, .061), "CIFAR10": (.058, .259), "ImageNet": (.047, .217)},
+}
+# Paper 002, Table 5: trap weights, (A, P, R) per scaling factor s, B = 100, N = 1000.
+P002_TABLE5 = {
+    .400: {"MNIST": (.022, .803, .114), "CIFAR10": (0., 0., 0.), "ImageNet": (0., 0., 0.)},
+    .500: {"MNIST": (.149, .636, .354), "CIFAR10": (0., 0., 0.), "ImageNet": (0., 0., 0.)},
+    .600: {"MNIST": (.462, .408, .526), "CIFAR10": (0., 0., 0.), "ImageNet": (0., 0., 0.)},
+    .700: {"MNIST": (.796, .203, .540), "CIFAR10": (0., 0., 0.), "ImageNet": (0., 0., 0.)},
+    .800: {"MNIST": (.959, .062, .334), "CIFAR10": (0., 0., 0.), "ImageNet": (0., 0., 0.)},
+    .900: {"MNIST": (.996, .010, .089), "CIFAR10": (.034, .946, .077), "ImageNet": (0., 0., 0.)},
+    .950: {"MNIST": (.999, .003, .029), "CIFAR10": (.729, .412, .540), "ImageNet": (0., 0., 0.)},
+    .960: {"MNIST": (.999, .003, .027), "CIFAR10": (.925, .175, .522), "ImageNet": (0., 0., 0.)},
+    .970: {"MNIST": (1., .002, .020), "CIFAR10": (.993, .025, .198), "ImageNet": (.002, .900, .013)},
+    .980: {"MNIST": (1., .002, .021), "CIFAR10": (1., .001, .008), "ImageNet": (.043, .986, .049)},
+    .990: {"MNIST": (1., .002, .020), "CIFAR10": (1., 0., 0.), "ImageNet": (.655, .514, .457)},
+    .995: {"MNIST": (1., .002, .018), "CIFAR10": (1., 0., 0.), "ImageNet": (.999, .007, .055)},
+    .999: {"MNIST": (1., .002, .017), "CIFAR10": (1., 0., 0.), "ImageNet": (1., 0., 0.)},
+}
+# Paper 002, Table 6: trap weights, (A, P, R) per (neurons N, batch size B); the paper's caption says (B, N)
+# but its rows list N first (e.g. (3000, 20) is 3000 neurons and 20 inputs, R = 1).
+P002_TABLE6 = {
+    (200, 20): {"MNIST": (.522, .436, .720), "CIFAR10": (.454, .670, .695), "ImageNet": (.090, .948, .355)},
+    (200, 50): {"MNIST": (.690, .302, .428), "CIFAR10": (.662, .494, .452), "ImageNet": (.381, .763, .304)},
+    (200, 100): {"MNIST": (.782, .196, .218), "CIFAR10": (.846, .280, .269), "ImageNet": (.653, .500, .240)},
+    (200, 200): {"MNIST": (.859, .121, .086), "CIFAR10": (.954, .124, .096), "ImageNet": (.886, .233, .113)},
+    (500, 20): {"MNIST": (.535, .451, .915), "CIFAR10": (.452, .689, .870), "ImageNet": (.096, .939, .490)},
+    (500, 50): {"MNIST": (.697, .301, .624), "CIFAR10": (.653, .505, .614), "ImageNet": (.387, .767, .426)},
+    (500, 100): {"MNIST": (.792, .205, .397), "CIFAR10": (.845, .290, .422), "ImageNet": (.646, .508, .358)},
+    (500, 200): {"MNIST": (.871, .129, .185), "CIFAR10": (.950, .119, .177), "ImageNet": (.892, .240, .199)},
+    (1000, 20): {"MNIST": (.539, .444, .950), "CIFAR10": (.441, .703, .915), "ImageNet": (.102, .942, .595)},
+    (1000, 50): {"MNIST": (.705, .300, .760), "CIFAR10": (.648, .504, .724), "ImageNet": (.388, .770, .516)},
+    (1000, 100): {"MNIST": (.796, .203, .540), "CIFAR10": (.844, .297, .556), "ImageNet": (.655, .514, .457)},
+    (1000, 200): {"MNIST": (.871, .124, .293), "CIFAR10": (.951, .120, .256), "ImageNet": (.892, .238, .288)},
+    (3000, 20): {"MNIST": (.541, .442, 1.), "CIFAR10": (.441, .696, .945), "ImageNet": (.101, .934, .640)},
+    (3000, 50): {"MNIST": (.704, .299, .888), "CIFAR10": (.646, .503, .812), "ImageNet": (.386, .764, .586)},
+    (3000, 100): {"MNIST": (.797, .203, .746), "CIFAR10": (.840, .286, .711), "ImageNet": (.649, .518, .579)},
+    (3000, 200): {"MNIST": (.873, .129, .504), "CIFAR10": (.951, .122, .414), "ImageNet": (.889, .243, .404)},
+}
+# Paper 002, Table 9: trap weights on MNIST, (A, P, R) per (batch size B, number of averaged batches).
+P002_TABLE9 = {
+    (20, 1): (.544, .459, .995), (20, 5): (.471, .540, .190), (20, 10): (.461, .508, .100),
+    (20, 20): (.484, .468, .047), (50, 1): (.706, .317, .750), (50, 5): (.630, .327, .169),
+    (50, 10): (.716, .311, .082), (50, 20): (.655, .332, .040), (100, 1): (.798, .214, .542),
+    (100, 5): (.822, .197, .107), (100, 10): (.783, .230, .060), (100, 20): (.759, .248, .026),
+}
+P002_COLUMN = {"mnist": "MNIST", "fashion_mnist": "MNIST", "emnist": "MNIST", "bundled": "MNIST", "digits": "MNIST",
+               "cifar10": "CIFAR10", "cifar100": "CIFAR10", "skimage_photos": "CIFAR10", "imagefolder": "ImageNet"}
+
+# Paper 002, §9.1-9.2 and Fig. 4 (qualitative, one MNIST point at the first fully-connected layer): clipping alone at
+# the user's end leaves the input perfectly extractable (Fig. 4a); with local noise after clipping at c = 1.0, "an
+# adequate amount of noise to mitigate our attack would be a sigma > 1" (Fig. 4b). No numbers beyond these.
+P002_DP = {"clip": 1.0, "clipping_alone": "perfect extraction (Fig. 4a)", "sigma_that_mitigates": "> 1 (Fig. 4b)"}
