@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from fedleak.commands.common import add_run_arguments, parse_model, positive_float, positive_int
+from fedleak.commands.common import add_run_arguments, parse_model, parse_size, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,63 @@ def add_dp(experiments) -> None:
     dp.set_defaults(func=run_dp)
 
 
+def run_defense_table(args) -> int:
+    from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
+
+    overrides = {"dataset": args.dataset, "root": args.root, "size": args.size, "model": args.model.name,
+                 "model_options": args.model.options, "seed": args.seed, "device": args.device}
+    for name in ("victims", "attack_iterations"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = (DefenseTableConfig.quick(args.table, **overrides) if args.quick
+              else DefenseTableConfig(args.table, **overrides))
+    result = run_table(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png, cells.jsonl)")
+    return 0
+
+
+def _add_defense_table(experiments, name: str, table: str, help: str) -> None:
+    """The parser of one of paper 001's single-defense tables (``fedleak.experiments.inversion_defenses``)."""
+    parser = experiments.add_parser(name, help=help)
+    parser.add_argument("--dataset", default="bundled", help="dataset name (default bundled; mnist, cifar10 with "
+                                                             "--root DIR)")
+    parser.add_argument("--root", default=None, help="data folder for datasets that need one")
+    parser.add_argument("--size", type=parse_size, default=(32, 32), help="resize images (default 32x32)")
+    parser.add_argument("--model", type=parse_model, default="cnn",
+                        help="model and options (default cnn; e.g. vit_small, resnet18:norm=group)")
+    parser.add_argument("--quick", action="store_true", help="8 victims, 300 attack iterations")
+    parser.add_argument("--victims", type=positive_int, default=None, help="victim images (default 128, quick 8)")
+    parser.add_argument("--attack-iterations", type=positive_int, default=None,
+                        help="short attack of this many iterations (default: the full schedule; quick 300)")
+    add_run_arguments(parser, out=f"results/reproduce-{name}")
+    parser.set_defaults(func=run_defense_table, table=table)
+
+
+def add_defenses_dp(experiments) -> None:
+    _add_defense_table(experiments, "defenses-dp", "dp", "Scheliga et al. Table 1: IG, WIIG, DPIA against DP-SGD "
+                                                         "(sigma 1e-4, 1e-3)")
+
+
+def add_defenses_pruning(experiments) -> None:
+    _add_defense_table(experiments, "defenses-pruning", "pruning", "Scheliga et al. Table 2: IG and GPIA against "
+                                                                   "gradient pruning (p 0.9, 0.95, 0.99)")
+
+
+def add_defenses_modules(experiments) -> None:
+    _add_defense_table(experiments, "defenses-modules", "modules", "Scheliga et al. Table 3: PIG, WIIG, VBIA "
+                                                                   "against PRECODE and CVB")
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
+    Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~6 min", add_defenses_dp),
+    Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~6 min",
+               add_defenses_pruning),
+    Experiment("defenses-modules", "001 Scheliga et al.", "Table 3 (PRECODE, CVB: PIG, WIIG, VBIA)", "~6 min",
+               add_defenses_modules),
 )
 
 
