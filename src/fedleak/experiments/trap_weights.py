@@ -31,6 +31,7 @@ from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import extraction_scores
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
+from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.report.plots import image_grid
 
 INITIALISERS = tuple(P002_TABLE2)
@@ -171,53 +172,77 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
         return _mean(runs)
 
     summary: dict = {}
+    comparisons: list[Comparison] = []
+    columns = [f"ours FC-NN ({grey_name})", f"paper ({archs['fcnn'][1]})", f"ours CNN ({colour_name})",
+               f"paper ({archs['cnn'][1]})"]
     lines = [f"Boenisch et al. (paper 002) reproduction: FC-NN on {grey_name}, CNN on {colour_name}; "
              f"mean of {config.runs} runs; paper numbers in brackets ({archs['fcnn'][1]} / {archs['cnn'][1]})."]
     if "2" in config.tables:
         lines += ["", "Table 2: passive attack per initialiser (B=100, N=1000, FC-NN on both datasets)",
                   f"{'initialiser':16s} {'P  R (grey)':14s} [paper]      {'P  R (colour)':14s} [paper]"]
+        table2 = []
         for init in INITIALISERS:
             row = {arch: cells(f"t2/{arch}/{init}", data, "fcnn", batch=config.batch_size, neurons=config.neurons,
                                initialiser=init) for arch, (data, _) in archs.items()}
             summary[f"table2/{init}"] = row
             paper = P002_TABLE2[init]
+            table2.append([init, _fmt(row["fcnn"], "PR"), _fmt(paper[archs["fcnn"][1]], "PR"), _fmt(row["cnn"], "PR"),
+                           _fmt(paper[archs["cnn"][1]], "PR")])
             lines.append(f"{init:16s} {_fmt(row['fcnn'], 'PR'):14s} [{_fmt(paper[archs['fcnn'][1]], 'PR')}]"
                          f"  {_fmt(row['cnn'], 'PR'):14s} [{_fmt(paper[archs['cnn'][1]], 'PR')}]")
+        comparisons.append(Comparison("Table 2: passive attack, P R per initialiser (B=100, N=1000, FC-NN)",
+                                      ["initialiser", f"ours FC-NN ({grey_name})", f"paper ({archs['fcnn'][1]})",
+                                       f"ours FC-NN ({colour_name})", f"paper ({archs['cnn'][1]})"], table2))
     best = {"fcnn": 0.7, "cnn": 0.95}  # the paper's best s for MNIST and CIFAR-10, unless Table 5 runs
     if "5" in config.tables:
         lines += ["", "Table 5: trap weights per scaling factor s (B=100, N=1000)",
                   f"{'s':6s} {'A  P  R (fcnn)':20s} [paper]             {'A  P  R (cnn)':20s} [paper]"]
         recall = {"fcnn": {}, "cnn": {}}
+        table5 = []
         for s in SCALE_FACTORS:
             row = {arch: cells(f"t5/{arch}/s={s}", data, arch, batch=config.batch_size, neurons=config.neurons,
                                scale_factor=s) for arch, (data, _) in archs.items()}
             summary[f"table5/{s}"] = row
             for arch in row:
                 recall[arch][s] = row[arch]["R"]
+            table5.append([s, _fmt(row["fcnn"]), _fmt(P002_TABLE5[s][archs["fcnn"][1]]), _fmt(row["cnn"]),
+                           _fmt(P002_TABLE5[s][archs["cnn"][1]])])
             lines.append(f"{s:<6.3f} {_fmt(row['fcnn']):20s} [{_fmt(P002_TABLE5[s][archs['fcnn'][1]])}]"
                          f"  {_fmt(row['cnn']):20s} [{_fmt(P002_TABLE5[s][archs['cnn'][1]])}]")
         best = {arch: max(values, key=values.get) for arch, values in recall.items()}
         lines.append(f"best s: fcnn {best['fcnn']}, cnn {best['cnn']}")
+        comparisons.append(Comparison("Table 5: trap weights, A P R per scaling factor s (B=100, N=1000)",
+                                      ["s", *columns], table5, [f"best s: fcnn {best['fcnn']}, cnn {best['cnn']}"]))
     summary["best_s"] = best
     if "6" in config.tables:
         lines += ["", f"Table 6: trap weights per (N, B) (s = {best['fcnn']} fcnn, {best['cnn']} cnn)",
                   f"{'(N, B)':12s} {'A  P  R (fcnn)':20s} [paper]             {'A  P  R (cnn)':20s} [paper]"]
+        table6 = []
         for neurons, batch in NEURONS_BATCHES:
             row = {arch: cells(f"t6/{arch}/N={neurons}/B={batch}/s={best[arch]}", data, arch, batch=batch,
                                neurons=neurons, scale_factor=best[arch]) for arch, (data, _) in archs.items()}
             summary[f"table6/{neurons},{batch}"] = row
             paper = P002_TABLE6[(neurons, batch)]
+            table6.append([f"({neurons}, {batch})", _fmt(row["fcnn"]), _fmt(paper[archs["fcnn"][1]]),
+                           _fmt(row["cnn"]), _fmt(paper[archs["cnn"][1]])])
             lines.append(f"{str((neurons, batch)):12s} {_fmt(row['fcnn']):20s} [{_fmt(paper[archs['fcnn'][1]])}]"
                          f"  {_fmt(row['cnn']):20s} [{_fmt(paper[archs['cnn'][1]])}]")
+        comparisons.append(Comparison(f"Table 6: trap weights, A P R per (N, B) (s = {best['fcnn']} fcnn, "
+                                      f"{best['cnn']} cnn)", ["(N, B)", *columns], table6))
     if "9" in config.tables:
         lines += ["", f"Table 9: trap weights under averaging of num batches of B (FC-NN, N=1000, s={best['fcnn']}); "
                       "R over all num x B inputs; the average of num equal-size batch gradients is the gradient "
                       "of their union, so (20, 5) equals (100, 1)", f"{'(B, num)':10s} {'A  P  R':20s} [paper, MNIST]"]
+        table9 = []
         for batch, num in AVERAGED:
             row = cells(f"t9/B={batch}/num={num}/s={best['fcnn']}", grey, "fcnn", batch=batch * num,
                         neurons=config.neurons, scale_factor=best["fcnn"])
             summary[f"table9/{batch},{num}"] = row
             lines.append(f"{str((batch, num)):10s} {_fmt(row):20s} [{_fmt(P002_TABLE9[(batch, num)])}]")
+            table9.append([f"({batch}, {num})", _fmt(row), _fmt(P002_TABLE9[(batch, num)])])
+        comparisons.append(Comparison(f"Table 9: trap weights under averaging, A P R per (B, num) (FC-NN, s = "
+                                      f"{best['fcnn']})", ["(B, num)", f"ours FC-NN ({grey_name})", "paper (MNIST)"],
+                                      table9))
     bar.close()
     for arch, (data, _) in archs.items():
         cell = measure(data, arch, run=0, batch=config.batch_size, neurons=config.neurons, config=config,
@@ -228,6 +253,8 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
     text = "\n".join(lines) + "\n"
     results.write_text("tables.txt", text)
     results.write_json("summary.json", summary)
+    results.write_text("comparison.md", comparison_markdown(
+        f"Paper 002 (Boenisch et al.): ours beside the paper, mean of {config.runs} runs", comparisons))
     return {"text": text, "summary": summary}
 
 
