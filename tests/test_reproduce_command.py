@@ -51,3 +51,13 @@ def test_the_cli_refuses_a_bad_model_before_writing(capsys, tmp_path):
         main(["reproduce", "dp", "--model", "fcnn:depth=2", "--out", str(out)])
     assert "argument --model: model 'fcnn' has no option depth" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ablation_takes_model_options_under_both_names():
+    from fedleak.cli import build_parser
+    from fedleak.commands.ablation import config_from_args
+
+    for argv in (["ablation"], ["reproduce", "ablation"]):
+        args = build_parser().parse_args([*argv, "--dataset", "bundled", "--model", "resnet18:norm=group", "--quick"])
+        config = config_from_args(args)
+        assert (config.model, config.model_options, config.profile) == ("resnet18", {"norm": "group"}, "quick")

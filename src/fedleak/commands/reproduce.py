@@ -134,6 +134,14 @@ def add_defenses_modules(experiments) -> None:
                                                                    "against PRECODE and CVB")
 
 
+def add_ablation(experiments) -> None:
+    from fedleak.commands import ablation
+
+    ablation.add_arguments(experiments.add_parser(
+        "ablation", help="Scheliga et al. Table 4: every combination of Dropout, DP, pruning and a privacy module "
+                         "(the same as `fedleak ablation`; Table 5 with --model resnet18:norm=group or vit_small)"))
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
@@ -143,6 +151,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_defenses_pruning),
     Experiment("defenses-modules", "001 Scheliga et al.", "Table 3 (PRECODE, CVB: PIG, WIIG, VBIA)", "~6 min",
                add_defenses_modules),
+    Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
+               "~30 min", add_ablation),
 )
 
 
