@@ -153,7 +153,8 @@ def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: 
     title, _ = TABLES[config.table]
     headers = list(table[0])
     widths = {h: max(len(h), *(len(str(r[h])) for r in table)) for h in headers}
-    lines = [f"Scheliga et al. (paper 001) {title}: {config.model} {config.model_options or ''} on {config.dataset}, "
+    model = config.model + "".join(f":{k}={v}" for k, v in config.model_options.items())
+    lines = [f"Scheliga et al. (paper 001) {title}: {model} on {config.dataset}, "
              f"{config.victims} victims, {config.profile} profile"
              + (f" ({config.attack_iterations} attack iterations)" if config.attack_iterations else "")
              + f"; paper column: {dataset_column} / {model_column}", ""]
@@ -162,7 +163,7 @@ def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: 
     figure = image_grid(grid, results.path / "reconstructions.png", row_labels=grid_labels)
     lines.append(f"\nfigure: {figure} (first {GRID_IMAGES} victims, then each attack's reconstructions)")
     text = "\n".join(lines) + "\n"
-    notes = [f"ours: {config.dataset}, {config.model}, {config.victims} victims, {config.profile} profile; paper: "
+    notes = [f"ours: {config.dataset}, {model}, {config.victims} victims, {config.profile} profile; paper: "
              f"{dataset_column} / {model_column}, 128 victims, the full §5.2 schedule",
              f"{near}: share of victims whose reconstruction reaches 30 dB PSNR (fedleak's near-exact leakage; not "
              "in the paper)"]

@@ -123,3 +123,7 @@ P001_TABLE3 = {
                           ("precode", "vbia"): (.81, .07, 100.), ("cvb", "pig"): (.16, .06, 0.),
                           ("cvb", "wiig"): (1., 0., 100.), ("cvb", "vbia"): (1., 0., 100.)},
 }
+
+# Paper 002, §9.3 (qualitative, citing Sun et al. [44]): pruning the smallest gradient entries "manages to prevent a
+# perfect extractability", yet "the extracted data is still recognizable when 80% of the gradients are pruned".
+P002_PRUNING = {"exact": "prevented", "recognisable_up_to_p": 0.8}
