@@ -61,3 +61,11 @@ def test_ablation_takes_model_options_under_both_names():
         args = build_parser().parse_args([*argv, "--dataset", "bundled", "--model", "resnet18:norm=group", "--quick"])
         config = config_from_args(args)
         assert (config.model, config.model_options, config.profile) == ("resnet18", {"norm": "group"}, "quick")
+
+
+def test_detection_is_detect_eval():
+    from fedleak.cli import build_parser
+    from fedleak.commands import detect_eval
+
+    args = build_parser().parse_args(["reproduce", "detection", "--quick", "--false-alarm-rate", "0.1"])
+    assert args.func is detect_eval.run and args.quick and args.false_alarm_rate == 0.1

@@ -174,6 +174,14 @@ def add_ablation(experiments) -> None:
                          "(the same as `fedleak ablation`; Table 5 with --model resnet18:norm=group or vit_small)"))
 
 
+def add_detection(experiments) -> None:
+    from fedleak.commands import detect_eval
+
+    detect_eval.add_arguments(experiments.add_parser(
+        "detection", help="Wang & Li Table 1, Figs. 2-3: the client-side detectors against the malicious-server "
+                          "attacks (the same as `fedleak detect-eval`)"))
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
@@ -186,6 +194,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_defenses_modules),
     Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
                "~30 min (its --help)", add_ablation),
+    Experiment("detection", "000 Wang & Li", "Table 1, Figs. 2-3 (= fedleak detect-eval)", "not measured", add_detection),
 )
 
 
