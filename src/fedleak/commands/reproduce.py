@@ -118,6 +118,39 @@ def add_pruning(experiments) -> None:
     pruning.set_defaults(func=run_pruning)
 
 
+def run_fedavg(args) -> int:
+    from fedleak.experiments.trap_fedavg import TrapFedAvgConfig, reproduce_trap_fedavg
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.model is not None:
+        overrides.update(model=args.model.name, model_options=args.model.options)
+    for name in ("runs", "batch_size", "scale_factor", "clients"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = TrapFedAvgConfig.quick(**overrides) if args.quick else TrapFedAvgConfig(**overrides)
+    result = reproduce_trap_fedavg(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_lr.png)")
+    return 0
+
+
+def add_fedavg(experiments) -> None:
+    fedavg = experiments.add_parser(
+        "fedavg", help="Boenisch et al. §8.4: trap weights against FedAvg updates (exact and near-exact recall vs "
+                       "the clients' learning rate and local steps)")
+    fedavg.add_argument("--dataset", default="bundled", help="dataset (default bundled)")
+    fedavg.add_argument("--root", default=None, help="folder of --dataset")
+    fedavg.add_argument("--model", type=parse_model, default=None,
+                        help="model and options (default: the FC-NN of Table 7; quick fcnn:widths=1000+64)")
+    fedavg.add_argument("--quick", action="store_true", help="one run on a narrow FC-NN")
+    fedavg.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 3, quick 1)")
+    fedavg.add_argument("--clients", type=positive_int, default=None, help="attacked clients per run (default 10)")
+    fedavg.add_argument("--batch-size", type=positive_int, default=None, help="client batch size (default 100)")
+    fedavg.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_run_arguments(fedavg, out="results/reproduce-fedavg")
+    fedavg.set_defaults(func=run_fedavg)
+
+
 def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
@@ -187,6 +220,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_trap_weights),
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
     Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
+    Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
     Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~5 min", add_defenses_dp),
     Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~4 min",
                add_defenses_pruning),
