@@ -128,7 +128,8 @@ P001_TABLE3 = {
 # perfect extractability", yet "the extracted data is still recognizable when 80% of the gradients are pruned".
 P002_PRUNING = {"exact": "prevented", "recognisable_up_to_p": 0.8}
 
-# Paper 002, §8.4: trap weights (s = 0.99, N = 1000) in TensorFlow Federated's FedAvg over 50 users: (R, P) mean ± std.
+# Paper 002, §8.4: trap weights (s = 0.99, N = 1000) in TensorFlow Federated's FedAvg over 50 users: (R, P) mean
+# ± std.
 P002_FEDAVG = {"EMNIST": {"R": (.32, .07), "P": (.05, .02), "R_passive": (.10, .05), "P_passive": (.02, .01)},
                "CIFAR100": {"R": (.44, .05), "P": (.22, .06), "R_passive": (.20, .04), "P_passive": (.04, .01)},
                "text": "EMNIST R 0.32 ± 0.07, P 0.05 ± 0.02; CIFAR100 R 0.44 ± 0.05, P 0.22 ± 0.06"}

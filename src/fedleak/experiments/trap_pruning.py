@@ -148,7 +148,8 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
                  "gradient leaks, run 0)")
     text = "\n".join(lines) + "\n"
     comparison = Comparison(
-        "§9.3: gradient pruning (sparsification) at rate p", ["p", "R (ours)", f"{near} (ours)", "best PSNR dB (ours)"],
+        "§9.3: gradient pruning (sparsification) at rate p",
+        ["p", "R (ours)", f"{near} (ours)", "best PSNR dB (ours)"],
         [["-" if r["p"] is None else f"{r['p']:g}", r["R"], r[near], round(r["best_psnr"], 1)] for r in rows],
         [f"paper (citing Sun et al.): perfect extraction {P002_PRUNING['exact']}, data still recognisable at p = "
          f"{P002_PRUNING['recognisable_up_to_p']}",
