@@ -151,6 +151,35 @@ def add_fedavg(experiments) -> None:
     fedavg.set_defaults(func=run_fedavg)
 
 
+def run_passive_training(args) -> int:
+    from fedleak.experiments.passive_training import PassiveTrainingConfig, reproduce_passive_training
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.widths is not None:
+        overrides["model_options"] = {"widths": args.widths}
+    if args.runs is not None:
+        overrides["runs"] = args.runs
+    config = PassiveTrainingConfig.quick(**overrides) if args.quick else PassiveTrainingConfig(**overrides)
+    result = reproduce_passive_training(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md)")
+    return 0
+
+
+def add_passive_training(experiments) -> None:
+    passive = experiments.add_parser(
+        "passive-training", help="Boenisch et al. Table 4: passive extraction as the FC-NN trains (epochs 0-30)")
+    passive.add_argument("--dataset", default="fashion_mnist",
+                         help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    passive.add_argument("--root", default=None, help="folder of --dataset")
+    passive.add_argument("--widths", type=lambda text: tuple(positive_int(t) for t in text.split("+")), default=None,
+                         help="FC-NN widths, e.g. 1000+64 (default Table 7's 1000+3000+3000+2000+1000)")
+    passive.add_argument("--quick", action="store_true", help="a 1000+64 FC-NN, 3 runs")
+    passive.add_argument("--runs", type=positive_int, default=None, help="trainings (default 10, quick 3)")
+    add_run_arguments(passive, out="results/reproduce-passive-training")
+    passive.set_defaults(func=run_passive_training)
+
+
 def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
@@ -221,6 +250,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
     Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
+    Experiment("passive-training", "002 Boenisch et al.", "Table 4 (passive extraction during training)", "~1 min",
+               add_passive_training),
     Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~5 min", add_defenses_dp),
     Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~4 min",
                add_defenses_pruning),

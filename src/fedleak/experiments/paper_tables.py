@@ -133,3 +133,15 @@ P002_PRUNING = {"exact": "prevented", "recognisable_up_to_p": 0.8}
 P002_FEDAVG = {"EMNIST": {"R": (.32, .07), "P": (.05, .02), "R_passive": (.10, .05), "P_passive": (.02, .01)},
                "CIFAR100": {"R": (.44, .05), "P": (.22, .06), "R_passive": (.20, .04), "P_passive": (.04, .01)},
                "text": "EMNIST R 0.32 ± 0.07, P 0.05 ± 0.02; CIFAR100 R 0.44 ± 0.05, P 0.22 ± 0.06"}
+
+# Paper 002, Table 4: passive extraction at the first layer of the FC-NN (Xavier uniform) as training progresses,
+# (training loss, A, P, R) per epoch, B = 100, mean of 10 runs.
+P002_TABLE4 = {
+    0: {"MNIST": (.526, .998, .005, .050), "CIFAR10": (1.857, .907, .053, .232)},
+    5: {"MNIST": (.067, .997, .044, .137), "CIFAR10": (1.352, .900, .044, .195)},
+    10: {"MNIST": (.021, .997, .116, .154), "CIFAR10": (1.088, .913, .041, .196)},
+    15: {"MNIST": (.006, .997, .131, .165), "CIFAR10": (.768, .923, .043, .206)},
+    20: {"MNIST": (.002, .997, .136, .167), "CIFAR10": (.472, .931, .050, .232)},
+    25: {"MNIST": (.001, .997, .140, .169), "CIFAR10": (.282, .935, .058, .241)},
+    30: {"MNIST": (.001, .997, .142, .168), "CIFAR10": (.200, .936, .062, .267)},
+}
