@@ -180,6 +180,35 @@ def add_passive_training(experiments) -> None:
     passive.set_defaults(func=run_passive_training)
 
 
+def run_vs_inversion(args) -> int:
+    from fedleak.experiments.vs_inversion import VsInversionConfig, reproduce_vs_inversion
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    for name in ("images", "iterations", "scale_factor"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = VsInversionConfig.quick(**overrides) if args.quick else VsInversionConfig(**overrides)
+    result = reproduce_vs_inversion(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png)")
+    return 0
+
+
+def add_vs_inversion(experiments) -> None:
+    versus = experiments.add_parser(
+        "vs-inversion", help="Boenisch et al. §8.5: trap-weights extraction vs gradient inversion (IG), B = 1")
+    versus.add_argument("--dataset", default="fashion_mnist",
+                        help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    versus.add_argument("--root", default=None, help="folder of --dataset")
+    versus.add_argument("--quick", action="store_true", help="8 images, IG 1,000 iterations, a 1000+64 FC-NN")
+    versus.add_argument("--images", type=positive_int, default=None, help="images (default 16, quick 8)")
+    versus.add_argument("--iterations", type=positive_int, default=None,
+                        help="IG iterations (default: the full schedule; quick 1000)")
+    versus.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.9)")
+    add_run_arguments(versus, out="results/reproduce-vs-inversion")
+    versus.set_defaults(func=run_vs_inversion)
+
+
 def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
@@ -252,6 +281,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
     Experiment("passive-training", "002 Boenisch et al.", "Table 4 (passive extraction during training)", "~1 min",
                add_passive_training),
+    Experiment("vs-inversion", "002 Boenisch et al.", "§8.5 (trap weights vs IG, B = 1)", "~2 min",
+               add_vs_inversion),
     Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~5 min", add_defenses_dp),
     Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~4 min",
                add_defenses_pruning),
