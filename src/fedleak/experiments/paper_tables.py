@@ -146,7 +146,8 @@ P002_TABLE4 = {
     30: {"MNIST": (.001, .997, .142, .168), "CIFAR10": (.200, .936, .062, .267)},
 }
 
-# Paper 002, §8.5 and Figs. 5-6 (qualitative): trap weights against Inverting Gradients [17] on one MNIST image (B = 1).
+# Paper 002, §8.5 and Figs. 5-6 (qualitative): trap weights against Inverting Gradients [17] on one MNIST image
+# (B = 1).
 P002_VS_INVERSION = {
     "trap_weights": "l2 error 0, no back-propagation iterations, milliseconds",
     "ig": "pixel-wise l2 error down to 1e-4 within 10^4 iterations (FC-NN); ~1 h per CIFAR10 image with 32 restarts",
