@@ -281,7 +281,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
     Experiment("passive-training", "002 Boenisch et al.", "Table 4 (passive extraction during training)", "~1 min",
                add_passive_training),
-    Experiment("vs-inversion", "002 Boenisch et al.", "§8.5 (trap weights vs IG, B = 1)", "~2 min",
+    Experiment("vs-inversion", "002 Boenisch et al.", "§8.5 (trap weights vs IG, B = 1)", "~3 min",
                add_vs_inversion),
     Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~5 min", add_defenses_dp),
     Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~4 min",
