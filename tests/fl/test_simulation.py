@@ -58,7 +58,7 @@ def test_fedsgd_sends_one_batch_gradient_and_the_audit_sees_it():
     assert set(watching.observed[0].updates) == set(params)
     record = audit.records[0]  # the client's true batch came beside its update, for scoring only
     assert record.scores == {"points": 0, "declared": 0, "true_points": 8, "leaked": 0, "leaked_indices": [],
-                             "recall": 0.0}
+                             "recall": 0.0, "near_recall_psnr30": 0.0, "best_psnr": 0.0}  # no candidate: 0 dB
     moved = any(not torch.equal(params[n], p) for n, p in server.model.named_parameters())
     assert moved
 

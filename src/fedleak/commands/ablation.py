@@ -2,13 +2,13 @@
 scored for privacy (CDIA's SSIM and ASR) and utility (FedAvg accuracy), resumable."""
 from __future__ import annotations
 
-from fedleak.commands.common import add_run_arguments, int_list, parse_size, positive_int
+from fedleak.commands.common import add_run_arguments, int_list, parse_model, parse_size, positive_int
 from fedleak.experiments.ablation import ROWS, AblationConfig, format_table, run_ablation
 
 
 def config_from_args(args) -> AblationConfig:
-    overrides = {"dataset": args.dataset, "model": args.model, "root": args.root, "size": args.size,
-                 "device": args.device, "seed": args.seed}
+    overrides = {"dataset": args.dataset, "model": args.model.name, "model_options": args.model.options,
+                 "root": args.root, "size": args.size, "device": args.device, "seed": args.seed}
     if args.rows:
         overrides["rows"] = tuple(r.strip() for r in args.rows.split(",") if r.strip())
     for name in ("victims", "attack_iterations", "rounds"):
@@ -22,17 +22,18 @@ def config_from_args(args) -> AblationConfig:
 def run(args) -> int:
     config = config_from_args(args)
     table = run_ablation(config, args.out)
-    print(f"\nTable 4 ablation, {config.model} on {config.dataset} ({config.profile} profile: {config.victims} "
+    print(f"\nTable 4 ablation, {args.model} on {config.dataset} ({config.profile} profile: {config.victims} "
           f"victims, CDIA SSIM/ASR; FedAvg accuracy over seeds {list(config.seeds)})")
     print(format_table(table))
     print(f"\nresults in {args.out} (table.txt, table.csv, reconstructions.png, cells.jsonl)")
     return 0
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("ablation", help="defense-combination ablation of Scheliga et al. (Table 4)")
+def add_arguments(parser) -> None:
+    """The options of ``fedleak ablation`` (also ``fedleak reproduce ablation``)."""
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. bundled, mnist, cifar10")
-    parser.add_argument("--model", required=True, help="model name, e.g. cnn")
+    parser.add_argument("--model", required=True, type=parse_model,
+                        help="model name and options, e.g. cnn, resnet18:norm=group (Table 5), vit_small")
     parser.add_argument("--root", default=None, help="data folder for datasets that need one")
     parser.add_argument("--size", type=parse_size, default=(32, 32),
                         help="resize images (default 32x32: the cnn needs at least 29x29 inputs)")
@@ -50,3 +51,7 @@ def register(subparsers) -> None:
                         help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
     add_run_arguments(parser, out="results/ablation")
     parser.set_defaults(func=run)
+
+
+def register(subparsers) -> None:
+    add_arguments(subparsers.add_parser("ablation", help="defense-combination ablation of Scheliga et al. (Table 4)"))

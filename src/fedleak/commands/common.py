@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -113,3 +114,55 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     return values
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A registered model and its options, as ``--model NAME:key=value:...`` gives them."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return ":".join([self.name, *(f"{k}={_option_text(v)}" for k, v in self.options.items())])
+
+
+def _option_text(value) -> str:
+    return "+".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _option_value(text: str):
+    """``1000`` -> int, ``0.5`` -> float, ``true``/``false`` -> bool, ``1000+64`` -> a tuple, else the text."""
+    if "+" in text:
+        return tuple(_option_value(part) for part in text.split("+"))
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_model(text: str) -> ModelChoice:
+    """``resnet18:norm=group`` or ``fcnn:widths=1000+64``: a model of :data:`fedleak.models.MODELS` with its
+    options (values read as int, float, true/false, ``+``-separated tuples, else text); the name and option names
+    are checked now, the values when the model is built."""
+    from fedleak.models import MODELS
+    from fedleak.registry import UnknownNameError, UnknownOptionError
+
+    name, *pairs = [part.strip() for part in text.split(":")]
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"model {text!r}: option {pair!r} is not key=value")
+        if key.strip() in options:
+            raise argparse.ArgumentTypeError(f"model {text!r}: option {key.strip()!r} is given twice")
+        options[key.strip()] = _option_value(value.strip())
+    try:
+        MODELS.check_options(name, options)
+    except (UnknownNameError, UnknownOptionError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return ModelChoice(name, options)

@@ -62,8 +62,8 @@ def run(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("detect-eval", help="evaluate the client-side malicious-model detectors")
+def add_arguments(parser) -> None:
+    """The options of ``fedleak detect-eval`` (also ``fedleak reproduce detection``)."""
     parser.add_argument("--model", type=_names, default=None,
                         help="model(s), comma-separated (default cnn; with --quick: cnn,fcnn,vgg_cnn,text_transformer)")
     parser.add_argument("--dataset", default="bundled", help="dataset (default bundled; images become tokens for "
@@ -87,3 +87,7 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
     add_run_arguments(parser, out="results/detect-eval")
     parser.set_defaults(func=run)
+
+
+def register(subparsers) -> None:
+    add_arguments(subparsers.add_parser("detect-eval", help="evaluate the client-side malicious-model detectors"))

@@ -1,12 +1,31 @@
-"""``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures (one sub-command per experiment)."""
+"""``fedleak reproduce EXPERIMENT``: re-run a paper's tables and figures, one sub-command per experiment;
+``fedleak reproduce --list`` prints them with their paper, tables and the time of their ``--quick`` profile.
+
+Each sub-command is one function that adds its parser (and sets ``func``) plus one row of :data:`EXPERIMENTS`.
+"""
 from __future__ import annotations
 
-from fedleak.commands.common import add_run_arguments, positive_int
-from fedleak.experiments.loki import LokiReproductionConfig, report, reproduce_loki
-from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+from dataclasses import dataclass
+from typing import Callable
+
+from fedleak.commands.common import add_run_arguments, parse_model, parse_size, positive_float, positive_int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of ``--list``: the sub-command, the paper (file number in /work/shared/papers and authors), what it
+    reproduces, the measured time of its quick profile, and the function that adds its parser."""
+
+    name: str
+    paper: str
+    reproduces: str
+    quick: str
+    add: Callable
 
 
 def run_trap_weights(args) -> int:
+    from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+
     config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
                                     colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
                                     seed=args.seed, device=args.device)
@@ -16,19 +35,7 @@ def run_trap_weights(args) -> int:
     return 0
 
 
-def run_loki(args) -> int:
-    config = LokiReproductionConfig(dataset=args.dataset, root=args.root, num_clients=args.clients,
-                                    images_per_client=args.images_per_client, local_steps=args.local_steps,
-                                    rounds=args.rounds or (1 if args.quick else 5), num_bins=args.bins,
-                                    seed=args.seed, device=args.device)
-    print(report(reproduce_loki(config, args.out)), end="")
-    print(f"results in {args.out}")
-    return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("reproduce", help="reproduce a paper's tables and figures")
-    experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+def add_trap_weights(experiments) -> None:
     trap = experiments.add_parser(
         "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
     trap.add_argument("--dataset", default="fashion_mnist",
@@ -43,6 +50,242 @@ def register(subparsers) -> None:
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights")
     trap.set_defaults(func=run_trap_weights)
+
+
+def run_dp(args) -> int:
+    from fedleak.experiments.trap_dp import TrapDPConfig, reproduce_trap_dp
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.model is not None:
+        overrides.update(model=args.model.name, model_options=args.model.options)
+    for name in ("runs", "batch_size", "scale_factor"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = TrapDPConfig.quick(**overrides) if args.quick else TrapDPConfig(**overrides)
+    result = reproduce_trap_dp(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_sigma.png, extractions.png)")
+    return 0
+
+
+def add_dp(experiments) -> None:
+    dp = experiments.add_parser(
+        "dp", help="Boenisch et al. §9 / Fig. 4: trap weights under clipping alone, then local DP noise (exact and "
+                   "near-exact recall vs sigma)")
+    dp.add_argument("--dataset", default="fashion_mnist",
+                    help="grey-scale dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    dp.add_argument("--root", default=None, help="folder of --dataset")
+    dp.add_argument("--model", type=parse_model, default=None,
+                    help="model and options, e.g. fcnn:widths=1000+64 (default: the FC-NN of Table 7, quick: "
+                         "fcnn:widths=1000+64)")
+    dp.add_argument("--quick", action="store_true", help="3 runs per cell on a narrow FC-NN (minutes on 2 cores)")
+    dp.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 10, quick 3)")
+    dp.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
+    dp.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_run_arguments(dp, out="results/reproduce-dp")
+    dp.set_defaults(func=run_dp)
+
+
+def run_pruning(args) -> int:
+    from fedleak.experiments.trap_pruning import TrapPruningConfig, reproduce_trap_pruning
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.model is not None:
+        overrides.update(model=args.model.name, model_options=args.model.options)
+    for name in ("runs", "batch_size", "scale_factor"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = TrapPruningConfig.quick(**overrides) if args.quick else TrapPruningConfig(**overrides)
+    result = reproduce_trap_pruning(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_p.png, extractions.png)")
+    return 0
+
+
+def add_pruning(experiments) -> None:
+    pruning = experiments.add_parser(
+        "pruning", help="Boenisch et al. §9.3: trap weights under gradient pruning (exact and near-exact recall vs p)")
+    pruning.add_argument("--dataset", default="fashion_mnist",
+                         help="grey-scale dataset (default fashion_mnist, else the bundled sample)")
+    pruning.add_argument("--root", default=None, help="folder of --dataset")
+    pruning.add_argument("--model", type=parse_model, default=None,
+                         help="model and options (default: the FC-NN of Table 7)")
+    pruning.add_argument("--quick", action="store_true", help="3 runs per rate")
+    pruning.add_argument("--runs", type=positive_int, default=None, help="runs per rate (default 10, quick 3)")
+    pruning.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
+    pruning.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_run_arguments(pruning, out="results/reproduce-pruning")
+    pruning.set_defaults(func=run_pruning)
+
+
+def run_fedavg(args) -> int:
+    from fedleak.experiments.trap_fedavg import TrapFedAvgConfig, reproduce_trap_fedavg
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.model is not None:
+        overrides.update(model=args.model.name, model_options=args.model.options)
+    for name in ("runs", "batch_size", "scale_factor", "clients"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = TrapFedAvgConfig.quick(**overrides) if args.quick else TrapFedAvgConfig(**overrides)
+    result = reproduce_trap_fedavg(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_lr.png)")
+    return 0
+
+
+def add_fedavg(experiments) -> None:
+    fedavg = experiments.add_parser(
+        "fedavg", help="Boenisch et al. §8.4: trap weights against FedAvg updates (exact and near-exact recall vs "
+                       "the clients' learning rate and local steps)")
+    fedavg.add_argument("--dataset", default="bundled", help="dataset (default bundled)")
+    fedavg.add_argument("--root", default=None, help="folder of --dataset")
+    fedavg.add_argument("--model", type=parse_model, default=None,
+                        help="model and options (default: the FC-NN of Table 7; quick fcnn:widths=1000+64)")
+    fedavg.add_argument("--quick", action="store_true", help="one run on a narrow FC-NN")
+    fedavg.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 3, quick 1)")
+    fedavg.add_argument("--clients", type=positive_int, default=None, help="attacked clients per run (default 10)")
+    fedavg.add_argument("--batch-size", type=positive_int, default=None, help="client batch size (default 100)")
+    fedavg.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_run_arguments(fedavg, out="results/reproduce-fedavg")
+    fedavg.set_defaults(func=run_fedavg)
+
+
+def run_passive_training(args) -> int:
+    from fedleak.experiments.passive_training import PassiveTrainingConfig, reproduce_passive_training
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    if args.widths is not None:
+        overrides["model_options"] = {"widths": args.widths}
+    if args.runs is not None:
+        overrides["runs"] = args.runs
+    config = PassiveTrainingConfig.quick(**overrides) if args.quick else PassiveTrainingConfig(**overrides)
+    result = reproduce_passive_training(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md)")
+    return 0
+
+
+def add_passive_training(experiments) -> None:
+    passive = experiments.add_parser(
+        "passive-training", help="Boenisch et al. Table 4: passive extraction as the FC-NN trains (epochs 0-30)")
+    passive.add_argument("--dataset", default="fashion_mnist",
+                         help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    passive.add_argument("--root", default=None, help="folder of --dataset")
+    passive.add_argument("--widths", type=lambda text: tuple(positive_int(t) for t in text.split("+")), default=None,
+                         help="FC-NN widths, e.g. 1000+64 (default Table 7's 1000+3000+3000+2000+1000)")
+    passive.add_argument("--quick", action="store_true", help="a 1000+64 FC-NN, 3 runs")
+    passive.add_argument("--runs", type=positive_int, default=None, help="trainings (default 10, quick 3)")
+    add_run_arguments(passive, out="results/reproduce-passive-training")
+    passive.set_defaults(func=run_passive_training)
+
+
+def run_vs_inversion(args) -> int:
+    from fedleak.experiments.vs_inversion import VsInversionConfig, reproduce_vs_inversion
+
+    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+    for name in ("images", "iterations", "scale_factor"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = VsInversionConfig.quick(**overrides) if args.quick else VsInversionConfig(**overrides)
+    result = reproduce_vs_inversion(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png)")
+    return 0
+
+
+def add_vs_inversion(experiments) -> None:
+    versus = experiments.add_parser(
+        "vs-inversion", help="Boenisch et al. §8.5: trap-weights extraction vs gradient inversion (IG), B = 1")
+    versus.add_argument("--dataset", default="fashion_mnist",
+                        help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    versus.add_argument("--root", default=None, help="folder of --dataset")
+    versus.add_argument("--quick", action="store_true", help="8 images, IG 1,000 iterations, a 1000+64 FC-NN")
+    versus.add_argument("--images", type=positive_int, default=None, help="images (default 16, quick 8)")
+    versus.add_argument("--iterations", type=positive_int, default=None,
+                        help="IG iterations (default: the full schedule; quick 1000)")
+    versus.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.9)")
+    add_run_arguments(versus, out="results/reproduce-vs-inversion")
+    versus.set_defaults(func=run_vs_inversion)
+
+
+def run_defense_table(args) -> int:
+    from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
+
+    overrides = {"dataset": args.dataset, "root": args.root, "size": args.size, "model": args.model.name,
+                 "model_options": args.model.options, "seed": args.seed, "device": args.device}
+    for name in ("victims", "attack_iterations"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = (DefenseTableConfig.quick(args.table, **overrides) if args.quick
+              else DefenseTableConfig(args.table, **overrides))
+    result = run_table(config, args.out)
+    print(result["text"], end="")
+    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png, cells.jsonl)")
+    return 0
+
+
+def _add_defense_table(experiments, name: str, table: str, help: str) -> None:
+    """The parser of one of paper 001's single-defense tables (``fedleak.experiments.inversion_defenses``)."""
+    parser = experiments.add_parser(name, help=help)
+    parser.add_argument("--dataset", default="bundled", help="dataset name (default bundled; mnist, cifar10 with "
+                                                             "--root DIR)")
+    parser.add_argument("--root", default=None, help="data folder for datasets that need one")
+    parser.add_argument("--size", type=parse_size, default=(32, 32), help="resize images (default 32x32)")
+    parser.add_argument("--model", type=parse_model, default="cnn",
+                        help="model and options (default cnn; e.g. vit_small, resnet18:norm=group)")
+    parser.add_argument("--quick", action="store_true", help="8 victims, 300 attack iterations")
+    parser.add_argument("--victims", type=positive_int, default=None, help="victim images (default 128, quick 8)")
+    parser.add_argument("--attack-iterations", type=positive_int, default=None,
+                        help="short attack of this many iterations (default: the full schedule; quick 300)")
+    add_run_arguments(parser, out=f"results/reproduce-{name}")
+    parser.set_defaults(func=run_defense_table, table=table)
+
+
+def add_defenses_dp(experiments) -> None:
+    _add_defense_table(experiments, "defenses-dp", "dp", "Scheliga et al. Table 1: IG, WIIG, DPIA against DP-SGD "
+                                                         "(sigma 1e-4, 1e-3)")
+
+
+def add_defenses_pruning(experiments) -> None:
+    _add_defense_table(experiments, "defenses-pruning", "pruning", "Scheliga et al. Table 2: IG and GPIA against "
+                                                                   "gradient pruning (p 0.9, 0.95, 0.99)")
+
+
+def add_defenses_modules(experiments) -> None:
+    _add_defense_table(experiments, "defenses-modules", "modules", "Scheliga et al. Table 3: PIG, WIIG, VBIA "
+                                                                   "against PRECODE and CVB")
+
+
+def add_ablation(experiments) -> None:
+    from fedleak.commands import ablation
+
+    ablation.add_arguments(experiments.add_parser(
+        "ablation", help="Scheliga et al. Table 4: every combination of Dropout, DP, pruning and a privacy module "
+                         "(the same as `fedleak ablation`; Table 5 with --model resnet18:norm=group or vit_small)"))
+
+
+def add_detection(experiments) -> None:
+    from fedleak.commands import detect_eval
+
+    detect_eval.add_arguments(experiments.add_parser(
+        "detection", help="Wang & Li Table 1, Figs. 2-3: the client-side detectors against the malicious-server "
+                          "attacks (the same as `fedleak detect-eval`)"))
+
+
+def run_loki(args) -> int:
+    from fedleak.experiments.loki import LokiReproductionConfig, report, reproduce_loki
+
+    config = LokiReproductionConfig(dataset=args.dataset, root=args.root, num_clients=args.clients,
+                                    images_per_client=args.images_per_client, local_steps=args.local_steps,
+                                    rounds=args.rounds or (1 if args.quick else 5), num_bins=args.bins,
+                                    seed=args.seed, device=args.device)
+    print(report(reproduce_loki(config, args.out)), end="")
+    print(f"results in {args.out}")
+    return 0
+
+
+def add_loki(experiments) -> None:
     loki = experiments.add_parser(
         "loki", help="LOKI (Zhao et al.) leak rate per FedAvg round through secure aggregation")
     loki.add_argument("--quick", action="store_true", help="one round (default: 5 rounds, each attacked)")
@@ -55,3 +298,51 @@ def register(subparsers) -> None:
     loki.add_argument("--root", default=None, help="folder of --dataset")
     add_run_arguments(loki, out="results/loki")
     loki.set_defaults(func=run_loki)
+
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
+               add_trap_weights),
+    Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
+    Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
+    Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
+    Experiment("passive-training", "002 Boenisch et al.", "Table 4 (passive extraction during training)", "~1 min",
+               add_passive_training),
+    Experiment("vs-inversion", "002 Boenisch et al.", "§8.5 (trap weights vs IG, B = 1)", "~3 min",
+               add_vs_inversion),
+    Experiment("defenses-dp", "001 Scheliga et al.", "Table 1 (DP: IG, WIIG, DPIA)", "~5 min", add_defenses_dp),
+    Experiment("defenses-pruning", "001 Scheliga et al.", "Table 2 (pruning: IG, GPIA)", "~4 min",
+               add_defenses_pruning),
+    Experiment("defenses-modules", "001 Scheliga et al.", "Table 3 (PRECODE, CVB: PIG, WIIG, VBIA)", "~6 min",
+               add_defenses_modules),
+    Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
+               "~30 min (its --help)", add_ablation),
+    Experiment("detection", "000 Wang & Li", "Table 1, Figs. 2-3 (= fedleak detect-eval)", "~9 min",
+               add_detection),
+    Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",
+               "~1 min", add_loki),
+)
+
+
+def list_experiments() -> str:
+    """The ``--list`` table."""
+    rows = [("sub-command", "paper", "reproduces", "--quick on 2 CPU cores")]
+    rows += [(e.name, e.paper, e.reproduces, e.quick) for e in EXPERIMENTS]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("reproduce", help="reproduce a paper's tables and figures (--list: which)")
+    parser.add_argument("--list", action="store_true", help="list the experiments with their paper and quick time")
+    experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    for experiment in EXPERIMENTS:
+        experiment.add(experiments)
+
+    def listing(args) -> int:
+        if not args.list:
+            parser.error("choose an EXPERIMENT, or --list to see them")
+        print(list_experiments())
+        return 0
+
+    parser.set_defaults(func=listing)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -104,6 +104,7 @@ class AblationConfig:
 
     dataset: str = "bundled"
     model: str = "cnn"
+    model_options: dict = field(default_factory=dict)  # e.g. {"norm": "group"} for resnet18 (Table 5)
     root: str | None = None
     size: tuple[int, int] | None = (32, 32)
     rows: tuple[str, ...] = tuple(row.label for row in ROWS)
@@ -153,7 +154,7 @@ def privacy_cells(config: AblationConfig, row: AblationRow, data, results: Resul
     if not todo:
         return
     torch.manual_seed(config.seed)
-    model = build_model(config.model, info.input_shape, info.num_classes)
+    model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
     case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, device=config.device)
     for attack in todo:
         key = f"privacy:{row.label}:{attack}"
@@ -182,12 +183,13 @@ def privacy_cells(config: AblationConfig, row: AblationRow, data, results: Resul
 
 def utility_cell(config: AblationConfig, row: AblationRow, seed: int) -> dict:
     """One FedAvg run of §5.1 with the row's defenses; accuracy at the best validation round (or the last)."""
-    spec = FederationSpec(dataset=config.dataset, model=config.model, root=config.root, size=config.size)
+    spec = FederationSpec(dataset=config.dataset, model=config.model, root=config.root, size=config.size,
+                          model_options=dict(config.model_options))
     fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
                   patience=config.patience, seed=seed, device=config.device)
     torch.manual_seed(seed)
     info = load_dataset(config.dataset, root=config.root, split="test", size=config.size).info
-    model = build_model(config.model, info.input_shape, info.num_classes).to(config.device)
+    model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options).to(config.device)
     defended, gradient_fn, mods = apply_defenses(model, row.defenses(config, seed), model_name=config.model,
                                                  input_shape=info.input_shape)
     server = build_federation(spec, fl, gradient_fn=gradient_fn, mods=mods, model=defended, progress=False)
@@ -258,6 +260,8 @@ def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = Tr
     ``reconstructions.png`` in ``out``; return the table rows."""
     rows = select_rows(config.rows)
     identity = {k: v for k, v in config.to_dict().items() if k not in ("rows", "device")}  # a rerun may add rows
+    if not identity["model_options"]:  # folders written before models took options stay resumable
+        del identity["model_options"]
     results = ResultsDir(out, identity)
     done = results.finished()
     recon_dir = results.path / "reconstructions"

@@ -17,7 +17,7 @@ import torch
 
 from fedleak.attacks.malicious.loki import with_loki_block
 from fedleak.cases import Audit, ThreatModel
-from fedleak.cases.scoring import nearest_candidates
+from fedleak.metrics.extraction import best_points
 from fedleak.data import load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.image import psnr, ssim
@@ -104,7 +104,7 @@ def reproduce_loki(config: LokiReproductionConfig, out: str | Path, *, progress:
         def record_round(_):
             record = next(r for r in reversed(audit.records) if r.status == "attacked")
             truth = record.truth[0]
-            best = nearest_candidates(record.reconstruction.inputs, truth).clamp(0, 1)
+            best = best_points(record.reconstruction.inputs, truth).clamp(0, 1)
             cell = results.add(f"round-{record.round}", round_cell(record, best, config.images_per_client))
             if record.round == 1:
                 count = min(32, config.images_per_client)

@@ -7,7 +7,7 @@ from fedleak.attacks.base import AttackContext
 from fedleak.attacks.malicious.loki import LokiAttack, with_loki_block
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
-from fedleak.cases.scoring import nearest_candidates
+from fedleak.metrics.extraction import best_points
 from fedleak.experiments.loki import THRESHOLD
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.image import ssim
@@ -39,7 +39,7 @@ def leak(attack):
                      datasets=(train, test), progress=False).run()
     (record,) = audit.records
     truth = record.truth[0]
-    leaked = ssim(nearest_candidates(record.reconstruction.inputs, truth).clamp(0, 1), truth) > THRESHOLD
+    leaked = ssim(best_points(record.reconstruction.inputs, truth).clamp(0, 1), truth) > THRESHOLD
     return record, float(leaked.float().mean()), leaked.view(CLIENTS, IMAGES).float().mean(dim=1)
 
 

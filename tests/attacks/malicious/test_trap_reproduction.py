@@ -15,6 +15,8 @@ def test_small_reproduction_writes_tables_resumes_and_beats_the_passive_attack(t
     assert trapped > 2 * passive
     assert summary["table5/0.4"]["fcnn"]["A"] < summary["table5/0.999"]["fcnn"]["A"]  # larger s, more neurons fire
     assert "Table 5" in result["text"] and "[0.796  0.203  0.540]" in result["text"]  # paper numbers beside ours
+    comparison = (tmp_path / "comparison.md").read_text()
+    assert "## Table 5" in comparison and "| 0.700 | " in comparison and "| 0.796  0.203  0.540 |" in comparison
     assert (tmp_path / "figure_fcnn.png").stat().st_size > 0 and (tmp_path / "figure_cnn.png").exists()
     cells = (tmp_path / "cells.jsonl").read_text().splitlines()
     assert len(cells) == 2 * (7 + 13)

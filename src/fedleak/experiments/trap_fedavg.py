@@ -1,0 +1,139 @@
+"""Paper 002 §8.4 (trap weights in FedAvg): a malicious server sends trap weights (Algorithm 1) and reads each
+client's FedAvg update (the parameter change of ``local_steps`` plain SGD steps at learning rate ``lr``), exactly
+(R, §8.1) and near-exactly (the share of the client's inputs whose best candidate reaches 30 dB PSNR).
+
+Eq. 5 holds for the delta of one SGD step (``-lr * gradient``), but the client sends ``w_new - w`` computed in float32,
+which loses the low digits of ``lr * gradient`` when lr is small: exact recall then drops to 0 while the candidates
+still show the images. Every run is a one-round federation (:func:`fedleak.fl.build_federation`) under an
+:class:`fedleak.cases.Audit` with a FedAvg threat model; the FedSGD gradient of the same clients is the baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from fedleak.cases import Audit, ThreatModel  # noqa: E402
+from fedleak.experiments.paper_tables import P002_FEDAVG  # noqa: E402
+from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
+from fedleak.metrics.extraction import near_key  # noqa: E402
+from fedleak.report import ResultsDir  # noqa: E402
+from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
+
+
+@dataclass
+class TrapFedAvgConfig:
+    """What ``fedleak reproduce fedavg`` runs: ``clients`` clients of ``batch_size`` inputs per step, each attacked,
+    for every (``lrs`` x ``local_steps``) and ``runs`` seeds; the full profile uses the FC-NN of Table 7."""
+
+    dataset: str = "bundled"
+    root: str | None = None
+    model: str = "fcnn"
+    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
+    clients: int = 10
+    batch_size: int = 100
+    scale_factor: float = 0.7
+    lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
+    local_steps: tuple[int, ...] = (1, 2)
+    runs: int = 3
+    seed: int = 0
+    device: str = "cpu"
+    profile: str = "full"
+
+    def __post_init__(self):
+        if not self.lrs or any(not lr > 0 for lr in self.lrs) or not self.local_steps or min(self.local_steps) < 1:
+            raise ValueError(f"need learning rates > 0 and local steps >= 1; got {self.lrs} and {self.local_steps}")
+        if self.runs < 1 or self.clients < 1 or self.batch_size < 1:
+            raise ValueError(f"runs, clients and batch_size must be >= 1; got {self.runs}, {self.clients}, "
+                             f"{self.batch_size}")
+        self.lrs = tuple(sorted(self.lrs))
+
+    @classmethod
+    def quick(cls, **overrides) -> "TrapFedAvgConfig":
+        """One run on a one-hidden-layer FC-NN of 1000 + 64 neurons."""
+        return cls(**{**dict(runs=1, model_options={"widths": (1000, 64)}, profile="quick"), **overrides})
+
+
+def run_cell(config: TrapFedAvgConfig, algorithm: str, lr: float, steps: int, run: int) -> dict:
+    """One attacked round of a fresh federation; the mean scores over its clients."""
+    spec = FederationSpec(dataset=config.dataset, root=config.root, model=config.model,
+                          model_options=dict(config.model_options))
+    seed = config.seed * 100_003 + run
+    fl = FLConfig(algorithm=algorithm, num_clients=config.clients, rounds=1, batch_size=config.batch_size,
+                  local_steps=steps if algorithm == "fedavg" else None, optimizer="sgd", lr=lr, seed=seed,
+                  device=config.device)
+    audit = Audit("trap_weights", ThreatModel(server="malicious", protocol=algorithm),
+                  scale_factor=config.scale_factor, seed=seed, device=config.device)
+    build_federation(spec, fl, audit=audit, progress=False).run()
+    summary = audit.summary()
+    near = near_key()
+    return {k: summary[k] for k in ("R", "P", "recall", near, "best_psnr")}
+
+
+def _figure(rows: list[dict], near: str, path: Path) -> Path:
+    fig, axis = plt.subplots(figsize=(5.2, 3.4))
+    for steps in sorted({r["steps"] for r in rows if r["algorithm"] == "fedavg"}):
+        part = [r for r in rows if r["algorithm"] == "fedavg" and r["steps"] == steps]
+        lrs = [r["lr"] for r in part]
+        line, = axis.plot(lrs, [r["R"] for r in part], marker="o", label=f"R, {steps} step(s)")
+        axis.plot(lrs, [r[near] for r in part], marker="s", linestyle="--", color=line.get_color(),
+                  label=f"{near.replace('_', ' ')}, {steps} step(s)")
+    base = next(r for r in rows if r["algorithm"] == "fedsgd")
+    axis.axhline(base["R"], color="grey", linestyle=":", label="FedSGD gradient (R)")
+    axis.set_xscale("log")
+    axis.set_xlabel("client learning rate (plain SGD)")
+    axis.set_ylabel("share of the client's inputs")
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress: bool = True) -> dict:
+    """Run (or resume) every cell; write ``table.txt``/``table.csv``, ``comparison.md`` and ``recall_vs_lr.png``
+    in ``out``; return the rows."""
+    results = ResultsDir(out, asdict(config))
+    done = results.finished()
+    near = near_key()
+    cells = [("fedsgd", 1.0, 1)] + [("fedavg", lr, s) for s in config.local_steps for lr in config.lrs]
+    todo = [(c, run) for c in cells for run in range(config.runs) if f"{c[0]}/lr={c[1]:g}/steps={c[2]}/run={run}"
+            not in done]
+    for (algorithm, lr, steps), run in tqdm(todo, desc="fedavg cells", disable=not progress):
+        key = f"{algorithm}/lr={lr:g}/steps={steps}/run={run}"
+        done[key] = results.add(key, run_cell(config, algorithm, lr, steps, run))
+    rows = []
+    for algorithm, lr, steps in cells:
+        runs = [done[f"{algorithm}/lr={lr:g}/steps={steps}/run={run}"] for run in range(config.runs)]
+        rows.append({"algorithm": algorithm, "lr": lr if algorithm == "fedavg" else None, "steps": steps,
+                     **{m: sum(r[m] for r in runs) / len(runs) for m in ("P", "R", near, "best_psnr")}})
+    model = config.model + "".join(f":{k}={v}" for k, v in config.model_options.items())
+    lines = [f"Boenisch et al. (paper 002) §8.4: trap weights (s = {config.scale_factor}) against FedAvg updates; "
+             f"{model} on {config.dataset}, {config.clients} clients of B = {config.batch_size} per step, mean over "
+             f"clients and {config.runs} run(s) ({config.profile} profile)", "",
+             f"{'update':24s} {'P':>5s} {'R':>5s} {near:>18s} {'best PSNR':>9s}"]
+    for r in rows:
+        what = "FedSGD gradient" if r["algorithm"] == "fedsgd" else f"FedAvg lr={r['lr']:g} steps={r['steps']}"
+        lines.append(f"{what:24s} {r['P']:5.3f} {r['R']:5.3f} {r[near]:18.3f} {r['best_psnr']:9.1f}")
+    figure = _figure(rows, near, results.path / "recall_vs_lr.png")
+    lines.append(f"\nfigure: {figure}")
+    text = "\n".join(lines) + "\n"
+    comparison = Comparison(
+        "§8.4: trap weights against FedAvg client updates",
+        ["update", "P (ours)", "R (ours)", f"{near} (ours)", "paper (TensorFlow Federated FedAvg, s = 0.99)"],
+        [["FedSGD gradient" if r["algorithm"] == "fedsgd" else f"lr={r['lr']:g}, {r['steps']} step(s)", r["P"], r["R"],
+          r[near], P002_FEDAVG["text"]] for r in rows],
+        [f"ours: {config.dataset}, {model}, s = {config.scale_factor}; the paper does not state its learning rate "
+         "or local steps"])
+    results.write_text("table.txt", text)
+    results.write_csv("table.csv", rows)
+    results.write_text("comparison.md", comparison_markdown("Paper 002 §8.4 (FedAvg): ours beside the paper",
+                                                            [comparison]))
+    return {"text": text, "rows": rows}
