@@ -5,6 +5,7 @@ Each sub-command is one function that adds its parser (and sets ``func``) plus o
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,118 +53,77 @@ def add_trap_weights(experiments) -> None:
     trap.set_defaults(func=run_trap_weights)
 
 
-def run_dp(args) -> int:
-    from fedleak.experiments.trap_dp import TrapDPConfig, reproduce_trap_dp
+def runner(module: str, config: str, reproduce: str, options: tuple[str, ...], files: str,
+           extra: Callable | None = None) -> Callable:
+    """A sub-command's ``func``: the config ``fedleak.experiments.<module>.<config>`` (its ``quick()`` profile with
+    ``--quick``) from the common arguments, ``--model``, the given ``options`` and ``extra(args)``; it runs
+    ``<reproduce>(config, out)`` and prints its text and the ``files`` it wrote. The module is imported on use, so
+    that ``fedleak --help`` stays fast."""
 
-    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-    if args.model is not None:
-        overrides.update(model=args.model.name, model_options=args.model.options)
-    for name in ("runs", "batch_size", "scale_factor"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = TrapDPConfig.quick(**overrides) if args.quick else TrapDPConfig(**overrides)
-    result = reproduce_trap_dp(config, args.out)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_sigma.png, extractions.png)")
-    return 0
+    def run(args) -> int:
+        experiment = importlib.import_module(f"fedleak.experiments.{module}")
+        overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+        if getattr(args, "model", None) is not None:
+            overrides.update(model=args.model.name, model_options=args.model.options)
+        overrides.update({name: getattr(args, name) for name in options if getattr(args, name) is not None})
+        overrides.update(extra(args) if extra is not None else {})
+        config_type = getattr(experiment, config)
+        settings = config_type.quick(**overrides) if args.quick else config_type(**overrides)
+        result = getattr(experiment, reproduce)(settings, args.out)
+        print(result["text"], end="")
+        print(f"results in {args.out} ({files})")
+        return 0
+
+    return run
+
+
+def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str) -> None:
+    """The arguments of the trap-weights experiments: data, model, ``--quick``, runs, batch size and s."""
+    parser.add_argument("--dataset", default=dataset, help=f"dataset (default {dataset}; mnist with --root DIR)")
+    parser.add_argument("--root", default=None, help="folder of --dataset")
+    parser.add_argument("--model", type=parse_model, default=None, help=f"model and options ({model})")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--runs", type=positive_int, default=None, help=runs)
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
+    parser.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+
+
+TRAP_OPTIONS = ("runs", "batch_size", "scale_factor")
 
 
 def add_dp(experiments) -> None:
     dp = experiments.add_parser(
         "dp", help="Boenisch et al. §9 / Fig. 4: trap weights under clipping alone, then local DP noise (exact and "
                    "near-exact recall vs sigma)")
-    dp.add_argument("--dataset", default="fashion_mnist",
-                    help="grey-scale dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
-    dp.add_argument("--root", default=None, help="folder of --dataset")
-    dp.add_argument("--model", type=parse_model, default=None,
-                    help="model and options, e.g. fcnn:widths=1000+64 (default: the FC-NN of Table 7, quick: "
-                         "fcnn:widths=1000+64)")
-    dp.add_argument("--quick", action="store_true", help="3 runs per cell on a narrow FC-NN (minutes on 2 cores)")
-    dp.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 10, quick 3)")
-    dp.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
-    dp.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_trap_arguments(dp, dataset="fashion_mnist", model="default: the FC-NN of Table 7, quick: fcnn:widths=1000+64",
+                       quick="3 runs per cell on a narrow FC-NN (minutes on 2 cores)",
+                       runs="runs per cell (default 10, quick 3)")
     add_run_arguments(dp, out="results/reproduce-dp")
-    dp.set_defaults(func=run_dp)
-
-
-def run_pruning(args) -> int:
-    from fedleak.experiments.trap_pruning import TrapPruningConfig, reproduce_trap_pruning
-
-    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-    if args.model is not None:
-        overrides.update(model=args.model.name, model_options=args.model.options)
-    for name in ("runs", "batch_size", "scale_factor"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = TrapPruningConfig.quick(**overrides) if args.quick else TrapPruningConfig(**overrides)
-    result = reproduce_trap_pruning(config, args.out)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_p.png, extractions.png)")
-    return 0
+    dp.set_defaults(func=runner("trap_dp", "TrapDPConfig", "reproduce_trap_dp", TRAP_OPTIONS,
+                                "table.txt, table.csv, comparison.md, recall_vs_sigma.png, extractions.png"))
 
 
 def add_pruning(experiments) -> None:
     pruning = experiments.add_parser(
         "pruning", help="Boenisch et al. §9.3: trap weights under gradient pruning (exact and near-exact recall vs p)")
-    pruning.add_argument("--dataset", default="fashion_mnist",
-                         help="grey-scale dataset (default fashion_mnist, else the bundled sample)")
-    pruning.add_argument("--root", default=None, help="folder of --dataset")
-    pruning.add_argument("--model", type=parse_model, default=None,
-                         help="model and options (default: the FC-NN of Table 7)")
-    pruning.add_argument("--quick", action="store_true", help="3 runs per rate")
-    pruning.add_argument("--runs", type=positive_int, default=None, help="runs per rate (default 10, quick 3)")
-    pruning.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
-    pruning.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
+    add_trap_arguments(pruning, dataset="fashion_mnist", model="default: the FC-NN of Table 7",
+                       quick="3 runs per rate", runs="runs per rate (default 10, quick 3)")
     add_run_arguments(pruning, out="results/reproduce-pruning")
-    pruning.set_defaults(func=run_pruning)
-
-
-def run_fedavg(args) -> int:
-    from fedleak.experiments.trap_fedavg import TrapFedAvgConfig, reproduce_trap_fedavg
-
-    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-    if args.model is not None:
-        overrides.update(model=args.model.name, model_options=args.model.options)
-    for name in ("runs", "batch_size", "scale_factor", "clients"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = TrapFedAvgConfig.quick(**overrides) if args.quick else TrapFedAvgConfig(**overrides)
-    result = reproduce_trap_fedavg(config, args.out)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md, recall_vs_lr.png)")
-    return 0
+    pruning.set_defaults(func=runner("trap_pruning", "TrapPruningConfig", "reproduce_trap_pruning", TRAP_OPTIONS,
+                                     "table.txt, table.csv, comparison.md, recall_vs_p.png, extractions.png"))
 
 
 def add_fedavg(experiments) -> None:
     fedavg = experiments.add_parser(
         "fedavg", help="Boenisch et al. §8.4: trap weights against FedAvg updates (exact and near-exact recall vs "
                        "the clients' learning rate and local steps)")
-    fedavg.add_argument("--dataset", default="bundled", help="dataset (default bundled)")
-    fedavg.add_argument("--root", default=None, help="folder of --dataset")
-    fedavg.add_argument("--model", type=parse_model, default=None,
-                        help="model and options (default: the FC-NN of Table 7; quick fcnn:widths=1000+64)")
-    fedavg.add_argument("--quick", action="store_true", help="one run on a narrow FC-NN")
-    fedavg.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 3, quick 1)")
+    add_trap_arguments(fedavg, dataset="bundled",
+                       model="default: the FC-NN of Table 7; quick fcnn:widths=1000+64",
+                       quick="one run on a narrow FC-NN", runs="runs per cell (default 3, quick 1)")
     fedavg.add_argument("--clients", type=positive_int, default=None, help="attacked clients per run (default 10)")
-    fedavg.add_argument("--batch-size", type=positive_int, default=None, help="client batch size (default 100)")
-    fedavg.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
     add_run_arguments(fedavg, out="results/reproduce-fedavg")
-    fedavg.set_defaults(func=run_fedavg)
-
-
-def run_passive_training(args) -> int:
-    from fedleak.experiments.passive_training import PassiveTrainingConfig, reproduce_passive_training
-
-    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-    if args.widths is not None:
-        overrides["model_options"] = {"widths": args.widths}
-    if args.runs is not None:
-        overrides["runs"] = args.runs
-    config = PassiveTrainingConfig.quick(**overrides) if args.quick else PassiveTrainingConfig(**overrides)
-    result = reproduce_passive_training(config, args.out)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md)")
-    return 0
+    fedavg.set_defaults(func=runner("trap_fedavg", "TrapFedAvgConfig", "reproduce_trap_fedavg",
+                                    (*TRAP_OPTIONS, "clients"), "table.txt, table.csv, comparison.md, recall_vs_lr.png"))
 
 
 def add_passive_training(experiments) -> None:
@@ -177,21 +137,10 @@ def add_passive_training(experiments) -> None:
     passive.add_argument("--quick", action="store_true", help="a 1000+64 FC-NN, 3 runs")
     passive.add_argument("--runs", type=positive_int, default=None, help="trainings (default 10, quick 3)")
     add_run_arguments(passive, out="results/reproduce-passive-training")
-    passive.set_defaults(func=run_passive_training)
-
-
-def run_vs_inversion(args) -> int:
-    from fedleak.experiments.vs_inversion import VsInversionConfig, reproduce_vs_inversion
-
-    overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-    for name in ("images", "iterations", "scale_factor"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = VsInversionConfig.quick(**overrides) if args.quick else VsInversionConfig(**overrides)
-    result = reproduce_vs_inversion(config, args.out)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png)")
-    return 0
+    passive.set_defaults(func=runner(
+        "passive_training", "PassiveTrainingConfig", "reproduce_passive_training", ("runs",),
+        "table.txt, table.csv, comparison.md",
+        extra=lambda args: {} if args.widths is None else {"model_options": {"widths": args.widths}}))
 
 
 def add_vs_inversion(experiments) -> None:
@@ -206,7 +155,9 @@ def add_vs_inversion(experiments) -> None:
                         help="IG iterations (default: the full schedule; quick 1000)")
     versus.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.9)")
     add_run_arguments(versus, out="results/reproduce-vs-inversion")
-    versus.set_defaults(func=run_vs_inversion)
+    versus.set_defaults(func=runner("vs_inversion", "VsInversionConfig", "reproduce_vs_inversion",
+                                    ("images", "iterations", "scale_factor"),
+                                    "table.txt, table.csv, comparison.md, reconstructions.png"))
 
 
 def run_defense_table(args) -> int:
