@@ -13,6 +13,11 @@ def derived_seed(seed: int, client: int = 0, round: int = 0, stream: int = TRAIN
     return seed * 1_000_003 + client * 10_007 + round + stream
 
 
+def run_seed(seed: int, run: int) -> int:
+    """The seed of repetition ``run`` of an experiment cell in a run seeded ``seed`` (the reproduction tables)."""
+    return seed * 100_003 + run
+
+
 def generator(seed: int, client: int = 0, round: int = 0, stream: int = TRAINING) -> torch.Generator:
     """A CPU generator seeded by :func:`derived_seed`."""
     return torch.Generator().manual_seed(derived_seed(seed, client, round, stream))

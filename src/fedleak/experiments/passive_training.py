@@ -24,6 +24,7 @@ from fedleak.metrics.extraction import extraction_scores, near_key
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
+from fedleak.seeds import run_seed
 
 LAYER = "fc1.linear"
 
@@ -69,7 +70,7 @@ def _score(model: nn.Module, data, config: PassiveTrainingConfig, seed: int) -> 
 
 def train_run(data, config: PassiveTrainingConfig, run: int, record) -> None:
     """One run: a seeded Xavier-uniform FC-NN trained with Adam; ``record(epoch, cell)`` at each scored epoch."""
-    seed = config.seed * 100_003 + run
+    seed = run_seed(config.seed, run)
     torch.manual_seed(seed)
     model = build_model("fcnn", data.info.input_shape, data.info.num_classes, **config.model_options)
     for module in model.modules():

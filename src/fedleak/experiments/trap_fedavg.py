@@ -24,6 +24,7 @@ from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.metrics.extraction import near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
+from fedleak.seeds import run_seed  # noqa: E402
 
 
 @dataclass
@@ -63,7 +64,7 @@ def run_cell(config: TrapFedAvgConfig, algorithm: str, lr: float, steps: int, ru
     """One attacked round of a fresh federation; the mean scores over its clients."""
     spec = FederationSpec(dataset=config.dataset, root=config.root, model=config.model,
                           model_options=dict(config.model_options))
-    seed = config.seed * 100_003 + run
+    seed = run_seed(config.seed, run)
     fl = FLConfig(algorithm=algorithm, num_clients=config.clients, rounds=1, batch_size=config.batch_size,
                   local_steps=steps if algorithm == "fedavg" else None, optimizer="sgd", lr=lr, seed=seed,
                   device=config.device)

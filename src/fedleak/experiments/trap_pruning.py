@@ -20,13 +20,11 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
-from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
 from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
 from fedleak.experiments.trap_dp import FIGURE_INPUTS, vanishing_sigma  # noqa: E402
-from fedleak.experiments.trap_weights import layer_update, load_images  # noqa: E402
+from fedleak.experiments.trap_weights import layer_update, load_images, trapped_batch  # noqa: E402
 from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
-from fedleak.models import build_model  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
 from fedleak.report.plots import image_grid  # noqa: E402
@@ -65,15 +63,7 @@ class TrapPruningConfig:
 def measure(data, config: TrapPruningConfig, rate: float | None, run: int, *, keep: bool = False) -> dict:
     """One cell: a seeded model with trap weights, a random batch, its gradient pruned at ``rate`` (None: not
     pruned), Eq. 5 at the trapped layer, exact and near-exact scores."""
-    seed = config.seed * 100_003 + run
-    torch.manual_seed(seed)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: config.batch_size]
-    if len(index) < config.batch_size:
-        raise ValueError(f"{data.info.name} has {len(data)} images, fewer than a batch of {config.batch_size}")
-    x, y = (t.to(config.device) for t in data[index])
-    model = build_model(config.model, data.info.input_shape, data.info.num_classes, **config.model_options)
-    model, secret = trap_weights(model.to(config.device),
-                                 TrapWeightsConfig(data.info.input_shape, scale_factor=config.scale_factor, seed=seed))
+    x, y, model, secret = trapped_batch(data, config, run)
     update = layer_update(model, x, y, secret.layer)
     if rate is not None:
         update, _ = prune_gradients(update, rate)

@@ -30,6 +30,7 @@ from fedleak.models import build_model
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.report.plots import image_grid
+from fedleak.seeds import run_seed
 
 INITIALISERS = tuple(P002_TABLE2)
 SCALE_FACTORS = tuple(P002_TABLE5)
@@ -79,6 +80,22 @@ def layer_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str)
     return {f"{layer}.weight": weight, f"{layer}.bias": bias}
 
 
+def trapped_batch(data, config, run: int) -> tuple[torch.Tensor, torch.Tensor, nn.Module, LayerSecret]:
+    """One seeded cell of the trap-weights defense studies (§9): a random batch of ``config.batch_size`` and a
+    fresh ``config.model`` with trap weights of ``config.scale_factor`` (Algorithm 1), both from the seed of run
+    ``run``; returns ``(x, y, model, secret)`` on ``config.device``."""
+    seed = run_seed(config.seed, run)
+    torch.manual_seed(seed)
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: config.batch_size]
+    if len(index) < config.batch_size:
+        raise ValueError(f"{data.info.name} has {len(data)} images, fewer than a batch of {config.batch_size}")
+    x, y = (t.to(config.device) for t in data[index])
+    model = build_model(config.model, data.info.input_shape, data.info.num_classes, **config.model_options)
+    model, secret = trap_weights(model.to(config.device),
+                                 TrapWeightsConfig(data.info.input_shape, scale_factor=config.scale_factor, seed=seed))
+    return x, y, model, secret
+
+
 def _build(arch: str, info, neurons: int, config: TrapReproductionConfig) -> nn.Module:
     if arch == "fcnn":
         return build_model("fcnn", info.input_shape, info.num_classes, widths=(neurons, *config.fcnn_widths))
@@ -99,7 +116,7 @@ def _initialise(linear: nn.Linear, name: str) -> None:
 def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: TrapReproductionConfig,
             scale_factor: float | None = None, initialiser: str | None = None, keep: bool = False) -> dict:
     """One cell: A, P, R of the passive attack (``initialiser``) or of trap weights (``scale_factor``)."""
-    seed = config.seed * 100_003 + run
+    seed = run_seed(config.seed, run)
     torch.manual_seed(seed)
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:batch]
     if len(index) < batch:
