@@ -4,13 +4,15 @@
 For each model and partition (IID, Dirichlet(0.1)) a FedAvg run of ``--rounds`` rounds; before each round every
 client audits the model it receives on ``--samples`` of its own samples (benign client-rounds: round 1 is the
 untrained model, later rounds trained ones); before round 1 and the last round every manipulation is applied to
-the global model and audited by every client. Prints one line per cell and the summary as JSON.
+the global model and audited by every client. The audit's cost is reported relative to one local epoch of the same client on the same model.
+Prints one line per cell and the summary as JSON.
 
     PYTHONPATH=src python benchmarks/self_audit_eval.py --models fcnn text_transformer --rounds 4 --clients 10
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections import defaultdict
@@ -47,7 +49,10 @@ def run(model_name: str, partition: str, args) -> list[dict]:
 
     def before_round(r: int, server) -> None:
         for client in server.clients:
+            start = time.perf_counter()
+            client.fit(copy.deepcopy(server.model))  # one local epoch, the yardstick of the audit's cost
             rows.append({"model": model_name, "partition": partition, "round": r, "kind": "benign",
+                         "epoch_seconds": time.perf_counter() - start,
                          **audit_client(server.model, client, args.samples)})
         if r not in (1, args.rounds):
             return
@@ -86,8 +91,13 @@ def main() -> None:
         summary[" | ".join(key)] = {"n": len(group), "flagged": sum(r["flagged"] for r in group),
                                     "score_min": min(scores), "score_max": max(scores),
                                     "seconds_mean": sum(r["seconds"] for r in group) / len(group)}
+        if key[1] == "benign":
+            summary[" | ".join(key)]["cost_vs_epoch"] = (sum(r["seconds"] for r in group)
+                                                        / sum(r["epoch_seconds"] for r in group))
         print(f"{' | '.join(key):70s} flagged {summary[' | '.join(key)]['flagged']}/{len(group)}  "
-              f"score {min(scores):.3f}-{max(scores):.3f}", flush=True)
+              f"score {min(scores):.3f}-{max(scores):.3f}  audit {summary[' | '.join(key)]['seconds_mean']:.2f}s"
+              + (f" = {summary[' | '.join(key)]['cost_vs_epoch']:.2f} local epochs" if key[1] == "benign" else ""),
+              flush=True)
     print(json.dumps(summary))
 
 

@@ -16,10 +16,17 @@ include), with no per-sample gradients.
 What is counted as at risk. A layer's input is the model input itself for the first layer of a fully connected
 network, a forwarded copy of it when a manipulation passes the input through convolutions or embeddings
 (curious kernels, input forwarding, trap weights on a CNN, text embedding), and otherwise features from which the
-input can be inverted. The audit counts a recovered unit at every layer and reports per layer; the score is the
-largest fraction of local samples with a recovered unit at any one layer. Benign models leak this way too (paper
-002 Table 2: passive recall 4-25% at the first layer of an untrained FC-NN); where a benign model lands is measured
-by ``benchmarks/self_audit_eval.py``, and the default threshold is set above it (see :data:`DEFAULT_THRESHOLD`).
+input can often be inverted. The audit counts a recovered unit at every layer and reports per layer; the score is
+the largest fraction of the audited local samples with a recovered unit at any one layer.
+
+Where the line falls (``benchmarks/self_audit_eval.py``, 32-sample clients). Benign models leak this way too (paper
+002 Table 2: passive recall 4-25%), and how much depends on the architecture, not on the server: the benign CNN and
+text transformer score 0 (no layer recovers any sample), while a benign FC-NN, untrained or trained, scores
+0.59-1.0 at its hidden ReLU layers, as high as trap weights or Robbing the Fed on it. So the audit tells a client
+truthfully what it would give away, but it separates manipulated from benign models only on architectures whose
+benign gradient gives nothing away; it is in no default chain. It does not see class fishing: with several
+target-class samples in the batch the fished rows read out their average, not one of them.
+:data:`DEFAULT_THRESHOLD` (a quarter of the batch) was chosen before measuring, not fitted.
 
 Options: ``batch_size`` local samples audited (the size of a local batch the client would send a gradient of),
 ``tolerance`` the relative error below which a readout counts as recovering a unit, ``threshold`` the fraction of
@@ -41,7 +48,7 @@ from fedleak.models.anatomy import trace
 
 EXACT = 1e-4  # relative readout error of an exact copy (float32 round-off)
 DEFAULT_TOLERANCE = 0.05  # relative readout error of a near-exact copy (about 26 dB PSNR on an image)
-DEFAULT_THRESHOLD = 0.25  # set above the benign passive leakage measured (module docstring, DEFAULT_* comments)
+DEFAULT_THRESHOLD = 0.25  # a quarter of the audited batch; chosen a priori (module docstring: where the line falls)
 
 
 def capture_linear_io(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
