@@ -47,7 +47,7 @@ from fedleak.fl.training import task_loss
 from fedleak.models.anatomy import trace
 
 EXACT = 1e-4  # relative readout error of an exact copy (float32 round-off)
-DEFAULT_TOLERANCE = 0.05  # relative readout error of a near-exact copy (about 26 dB PSNR on an image)
+DEFAULT_TOLERANCE = 0.05  # a near-exact copy: readout within 5% of the input's norm
 DEFAULT_THRESHOLD = 0.25  # a quarter of the audited batch; chosen a priori (module docstring: where the line falls)
 
 
@@ -155,12 +155,14 @@ def self_audit(received_model: nn.Module, local_model: nn.Module | None = None, 
     model = working_copy(received_model, device).train()
     generator = torch.Generator().manual_seed(seed)
     x, y = gather_samples(batches, batch_size, generator=generator, device=device)
-    anatomy = trace(model, x[:1])
+    anatomy = trace(model, x[:2])  # two samples: batch norm in training mode needs more than one
     linears = [layer for layer in anatomy.layers("linear") if layer.module.bias is not None]
     if not linears:
         raise ValueError(f"the self-audit reads fully connected layers with a bias; {type(received_model).__name__}"
                          f" has none")
     captured = capture_linear_io(model, x, y, [layer.name for layer in linears])
+    if not captured:
+        raise ValueError("the self-audit found no fully connected layer with a bias that the training loss reaches")
     per_layer, at_risk = {}, {}
     worst_layer, worst = None, -1.0
     for layer in linears:
