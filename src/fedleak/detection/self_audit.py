@@ -104,17 +104,16 @@ def bin_differences(weight: torch.Tensor, bias: torch.Tensor, weight_grad: torch
     ``(readouts (K, D), rows (K,))`` with the lower row of each pair."""
     norm = weight.norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
     direction = weight / norm[:, None]
-    # candidates from 16 fixed random projections (rows x 16), then the exact test on those pairs only: the full
-    # rows x rows x features product would cost more than the rest of the audit on a wide layer
+    # groups from 16 fixed random projections (rows x 16), then each row tested exactly against its group's first
+    # row only: a rows x rows x features comparison would cost more than the rest of the audit on a wide layer
     probe = torch.randn(weight.shape[1], 16, generator=torch.Generator().manual_seed(0), dtype=weight.dtype)
     sketch = direction @ probe.to(weight.device)
     sketch = sketch / sketch.norm(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
-    parallel = sketch @ sketch.T > 1 - 1e-6
+    first = (sketch @ sketch.T > 1 - 1e-6).int().argmax(dim=1)  # the diagonal is true: a row is its own group
+    exact = (direction * direction[first]).sum(dim=1) > 1 - 1e-6
+    group = torch.where(exact, first, torch.arange(len(weight), device=weight.device))
+    parallel = group[:, None] == group[None, :]
     parallel.fill_diagonal_(False)
-    i, j = parallel.nonzero().unbind(1)
-    parallel[i, j] = (direction[i] * direction[j]).sum(dim=1) > 1 - 1e-6
-    if not bool(parallel.any()):
-        return weight_grad.new_zeros(0, weight_grad.shape[1]), torch.zeros(0, dtype=torch.long, device=bias.device)
     cut = -bias / norm
     above = parallel & (cut[None, :] > cut[:, None])  # j parallel to i with a higher cut
     has_next = above.any(dim=1)
