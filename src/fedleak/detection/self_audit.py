@@ -24,7 +24,8 @@ Where the line falls (``benchmarks/self_audit_eval.py``, 32-sample clients, IID 
 FedAvg-trained models). Benign models leak this way too (paper 002 Table 2: passive recall 4-25%), and how much
 depends on the architecture, not on the server: over 80 benign client-rounds each, the CNN scores at most 0.125
 and the text transformer 0, while a benign FC-NN scores 0.59-1.0 (30 of 30 client-rounds) at its hidden ReLU
-layers, as high as trap weights or Robbing the Fed on it. So the audit tells a client truthfully what it would
+layers, as high as trap weights or Robbing the Fed on it (the untrained VGG-CNN likewise: 0.53-0.72 at its wide
+first linear layer, 2 client-rounds). So the audit tells a client truthfully what it would
 give away, but it separates manipulated from benign models only on architectures whose benign gradient gives
 nothing away; it is in no default chain. It does not see class fishing: with several target-class samples in the
 batch the fished rows read out their average, not one of them.
