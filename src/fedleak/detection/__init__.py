@@ -2,10 +2,12 @@
 
 Every detector is ``detector(received_model, local_model, batches, *, device, **options) -> Verdict``:
 ``architecture`` (§3.1 key/shape/dtype check plus NaN/Inf), ``filter_ratio`` (§3.2 first-conv filter ratio),
-``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds). ``build_detector(name,
-**options)`` fixes and checks the options; :class:`CalibratedDetector` fits a threshold from benign rounds;
-:class:`DetectorChain` runs detectors in order on a received model and keeps their memory as a state dict, and
-:func:`detector_mod` runs a chain as a client mod; :func:`load_received_model` loads a safetensors file strictly.
+``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds); beyond the paper,
+``self_audit`` applies the server's analytic readout (paper 002 Eq. 5) to the client's own would-be gradient and
+names the local samples it would give away. ``build_detector(name, **options)`` fixes and checks the options;
+:class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
+a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;
+:func:`load_received_model` loads a safetensors file strictly.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from fedleak.detection.dsnr import dsnr_check
 from fedleak.detection.filter_ratio import filter_ratio_check
 from fedleak.detection.mod import DetectorChain, detector_mod
 from fedleak.detection.options import check_detector_options
+from fedleak.detection.self_audit import self_audit
 from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
 from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
@@ -28,6 +31,7 @@ DETECTORS.register("architecture")(architecture_check)
 DETECTORS.register("filter_ratio")(filter_ratio_check)
 DETECTORS.register("dsnr")(dsnr_check)
 DETECTORS.register("warmup_zscore")(WarmupZScore)
+DETECTORS.register("self_audit")(self_audit)
 
 
 def build_detector(name: str, **options) -> Detector:
@@ -46,5 +50,5 @@ __all__ = [
     "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
     "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
-    "load_received_model", "save_model_file",
+    "load_received_model", "save_model_file", "self_audit",
 ]

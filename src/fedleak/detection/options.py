@@ -58,6 +58,7 @@ RANGES: dict[str, Range] = {
     "seed": Range(int, 0),
     "false_alarm_rate": Range(float, 0.0, 1.0, open_low=True, open_high=True),
     "min_samples": Range(int, 1),
+    "tolerance": POSITIVE,
 }
 
 
