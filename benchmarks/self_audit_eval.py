@@ -17,8 +17,6 @@ import json
 import time
 from collections import defaultdict
 
-import torch
-
 from fedleak.detection.self_audit import self_audit
 from fedleak.experiments.detection import attack_settings, image_tokens, manipulate
 from fedleak.data import load_dataset
