@@ -31,7 +31,7 @@ from fedleak.seeds import run_seed  # noqa: E402
 from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
-from fedleak.report.plots import image_grid  # noqa: E402
+from fedleak.report.plots import image_grid, leakage_curve, save_figure  # noqa: E402
 
 FIGURE_INPUTS = 10
 
@@ -121,22 +121,15 @@ def _recall_figure(rows: list[dict], near: str, path: Path) -> Path:
     base = next(r for r in rows if r["part"] == "none")
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     for axis, part, x_name in ((left, clipping, "clip"), (right, noisy, "sigma")):
-        xs = [r[x_name] for r in part]
-        axis.plot(xs, [r["R"] for r in part], marker="o", label="exact recall R")
-        axis.plot(xs, [r[near] for r in part], marker="s", label=near.replace("_", " "))
-        axis.axhline(base["R"], color="grey", linestyle=":", label="no defense (R)")
+        leakage_curve(axis, [r[x_name] for r in part], part, near, baseline=base["R"],
+                      baseline_label="no defense (R)")
         axis.set_xscale("log")
-        axis.set_ylim(-0.02, 1.02)
         axis.set_xlabel(x_name)
-        axis.grid(alpha=0.3)
     left.set_ylabel("share of the batch")
     left.set_title("(a) clipping alone")
     right.set_title(f"(b) local DP, clip c = {noisy[0]['clip']}" if noisy else "(b) local DP")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool = True) -> dict:

@@ -24,6 +24,7 @@ from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.metrics.extraction import near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
+from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 from fedleak.seeds import run_seed  # noqa: E402
 
 
@@ -80,22 +81,14 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
     fig, axis = plt.subplots(figsize=(5.2, 3.4))
     for steps in sorted({r["steps"] for r in rows if r["algorithm"] == "fedavg"}):
         part = [r for r in rows if r["algorithm"] == "fedavg" and r["steps"] == steps]
-        lrs = [r["lr"] for r in part]
-        line, = axis.plot(lrs, [r["R"] for r in part], marker="o", label=f"R, {steps} step(s)")
-        axis.plot(lrs, [r[near] for r in part], marker="s", linestyle="--", color=line.get_color(),
-                  label=f"{near.replace('_', ' ')}, {steps} step(s)")
+        leakage_curve(axis, [r["lr"] for r in part], part, near, suffix=f", {steps} step(s)")
     base = next(r for r in rows if r["algorithm"] == "fedsgd")
     axis.axhline(base["R"], color="grey", linestyle=":", label="FedSGD gradient (R)")
     axis.set_xscale("log")
     axis.set_xlabel("client learning rate (plain SGD)")
     axis.set_ylabel("share of the client's inputs")
-    axis.set_ylim(-0.02, 1.02)
-    axis.grid(alpha=0.3)
     axis.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress: bool = True) -> dict:

@@ -27,7 +27,7 @@ from fedleak.experiments.trap_weights import layer_update, load_images, trapped_
 from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
-from fedleak.report.plots import image_grid  # noqa: E402
+from fedleak.report.plots import image_grid, leakage_curve, save_figure  # noqa: E402
 
 
 @dataclass
@@ -81,18 +81,12 @@ def measure(data, config: TrapPruningConfig, rate: float | None, run: int, *, ke
 def _figure(rows: list[dict], near: str, path: Path) -> Path:
     pruned = [r for r in rows if r["p"] is not None]
     fig, axis = plt.subplots(figsize=(5, 3.4))
-    axis.plot([r["p"] for r in pruned], [r["R"] for r in pruned], marker="o", label="exact recall R")
-    axis.plot([r["p"] for r in pruned], [r[near] for r in pruned], marker="s", label=near.replace("_", " "))
-    axis.axhline(rows[0]["R"], color="grey", linestyle=":", label="not pruned (R)")
+    leakage_curve(axis, [r["p"] for r in pruned], pruned, near, baseline=rows[0]["R"],
+                  baseline_label="not pruned (R)")
     axis.set_xlabel("pruning rate p")
     axis.set_ylabel("share of the batch")
-    axis.set_ylim(-0.02, 1.02)
-    axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progress: bool = True) -> dict:

@@ -74,3 +74,26 @@ def privacy_accuracy_plot(points: Sequence[tuple[str, float, float]], path: str 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def leakage_curve(axis, xs: Sequence[float], rows: Sequence[dict], near: str, *, baseline: float | None = None,
+                  baseline_label: str = "", suffix: str = "") -> None:
+    """Exact recall ``R`` (solid) and the near-exact share under key ``near`` (dashed, same colour) of ``rows``
+    against ``xs`` on a 0..1 axis, with an optional grey ``baseline`` recall."""
+    line, = axis.plot(xs, [r["R"] for r in rows], marker="o", label=f"exact recall R{suffix}")
+    axis.plot(xs, [r[near] for r in rows], marker="s", linestyle="--", color=line.get_color(),
+              label=f"{near.replace('_', ' ')}{suffix}")
+    if baseline is not None:
+        axis.axhline(baseline, color="grey", linestyle=":", label=baseline_label)
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (120 dpi) and close ``fig``."""
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
