@@ -26,12 +26,12 @@ from tqdm.auto import tqdm  # noqa: E402
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.dp import DPSGD  # noqa: E402
 from fedleak.experiments.paper_tables import P002_DP  # noqa: E402
-from fedleak.experiments.trap_weights import layer_update, load_images, trapped_batch  # noqa: E402
+from fedleak.experiments.trap_weights import best_candidate_grid, layer_update, load_images, trapped_batch  # noqa: E402
 from fedleak.seeds import run_seed  # noqa: E402
 from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
-from fedleak.report.plots import image_grid, leakage_curve, save_figure  # noqa: E402
+from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 
 FIGURE_INPUTS = 10
 
@@ -173,12 +173,9 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
                   f"{said(loose_gone)} (clip c = {config.noise_clip:g})"]
     # the figure: run 0, the first inputs that the undefended gradient leaks near-exactly, best candidate per sigma
     originals, _, quality = measure(data, config, None, 0.0, 0, keep=True)["images"]
-    chosen = (quality >= config.near_psnr).nonzero().squeeze(1)[:FIGURE_INPUTS]
-    chosen = chosen if len(chosen) else torch.arange(min(FIGURE_INPUTS, len(originals)), device=originals.device)
-    shown = [measure(data, config, c, s, 0, keep=True)["images"][1][chosen] for part, c, s in cells
-             if part == "local_dp"]
-    grid = image_grid([originals[chosen], *shown], results.path / "extractions.png",
-                      row_labels=["original", *(f"sigma={s:g}" for s in config.sigmas)])
+    shown = [measure(data, config, c, s, 0, keep=True)["images"][1] for part, c, s in cells if part == "local_dp"]
+    grid = best_candidate_grid(originals, quality, shown, [f"sigma={s:g}" for s in config.sigmas],
+                               results.path / "extractions.png", near_psnr=config.near_psnr, count=FIGURE_INPUTS)
     figure = _recall_figure(rows, near, results.path / "recall_vs_sigma.png")
     lines.append(f"figures: {figure} (Fig. 4 as curves), {grid} (best candidate per sigma of up to {FIGURE_INPUTS} "
                  "inputs that the undefended gradient leaks, run 0)")

@@ -23,11 +23,11 @@ from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
 from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
 from fedleak.experiments.trap_dp import FIGURE_INPUTS, vanishing_sigma  # noqa: E402
-from fedleak.experiments.trap_weights import layer_update, load_images, trapped_batch  # noqa: E402
+from fedleak.experiments.trap_weights import best_candidate_grid, layer_update, load_images, trapped_batch  # noqa: E402
 from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
-from fedleak.report.plots import image_grid, leakage_curve, save_figure  # noqa: E402
+from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 
 
 @dataclass
@@ -122,11 +122,9 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
     lines += ["", f"exact leakage (R) disappears from {said(exact_gone)}; near-exact leakage ({near}) disappears "
                   f"from {said(near_gone)}"]
     originals, _, quality = measure(data, config, None, 0, keep=True)["images"]
-    chosen = (quality >= config.near_psnr).nonzero().squeeze(1)[:FIGURE_INPUTS]
-    chosen = chosen if len(chosen) else torch.arange(min(FIGURE_INPUTS, len(originals)), device=originals.device)
-    shown = [measure(data, config, p, 0, keep=True)["images"][1][chosen] for p in config.rates]
-    grid = image_grid([originals[chosen], *shown], results.path / "extractions.png",
-                      row_labels=["original", *(f"p={p:g}" for p in config.rates)])
+    shown = [measure(data, config, p, 0, keep=True)["images"][1] for p in config.rates]
+    grid = best_candidate_grid(originals, quality, shown, [f"p={p:g}" for p in config.rates],
+                               results.path / "extractions.png", near_psnr=config.near_psnr, count=FIGURE_INPUTS)
     figure = _figure(rows, near, results.path / "recall_vs_p.png")
     lines.append(f"figures: {figure}, {grid} (best candidate per p of up to {FIGURE_INPUTS} inputs that the unpruned "
                  "gradient leaks, run 0)")

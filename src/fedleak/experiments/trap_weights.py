@@ -96,6 +96,17 @@ def trapped_batch(data, config, run: int) -> tuple[torch.Tensor, torch.Tensor, n
     return x, y, model, secret
 
 
+def best_candidate_grid(originals: torch.Tensor, quality: torch.Tensor, candidates: list[torch.Tensor],
+                        labels: list[str], path: Path, *, near_psnr: float, count: int) -> Path:
+    """Up to ``count`` inputs whose undefended best candidate reaches ``near_psnr`` dB (``quality``: each input's
+    PSNR; the first ``count`` inputs when none does), above their best candidate under each setting (``candidates``,
+    one (B, ...) tensor per setting, rows labelled ``labels``)."""
+    chosen = (quality >= near_psnr).nonzero().squeeze(1)[:count]
+    chosen = chosen if len(chosen) else torch.arange(min(count, len(originals)), device=originals.device)
+    return image_grid([originals[chosen], *(c[chosen] for c in candidates)], path,
+                      row_labels=["original", *labels])
+
+
 def _build(arch: str, info, neurons: int, config: TrapReproductionConfig) -> nn.Module:
     if arch == "fcnn":
         return build_model("fcnn", info.input_shape, info.num_classes, widths=(neurons, *config.fcnn_widths))
