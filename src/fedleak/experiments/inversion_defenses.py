@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from fedleak.attacks.inversion import reconstruct
 from fedleak.attacks.inversion.presets import PRESETS, short_run
 from fedleak.attacks.inversion.victims import victim_case
 from fedleak.cases.scoring import score
 from fedleak.experiments.ablation import _victims
+from fedleak.experiments.cells import run_cells
 from fedleak.experiments.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE1, P001_TABLE2, P001_TABLE3
 from fedleak.metrics.extraction import near_key
 from fedleak.metrics.image import ssim
@@ -106,32 +106,41 @@ def _fmt(value, digits=2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run (or resume) the table's cells; write ``table.txt``, ``table.csv``, ``comparison.md`` and
-    ``reconstructions.png`` in ``out``; return the rows and the text."""
+def row_cells(victims, config: DefenseTableConfig, defenses: str, attacks: list[str]) -> dict[str, tuple]:
+    """One row of the table: the defended victims' case (one model initialisation for every row), then each of
+    ``attacks`` against it; ``{attack: (cell, first reconstructions)}``."""
+    images, labels, info = victims
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
+    case = victim_case(model, config.model, defenses, images, labels, device=config.device)
+    cells = {}
+    for attack in attacks:
+        cell, reconstructions = attack_cell(config, case, attack)
+        cells[attack] = cell, reconstructions[:GRID_IMAGES].detach().cpu().contiguous()
+    return cells
+
+
+def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: bool = True,
+                      ray: str | None = None) -> dict:
+    """Run (or resume) the table's rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    run_cells`); write ``table.txt``, ``table.csv``, ``comparison.md`` and ``reconstructions.png`` in ``out``;
+    return the rows and the text."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     recon_dir = results.path / "reconstructions"
     recon_dir.mkdir(exist_ok=True)
-    images, labels, info = _victims(config)
+    victims = _victims(config)
+    images = victims[0]
     rows = config.rows()
-    todo = [(key, defenses, attack) for key, defenses, attacks in rows for attack in attacks
-            if f"{key}/{attack}" not in done]
-    bar = tqdm(total=len(todo), desc=f"defenses-{config.table} cells", disable=not progress)
-    for key, defenses, attacks in rows:
-        pending = [a for a in attacks if f"{key}/{a}" not in done]
-        if not pending:
-            continue
-        torch.manual_seed(config.seed)  # one initialisation for every row
-        model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
-        case = victim_case(model, config.model, defenses, images, labels, device=config.device)
-        for attack in pending:
-            cell, reconstructions = attack_cell(config, case, attack)
-            save_file({"images": reconstructions[:GRID_IMAGES].detach().cpu().contiguous()},
-                      recon_dir / f"{key.replace(':', '_')}_{attack}.safetensors")
-            done[f"{key}/{attack}"] = results.add(f"{key}/{attack}", {"defense": key, "attack": attack, **cell})
-            bar.update()
-    bar.close()
+    todo = {key: (defenses, [a for a in attacks if f"{key}/{a}" not in results]) for key, defenses, attacks in rows}
+
+    def write(key: str, cells: dict[str, tuple]) -> None:
+        for attack, (cell, reconstructions) in cells.items():
+            save_file({"images": reconstructions}, recon_dir / f"{key.replace(':', '_')}_{attack}.safetensors")
+            results.add(f"{key}/{attack}", {"defense": key, "attack": attack, **cell})
+
+    run_cells(row_cells, {key: args for key, args in todo.items() if args[1]}, write, shared=(victims, config),
+              ray=ray, device=config.device, progress=progress, desc=f"defenses-{config.table} rows")
+    done = results.finished()
     (dataset_column, model_column), paper = _paper(config, config.dataset)
     near = near_key()
     table, comparison_rows, grid, grid_labels = [], [], [images[:GRID_IMAGES]], ["original"]

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
+from fedleak.experiments.cells import run_cells
 from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE4
 from fedleak.experiments.trap_weights import layer_update, load_images
+from fedleak.models.fcnn import WIDTHS
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import extraction_scores, near_key
 from fedleak.models import build_model
@@ -36,7 +37,7 @@ class PassiveTrainingConfig:
 
     dataset: str = "fashion_mnist"
     root: str | None = None
-    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
+    model_options: dict = field(default_factory=lambda: {"widths": WIDTHS})
     epochs: tuple[int, ...] = (0, 5, 10, 15, 20, 25, 30)
     batch_size: int = 100
     train_batch_size: int = 64
@@ -68,8 +69,8 @@ def _score(model: nn.Module, data, config: PassiveTrainingConfig, seed: int) -> 
     return scores.as_dict()
 
 
-def train_run(data, config: PassiveTrainingConfig, run: int, record) -> None:
-    """One run: a seeded Xavier-uniform FC-NN trained with Adam; ``record(epoch, cell)`` at each scored epoch."""
+def train_run(data, config: PassiveTrainingConfig, run: int) -> dict[int, dict]:
+    """One run: a seeded Xavier-uniform FC-NN trained with Adam; its cell at each scored epoch."""
     seed = run_seed(config.seed, run)
     torch.manual_seed(seed)
     model = build_model("fcnn", data.info.input_shape, data.info.num_classes, **config.model_options)
@@ -80,12 +81,12 @@ def train_run(data, config: PassiveTrainingConfig, run: int, record) -> None:
     model = model.to(config.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(seed)
-    loss_sum, seen = float("nan"), 0
+    loss_sum, seen, scored = float("nan"), 0, {}
     for epoch in range(max(config.epochs) + 1):
         if epoch in config.epochs:
-            record(epoch, {**_score(model, data, config, seed + epoch), "loss": loss_sum / seen if seen else None})
+            scored[epoch] = {**_score(model, data, config, seed + epoch), "loss": loss_sum / seen if seen else None}
         if epoch == max(config.epochs):
-            break
+            return scored
         loss_sum, seen = 0.0, 0
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(order), config.train_batch_size):
@@ -97,21 +98,23 @@ def train_run(data, config: PassiveTrainingConfig, run: int, record) -> None:
             loss_sum, seen = loss_sum + float(loss.detach()) * len(y), seen + len(y)
 
 
-def reproduce_passive_training(config: PassiveTrainingConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run (or resume, run by run) every training; write ``table.txt``/``table.csv`` and ``comparison.md``."""
+def reproduce_passive_training(config: PassiveTrainingConfig, out: str | Path, *, progress: bool = True,
+                               ray: str | None = None) -> dict:
+    """Run (or resume, run by run) every training, here or on the Ray cluster at ``ray``
+    (:func:`fedleak.experiments.cells.run_cells`); write ``table.txt``/``table.csv`` and ``comparison.md``."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     data, data_name = load_images(config.dataset, config.root, None)
     near = near_key()
-    for run in tqdm(range(config.runs), desc="passive-training runs", disable=not progress):
-        if all(f"run={run}/epoch={e}" in done for e in config.epochs):
-            continue
+    todo = {f"run={run}": (run,) for run in range(config.runs)
+            if not all(f"run={run}/epoch={e}" in results for e in config.epochs)}
 
-        def record(epoch, cell, run=run):
-            key = f"run={run}/epoch={epoch}"
-            done[key] = results.add(key, cell)
+    def write(key: str, scored: dict[int, dict]) -> None:
+        for epoch, cell in scored.items():
+            results.add(f"{key}/epoch={epoch}", cell)
 
-        train_run(data, config, run, record)
+    run_cells(train_run, todo, write, shared=(data, config), ray=ray, device=config.device, progress=progress,
+              desc="passive-training runs")
+    done = results.finished()
     rows = []
     for epoch in config.epochs:
         cells = [done[f"run={run}/epoch={epoch}"] for run in range(config.runs)]

@@ -13,7 +13,7 @@ but often recognisable image) shows how far below 30 dB the images fade.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
@@ -21,45 +21,32 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.dp import DPSGD  # noqa: E402
+from fedleak.experiments.cells import pending, run_cells  # noqa: E402
 from fedleak.experiments.paper_tables import P002_DP  # noqa: E402
-from fedleak.experiments.trap_weights import best_candidate_grid, layer_update, load_images, trapped_batch  # noqa: E402
+from fedleak.experiments.trap_weights import (  # noqa: E402
+    FIGURE_INPUTS, TrapStudyConfig, best_candidate_grid, layer_update, load_images, shown_candidates, trapped_batch)
 from fedleak.seeds import run_seed  # noqa: E402
-from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
+from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
 from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 
-FIGURE_INPUTS = 10
-
-
 @dataclass
-class TrapDPConfig:
+class TrapDPConfig(TrapStudyConfig):
     """What ``fedleak reproduce dp`` runs. The full profile uses the FC-NN of Table 7; :meth:`quick` a narrow one
     (per-sample gradients of the full FC-NN take B x 21M floats)."""
 
-    dataset: str = "fashion_mnist"
-    root: str | None = None
-    model: str = "fcnn"
-    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
-    batch_size: int = 100
-    scale_factor: float = 0.7  # the paper's best s for MNIST (Table 5)
     clips: tuple[float, ...] = (10.0, 1.0, 0.1, 0.01)
     noise_clip: float = 1.0
     sigmas: tuple[float, ...] = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     near_psnr: float = NEAR_PSNR
     loose_psnr: float = 20.0
-    runs: int = 10
-    seed: int = 0
-    device: str = "cpu"
-    profile: str = "full"
 
     def __post_init__(self):
-        if self.runs < 1 or self.batch_size < 1:
-            raise ValueError(f"runs and batch_size must be >= 1, got {self.runs} and {self.batch_size}")
+        super().__post_init__()
         bad = [v for v in (*self.clips, self.noise_clip) if not (math.isfinite(v) and v > 0)]
         if bad or any(not (math.isfinite(s) and s > 0) for s in self.sigmas) or not self.sigmas:
             raise ValueError(f"clipping thresholds and sigmas must be finite and > 0 (and at least one sigma); got "
@@ -98,9 +85,7 @@ def measure(data, config: TrapDPConfig, clip: float | None, sigma: float, run: i
     loose = float((scores.best_psnr >= config.loose_psnr).float().mean())
     cell = {**scores.as_dict(), near_key(config.loose_psnr): loose, "declared": int(reconstruction.declared.sum())}
     if keep:
-        index, _ = best_candidates(reconstruction.inputs, x)
-        shown = reconstruction.inputs[index.clamp_min(0)] if len(reconstruction.inputs) else torch.zeros_like(x)
-        cell["images"] = (x, shown.nan_to_num().clamp(0, 1), scores.best_psnr)
+        cell["images"] = shown_candidates(reconstruction.inputs, x, scores.best_psnr)
     return cell
 
 
@@ -132,19 +117,19 @@ def _recall_figure(rows: list[dict], near: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run (or resume) every cell, write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``,
-    ``recall_vs_sigma.png`` and ``extractions.png`` (the best candidate of the first inputs per sigma) in ``out``;
-    return the table rows and the vanishing sigmas."""
+def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool = True, ray: str | None = None) -> dict:
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    run_cells`); write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``, ``recall_vs_sigma.png``
+    and ``extractions.png`` (the best candidate of the first inputs per sigma) in ``out``; return the table rows
+    and the vanishing sigmas."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     data, data_name = load_images(config.dataset, config.root, None)
     near, loose = near_key(config.near_psnr), near_key(config.loose_psnr)
     cells = _cells_of(config)
-    todo = [(c, run) for c in cells for run in range(config.runs) if f"{_key(*c)}/run={run}" not in done]
-    for (part, clip, sigma), run in tqdm(todo, desc="dp cells", disable=not progress):
-        name = f"{_key(part, clip, sigma)}/run={run}"
-        done[name] = results.add(name, measure(data, config, clip, sigma, run))
+    grid = {f"{_key(*c)}/run={run}": (c[1], c[2], run) for c in cells for run in range(config.runs)}
+    run_cells(measure, pending(grid, results), results.add, shared=(data, config), ray=ray, device=config.device,
+              progress=progress, desc="dp cells")
+    done = results.finished()
     metrics = ("A", "P", "R", near, loose, "best_psnr", "declared")
     rows = []
     for part, clip, sigma in cells:
@@ -172,10 +157,10 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
                   f">= {config.near_psnr:g} dB PSNR) disappears from {said(near_gone)}; the looser {loose} from "
                   f"{said(loose_gone)} (clip c = {config.noise_clip:g})"]
     # the figure: run 0, the first inputs that the undefended gradient leaks near-exactly, best candidate per sigma
-    originals, _, quality = measure(data, config, None, 0.0, 0, keep=True)["images"]
-    shown = [measure(data, config, c, s, 0, keep=True)["images"][1] for part, c, s in cells if part == "local_dp"]
-    grid = best_candidate_grid(originals, quality, shown, [f"sigma={s:g}" for s in config.sigmas],
-                               results.path / "extractions.png", near_psnr=config.near_psnr, count=FIGURE_INPUTS)
+    grid = best_candidate_grid(lambda cell: measure(data, config, *cell, 0, keep=True)["images"], (None, 0.0),
+                               [(c, s) for part, c, s in cells if part == "local_dp"],
+                               [f"sigma={s:g}" for s in config.sigmas], results.path / "extractions.png",
+                               near_psnr=config.near_psnr)
     figure = _recall_figure(rows, near, results.path / "recall_vs_sigma.png")
     lines.append(f"figures: {figure} (Fig. 4 as curves), {grid} (best candidate per sigma of up to {FIGURE_INPUTS} "
                  "inputs that the undefended gradient leaks, run 0)")

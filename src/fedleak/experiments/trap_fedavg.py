@@ -9,17 +9,18 @@ still show the images. Every run is a one-round federation (:func:`fedleak.fl.bu
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from fedleak.cases import Audit, ThreatModel  # noqa: E402
+from fedleak.experiments.cells import pending, run_cells  # noqa: E402
 from fedleak.experiments.paper_tables import P002_FEDAVG  # noqa: E402
+from fedleak.experiments.trap_weights import TrapStudyConfig  # noqa: E402
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.metrics.extraction import near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
@@ -29,30 +30,22 @@ from fedleak.seeds import run_seed  # noqa: E402
 
 
 @dataclass
-class TrapFedAvgConfig:
+class TrapFedAvgConfig(TrapStudyConfig):
     """What ``fedleak reproduce fedavg`` runs: ``clients`` clients of ``batch_size`` inputs per step, each attacked,
     for every (``lrs`` x ``local_steps``) and ``runs`` seeds; the full profile uses the FC-NN of Table 7."""
 
     dataset: str = "bundled"
-    root: str | None = None
-    model: str = "fcnn"
-    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
+    runs: int = 3
     clients: int = 10
-    batch_size: int = 100
-    scale_factor: float = 0.7
     lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
     local_steps: tuple[int, ...] = (1, 2)
-    runs: int = 3
-    seed: int = 0
-    device: str = "cpu"
-    profile: str = "full"
 
     def __post_init__(self):
         if not self.lrs or any(not lr > 0 for lr in self.lrs) or not self.local_steps or min(self.local_steps) < 1:
             raise ValueError(f"need learning rates > 0 and local steps >= 1; got {self.lrs} and {self.local_steps}")
-        if self.runs < 1 or self.clients < 1 or self.batch_size < 1:
-            raise ValueError(f"runs, clients and batch_size must be >= 1; got {self.runs}, {self.clients}, "
-                             f"{self.batch_size}")
+        super().__post_init__()
+        if self.clients < 1:
+            raise ValueError(f"clients must be >= 1, got {self.clients}")
         self.lrs = tuple(sorted(self.lrs))
 
     @classmethod
@@ -91,18 +84,18 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run (or resume) every cell; write ``table.txt``/``table.csv``, ``comparison.md`` and ``recall_vs_lr.png``
-    in ``out``; return the rows."""
+def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress: bool = True,
+                          ray: str | None = None) -> dict:
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    run_cells`); write ``table.txt``/``table.csv``, ``comparison.md`` and ``recall_vs_lr.png`` in ``out``; return
+    the rows."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     near = near_key()
     cells = [("fedsgd", 1.0, 1)] + [("fedavg", lr, s) for s in config.local_steps for lr in config.lrs]
-    todo = [(c, run) for c in cells for run in range(config.runs) if f"{c[0]}/lr={c[1]:g}/steps={c[2]}/run={run}"
-            not in done]
-    for (algorithm, lr, steps), run in tqdm(todo, desc="fedavg cells", disable=not progress):
-        key = f"{algorithm}/lr={lr:g}/steps={steps}/run={run}"
-        done[key] = results.add(key, run_cell(config, algorithm, lr, steps, run))
+    grid = {f"{a}/lr={lr:g}/steps={s}/run={run}": (a, lr, s, run) for a, lr, s in cells for run in range(config.runs)}
+    run_cells(run_cell, pending(grid, results), results.add, shared=(config,), ray=ray, device=config.device,
+              progress=progress, desc="fedavg cells")
+    done = results.finished()
     rows = []
     for algorithm, lr, steps in cells:
         runs = [done[f"{algorithm}/lr={lr:g}/steps={steps}/run={run}"] for run in range(config.runs)]

@@ -9,49 +9,38 @@ bias gradients is what pruning the whole update does to them.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
+from fedleak.experiments.cells import pending, run_cells  # noqa: E402
 from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
-from fedleak.experiments.trap_dp import FIGURE_INPUTS, vanishing_sigma  # noqa: E402
-from fedleak.experiments.trap_weights import best_candidate_grid, layer_update, load_images, trapped_batch  # noqa: E402
-from fedleak.metrics.extraction import NEAR_PSNR, best_candidates, extraction_scores, near_key  # noqa: E402
+from fedleak.experiments.trap_dp import vanishing_sigma  # noqa: E402
+from fedleak.experiments.trap_weights import (  # noqa: E402
+    FIGURE_INPUTS, TrapStudyConfig, best_candidate_grid, layer_update, load_images, shown_candidates, trapped_batch)
+from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
 from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 
 
 @dataclass
-class TrapPruningConfig:
+class TrapPruningConfig(TrapStudyConfig):
     """What ``fedleak reproduce pruning`` runs: the FC-NN of Table 7, B = 100, s = 0.7, ``runs`` per rate."""
 
-    dataset: str = "fashion_mnist"
-    root: str | None = None
-    model: str = "fcnn"
-    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
-    batch_size: int = 100
-    scale_factor: float = 0.7
     rates: tuple[float, ...] = (0.1, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
     near_psnr: float = NEAR_PSNR
-    runs: int = 10
-    seed: int = 0
-    device: str = "cpu"
-    profile: str = "full"
 
     def __post_init__(self):
         if not self.rates or any(not 0 < p < 1 for p in self.rates):
             raise ValueError(f"pruning rates must lie in (0, 1), at least one; got {self.rates}")
-        if self.runs < 1 or self.batch_size < 1:
-            raise ValueError(f"runs and batch_size must be >= 1, got {self.runs} and {self.batch_size}")
+        super().__post_init__()
         self.rates = tuple(sorted(self.rates))
 
     @classmethod
@@ -72,9 +61,7 @@ def measure(data, config: TrapPruningConfig, rate: float | None, run: int, *, ke
                                near_psnr=config.near_psnr, device=config.device)
     cell = {**scores.as_dict(), "declared": int(reconstruction.declared.sum())}
     if keep:
-        index, _ = best_candidates(reconstruction.inputs, x)
-        shown = reconstruction.inputs[index.clamp_min(0)] if len(reconstruction.inputs) else torch.zeros_like(x)
-        cell["images"] = (x, shown.nan_to_num().clamp(0, 1), scores.best_psnr)
+        cell["images"] = shown_candidates(reconstruction.inputs, x, scores.best_psnr)
     return cell
 
 
@@ -89,17 +76,19 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run (or resume) every cell; write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``,
-    ``recall_vs_p.png`` and ``extractions.png`` in ``out``; return the rows and the vanishing rates."""
+def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progress: bool = True,
+                           ray: str | None = None) -> dict:
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    run_cells`); write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``, ``recall_vs_p.png`` and
+    ``extractions.png`` in ``out``; return the rows and the vanishing rates."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     data, data_name = load_images(config.dataset, config.root, None)
     near = near_key(config.near_psnr)
     rates = (None, *config.rates)
-    todo = [(p, run) for p in rates for run in range(config.runs) if f"p={p}/run={run}" not in done]
-    for p, run in tqdm(todo, desc="pruning cells", disable=not progress):
-        done[f"p={p}/run={run}"] = results.add(f"p={p}/run={run}", measure(data, config, p, run))
+    cells = {f"p={p}/run={run}": (p, run) for p in rates for run in range(config.runs)}
+    run_cells(measure, pending(cells, results), results.add, shared=(data, config), ray=ray, device=config.device,
+              progress=progress, desc="pruning cells")
+    done = results.finished()
     metrics = ("A", "P", "R", near, "best_psnr", "declared")
     rows = []
     for p in rates:
@@ -121,10 +110,9 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
         lines.append(f"{p:>6s}   {r['A']:5.3f} {r['P']:5.3f} {r['R']:5.3f} {r[near]:18.3f} {r['best_psnr']:9.1f}")
     lines += ["", f"exact leakage (R) disappears from {said(exact_gone)}; near-exact leakage ({near}) disappears "
                   f"from {said(near_gone)}"]
-    originals, _, quality = measure(data, config, None, 0, keep=True)["images"]
-    shown = [measure(data, config, p, 0, keep=True)["images"][1] for p in config.rates]
-    grid = best_candidate_grid(originals, quality, shown, [f"p={p:g}" for p in config.rates],
-                               results.path / "extractions.png", near_psnr=config.near_psnr, count=FIGURE_INPUTS)
+    grid = best_candidate_grid(lambda p: measure(data, config, p, 0, keep=True)["images"], None, config.rates,
+                               [f"p={p:g}" for p in config.rates], results.path / "extractions.png",
+                               near_psnr=config.near_psnr)
     figure = _figure(rows, near, results.path / "recall_vs_p.png")
     lines.append(f"figures: {figure}, {grid} (best candidate per p of up to {FIGURE_INPUTS} inputs that the unpruned "
                  "gradient leaks, run 0)")

@@ -13,7 +13,7 @@ Tables 6 and 9 and the figures use, per architecture, the s with the best recall
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,8 +25,9 @@ from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weigh
 from fedleak.data import DataFormatError, load_dataset
 from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
 from fedleak.fl.training import task_loss
-from fedleak.metrics.extraction import extraction_scores
+from fedleak.metrics.extraction import best_candidates, extraction_scores
 from fedleak.models import build_model
+from fedleak.models.fcnn import WIDTHS
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.report.plots import image_grid
@@ -80,7 +81,32 @@ def layer_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str)
     return {f"{layer}.weight": weight, f"{layer}.bias": bias}
 
 
-def trapped_batch(data, config, run: int) -> tuple[torch.Tensor, torch.Tensor, nn.Module, LayerSecret]:
+FIGURE_INPUTS = 10  # inputs shown per setting in the defense studies' extractions.png
+
+
+@dataclass
+class TrapStudyConfig:
+    """What every trap-weights defense study (§8.4, §9) shares, i.e. what :func:`trapped_batch` reads: ``runs``
+    seeded cells per setting, each a batch of ``batch_size`` through ``model`` with trap weights of
+    ``scale_factor`` (Algorithm 1; 0.7 is the paper's best s for MNIST, Table 5)."""
+
+    dataset: str = "fashion_mnist"
+    root: str | None = None
+    model: str = "fcnn"
+    model_options: dict = field(default_factory=lambda: {"widths": WIDTHS})  # Table 7's FC-NN
+    batch_size: int = 100
+    scale_factor: float = 0.7
+    runs: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    profile: str = "full"
+
+    def __post_init__(self):
+        if self.runs < 1 or self.batch_size < 1:
+            raise ValueError(f"runs and batch_size must be >= 1, got {self.runs} and {self.batch_size}")
+
+
+def trapped_batch(data, config: TrapStudyConfig, run: int) -> tuple[torch.Tensor, torch.Tensor, nn.Module, LayerSecret]:
     """One seeded cell of the trap-weights defense studies (§9): a random batch of ``config.batch_size`` and a
     fresh ``config.model`` with trap weights of ``config.scale_factor`` (Algorithm 1), both from the seed of run
     ``run``; returns ``(x, y, model, secret)`` on ``config.device``."""
@@ -96,11 +122,21 @@ def trapped_batch(data, config, run: int) -> tuple[torch.Tensor, torch.Tensor, n
     return x, y, model, secret
 
 
-def best_candidate_grid(originals: torch.Tensor, quality: torch.Tensor, candidates: list[torch.Tensor],
-                        labels: list[str], path: Path, *, near_psnr: float, count: int) -> Path:
-    """Up to ``count`` inputs whose undefended best candidate reaches ``near_psnr`` dB (``quality``: each input's
-    PSNR; the first ``count`` inputs when none does), above their best candidate under each setting (``candidates``,
-    one (B, ...) tensor per setting, rows labelled ``labels``)."""
+def shown_candidates(candidates: torch.Tensor, x: torch.Tensor, best_psnr: torch.Tensor) -> tuple:
+    """``(x, best candidate of each input, its PSNR)``: what a study's ``measure(..., keep=True)`` keeps for
+    :func:`best_candidate_grid` (zeros where the attack declared no candidate at all)."""
+    index, _ = best_candidates(candidates, x)
+    shown = candidates[index.clamp_min(0)] if len(candidates) else torch.zeros_like(x)
+    return x, shown.nan_to_num().clamp(0, 1), best_psnr
+
+
+def best_candidate_grid(images, undefended, settings, labels: list[str], path: Path, *, near_psnr: float,
+                        count: int = FIGURE_INPUTS) -> Path:
+    """Up to ``count`` inputs whose best candidate under the ``undefended`` setting reaches ``near_psnr`` dB (the
+    first ``count`` inputs when none does), above their best candidate under each of ``settings`` (rows labelled
+    ``labels``); ``images(setting)`` is run 0's :func:`shown_candidates` under that setting."""
+    originals, _, quality = images(undefended)
+    candidates = [images(setting)[1] for setting in settings]
     chosen = (quality >= near_psnr).nonzero().squeeze(1)[:count]
     chosen = chosen if len(chosen) else torch.arange(min(count, len(originals)), device=originals.device)
     return image_grid([originals[chosen], *(c[chosen] for c in candidates)], path,

@@ -22,6 +22,7 @@ from fedleak.attacks.inversion.victims import victim_case
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.experiments.paper_tables import P002_VS_INVERSION
 from fedleak.experiments.trap_weights import layer_update, load_images
+from fedleak.models.fcnn import WIDTHS
 from fedleak.metrics.extraction import best_candidates, near_key, point_psnr
 from fedleak.metrics.image import mse, ssim
 from fedleak.models import build_model
@@ -36,7 +37,7 @@ class VsInversionConfig:
 
     dataset: str = "fashion_mnist"
     root: str | None = None
-    model_options: dict = field(default_factory=lambda: {"widths": (1000, 3000, 3000, 2000, 1000)})
+    model_options: dict = field(default_factory=lambda: {"widths": WIDTHS})
     images: int = 16
     scale_factor: float = 0.9  # B = 1: with s = 0.7 (best for B = 100) some images activate no neuron at all
     iterations: int | None = None  # None: IG's full schedule
