@@ -21,7 +21,6 @@ from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from fedleak.attacks.inversion import reconstruct
 from fedleak.attacks.inversion.presets import PRESETS, short_run
@@ -29,6 +28,7 @@ from fedleak.attacks.inversion.victims import victim_case
 from fedleak.data import load_dataset, split_clients
 from fedleak.defenses import apply_defenses
 from fedleak.defenses.dp import dp_epsilon
+from fedleak.experiments.cells import run_cells
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics import attack_success_rate, psnr, ssim
 from fedleak.models import build_model
@@ -147,38 +147,37 @@ def _victims(config: AblationConfig):
     return client.inputs(order), client.y[order], train.info
 
 
-def privacy_cells(config: AblationConfig, row: AblationRow, data, results: ResultsDir, done: dict,
-                  recon_dir: Path) -> None:
+def privacy_row(data, config: AblationConfig, row: AblationRow, attacks: list[str],
+                cdia: dict | None = None) -> dict[str, tuple[dict, dict | None]]:
+    """The privacy part of one row (§5.2): each of ``attacks`` against the row's defended victims; ``{attack:
+    (cell, reconstructions to save or None)}``. IG repeats CDIA's cell (``cdia``, or the one computed here) where
+    the row makes the two the same attack."""
     images, labels, info = data
-    todo = [a for a in config.attacks if f"privacy:{row.label}:{a}" not in done]
-    if not todo:
-        return
     torch.manual_seed(config.seed)
     model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
     case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, device=config.device)
-    for attack in todo:
-        key = f"privacy:{row.label}:{attack}"
-        reference = f"privacy:{row.label}:cdia"
-        if attack == "ig" and row.cdia_is_ig and reference in done:
-            same = {k: v for k, v in done[reference].items() if k != "key"}
-            done[key] = results.add(key, {**same, "attack": "ig", "same_as": "cdia"})
+    cells = {}
+    for attack in attacks:
+        if attack == "ig" and row.cdia_is_ig and cdia is not None:
+            cells[attack] = {**cdia, "attack": "ig", "same_as": "cdia"}, None
             continue
         preset = PRESETS[attack]
         attack_config = preset if config.attack_iterations is None else short_run(preset, config.attack_iterations)
         result = reconstruct(attack_config, case.model, case.received, case.knowledge, device=config.device,
                              seed=config.seed)
         scores = ssim(result.inputs, case.images)
-        save_file({"truth": case.images[:GRID_IMAGES].cpu().contiguous(),
-                   "images": result.inputs[:GRID_IMAGES].cpu().contiguous()},
-                  recon_dir / f"{row.label}_{attack}.safetensors")
-        done[key] = results.add(key, {
+        cell = {
             "row": row.label, "attack": attack, "ssim_mean": float(scores.mean()),
             "ssim_std": float(scores.std()) if len(scores) > 1 else 0.0, "asr": attack_success_rate(scores),
             "psnr_mean": float(psnr(result.inputs, case.images).clamp(max=100).mean()),
             "labels_correct": float((result.labels == case.labels).float().mean()),
             "iterations_mean": float(result.meta["iterations"].float().mean()), "seconds": result.info["seconds"],
             "ssim": scores.tolist(),
-        })
+        }
+        cells[attack] = cell, {"truth": case.images[:GRID_IMAGES].cpu().contiguous(),
+                               "images": result.inputs[:GRID_IMAGES].cpu().contiguous()}
+        cdia = cell if attack == "cdia" else cdia
+    return cells
 
 
 def utility_cell(config: AblationConfig, row: AblationRow, seed: int) -> dict:
@@ -255,9 +254,17 @@ def _grid(rows: Sequence[AblationRow], recon_dir: Path, out_png: Path) -> Path |
     return image_grid(images, out_png, row_labels=labels) if images else None
 
 
-def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = True) -> list[dict]:
-    """Run (or resume) the selected rows; write ``cells.jsonl``, ``table.txt``/``table.csv`` and
-    ``reconstructions.png`` in ``out``; return the table rows."""
+def ablation_cell(data, config: AblationConfig, row: AblationRow, part: str, *args):
+    """One independent cell of the ablation: a row's privacy part (:func:`privacy_row`) or one utility seed
+    (:func:`utility_cell`)."""
+    return privacy_row(data, config, row, *args) if part == "privacy" else utility_cell(config, row, *args)
+
+
+def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = True,
+                 ray: str | None = None) -> list[dict]:
+    """Run (or resume) the selected rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    run_cells`); write ``cells.jsonl``, ``table.txt``/``table.csv`` and ``reconstructions.png`` in ``out``; return
+    the table rows."""
     rows = select_rows(config.rows)
     identity = {k: v for k, v in config.to_dict().items() if k not in ("rows", "device")}  # a rerun may add rows
     if not identity["model_options"]:  # folders written before models took options stay resumable
@@ -266,14 +273,27 @@ def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = Tr
     done = results.finished()
     recon_dir = results.path / "reconstructions"
     recon_dir.mkdir(exist_ok=True)
-    data = _victims(config)
-    cells = [(row, "privacy", None) for row in rows] + [(row, "utility", s) for row in rows for s in config.seeds]
-    for row, part, seed in tqdm(cells, desc="ablation cells", disable=not progress):
-        if part == "privacy":
-            privacy_cells(config, row, data, results, done, recon_dir)
-        elif f"utility:{row.label}:seed{seed}" not in done:
-            key = f"utility:{row.label}:seed{seed}"
-            done[key] = results.add(key, utility_cell(config, row, seed))
+    cells = {}
+    for row in rows:
+        todo = [a for a in config.attacks if f"privacy:{row.label}:{a}" not in done]
+        cdia = done.get(f"privacy:{row.label}:cdia")
+        if todo:
+            cells[f"privacy:{row.label}"] = row, "privacy", todo, cdia and {k: v for k, v in cdia.items() if k != "key"}
+    cells.update({key: (row, "utility", seed) for row in rows for seed in config.seeds
+                  if (key := f"utility:{row.label}:seed{seed}") not in done})
+
+    def write(key: str, output) -> None:
+        if not key.startswith("privacy:"):
+            results.add(key, output)
+            return
+        for attack, (cell, reconstructions) in output.items():
+            if reconstructions is not None:
+                save_file(reconstructions, recon_dir / f"{key.removeprefix('privacy:')}_{attack}.safetensors")
+            results.add(f"{key}:{attack}", cell)
+
+    run_cells(ablation_cell, cells, write, shared=(_victims(config) if cells else None, config), ray=ray,
+              device=config.device, progress=progress, desc="ablation cells")
+    done = results.finished()
     table = table_rows(config, rows, done)
     results.write_text("table.txt", format_table(table) + "\n")
     results.write_csv("table.csv", table)

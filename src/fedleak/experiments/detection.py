@@ -29,6 +29,7 @@ from fedleak.detection.verdict import Verdict
 from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 from fedleak.models.anatomy import trace
+from fedleak.experiments.cells import run_cells
 from fedleak.experiments.detection_report import summarize_cells, write_report
 from fedleak.report import ResultsDir
 
@@ -175,11 +176,13 @@ def _timed(model: nn.Module, client: Client, call_next) -> object:
     return update
 
 
-def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir, done: dict, bar: tqdm) -> None:
+def run_partition(config: DetectEvalConfig, partition: str, finished: frozenset = frozenset()) -> list[tuple]:
     """One benign FedAvg run with every client checking every round, and the attacks at ``attack_rounds``
-    checked, before the round, by the clients' detectors on the model the round would send."""
+    checked, before the round, by the clients' detectors on the model the round would send; its cells as
+    ``(key, cell)`` in the order they were made (attack settings already in ``finished`` are not checked again)."""
     train, test = load_data(config)
     pending: dict[int, list[Verdict]] = {}
+    records: list[tuple[str, dict]] = []
     detectors = make_detectors(config)
     local = build_model(config.model, train.info.input_shape, train.info.num_classes, **config.model_options)
     chain = DetectorChain(detectors, local, samples=config.samples, refuse=False)
@@ -190,46 +193,55 @@ def run_partition(config: DetectEvalConfig, partition: str, results: ResultsDir,
                   seed=config.seed, device=config.device)
     server = build_federation(spec, fl, mods=(mod, _timed), datasets=(train, test), progress=False)
     public = test.inputs(slice(0, 256)).to(config.device)
+    bar = tqdm(total=config.rounds, desc=f"detect-eval {config.model} {partition}")
 
     def check_attacks(r: int, server) -> None:
         if r not in config.attack_rounds:
             return
         for attack, setting, name, options in attack_settings(server.model, train.info, public, config.batch_size):
             key = f"{partition}/round{r}/{attack}/{setting}"
-            if all(f"{key}/client{c}" in done or f"{key}/n-a" in done for c in range(config.attack_clients)):
+            if all(f"{key}/client{c}" in finished or f"{key}/n-a" in finished for c in range(config.attack_clients)):
                 continue
             manipulated, reason = manipulate(server.model, train.info, name, options)
             if manipulated is None:
-                results.add(f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason})
+                records.append((f"{key}/n-a", {"kind": "n/a", "attack": attack, "setting": setting, "reason": reason}))
                 continue
             for client in server.clients[:config.attack_clients]:
                 verdicts = chain.check_client(client, manipulated, round=r, remember=False)
-                results.add(f"{key}/client{client.client_id}", {
+                records.append((f"{key}/client{client.client_id}", {
                     "kind": "malicious", "partition": partition, "round": r, "attack": attack,
-                    "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)})
+                    "setting": setting, "client": client.client_id, "detectors": summarize(verdicts)}))
 
     def record_benign(record) -> None:
         for client_id, verdicts in sorted(pending.items()):
-            results.add(f"{partition}/round{record.round}/benign/client{client_id}", {
+            records.append((f"{partition}/round{record.round}/benign/client{client_id}", {
                 "kind": "benign", "partition": partition, "round": record.round, "client": client_id,
                 "accuracy": record.test_accuracy, "detectors": summarize(verdicts),
-                "train_seconds": record.metrics[client_id]["train_seconds"]})
+                "train_seconds": record.metrics[client_id]["train_seconds"]}))
         pending.clear()
         bar.update(1)
-        bar.set_postfix(partition=partition, acc=f"{record.test_accuracy:.3f}")
+        bar.set_postfix(acc=f"{record.test_accuracy:.3f}")
 
-    server.run(record_benign, before_round=check_attacks)
-    results.add(f"{partition}/done", {"kind": "done"})
+    with bar:
+        server.run(record_benign, before_round=check_attacks)
+    return records
 
 
-def run_detect_eval(config: DetectEvalConfig, out: str | Path) -> dict:
-    """Run (or resume) the evaluation of one model into ``out``; returns the summary (see :func:`summarize_cells`)."""
+def run_detect_eval(config: DetectEvalConfig, out: str | Path, *, ray: str | None = None) -> dict:
+    """Run (or resume) the evaluation of one model into ``out``, one cell per partition, here or on the Ray cluster
+    at ``ray`` (:func:`fedleak.experiments.cells.run_cells`); returns the summary (see :func:`summarize_cells`)."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
-    todo = [p for p in config.partitions if f"{p}/done" not in done]
-    with tqdm(total=len(todo) * config.rounds, desc=f"detect-eval {config.model}") as bar:
-        for partition in todo:
-            run_partition(config, partition, results, done, bar)
+    finished = frozenset(results.finished())
+    todo = {f"{p}/done": (p, frozenset(k for k in finished if k.startswith(f"{p}/"))) for p in config.partitions
+            if f"{p}/done" not in finished}
+
+    def write(key: str, records: list[tuple[str, dict]]) -> None:
+        for name, cell in records:
+            results.add(name, cell)
+        results.add(key, {"kind": "done"})
+
+    run_cells(run_partition, todo, write, shared=(config,), ray=ray, device=config.device,
+              desc=f"detect-eval {config.model} partitions")
     summary = summarize_cells(list(results.finished().values()), config)
     write_report(results, summary, config)
     return summary

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.data import DataFormatError, load_dataset
+from fedleak.experiments.cells import pending, run_cells
 from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import best_candidates, extraction_scores
@@ -211,26 +211,31 @@ def extraction_figure(originals: torch.Tensor, extracted: torch.Tensor, recovere
     return image_grid(rows, path, row_labels=["extracted", "original"] * (len(rows) // 2), missing=missing)
 
 
-def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Run the tables (resuming finished cells in ``out``), write ``tables.txt``, ``summary.json`` and the
-    figures, and return the mean A/P/R per table row."""
+def measure_cell(datasets: dict, config: TrapReproductionConfig, data: str, arch: str, run: int,
+                 options: dict) -> dict:
+    """:func:`measure` on ``datasets[data]`` ("fcnn": the grey-scale data set, "cnn": the colour one)."""
+    return measure(datasets[data], arch, run=run, config=config, **options)
+
+
+def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, progress: bool = True,
+                           ray: str | None = None) -> dict:
+    """Run the tables (resuming finished cells in ``out``; each table's cells here or on the Ray cluster at
+    ``ray``, :func:`fedleak.experiments.cells.run_cells`), write ``tables.txt``, ``summary.json`` and the figures,
+    and return the mean A/P/R per table row."""
     results = ResultsDir(out, asdict(config))
-    done = results.finished()
     grey, grey_name = load_images(config.dataset, config.root, None)
     colour, colour_name = load_images(config.colour_dataset, config.colour_root, config.colour_size)
     archs = {"fcnn": (grey, P002_COLUMN.get(grey_name, "MNIST")),
              "cnn": (colour, P002_COLUMN.get(colour_name, "CIFAR10"))}
-    bar = tqdm(desc="trap-weights cells", disable=not progress)
 
-    def cells(key: str, data, arch: str, **options) -> dict[str, float]:
-        runs = []
-        for run in range(config.runs):
-            name = f"{key}/run={run}"
-            if name not in done:
-                done[name] = results.add(name, measure(data, arch, run=run, config=config, **options))
-                bar.update()
-            runs.append(done[name])
-        return _mean(runs)
+    def means(table: str, requests: dict[str, tuple[str, str, dict]]) -> dict[str, dict[str, float]]:
+        """The mean A/P/R over ``config.runs`` of each ``key: (data, arch, options)``, missing runs run first."""
+        grid = {f"{key}/run={run}": (*request[:2], run, request[2]) for key, request in requests.items()
+                for run in range(config.runs)}
+        run_cells(measure_cell, pending(grid, results), results.add, shared=({"fcnn": grey, "cnn": colour}, config),
+                  ray=ray, device=config.device, progress=progress, desc=f"trap-weights table {table} cells")
+        done = results.finished()
+        return {key: _mean([done[f"{key}/run={run}"] for run in range(config.runs)]) for key in requests}
 
     summary: dict = {}
     comparisons: list[Comparison] = []
@@ -242,9 +247,11 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
         lines += ["", "Table 2: passive attack per initialiser (B=100, N=1000, FC-NN on both datasets)",
                   f"{'initialiser':16s} {'P  R (grey)':14s} [paper]      {'P  R (colour)':14s} [paper]"]
         table2 = []
+        got = means("2", {f"t2/{arch}/{init}": (arch, "fcnn", dict(batch=config.batch_size, neurons=config.neurons,
+                                                                     initialiser=init))
+                          for init in INITIALISERS for arch in archs})
         for init in INITIALISERS:
-            row = {arch: cells(f"t2/{arch}/{init}", data, "fcnn", batch=config.batch_size, neurons=config.neurons,
-                               initialiser=init) for arch, (data, _) in archs.items()}
+            row = {arch: got[f"t2/{arch}/{init}"] for arch in archs}
             summary[f"table2/{init}"] = row
             paper = P002_TABLE2[init]
             table2.append([init, _fmt(row["fcnn"], "PR"), _fmt(paper[archs["fcnn"][1]], "PR"), _fmt(row["cnn"], "PR"),
@@ -260,9 +267,11 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
                   f"{'s':6s} {'A  P  R (fcnn)':20s} [paper]             {'A  P  R (cnn)':20s} [paper]"]
         recall = {"fcnn": {}, "cnn": {}}
         table5 = []
+        got = means("5", {f"t5/{arch}/s={s}": (arch, arch, dict(batch=config.batch_size, neurons=config.neurons,
+                                                                 scale_factor=s))
+                          for s in SCALE_FACTORS for arch in archs})
         for s in SCALE_FACTORS:
-            row = {arch: cells(f"t5/{arch}/s={s}", data, arch, batch=config.batch_size, neurons=config.neurons,
-                               scale_factor=s) for arch, (data, _) in archs.items()}
+            row = {arch: got[f"t5/{arch}/s={s}"] for arch in archs}
             summary[f"table5/{s}"] = row
             for arch in row:
                 recall[arch][s] = row[arch]["R"]
@@ -279,9 +288,11 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
         lines += ["", f"Table 6: trap weights per (N, B) (s = {best['fcnn']} fcnn, {best['cnn']} cnn)",
                   f"{'(N, B)':12s} {'A  P  R (fcnn)':20s} [paper]             {'A  P  R (cnn)':20s} [paper]"]
         table6 = []
+        got = means("6", {f"t6/{arch}/N={neurons}/B={batch}/s={best[arch]}": (
+            arch, arch, dict(batch=batch, neurons=neurons, scale_factor=best[arch]))
+            for neurons, batch in NEURONS_BATCHES for arch in archs})
         for neurons, batch in NEURONS_BATCHES:
-            row = {arch: cells(f"t6/{arch}/N={neurons}/B={batch}/s={best[arch]}", data, arch, batch=batch,
-                               neurons=neurons, scale_factor=best[arch]) for arch, (data, _) in archs.items()}
+            row = {arch: got[f"t6/{arch}/N={neurons}/B={batch}/s={best[arch]}"] for arch in archs}
             summary[f"table6/{neurons},{batch}"] = row
             paper = P002_TABLE6[(neurons, batch)]
             table6.append([f"({neurons}, {batch})", _fmt(row["fcnn"]), _fmt(paper[archs["fcnn"][1]]),
@@ -295,16 +306,17 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
                       "R over all num x B inputs; the average of num equal-size batch gradients is the gradient "
                       "of their union, so (20, 5) equals (100, 1)", f"{'(B, num)':10s} {'A  P  R':20s} [paper, MNIST]"]
         table9 = []
+        got = means("9", {f"t9/B={batch}/num={num}/s={best['fcnn']}": (
+            "fcnn", "fcnn", dict(batch=batch * num, neurons=config.neurons, scale_factor=best["fcnn"]))
+            for batch, num in AVERAGED})
         for batch, num in AVERAGED:
-            row = cells(f"t9/B={batch}/num={num}/s={best['fcnn']}", grey, "fcnn", batch=batch * num,
-                        neurons=config.neurons, scale_factor=best["fcnn"])
+            row = got[f"t9/B={batch}/num={num}/s={best['fcnn']}"]
             summary[f"table9/{batch},{num}"] = row
             lines.append(f"{str((batch, num)):10s} {_fmt(row):20s} [{_fmt(P002_TABLE9[(batch, num)])}]")
             table9.append([f"({batch}, {num})", _fmt(row), _fmt(P002_TABLE9[(batch, num)])])
         comparisons.append(Comparison(f"Table 9: trap weights under averaging, A P R per (B, num) (FC-NN, s = "
                                       f"{best['fcnn']})", ["(B, num)", f"ours FC-NN ({grey_name})", "paper (MNIST)"],
                                       table9))
-    bar.close()
     for arch, (data, _) in archs.items():
         cell = measure(data, arch, run=0, batch=config.batch_size, neurons=config.neurons, config=config,
                        scale_factor=best[arch], keep=True)
