@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fedleak.commands.common import add_run_arguments, non_negative_int, parse_size, positive_int
+from fedleak.commands.common import (add_profile_options, add_run_arguments, non_negative_int, parse_size,
+                                     positive_int, profile_overrides)
 from fedleak.experiments.audit import DEFAULT_DEFENSES, AuditConfig, run_audit
 
 
@@ -18,10 +19,7 @@ def config_from_args(args) -> AuditConfig:
               "secure_aggregation": args.secure_aggregation,
               "defenses": tuple(args.defense) if args.defense else DEFAULT_DEFENSES,
               "attacks": tuple(a.strip() for a in args.attacks.split(",") if a.strip()) if args.attacks else None,
-              "seed": args.seed, "device": args.device}
-    for name in ("victims", "iterations", "utility_rounds", "utility_clients"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
+              "seed": args.seed, "device": args.device, **profile_overrides(args)}
     return AuditConfig.quick_profile(**fields) if args.quick else AuditConfig(**fields)
 
 
@@ -71,15 +69,12 @@ def register(subparsers) -> None:
                              f"(default: {' and '.join(DEFAULT_DEFENSES)})")
     parser.add_argument("--attacks", default=None,
                         help="comma-separated attacks (default: every one that applies; `fedleak list attacks`)")
-    parser.add_argument("--quick", action="store_true",
-                        help="4 victims, 200 inversion iterations (ig, cdia), 3 FedAvg rounds of 5 clients per "
-                             "defense: minutes on 2 CPU cores")
-    parser.add_argument("--victims", type=positive_int, default=None, help="victim clients (default 8, quick 4)")
-    parser.add_argument("--iterations", type=positive_int, default=None,
-                        help="inversion iterations (default: each preset's full schedule; quick 200)")
-    parser.add_argument("--utility-rounds", type=positive_int, default=None,
-                        help="FedAvg rounds pricing each defense (default 10, quick 3)")
-    parser.add_argument("--utility-clients", type=positive_int, default=None,
-                        help="clients of that run (default 10, quick 5)")
+    add_profile_options(
+        parser, quick="4 victims, 200 inversion iterations (ig, cdia), 3 FedAvg rounds of 5 clients per defense: "
+                      "minutes on 2 CPU cores",
+        victims=(positive_int, "victim clients (default 8, quick 4)"),
+        iterations=(positive_int, "inversion iterations (default: each preset's full schedule; quick 200)"),
+        utility_rounds=(positive_int, "FedAvg rounds pricing each defense (default 10, quick 3)"),
+        utility_clients=(positive_int, "clients of that run (default 10, quick 5)"))
     add_run_arguments(parser, out="results/audit")
     parser.set_defaults(func=run)

@@ -12,12 +12,37 @@ from pathlib import Path
 import torch
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, out: str) -> None:
-    """``--seed``, ``--device`` and ``--out`` (the results folder), which every experiment takes."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, out: str, ray: bool = False) -> None:
+    """``--seed``, ``--device`` and ``--out`` (the results folder), which every experiment takes; with ``ray``
+    (an experiment grid) also ``--ray ADDRESS`` (:func:`fedleak.experiments.cells.run_cells`)."""
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", type=parse_device, default="cpu",
                         help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
     parser.add_argument("--out", type=parse_out, default=out, help=f"results folder (default {out})")
+    if ray:
+        parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                            help="run the independent cells as tasks on the Ray cluster at ADDRESS (auto: the one "
+                                 "`ray start` joined; local: a new instance here); same results, same resume")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, dataset: str | None, help: str) -> None:
+    """``--dataset`` (``help``; required when ``dataset`` is None) and ``--root``, its folder."""
+    parser.add_argument("--dataset", default=dataset, required=dataset is None, help=help)
+    parser.add_argument("--root", default=None, help="folder of --dataset (default: its standard location)")
+
+
+def add_profile_options(parser: argparse.ArgumentParser, *, quick: str, **options: tuple) -> None:
+    """``--quick`` (the smaller profile ``quick`` describes) and, for each ``name=(type, help)``, ``--name``
+    whose default None leaves the profile's value; :func:`profile_overrides` collects the ones given."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    for name, (kind, about) in options.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=about)
+    parser.set_defaults(profile_options=tuple(options))
+
+
+def profile_overrides(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_profile_options` given on the command line, by their config field's name."""
+    return {name: getattr(args, name) for name in args.profile_options if getattr(args, name) is not None}
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -46,7 +46,7 @@ def run(args) -> int:
     out = Path(args.out)
     summaries = []
     for config in configs_from_args(args):
-        summaries.append(run_detect_eval(config, out / config.model))
+        summaries.append(run_detect_eval(config, out / config.model, ray=args.ray))
     lines = table_header() + [row for s in summaries for row in table_rows(s)]
     text = ("Detection rate per attack and detector at the fixed threshold (in brackets: threshold calibrated for "
             f"{args.false_alarm_rate:.0%} false alarms on even clients, reported on odd clients)\n\n"
@@ -85,7 +85,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
-    add_run_arguments(parser, out="results/detect-eval")
+    add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 
 

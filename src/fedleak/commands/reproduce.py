@@ -9,7 +9,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from fedleak.commands.common import add_run_arguments, parse_model, parse_size, positive_float, positive_int
+from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, parse_model,
+                                     parse_size, positive_float, positive_int, profile_overrides)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def run_trap_weights(args) -> int:
     config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
                                     colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
                                     seed=args.seed, device=args.device)
-    result = reproduce_trap_weights(config, args.out)
+    result = reproduce_trap_weights(config, args.out, ray=args.ray)
     print(result["text"], end="")
     print(f"results in {args.out}")
     return 0
@@ -39,9 +40,8 @@ def run_trap_weights(args) -> int:
 def add_trap_weights(experiments) -> None:
     trap = experiments.add_parser(
         "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
-    trap.add_argument("--dataset", default="fashion_mnist",
-                      help="grey-scale dataset for the FC-NN (default fashion_mnist; mnist with --root DIR)")
-    trap.add_argument("--root", default=None, help="folder of --dataset (default: its standard location)")
+    add_data_arguments(trap, dataset="fashion_mnist",
+                       help="grey-scale dataset for the FC-NN (default fashion_mnist; mnist with --root DIR)")
     trap.add_argument("--colour-dataset", default="skimage_photos",
                       help="colour dataset for the CNN (default skimage_photos; cifar10 or imagefolder with "
                            "--colour-root DIR)")
@@ -49,15 +49,15 @@ def add_trap_weights(experiments) -> None:
     trap.add_argument("--runs", type=positive_int, default=10, help="runs per cell (the paper uses 10; default 10)")
     trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
                       help="which tables to run (default all)")
-    add_run_arguments(trap, out="results/trap-weights")
+    add_run_arguments(trap, out="results/trap-weights", ray=True)
     trap.set_defaults(func=run_trap_weights)
 
 
-def runner(module: str, config: str, reproduce: str, options: tuple[str, ...], files: str,
-           extra: Callable | None = None) -> Callable:
+def runner(module: str, config: str, reproduce: str, files: str, extra: Callable | None = None) -> Callable:
     """A sub-command's ``func``: the config ``fedleak.experiments.<module>.<config>`` (its ``quick()`` profile with
-    ``--quick``) from the common arguments, ``--model``, the given ``options`` and ``extra(args)``; it runs
-    ``<reproduce>(config, out)`` and prints its text and the ``files`` it wrote. The module is imported on use, so
+    ``--quick``) from the common arguments, ``--model``, the profile options given (:func:`~fedleak.commands.common.
+    profile_overrides`) and ``extra(args)``; it runs ``<reproduce>(config, out)`` (with ``ray=`` where the
+    sub-command takes ``--ray``) and prints its text and the ``files`` it wrote. The module is imported on use, so
     that ``fedleak --help`` stays fast."""
 
     def run(args) -> int:
@@ -65,11 +65,11 @@ def runner(module: str, config: str, reproduce: str, options: tuple[str, ...], f
         overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
         if getattr(args, "model", None) is not None:
             overrides.update(model=args.model.name, model_options=args.model.options)
-        overrides.update({name: getattr(args, name) for name in options if getattr(args, name) is not None})
+        overrides.update(profile_overrides(args))
         overrides.update(extra(args) if extra is not None else {})
         config_type = getattr(experiment, config)
         settings = config_type.quick(**overrides) if args.quick else config_type(**overrides)
-        result = getattr(experiment, reproduce)(settings, args.out)
+        result = getattr(experiment, reproduce)(settings, args.out, **({"ray": args.ray} if "ray" in args else {}))
         print(result["text"], end="")
         print(f"results in {args.out} ({files})")
         return 0
@@ -77,18 +77,15 @@ def runner(module: str, config: str, reproduce: str, options: tuple[str, ...], f
     return run
 
 
-def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str) -> None:
-    """The arguments of the trap-weights experiments: data, model, ``--quick``, runs, batch size and s."""
-    parser.add_argument("--dataset", default=dataset, help=f"dataset (default {dataset}; mnist with --root DIR)")
-    parser.add_argument("--root", default=None, help="folder of --dataset")
+def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str, out: str, **options) -> None:
+    """The arguments of the trap-weights defense studies (:class:`~fedleak.experiments.trap_weights.
+    TrapStudyConfig`): data, model, ``--quick``, runs, batch size, s, the study's own ``options`` and the run's."""
+    add_data_arguments(parser, dataset=dataset, help=f"dataset (default {dataset}; mnist with --root DIR)")
     parser.add_argument("--model", type=parse_model, default=None, help=f"model and options ({model})")
-    parser.add_argument("--quick", action="store_true", help=quick)
-    parser.add_argument("--runs", type=positive_int, default=None, help=runs)
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="batch size B (default 100)")
-    parser.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.7)")
-
-
-TRAP_OPTIONS = ("runs", "batch_size", "scale_factor")
+    add_profile_options(parser, quick=quick, runs=(positive_int, runs),
+                        batch_size=(positive_int, "batch size B (default 100)"),
+                        scale_factor=(positive_float, "trap weights s (default 0.7)"), **options)
+    add_run_arguments(parser, out=out, ray=True)
 
 
 def add_dp(experiments) -> None:
@@ -97,9 +94,8 @@ def add_dp(experiments) -> None:
                    "near-exact recall vs sigma)")
     add_trap_arguments(dp, dataset="fashion_mnist", model="default: the FC-NN of Table 7, quick: fcnn:widths=1000+64",
                        quick="3 runs per cell on a narrow FC-NN (minutes on 2 cores)",
-                       runs="runs per cell (default 10, quick 3)")
-    add_run_arguments(dp, out="results/reproduce-dp")
-    dp.set_defaults(func=runner("trap_dp", "TrapDPConfig", "reproduce_trap_dp", TRAP_OPTIONS,
+                       runs="runs per cell (default 10, quick 3)", out="results/reproduce-dp")
+    dp.set_defaults(func=runner("trap_dp", "TrapDPConfig", "reproduce_trap_dp",
                                 "table.txt, table.csv, comparison.md, recall_vs_sigma.png, extractions.png"))
 
 
@@ -107,9 +103,9 @@ def add_pruning(experiments) -> None:
     pruning = experiments.add_parser(
         "pruning", help="Boenisch et al. §9.3: trap weights under gradient pruning (exact and near-exact recall vs p)")
     add_trap_arguments(pruning, dataset="fashion_mnist", model="default: the FC-NN of Table 7",
-                       quick="3 runs per rate", runs="runs per rate (default 10, quick 3)")
-    add_run_arguments(pruning, out="results/reproduce-pruning")
-    pruning.set_defaults(func=runner("trap_pruning", "TrapPruningConfig", "reproduce_trap_pruning", TRAP_OPTIONS,
+                       quick="3 runs per rate", runs="runs per rate (default 10, quick 3)",
+                       out="results/reproduce-pruning")
+    pruning.set_defaults(func=runner("trap_pruning", "TrapPruningConfig", "reproduce_trap_pruning",
                                      "table.txt, table.csv, comparison.md, recall_vs_p.png, extractions.png"))
 
 
@@ -119,26 +115,25 @@ def add_fedavg(experiments) -> None:
                        "the clients' learning rate and local steps)")
     add_trap_arguments(fedavg, dataset="bundled",
                        model="default: the FC-NN of Table 7; quick fcnn:widths=1000+64",
-                       quick="one run on a narrow FC-NN", runs="runs per cell (default 3, quick 1)")
-    fedavg.add_argument("--clients", type=positive_int, default=None, help="attacked clients per run (default 10)")
-    add_run_arguments(fedavg, out="results/reproduce-fedavg")
+                       quick="one run on a narrow FC-NN", runs="runs per cell (default 3, quick 1)",
+                       out="results/reproduce-fedavg",
+                       clients=(positive_int, "attacked clients per run (default 10)"))
     fedavg.set_defaults(func=runner("trap_fedavg", "TrapFedAvgConfig", "reproduce_trap_fedavg",
-                                    (*TRAP_OPTIONS, "clients"), "table.txt, table.csv, comparison.md, recall_vs_lr.png"))
+                                    "table.txt, table.csv, comparison.md, recall_vs_lr.png"))
 
 
 def add_passive_training(experiments) -> None:
     passive = experiments.add_parser(
         "passive-training", help="Boenisch et al. Table 4: passive extraction as the FC-NN trains (epochs 0-30)")
-    passive.add_argument("--dataset", default="fashion_mnist",
-                         help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
-    passive.add_argument("--root", default=None, help="folder of --dataset")
+    add_data_arguments(passive, dataset="fashion_mnist",
+                       help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
     passive.add_argument("--widths", type=lambda text: tuple(positive_int(t) for t in text.split("+")), default=None,
                          help="FC-NN widths, e.g. 1000+64 (default Table 7's 1000+3000+3000+2000+1000)")
-    passive.add_argument("--quick", action="store_true", help="a 1000+64 FC-NN, 3 runs")
-    passive.add_argument("--runs", type=positive_int, default=None, help="trainings (default 10, quick 3)")
-    add_run_arguments(passive, out="results/reproduce-passive-training")
+    add_profile_options(passive, quick="a 1000+64 FC-NN, 3 runs",
+                        runs=(positive_int, "trainings (default 10, quick 3)"))
+    add_run_arguments(passive, out="results/reproduce-passive-training", ray=True)
     passive.set_defaults(func=runner(
-        "passive_training", "PassiveTrainingConfig", "reproduce_passive_training", ("runs",),
+        "passive_training", "PassiveTrainingConfig", "reproduce_passive_training",
         "table.txt, table.csv, comparison.md",
         extra=lambda args: {} if args.widths is None else {"model_options": {"widths": args.widths}}))
 
@@ -146,17 +141,14 @@ def add_passive_training(experiments) -> None:
 def add_vs_inversion(experiments) -> None:
     versus = experiments.add_parser(
         "vs-inversion", help="Boenisch et al. §8.5: trap-weights extraction vs gradient inversion (IG), B = 1")
-    versus.add_argument("--dataset", default="fashion_mnist",
-                        help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
-    versus.add_argument("--root", default=None, help="folder of --dataset")
-    versus.add_argument("--quick", action="store_true", help="8 images, IG 1,000 iterations, a 1000+64 FC-NN")
-    versus.add_argument("--images", type=positive_int, default=None, help="images (default 16, quick 8)")
-    versus.add_argument("--iterations", type=positive_int, default=None,
-                        help="IG iterations (default: the full schedule; quick 1000)")
-    versus.add_argument("--scale-factor", type=positive_float, default=None, help="trap weights s (default 0.9)")
+    add_data_arguments(versus, dataset="fashion_mnist",
+                       help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    add_profile_options(versus, quick="8 images, IG 1,000 iterations, a 1000+64 FC-NN",
+                        images=(positive_int, "images (default 16, quick 8)"),
+                        iterations=(positive_int, "IG iterations (default: the full schedule; quick 1000)"),
+                        scale_factor=(positive_float, "trap weights s (default 0.9)"))
     add_run_arguments(versus, out="results/reproduce-vs-inversion")
     versus.set_defaults(func=runner("vs_inversion", "VsInversionConfig", "reproduce_vs_inversion",
-                                    ("images", "iterations", "scale_factor"),
                                     "table.txt, table.csv, comparison.md, reconstructions.png"))
 
 
@@ -164,13 +156,11 @@ def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
     overrides = {"dataset": args.dataset, "root": args.root, "size": args.size, "model": args.model.name,
-                 "model_options": args.model.options, "seed": args.seed, "device": args.device}
-    for name in ("victims", "attack_iterations"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+                 "model_options": args.model.options, "seed": args.seed, "device": args.device,
+                 **profile_overrides(args)}
     config = (DefenseTableConfig.quick(args.table, **overrides) if args.quick
               else DefenseTableConfig(args.table, **overrides))
-    result = run_table(config, args.out)
+    result = run_table(config, args.out, ray=args.ray)
     print(result["text"], end="")
     print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png, cells.jsonl)")
     return 0
@@ -179,17 +169,15 @@ def run_defense_table(args) -> int:
 def _add_defense_table(experiments, name: str, table: str, help: str) -> None:
     """The parser of one of paper 001's single-defense tables (``fedleak.experiments.inversion_defenses``)."""
     parser = experiments.add_parser(name, help=help)
-    parser.add_argument("--dataset", default="bundled", help="dataset name (default bundled; mnist, cifar10 with "
-                                                             "--root DIR)")
-    parser.add_argument("--root", default=None, help="data folder for datasets that need one")
+    add_data_arguments(parser, dataset="bundled", help="dataset name (default bundled; mnist, cifar10 with --root DIR)")
     parser.add_argument("--size", type=parse_size, default=(32, 32), help="resize images (default 32x32)")
     parser.add_argument("--model", type=parse_model, default="cnn",
                         help="model and options (default cnn; e.g. vit_small, resnet18:norm=group)")
-    parser.add_argument("--quick", action="store_true", help="8 victims, 300 attack iterations")
-    parser.add_argument("--victims", type=positive_int, default=None, help="victim images (default 128, quick 8)")
-    parser.add_argument("--attack-iterations", type=positive_int, default=None,
-                        help="short attack of this many iterations (default: the full schedule; quick 300)")
-    add_run_arguments(parser, out=f"results/reproduce-{name}")
+    add_profile_options(parser, quick="8 victims, 300 attack iterations",
+                        victims=(positive_int, "victim images (default 128, quick 8)"),
+                        attack_iterations=(positive_int, "short attack of this many iterations (default: the full "
+                                                         "schedule; quick 300)"))
+    add_run_arguments(parser, out=f"results/reproduce-{name}", ray=True)
     parser.set_defaults(func=run_defense_table, table=table)
 
 
@@ -245,8 +233,7 @@ def add_loki(experiments) -> None:
     loki.add_argument("--images-per-client", type=positive_int, default=64, help="images per client (default 64)")
     loki.add_argument("--local-steps", type=positive_int, default=4, help="local SGD steps per round (default 4)")
     loki.add_argument("--bins", type=positive_int, default=512, help="imprint bins (default 512)")
-    loki.add_argument("--dataset", default="bundled", help="image dataset (default bundled)")
-    loki.add_argument("--root", default=None, help="folder of --dataset")
+    add_data_arguments(loki, dataset="bundled", help="image dataset (default bundled)")
     add_run_arguments(loki, out="results/loki")
     loki.set_defaults(func=run_loki)
 
