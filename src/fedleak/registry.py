@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -102,6 +103,19 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One registered component by name with its options, as ``NAME:key=value:...`` writes it (``--model``, a
+    defense of ``--defense``); ``str()`` writes it back, a tuple value as ``a+b``."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return ":".join([self.name, *(f"{k}={'+'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                                      for k, v in self.options.items())])
 
 
 def parse_options(pairs: list[str], what: str) -> dict[str, Any]:

@@ -6,10 +6,11 @@ import argparse
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from fedleak.registry import Choice
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, out: str, ray: bool = False) -> None:
@@ -141,19 +142,7 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """A registered model and its options, as ``--model NAME:key=value:...`` gives them."""
-
-    name: str
-    options: dict = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return ":".join([self.name, *(f"{k}={_option_text(v)}" for k, v in self.options.items())])
-
-
-def _option_text(value) -> str:
-    return "+".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+ModelChoice = Choice  # a registered model and its options, as ``--model NAME:key=value:...`` gives them
 
 
 def _option_value(text: str):

@@ -8,27 +8,18 @@ use ``+`` (``dropout:at=block1.relu+block2.relu``). Valid names are those of :da
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch.nn as nn
 
 from fedleak.defenses import DEFENSES
-from fedleak.registry import parse_options
+from fedleak.registry import Choice, parse_options
 from fedleak.defenses.target import Defended
 from fedleak.fl.client import ClientMod
 from fedleak.fl.training import GradientFn
 
 
-@dataclass(frozen=True)
-class DefenseSpec:
-    """One defense by registered name with its keyword parameters (the registered function's defaults otherwise)."""
-
-    name: str
-    params: dict = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return ":".join([self.name, *(f"{k}={v}" for k, v in self.params.items())])
+DefenseSpec = Choice  # one defense by registered name with its options (the registered function's defaults otherwise)
 
 
 def _parse_one(text: str) -> DefenseSpec:
@@ -45,7 +36,7 @@ def parse_defenses(defenses: str | Sequence[str | DefenseSpec] | None) -> list[D
     specs = [item if isinstance(item, DefenseSpec) else _parse_one(item) for item in items]
     seen = set()
     for spec in specs:
-        DEFENSES.check_options(spec.name, spec.params)  # unknown name or option: error listing the valid ones
+        DEFENSES.check_options(spec.name, spec.options)  # unknown name or option: error listing the valid ones
         if spec.name in seen:
             raise ValueError(f"defense {spec.name!r} is listed twice")
         seen.add(spec.name)
@@ -62,5 +53,5 @@ def apply_defenses(model: nn.Module, defenses: str | Sequence[str | DefenseSpec]
     :mod:`fedleak.defenses.bottleneck`."""
     target = Defended(copy.deepcopy(model), model_name, tuple(input_shape))
     for spec in parse_defenses(defenses):
-        target = DEFENSES.build(spec.name, target, **spec.params)
+        target = DEFENSES.build(spec.name, target, **spec.options)
     return target.model, target.gradient_fn, target.mods
