@@ -242,6 +242,8 @@ def run_detect_eval(config: DetectEvalConfig, out: str | Path, *, ray: str | Non
 
     run_cells(run_partition, todo, write, shared=(config,), ray=ray, device=config.device,
               desc=f"detect-eval {config.model} partitions")
-    summary = summarize_cells(list(results.finished().values()), config)
+    order = {partition: i for i, partition in enumerate(config.partitions)}  # partitions may finish in any order
+    cells = sorted(results.finished().values(), key=lambda cell: order.get(cell["key"].split("/")[0], len(order)))
+    summary = summarize_cells(cells, config)
     write_report(results, summary, config)
     return summary

@@ -107,9 +107,7 @@ def _recall_figure(rows: list[dict], near: str, path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     for axis, part, x_name in ((left, clipping, "clip"), (right, noisy, "sigma")):
         leakage_curve(axis, [r[x_name] for r in part], part, near, baseline=base["R"],
-                      baseline_label="no defense (R)")
-        axis.set_xscale("log")
-        axis.set_xlabel(x_name)
+                      baseline_label="no defense (R)", xlabel=x_name, log_x=True)
     left.set_ylabel("share of the batch")
     left.set_title("(a) clipping alone")
     right.set_title(f"(b) local DP, clip c = {noisy[0]['clip']}" if noisy else "(b) local DP")

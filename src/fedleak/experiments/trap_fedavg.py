@@ -74,11 +74,10 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
     fig, axis = plt.subplots(figsize=(5.2, 3.4))
     for steps in sorted({r["steps"] for r in rows if r["algorithm"] == "fedavg"}):
         part = [r for r in rows if r["algorithm"] == "fedavg" and r["steps"] == steps]
-        leakage_curve(axis, [r["lr"] for r in part], part, near, suffix=f", {steps} step(s)")
+        leakage_curve(axis, [r["lr"] for r in part], part, near, suffix=f", {steps} step(s)",
+                      xlabel="client learning rate (plain SGD)", log_x=True)
     base = next(r for r in rows if r["algorithm"] == "fedsgd")
     axis.axhline(base["R"], color="grey", linestyle=":", label="FedSGD gradient (R)")
-    axis.set_xscale("log")
-    axis.set_xlabel("client learning rate (plain SGD)")
     axis.set_ylabel("share of the client's inputs")
     axis.legend(fontsize=6)
     return save_figure(fig, path)

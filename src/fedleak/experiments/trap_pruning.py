@@ -69,8 +69,7 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
     pruned = [r for r in rows if r["p"] is not None]
     fig, axis = plt.subplots(figsize=(5, 3.4))
     leakage_curve(axis, [r["p"] for r in pruned], pruned, near, baseline=rows[0]["R"],
-                  baseline_label="not pruned (R)")
-    axis.set_xlabel("pruning rate p")
+                  baseline_label="not pruned (R)", xlabel="pruning rate p")
     axis.set_ylabel("share of the batch")
     axis.legend(fontsize=7)
     return save_figure(fig, path)

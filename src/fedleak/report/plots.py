@@ -77,9 +77,10 @@ def privacy_accuracy_plot(points: Sequence[tuple[str, float, float]], path: str 
 
 
 def leakage_curve(axis, xs: Sequence[float], rows: Sequence[dict], near: str, *, baseline: float | None = None,
-                  baseline_label: str = "", suffix: str = "") -> None:
+                  baseline_label: str = "", suffix: str = "", xlabel: str = "", log_x: bool = False) -> None:
     """Exact recall ``R`` (solid) and the near-exact share under key ``near`` (dashed, same colour) of ``rows``
-    against ``xs`` on a 0..1 axis, with an optional grey ``baseline`` recall."""
+    against ``xs`` (labelled ``xlabel``, on a log scale with ``log_x``) on a 0..1 axis, with an optional grey
+    ``baseline`` recall."""
     line, = axis.plot(xs, [r["R"] for r in rows], marker="o", label=f"exact recall R{suffix}")
     axis.plot(xs, [r[near] for r in rows], marker="s", linestyle="--", color=line.get_color(),
               label=f"{near.replace('_', ' ')}{suffix}")
@@ -87,6 +88,9 @@ def leakage_curve(axis, xs: Sequence[float], rows: Sequence[dict], near: str, *,
         axis.axhline(baseline, color="grey", linestyle=":", label=baseline_label)
     axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
+    axis.set_xlabel(xlabel)
+    if log_x:
+        axis.set_xscale("log")
 
 
 def save_figure(fig, path: str | Path) -> Path:
