@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fedleak.cli import build_parser
-from fedleak.experiments import trap_pruning
+from fedleak.experiments import cells as grid_cells
 from fedleak.experiments.cells import pending, run_cells
 from fedleak.experiments.trap_pruning import TrapPruningConfig, reproduce_trap_pruning
 
@@ -67,7 +67,7 @@ def test_a_grid_on_ray_writes_the_local_cells_resumes_the_lost_ones_and_stops_at
         sent.append(sorted(cells))
         run_cells(cell, cells, write, **options)
 
-    monkeypatch.setattr(trap_pruning, "run_cells", spy)
+    monkeypatch.setattr(grid_cells, "run_cells", spy)
     reproduce_trap_pruning(CONFIG, tmp_path / "ray", progress=False, ray="auto")
     assert sent == [sorted(json.loads(line)["key"] for line in lines[4:])]  # only the lost cells ran again
     assert _cells(tmp_path / "ray") == _cells(tmp_path / "local")

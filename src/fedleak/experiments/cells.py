@@ -79,3 +79,18 @@ def run_cells(cell: Callable, cells: Mapping[str, tuple], write: Callable[[str, 
         finally:
             for ref in running:
                 cluster.cancel(ref)
+
+
+def mean_of_runs(cell: Callable, settings: Mapping[str, tuple], runs: int, results, metrics: tuple[str, ...], *,
+                 shared: tuple = (), **options) -> dict[str, dict[str, float]]:
+    """``runs`` seeded runs of each ``key: args`` of ``settings``: cell ``{key}/run={run}`` is ``cell(*shared,
+    *args, run)``, run by :func:`run_cells` (``options``: ray, device, progress, desc) unless ``results`` holds it;
+    then, per setting, the mean of each of ``metrics`` over its runs."""
+    grid = {f"{key}/run={run}": (*args, run) for key, args in settings.items() for run in range(runs)}
+    run_cells(cell, pending(grid, results), results.add, shared=shared, **options)
+    done = results.finished()
+    means = {}
+    for key in settings:
+        cells = [done[f"{key}/run={run}"] for run in range(runs)]
+        means[key] = {m: sum(c[m] for c in cells) / len(cells) for m in metrics}
+    return means

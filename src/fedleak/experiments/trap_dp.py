@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.dp import DPSGD  # noqa: E402
-from fedleak.experiments.cells import pending, run_cells  # noqa: E402
+from fedleak.experiments.cells import mean_of_runs  # noqa: E402
 from fedleak.experiments.paper_tables import P002_DP  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
     FIGURE_INPUTS, TrapStudyConfig, best_candidate_grid, layer_update, load_images, shown_candidates, trapped_batch)
@@ -124,16 +124,11 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
     data, data_name = load_images(config.dataset, config.root, None)
     near, loose = near_key(config.near_psnr), near_key(config.loose_psnr)
     cells = _cells_of(config)
-    grid = {f"{_key(*c)}/run={run}": (c[1], c[2], run) for c in cells for run in range(config.runs)}
-    run_cells(measure, pending(grid, results), results.add, shared=(data, config), ray=ray, device=config.device,
-              progress=progress, desc="dp cells")
-    done = results.finished()
-    metrics = ("A", "P", "R", near, loose, "best_psnr", "declared")
-    rows = []
-    for part, clip, sigma in cells:
-        runs = [done[f"{_key(part, clip, sigma)}/run={run}"] for run in range(config.runs)]
-        rows.append({"part": part, "clip": clip, "sigma": sigma,
-                     **{m: sum(r[m] for r in runs) / len(runs) for m in metrics}})
+    means = mean_of_runs(measure, {_key(*c): c[1:] for c in cells}, config.runs, results,
+                         ("A", "P", "R", near, loose, "best_psnr", "declared"), shared=(data, config), ray=ray,
+                         device=config.device, progress=progress, desc="dp cells")
+    rows = [{"part": part, "clip": clip, "sigma": sigma, **means[_key(part, clip, sigma)]}
+            for part, clip, sigma in cells]
     noisy = [r for r in rows if r["part"] == "local_dp"]
     exact_gone = vanishing_sigma([r["sigma"] for r in noisy], [r["R"] for r in noisy])
     near_gone = vanishing_sigma([r["sigma"] for r in noisy], [r[near] for r in noisy])

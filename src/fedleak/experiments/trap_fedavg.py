@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedleak.cases import Audit, ThreatModel  # noqa: E402
-from fedleak.experiments.cells import pending, run_cells  # noqa: E402
+from fedleak.experiments.cells import mean_of_runs  # noqa: E402
 from fedleak.experiments.paper_tables import P002_FEDAVG  # noqa: E402
 from fedleak.experiments.trap_weights import TrapStudyConfig  # noqa: E402
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
@@ -91,15 +91,11 @@ def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress
     results = ResultsDir(out, asdict(config))
     near = near_key()
     cells = [("fedsgd", 1.0, 1)] + [("fedavg", lr, s) for s in config.local_steps for lr in config.lrs]
-    grid = {f"{a}/lr={lr:g}/steps={s}/run={run}": (a, lr, s, run) for a, lr, s in cells for run in range(config.runs)}
-    run_cells(run_cell, pending(grid, results), results.add, shared=(config,), ray=ray, device=config.device,
-              progress=progress, desc="fedavg cells")
-    done = results.finished()
-    rows = []
-    for algorithm, lr, steps in cells:
-        runs = [done[f"{algorithm}/lr={lr:g}/steps={steps}/run={run}"] for run in range(config.runs)]
-        rows.append({"algorithm": algorithm, "lr": lr if algorithm == "fedavg" else None, "steps": steps,
-                     **{m: sum(r[m] for r in runs) / len(runs) for m in ("P", "R", near, "best_psnr")}})
+    means = mean_of_runs(run_cell, {f"{a}/lr={lr:g}/steps={s}": (a, lr, s) for a, lr, s in cells}, config.runs,
+                         results, ("P", "R", near, "best_psnr"), shared=(config,), ray=ray, device=config.device,
+                         progress=progress, desc="fedavg cells")
+    rows = [{"algorithm": a, "lr": lr if a == "fedavg" else None, "steps": s, **means[f"{a}/lr={lr:g}/steps={s}"]}
+            for a, lr, s in cells]
     model = config.model + "".join(f":{k}={v}" for k, v in config.model_options.items())
     lines = [f"Boenisch et al. (paper 002) §8.4: trap weights (s = {config.scale_factor}) against FedAvg updates; "
              f"{model} on {config.dataset}, {config.clients} clients of B = {config.batch_size} per step, mean over "

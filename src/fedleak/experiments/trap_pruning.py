@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
-from fedleak.experiments.cells import pending, run_cells  # noqa: E402
+from fedleak.experiments.cells import mean_of_runs  # noqa: E402
 from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
 from fedleak.experiments.trap_dp import vanishing_sigma  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
@@ -84,15 +84,10 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
     data, data_name = load_images(config.dataset, config.root, None)
     near = near_key(config.near_psnr)
     rates = (None, *config.rates)
-    cells = {f"p={p}/run={run}": (p, run) for p in rates for run in range(config.runs)}
-    run_cells(measure, pending(cells, results), results.add, shared=(data, config), ray=ray, device=config.device,
-              progress=progress, desc="pruning cells")
-    done = results.finished()
-    metrics = ("A", "P", "R", near, "best_psnr", "declared")
-    rows = []
-    for p in rates:
-        runs = [done[f"p={p}/run={run}"] for run in range(config.runs)]
-        rows.append({"p": p, **{m: sum(r[m] for r in runs) / len(runs) for m in metrics}})
+    means = mean_of_runs(measure, {f"p={p}": (p,) for p in rates}, config.runs, results,
+                         ("A", "P", "R", near, "best_psnr", "declared"), shared=(data, config), ray=ray,
+                         device=config.device, progress=progress, desc="pruning cells")
+    rows = [{"p": p, **means[f"p={p}"]} for p in rates]
     pruned = rows[1:]
     exact_gone = vanishing_sigma([r["p"] for r in pruned], [r["R"] for r in pruned])
     near_gone = vanishing_sigma([r["p"] for r in pruned], [r[near] for r in pruned])

@@ -22,7 +22,7 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.data import DataFormatError, load_dataset
-from fedleak.experiments.cells import pending, run_cells
+from fedleak.experiments.cells import mean_of_runs
 from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import best_candidates, extraction_scores
@@ -186,10 +186,6 @@ def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: Trap
     return cell
 
 
-def _mean(cells: list[dict]) -> dict[str, float]:
-    return {k: sum(c[k] for c in cells) / len(cells) for k in ("A", "P", "R")}
-
-
 def _fmt(values, keys=("A", "P", "R")) -> str:
     if values is None:
         return "  ".join(" -  " for _ in keys)
@@ -211,8 +207,8 @@ def extraction_figure(originals: torch.Tensor, extracted: torch.Tensor, recovere
     return image_grid(rows, path, row_labels=["extracted", "original"] * (len(rows) // 2), missing=missing)
 
 
-def measure_cell(datasets: dict, config: TrapReproductionConfig, data: str, arch: str, run: int,
-                 options: dict) -> dict:
+def measure_cell(datasets: dict, config: TrapReproductionConfig, data: str, arch: str, options: dict,
+                 run: int) -> dict:
     """:func:`measure` on ``datasets[data]`` ("fcnn": the grey-scale data set, "cnn": the colour one)."""
     return measure(datasets[data], arch, run=run, config=config, **options)
 
@@ -230,12 +226,9 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
 
     def means(table: str, requests: dict[str, tuple[str, str, dict]]) -> dict[str, dict[str, float]]:
         """The mean A/P/R over ``config.runs`` of each ``key: (data, arch, options)``, missing runs run first."""
-        grid = {f"{key}/run={run}": (*request[:2], run, request[2]) for key, request in requests.items()
-                for run in range(config.runs)}
-        run_cells(measure_cell, pending(grid, results), results.add, shared=({"fcnn": grey, "cnn": colour}, config),
-                  ray=ray, device=config.device, progress=progress, desc=f"trap-weights table {table} cells")
-        done = results.finished()
-        return {key: _mean([done[f"{key}/run={run}"] for run in range(config.runs)]) for key in requests}
+        return mean_of_runs(measure_cell, requests, config.runs, results, ("A", "P", "R"),
+                            shared=({"fcnn": grey, "cnn": colour}, config), ray=ray, device=config.device,
+                            progress=progress, desc=f"trap-weights table {table} cells")
 
     summary: dict = {}
     comparisons: list[Comparison] = []
