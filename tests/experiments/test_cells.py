@@ -80,6 +80,10 @@ def test_a_grid_on_ray_writes_the_local_cells_resumes_the_lost_ones_and_stops_at
             raise ValueError("cell 2 is broken")
         return x
 
+    monkeypatch.setattr(grid_cells.torch, "get_num_threads", lambda: 2)  # a cell would need 2 CPUs, nodes have 1
+    with pytest.raises(ValueError, match="2 torch threads, but the largest node .* has 1 CPUs"):
+        run_cells(cell, {"a": (1,)}, print, ray="auto", progress=False)
+    monkeypatch.undo()
     written = {}
     with pytest.raises(ValueError, match="cell 2 is broken"):  # the finished cell is written, the error raised
         run_cells(cell, {"a": (1,), "b": (2,)}, written.__setitem__, ray="auto", progress=False)

@@ -67,6 +67,11 @@ def run_cells(cell: Callable, cells: Mapping[str, tuple], write: Callable[[str, 
             return
         cluster = connect(ray)
         threads = torch.get_num_threads()
+        largest = max((node["Resources"].get("CPU", 0) for node in cluster.nodes() if node["Alive"]), default=0)
+        if threads > largest:
+            raise ValueError(f"each cell runs with this process's {threads} torch threads, but the largest node of "
+                             f"the Ray cluster at {ray!r} has {largest:g} CPUs; set OMP_NUM_THREADS (or "
+                             f"torch.set_num_threads) to at most {largest:g}")
         task = cluster.remote(num_cpus=threads, num_gpus=1 if str(device).startswith("cuda") else 0)(_with_threads)
         objects = [cluster.put(value) for value in shared]
         running = {task.remote(threads, cell, *objects, *args): key for key, args in cells.items()}
