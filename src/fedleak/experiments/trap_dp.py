@@ -27,7 +27,7 @@ from fedleak.defenses.dp import DPSGD  # noqa: E402
 from fedleak.experiments.cells import mean_of_runs  # noqa: E402
 from fedleak.experiments.paper_tables import P002_DP  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
-    FIGURE_INPUTS, TrapStudyConfig, best_candidate_grid, layer_update, load_images, shown_candidates, trapped_batch)
+    TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
 from fedleak.seeds import run_seed  # noqa: E402
 from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
@@ -149,14 +149,11 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
     lines += ["", f"exact leakage (R) disappears from {said(exact_gone)}; near-exact leakage ({near}: best candidate "
                   f">= {config.near_psnr:g} dB PSNR) disappears from {said(near_gone)}; the looser {loose} from "
                   f"{said(loose_gone)} (clip c = {config.noise_clip:g})"]
-    # the figure: run 0, the first inputs that the undefended gradient leaks near-exactly, best candidate per sigma
-    grid = best_candidate_grid(lambda cell: measure(data, config, *cell, 0, keep=True)["images"], (None, 0.0),
+    lines.append(study_figures(_recall_figure(rows, near, results.path / "recall_vs_sigma.png"),
+                               lambda cell: measure(data, config, *cell, 0, keep=True)["images"], (None, 0.0),
                                [(c, s) for part, c, s in cells if part == "local_dp"],
-                               [f"sigma={s:g}" for s in config.sigmas], results.path / "extractions.png",
-                               near_psnr=config.near_psnr)
-    figure = _recall_figure(rows, near, results.path / "recall_vs_sigma.png")
-    lines.append(f"figures: {figure} (Fig. 4 as curves), {grid} (best candidate per sigma of up to {FIGURE_INPUTS} "
-                 "inputs that the undefended gradient leaks, run 0)")
+                               [f"sigma={s:g}" for s in config.sigmas], setting="sigma", clean="undefended",
+                               near_psnr=config.near_psnr, curve_note=" (Fig. 4 as curves)"))
     text = "\n".join(lines) + "\n"
     clipping = [r for r in rows if r["part"] == "clipping"]
     comparison = [

@@ -23,7 +23,7 @@ from fedleak.experiments.cells import mean_of_runs  # noqa: E402
 from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
 from fedleak.experiments.trap_dp import vanishing_sigma  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
-    FIGURE_INPUTS, TrapStudyConfig, best_candidate_grid, layer_update, load_images, shown_candidates, trapped_batch)
+    TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
 from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
@@ -104,12 +104,10 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
         lines.append(f"{p:>6s}   {r['A']:5.3f} {r['P']:5.3f} {r['R']:5.3f} {r[near]:18.3f} {r['best_psnr']:9.1f}")
     lines += ["", f"exact leakage (R) disappears from {said(exact_gone)}; near-exact leakage ({near}) disappears "
                   f"from {said(near_gone)}"]
-    grid = best_candidate_grid(lambda p: measure(data, config, p, 0, keep=True)["images"], None, config.rates,
-                               [f"p={p:g}" for p in config.rates], results.path / "extractions.png",
-                               near_psnr=config.near_psnr)
-    figure = _figure(rows, near, results.path / "recall_vs_p.png")
-    lines.append(f"figures: {figure}, {grid} (best candidate per p of up to {FIGURE_INPUTS} inputs that the unpruned "
-                 "gradient leaks, run 0)")
+    lines.append(study_figures(_figure(rows, near, results.path / "recall_vs_p.png"),
+                               lambda p: measure(data, config, p, 0, keep=True)["images"], None, config.rates,
+                               [f"p={p:g}" for p in config.rates], setting="p", clean="unpruned",
+                               near_psnr=config.near_psnr))
     text = "\n".join(lines) + "\n"
     comparison = Comparison(
         "§9.3: gradient pruning (sparsification) at rate p",

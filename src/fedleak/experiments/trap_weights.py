@@ -130,17 +130,26 @@ def shown_candidates(candidates: torch.Tensor, x: torch.Tensor, best_psnr: torch
     return x, shown.nan_to_num().clamp(0, 1), best_psnr
 
 
-def best_candidate_grid(images, undefended, settings, labels: list[str], path: Path, *, near_psnr: float,
-                        count: int = FIGURE_INPUTS) -> Path:
-    """Up to ``count`` inputs whose best candidate under the ``undefended`` setting reaches ``near_psnr`` dB (the
-    first ``count`` inputs when none does), above their best candidate under each of ``settings`` (rows labelled
+def best_candidate_grid(images, undefended, settings, labels: list[str], path: Path, *, near_psnr: float) -> Path:
+    """Up to :data:`FIGURE_INPUTS` inputs whose best candidate under the ``undefended`` setting reaches ``near_psnr``
+    dB (the first ones when none does), above their best candidate under each of ``settings`` (rows labelled
     ``labels``); ``images(setting)`` is run 0's :func:`shown_candidates` under that setting."""
     originals, _, quality = images(undefended)
     candidates = [images(setting)[1] for setting in settings]
-    chosen = (quality >= near_psnr).nonzero().squeeze(1)[:count]
-    chosen = chosen if len(chosen) else torch.arange(min(count, len(originals)), device=originals.device)
+    chosen = (quality >= near_psnr).nonzero().squeeze(1)[:FIGURE_INPUTS]
+    chosen = chosen if len(chosen) else torch.arange(min(FIGURE_INPUTS, len(originals)), device=originals.device)
     return image_grid([originals[chosen], *(c[chosen] for c in candidates)], path,
                       row_labels=["original", *labels])
+
+
+def study_figures(curve: Path, images, undefended, settings, labels: list[str], *, setting: str, clean: str,
+                  near_psnr: float, curve_note: str = "") -> str:
+    """A defense study's ``extractions.png`` (:func:`best_candidate_grid` under each of ``settings``) beside its
+    recall figure ``curve``, and the table's line naming both (``clean``: the gradient without the defense)."""
+    grid = best_candidate_grid(images, undefended, settings, labels, curve.parent / "extractions.png",
+                               near_psnr=near_psnr)
+    return (f"figures: {curve}{curve_note}, {grid} (best candidate per {setting} of up to {FIGURE_INPUTS} inputs that "
+            f"the {clean} gradient leaks, run 0)")
 
 
 def _build(arch: str, info, neurons: int, config: TrapReproductionConfig) -> nn.Module:
