@@ -24,6 +24,7 @@ from fedleak.detection.self_audit import self_audit
 from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
 from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
+from fedleak.detection.weight_forensics import degenerate_rows, parallel_rows, sign_imbalance
 from fedleak.registry import Registry
 
 DETECTORS: Registry = Registry("detector", fixed=("received_model", "local_model", "batches"))
@@ -32,6 +33,9 @@ DETECTORS.register("filter_ratio")(filter_ratio_check)
 DETECTORS.register("dsnr")(dsnr_check)
 DETECTORS.register("warmup_zscore")(WarmupZScore)
 DETECTORS.register("self_audit")(self_audit)
+DETECTORS.register("degenerate_rows")(degenerate_rows)
+DETECTORS.register("parallel_rows")(parallel_rows)
+DETECTORS.register("sign_imbalance")(sign_imbalance)
 
 
 def build_detector(name: str, **options) -> Detector:

@@ -139,10 +139,11 @@ def layer_readout(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> tuple[t
     binned, bin_rows = bin_differences(layer.weight.detach().double(), layer.bias.detach().double(), weight_grad,
                                        bias_grad)
     readout, rows = torch.cat([readout, binned]), torch.cat([rows, bin_rows])
-    size = a.double().norm(dim=1)
-    distance = torch.cdist(readout, a.double())  # (readouts, units); float64 keeps the mm path exact enough
-    relative = distance / size.clamp_min(torch.finfo(torch.float64).tiny)
-    relative = torch.where(torch.isfinite(relative) & (size > 0), relative, torch.inf)
+    a = a.double()
+    spread = (a - a.mean(dim=0)).norm(dim=1)  # how far each unit's input stands from the batch's centre
+    distance = torch.cdist(readout, a)  # (readouts, units); float64 keeps the mm path exact enough
+    relative = distance / spread.clamp_min(torch.finfo(torch.float64).tiny)
+    relative = torch.where(torch.isfinite(relative) & (spread > 0), relative, torch.inf)
     error, best = relative.min(dim=0)
     return error, rows[best], len(readout)
 
