@@ -13,12 +13,19 @@ measurement by what a benign model can produce, not fitted:
 * :func:`parallel_rows` counts rows exactly parallel (cosine above ``1 - 1e-6``) to another row of the same layer.
   Independent random rows of width ``d`` have cosine of order ``1/sqrt(d)``; training keeps them apart. Robbing
   the Fed's imprint measures one function of the input in every row (paper 000 Eq. 16), and so does LOKI's.
-* :func:`sign_imbalance` tests the signs a benign model draws symmetrically: the sign of each row's sum in a
-  linear or convolution layer, and the sign of each entry of an embedding table. Under a zero-mean initialiser
-  either sign has probability 1/2, so the count of negative ones is Binomial(n, 1/2); the score is the largest
-  binomial z-score ``|neg - n/2| / sqrt(n/4)`` over the layers with at least :data:`MIN_SIGNS` of them, and the
-  threshold 6 is a one-in-a-billion tail. Trap weights (paper 002 Algorithm 1) give every row a negative sum
-  (``(s - 1) Σ|w_-|``), and the text-embedding attack (paper 002 §8) a table uniform in (0, 1).
+* :func:`mirrored_rows` counts rows whose positive entries are one scaled copy of its negative ones: as many
+  positive as negative entries, and the sorted positive magnitudes a constant multiple of the sorted negative
+  ones (relative spread of the ratios below :data:`MIRROR`). An independent draw never pairs its magnitudes
+  this way, and training moves each entry by its own amount. Trap weights (paper 002 Algorithm 1) build every row
+  so: the positives are the negatives times ``-s``, shuffled.
+* :func:`sign_imbalance` tests the signs of an embedding table's entries, which a zero-mean initialiser draws
+  symmetrically and training, whose gradient on an embedding row has no fixed sign, keeps so: the count of
+  negative entries is Binomial(n, 1/2) and the score the binomial z-score ``|neg - n/2| / sqrt(n/4)`` of the
+  table (at least :data:`MIN_SIGNS` entries); the threshold 6 is a one-in-a-billion tail. The text-embedding
+  attack (paper 002 §8) sets a table uniform in (0, 1). Linear and convolution layers are left out: a layer
+  reading non-negative inputs (after a ReLU) receives row gradients ``g_i a`` whose entries share one sign, so
+  Adam shifts whole rows one way; measured on a VGG-CNN after one FedAvg round, 85% of its first linear layer's
+  row sums were negative (z = 7.8), so their signs are not symmetric under training.
 
 Each verdict names the layer; ``details`` lists every layer with a finding.
 """
@@ -34,8 +41,10 @@ from torch.nn.modules.conv import _ConvNd
 
 from fedleak.detection.verdict import Batch, Verdict
 
+MIRROR = 1e-4  # relative spread of |positive| / |negative| sorted magnitudes in a mirrored row (round-off)
 PARALLEL = 1 - 1e-6  # cosine of two rows that are copies up to scale (float32 round-off)
-MIN_SIGNS = 16  # a sign test needs this many rows (or entries) to mean anything
+MIN_SIGNS = 16  # a sign test needs this many entries to mean anything
+MIN_MIRROR = 4  # entries of each sign a row needs before a constant ratio means anything
 SIGN_THRESHOLD = 6.0  # binomial z-score: a one-in-a-billion tail for a zero-mean initialiser
 
 
@@ -103,21 +112,42 @@ def parallel_rows(received_model: nn.Module, local_model: nn.Module | None = Non
     return _verdict("parallel_rows", "parallel_rows", findings, threshold, start, "rows parallel to another row")
 
 
-def sign_imbalance(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
-                   *, device: str | torch.device = "cpu", threshold: float = SIGN_THRESHOLD) -> Verdict:
-    """Detector: the largest binomial z-score of the negative row sums of a linear/convolution layer or the
-    negative entries of an embedding table (module docstring); flags above ``threshold``."""
+def mirrored_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
+                  *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
+    """Detector: the number of rows, in the layer with most, whose positive magnitudes are a constant multiple of
+    its negative ones (module docstring); flags above ``threshold`` (0: any such row)."""
     start = time.perf_counter()
     _check_model(received_model)
-    signs = [(name, weight.sum(dim=1)) for name, weight in weight_rows(received_model)]
-    signs += [(name, module.weight.detach().flatten()) for name, module in received_model.named_modules()
-              if isinstance(module, nn.Embedding)]
     findings = {}
-    for name, values in signs:
+    for name, weight in weight_rows(received_model):
+        positive, negative = (weight > 0).sum(dim=1), (weight < 0).sum(dim=1)
+        candidates = ((positive == negative) & (positive >= MIN_MIRROR)).nonzero().flatten()
+        count = 0
+        for row in weight[candidates]:
+            up = row[row > 0].sort().values
+            down = (-row[row < 0]).sort().values
+            ratio = up / down
+            count += int((ratio.max() - ratio.min()) <= MIRROR * ratio.median())
+        findings[name] = float(count)
+    return _verdict("mirrored_rows", "mirrored_rows", findings, threshold, start,
+                    "rows whose positive weights mirror the negative ones")
+
+
+def sign_imbalance(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
+                   *, device: str | torch.device = "cpu", threshold: float = SIGN_THRESHOLD) -> Verdict:
+    """Detector: the largest binomial z-score of the negative entries of an embedding table (module docstring);
+    flags above ``threshold``."""
+    start = time.perf_counter()
+    _check_model(received_model)
+    findings = {}
+    for name, module in received_model.named_modules():
+        if not isinstance(module, nn.Embedding):
+            continue
+        values = module.weight.detach().flatten()
         values = values[values != 0]
         n = len(values)
         if n < MIN_SIGNS:
             continue
         negative = float((values < 0).sum())
         findings[name] = abs(negative - n / 2) / math.sqrt(n / 4)
-    return _verdict("sign_imbalance", "sign_z", findings, threshold, start, "binomial z of the signs")
+    return _verdict("sign_imbalance", "sign_z", findings, threshold, start, "binomial z of the embedding signs")
