@@ -9,6 +9,7 @@ from pathlib import Path
 from fedleak.commands.common import add_run_arguments, int_list, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
+from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
 from fedleak.experiments.detection_report import table_header, table_rows
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
@@ -21,6 +22,11 @@ QUICK_MODELS = {
     "text_transformer": {"size": None, "model_options": {"vocab_size": 16, "width": 32, "heads": 2}, **_VICTIM},
 }
 QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
+# --first-contact: 16x16 images (tokens for the text models), the --quick victims plus the IMDB model
+FIRST_CONTACT_OPTIONS = {
+    "cnn": {"padding": 2}, **{m: QUICK_MODELS[m]["model_options"] for m in ("fcnn", "vgg_cnn", "text_transformer")},
+    "imdb_fc": {"vocab_size": 16, "embed_dim": 8, "hidden": 128},
+}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -42,7 +48,25 @@ def configs_from_args(args) -> list[DetectEvalConfig]:
     return configs
 
 
+def run_first_contact_eval(args) -> int:
+    """``--first-contact``: the first-contact chain against every manipulation at round 1, and its false alarms."""
+    options = {"models": args.model} if args.model else {}
+    if args.rounds is not None:
+        options["rounds"] = args.rounds
+        options["attack_rounds"] = (1, args.rounds)
+    config = FirstContactConfig(**options, model_options=FIRST_CONTACT_OPTIONS, num_clients=args.clients,
+                                seed=args.seed, device=args.device)
+    summary = run_first_contact(config, args.out)
+    print((Path(args.out) / "first_contact.md").read_text())
+    print(f"false alarms {summary['false_alarm_rate']:.4f} over {summary['benign_client_rounds']} benign "
+          f"client-rounds; suite cost {summary['cost']['relative_to_local_epoch']:.3f} local epochs per check")
+    print(f"results in {args.out}")
+    return 0
+
+
 def run(args) -> int:
+    if args.first_contact:
+        return run_first_contact_eval(args)
     out = Path(args.out)
     summaries = []
     for config in configs_from_args(args):
@@ -85,6 +109,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
+    parser.add_argument("--first-contact", action="store_true",
+                        help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors: "
+                             "OUT/first_contact.json")
     add_run_arguments(parser, out="results/detect-eval")
     parser.set_defaults(func=run)
 
