@@ -1,21 +1,24 @@
 """Weight forensics: structures in a received model's weights that no initialiser and no training produces.
 
 Every first-contact signature here is read from the weights alone (no local data), with a line set before any
-measurement by what a benign model can produce, not fitted:
+measurement by what a benign model can produce, not fitted; each allows a margin above float round-off, so that an
+attacker must move the weights visibly (``fedleak detect-eval --tradeoff`` measures what that costs him):
 
 * :func:`degenerate_rows` counts rows (a linear layer's output unit, a convolution's filter) of which more than
-  half the entries are exactly zero, or whose entries are all equal. Initialisers draw every entry from a
-  continuous distribution and SGD moves every entry by a continuous amount, so an exact zero has probability zero
-  and a benign model has no such row (threshold 0: one row flags). The manipulations make them: the zeroed
+  half the entries are (near-)zero, or whose entries are all (nearly) equal, "near" meaning within
+  :data:`NEAR_ZERO` of the initialiser's scale ``1/sqrt(fan_in)``. Initialisers draw every entry from a continuous
+  distribution of that scale (an entry that small has probability about 1e-3) and SGD moves every entry by its own
+  amount, so a benign model has no such row (threshold 0: one row flags). The manipulations make them: the zeroed
   classifier rows of class and feature fishing (paper 000 Eq. 17), the one-hot kernels of curious kernels and
   input forwarding (paper 000 App. A.1.2, paper 002 App. B), the zero query/value weights of Decepticons (paper 000
   Eq. 19), the silenced layers of model inconsistency and LOKI's one-hot client kernels.
-* :func:`parallel_rows` counts rows exactly parallel (cosine above ``1 - 1e-6``) to another row of the same layer.
-  Independent random rows of width ``d`` have cosine of order ``1/sqrt(d)``; training keeps them apart. Robbing
+* :func:`parallel_rows` counts rows parallel (cosine above :data:`PARALLEL`) to another row of the same layer of
+  fan-in at least :data:`MIN_PARALLEL`. Independent random rows of width ``d`` have cosine of order
+  ``1/sqrt(d)``; training keeps them apart. Robbing
   the Fed's imprint measures one function of the input in every row (paper 000 Eq. 16), and so does LOKI's.
 * :func:`mirrored_rows` counts rows whose positive entries are one scaled copy of its negative ones: as many
-  positive as negative entries, and the sorted positive magnitudes a constant multiple of the sorted negative
-  ones (relative spread of the ratios below :data:`MIRROR`). An independent draw never pairs its magnitudes
+  positive as negative entries (give or take one), and the sorted positive magnitudes a constant multiple of the
+  sorted negative ones (relative spread of the ratios below :data:`MIRROR`). An independent draw never pairs its magnitudes
   this way, and training moves each entry by its own amount. Trap weights (paper 002 Algorithm 1) build every row
   so: the positives are the negatives times ``-s``, shuffled.
 * :func:`sign_imbalance` tests the signs of an embedding table's entries, which a zero-mean initialiser draws
@@ -41,8 +44,10 @@ from torch.nn.modules.conv import _ConvNd
 
 from fedleak.detection.verdict import Batch, Verdict
 
-MIRROR = 1e-4  # relative spread of |positive| / |negative| sorted magnitudes in a mirrored row (round-off)
-PARALLEL = 1 - 1e-6  # cosine of two rows that are copies up to scale (float32 round-off)
+NEAR_ZERO = 1e-3  # an entry this small relative to the initialiser's scale 1/sqrt(fan_in) counts as zero
+MIRROR = 1e-2  # relative spread of |positive| / |negative| sorted magnitudes in a mirrored row
+PARALLEL = 1 - 1e-4  # cosine of two rows that are copies up to scale (within about 0.8 degrees)
+MIN_PARALLEL = 8  # fan-in below which two random rows may be near-parallel by chance
 MIN_SIGNS = 16  # a sign test needs this many entries to mean anything
 MIN_MIRROR = 4  # entries of each sign a row needs before a constant ratio means anything
 SIGN_THRESHOLD = 6.0  # binomial z-score: a one-in-a-billion tail for a zero-mean initialiser
@@ -85,8 +90,9 @@ def degenerate_rows(received_model: nn.Module, local_model: nn.Module | None = N
     _check_model(received_model)
     findings = {}
     for name, weight in weight_rows(received_model):
-        zero_heavy = (weight == 0).double().mean(dim=1) > 0.5
-        constant = weight.amax(dim=1) == weight.amin(dim=1)
+        scale = NEAR_ZERO / math.sqrt(weight.shape[1])
+        zero_heavy = (weight.abs() <= scale).double().mean(dim=1) > 0.5
+        constant = weight.amax(dim=1) - weight.amin(dim=1) <= scale
         findings[name] = float((zero_heavy | constant).sum())
     return _verdict("degenerate_rows", "zero_or_constant_rows", findings, threshold, start,
                     "rows more than half zero or constant")
@@ -100,6 +106,8 @@ def parallel_rows(received_model: nn.Module, local_model: nn.Module | None = Non
     _check_model(received_model)
     findings = {}
     for name, weight in weight_rows(received_model):
+        if weight.shape[1] < MIN_PARALLEL:
+            continue
         weight = weight.to(device)
         norm = weight.norm(dim=1)
         live = norm > 0
@@ -121,12 +129,14 @@ def mirrored_rows(received_model: nn.Module, local_model: nn.Module | None = Non
     findings = {}
     for name, weight in weight_rows(received_model):
         positive, negative = (weight > 0).sum(dim=1), (weight < 0).sum(dim=1)
-        candidates = ((positive == negative) & (positive >= MIN_MIRROR)).nonzero().flatten()
+        candidates = (((positive - negative).abs() <= 1) & (positive.minimum(negative) >= MIN_MIRROR)
+                      ).nonzero().flatten()
         count = 0
         for row in weight[candidates]:
-            up = row[row > 0].sort().values
-            down = (-row[row < 0]).sort().values
-            ratio = up / down
+            up = row[row > 0].sort(descending=True).values
+            down = (-row[row < 0]).sort(descending=True).values
+            k = min(len(up), len(down)) - 1  # the smallest magnitude of the larger side may be a leftover entry
+            ratio = up[:k] / down[:k]
             count += int((ratio.max() - ratio.min()) <= MIRROR * ratio.median())
         findings[name] = float(count)
     return _verdict("mirrored_rows", "mirrored_rows", findings, threshold, start,
