@@ -10,6 +10,7 @@ from fedleak.commands.common import add_run_arguments, int_list, open_fraction, 
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
+from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
 from fedleak.experiments.detection_report import table_header, table_rows
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
@@ -64,9 +65,28 @@ def run_first_contact_eval(args) -> int:
     return 0
 
 
+def run_tradeoff_eval(args) -> int:
+    """``--tradeoff``: leakage against the first-contact chain's score as the attacker camouflages each
+    manipulation."""
+    out = Path(args.out) / "tradeoff"
+    summary = run_tradeoff(TradeoffConfig(model_options=FIRST_CONTACT_OPTIONS, seed=args.seed), out)
+    for attack, row in summary.items():
+        accepted = row["smallest_epsilon_accepted"]
+        left = row["leakage_when_first_accepted"]
+        print(f"{attack:20s} {row['model']:16s} refused up to epsilon "
+              f"{'every value' if accepted is None else f'< {accepted:g}'}; leakage when first accepted: {left}; "
+              f"benign readout: {row['benign_readout']}")
+    print(f"results in {out}")
+    return 0
+
+
 def run(args) -> int:
-    if args.first_contact:
-        return run_first_contact_eval(args)
+    if args.first_contact or args.tradeoff:
+        if args.first_contact:
+            run_first_contact_eval(args)
+        if args.tradeoff:
+            run_tradeoff_eval(args)
+        return 0
     out = Path(args.out)
     summaries = []
     for config in configs_from_args(args):
@@ -112,6 +132,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-contact", action="store_true",
                         help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors: "
                              "OUT/first_contact.json")
+    parser.add_argument("--tradeoff", action="store_true",
+                        help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
+                             "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
     add_run_arguments(parser, out="results/detect-eval")
     parser.set_defaults(func=run)
 
