@@ -177,15 +177,14 @@ def prepare_options(attack: str, model: nn.Module, options: dict, info, public: 
 
 
 def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path: Path) -> Path:
-    """Leakage against epsilon (filled: refused by the chain, hollow: accepted) and against the score of the
-    detector that refuses the uncamouflaged model, with its threshold; dotted: the same readout of the benign
-    model."""
+    """Leakage against epsilon (filled: refused by the chain, hollow: accepted) and against the chain's evidence
+    (the largest score above its threshold of any detector); dotted: the same readout of the benign model."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = points[0]["detectors"]
-    decider = next((n for n in FIRST_CONTACT if first[n]["flagged"]), "self_audit")
+    evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in FIRST_CONTACT))
+                for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     xs = [max(p["epsilon"], 1e-5) for p in points]
     for key, colour in (("recall", "tab:red"), ("ssim", "tab:blue"), ("token_recall", "tab:green")):
@@ -199,12 +198,12 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
                 axis.axhline(baseline[key], color=colour, linestyle=":", linewidth=1)
         for x, y, p in zip(xs, ys, points):
             left.scatter([x], [y], color=colour, facecolors=colour if p["refused"] else "none", zorder=3)
-        right.scatter([max(p["detectors"][decider]["score"], 1e-3) for p in points], ys, color=colour,
-                      facecolors=[colour if p["refused"] else "none" for p in points], label=key)
+        right.scatter(evidence, ys, color=colour, facecolors=[colour if p["refused"] else "none" for p in points],
+                      label=key)
     left.set(xscale="log", xlabel="camouflage epsilon (0 drawn at 1e-5)", ylabel="leakage", ylim=(-0.05, 1.05),
              title=f"{attack} on {model_name}")
-    right.axvline(max(first[decider]["threshold"], 1e-3), color="grey", linestyle="--", label="threshold")
-    right.set(xscale="symlog", xlabel=f"{decider} score", ylim=(-0.05, 1.05), title="filled: refused")
+    right.set(xscale="symlog", xlabel="chain evidence (largest score - threshold; > 0 refuses)",
+              ylim=(-0.05, 1.05), title="filled: refused, dotted: benign readout")
     right.legend(fontsize=7)
     left.legend(fontsize=7)
     return save_figure(fig, path)
