@@ -5,8 +5,8 @@ Every detector is ``detector(received_model, local_model, batches, *, device, **
 ``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds); beyond the paper,
 ``self_audit`` applies the server's analytic readout (paper 002 Eq. 5) to the client's own would-be gradient and
 names the local samples it would give away, and ``degenerate_rows``, ``parallel_rows``, ``mirrored_rows`` and
-``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training produces;
-:data:`FIRST_CONTACT` is the chain that refuses every fedleak manipulation at first contact
+``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training
+produces; :data:`FIRST_CONTACT` is the chain that refuses every fedleak manipulation at first contact
 (:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
 :class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
 a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;

@@ -10,9 +10,9 @@ imprint bins of Robbing the Fed, LOKI), or a row whose other units have (near-)z
 makes a few samples' gradients dominate). The audit computes ``â_i`` for every active row, and the bin differences
 of rows with parallel weights (:func:`bin_differences`, Robbing the Fed's readout), and the relative distance of
 each readout to every unit's true input, ``‖â - a_m‖ / ‖a_m - ā‖`` (``ā`` the mean input of the batch's units);
-unit ``m`` is *recovered* at the layer when some readout lies within ``tolerance`` of it. The readout needs nothing the client does not have: the output
-gradients come from one forward and backward pass on its batch (exact also with batch norm, whose coupling they
-include), with no per-sample gradients.
+unit ``m`` is *recovered* at the layer when some readout lies within ``tolerance`` of it. The readout needs nothing
+the client does not have: the output gradients come from one forward and backward pass on its batch (exact also
+with batch norm, whose coupling they include), with no per-sample gradients.
 
 What is counted as at risk. A layer's input is the model input itself for the first layer of a fully connected
 network, a forwarded copy of it when a manipulation passes the input through convolutions or embeddings
