@@ -84,8 +84,8 @@ def _check_model(model: nn.Module) -> None:
 
 def degenerate_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                     *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
-    """Detector: the number of rows, in the layer with most, that are more than half exact zeros or constant
-    (module docstring); flags above ``threshold`` (0: any such row)."""
+    """Detector: the number of rows, in the layer with most, that are more than half (near-)zero or (nearly)
+    constant (module docstring); flags above ``threshold`` (0: any such row)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}
@@ -100,8 +100,8 @@ def degenerate_rows(received_model: nn.Module, local_model: nn.Module | None = N
 
 def parallel_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                   *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
-    """Detector: the number of non-zero rows, in the layer with most, exactly parallel to another row of that layer
-    (module docstring); flags above ``threshold`` (0: any pair)."""
+    """Detector: the number of non-zero rows, in the layer with most, parallel (cosine above :data:`PARALLEL`) to
+    another row of that layer (module docstring); flags above ``threshold`` (0: any pair)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}
