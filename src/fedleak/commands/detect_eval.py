@@ -23,10 +23,13 @@ QUICK_MODELS = {
     "text_transformer": {"size": None, "model_options": {"vocab_size": 16, "width": 32, "heads": 2}, **_VICTIM},
 }
 QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
-# --first-contact: 16x16 images (tokens for the text models), the --quick victims plus the IMDB model
+# --first-contact: 16x16 images (tokens for the text models), the --quick victims, slim ResNet-18s (batch and group
+# norm), a small ViT and the IMDB model
 FIRST_CONTACT_OPTIONS = {
     "cnn": {"padding": 2}, **{m: QUICK_MODELS[m]["model_options"] for m in ("fcnn", "vgg_cnn", "text_transformer")},
     "imdb_fc": {"vocab_size": 16, "embed_dim": 8, "hidden": 128},
+    "resnet18-batch": {"norm": "batch", "width": 8}, "resnet18-group": {"norm": "group", "width": 8},
+    "vit_small": {"depth": 2, "width": 64, "heads": 4},
 }
 
 

@@ -16,11 +16,13 @@ Cells go to ``cells.jsonl`` as they finish (a rerun skips them).
 from __future__ import annotations
 
 import json
+import itertools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from tqdm.auto import tqdm
 
 from fedleak.attacks import AttackContext, prepare
@@ -40,7 +42,8 @@ TEXT_MODELS = ("text_transformer", "imdb_fc")
 @dataclass(frozen=True)
 class Variant:
     """One benign setting: ``partition`` ("iid" or "dirichlet" with alpha 0.1), ``defenses`` (the
-    :func:`fedleak.defenses.parse_defenses` text, "" for none), ``small`` (each client holds ``small_samples``)."""
+    :func:`fedleak.defenses.parse_defenses` text, "" for none; a model takes the largest part of it that applies
+    to it, :func:`applicable_defenses`), ``small`` (each client holds ``small_samples``)."""
 
     partition: str
     defenses: str = ""
@@ -56,15 +59,17 @@ VARIANTS = (Variant("iid"), Variant("dirichlet"), Variant("iid", "dropout,dp,cvb
 
 @dataclass
 class FirstContactConfig:
-    """The first-contact evaluation of ``models`` (``model_options`` per model; image size ``sizes``)."""
+    """The first-contact evaluation of ``models`` (registry names, or ``name-label`` for one registry model with
+    several option sets, e.g. ``resnet18-group``; ``model_options`` per entry; image size ``sizes``)."""
 
-    models: tuple[str, ...] = ("cnn", "fcnn", "vgg_cnn", "text_transformer", "imdb_fc")
+    models: tuple[str, ...] = ("cnn", "fcnn", "vgg_cnn", "resnet18-batch", "resnet18-group", "vit_small",
+                               "text_transformer", "imdb_fc")
     model_options: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     variants: tuple[Variant, ...] = VARIANTS
     num_clients: int = 10
-    rounds: int = 4
-    attack_rounds: tuple[int, ...] = (1, 4)
+    rounds: int = 3
+    attack_rounds: tuple[int, ...] = (1, 3)
     attack_clients: int = 2
     samples: int = 32
     small_samples: int = 32
@@ -81,11 +86,30 @@ class FirstContactConfig:
             raise ValueError(f"attack rounds {self.attack_rounds} must lie in 1..{self.rounds}")
 
 
+def registry_name(model: str) -> str:
+    """The registry name of a model entry: ``resnet18-group`` -> ``resnet18``."""
+    return model.split("-")[0]
+
+
+def applicable_defenses(model: nn.Module, model_name: str, defenses: str, input_shape: tuple) -> tuple:
+    """``(defended model, gradient_fn, mods, defenses used)`` for the largest subset of ``defenses`` that applies to
+    the model (CVB has default placements for some models only; DP-SGD refuses batch norm)."""
+    names = [d for d in defenses.split(",") if d]
+    for size in range(len(names), -1, -1):
+        for subset in itertools.combinations(names, size):
+            try:
+                return (*apply_defenses(model, ",".join(subset), model_name=model_name, input_shape=input_shape),
+                        ",".join(subset))
+            except ValueError:
+                continue
+    raise AssertionError("no defenses always applies")
+
+
 def model_data(config: FirstContactConfig, model: str) -> tuple[TensorDataset, TensorDataset]:
     """The bundled data at the model's size; token sequences (:func:`image_tokens`) for the text models."""
     size = config.sizes.get(model, (16, 16))
     train, test = load_data(DetectEvalConfig(model="cnn", size=tuple(size) if size else None))
-    if model in TEXT_MODELS:
+    if registry_name(model) in TEXT_MODELS:
         train, test = image_tokens(train), image_tokens(test)
     return train, test
 
@@ -138,13 +162,10 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
         train = train.subset(torch.arange(min(len(train), round(config.small_samples * config.num_clients / 0.9))))
     options = config.model_options.get(model_name, {})
     info = train.info
-    model = build_model(model_name, info.input_shape, info.num_classes, **options)
-    try:
-        model, gradient_fn, defense_mods = apply_defenses(model, variant.defenses, model_name=model_name,
-                                                          input_shape=info.input_shape)
-    except ValueError as error:
-        results.add(f"{model_name}/{variant.name}/n-a", {"kind": "n/a", "reason": str(error)})
-        return
+    name = registry_name(model_name)
+    torch.manual_seed(config.seed)
+    model = build_model(name, info.input_shape, info.num_classes, **options)
+    model, gradient_fn, defense_mods, defenses = applicable_defenses(model, name, variant.defenses, info.input_shape)
     detectors = first_contact_detectors() + [  # then the self-audit and the paper's detectors, recorded beside
         build_detector("self_audit", batch_size=config.samples, seed=config.seed), build_detector("filter_ratio"),
         build_detector("dsnr", batch_size=config.samples, seed=config.seed),
@@ -152,7 +173,7 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
     chain = DetectorChain(detectors, model, samples=config.samples, refuse=False)
     pending = {}
     mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
-    spec = FederationSpec(model=model_name, partition=variant.partition, alpha=config.alpha, model_options=options)
+    spec = FederationSpec(model=name, partition=variant.partition, alpha=config.alpha, model_options=options)
     fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
                   seed=config.seed, device=config.device)
     server = build_federation(spec, fl, model=model, gradient_fn=gradient_fn, mods=(mod, _timed, *defense_mods),
@@ -181,7 +202,8 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
     def record_benign(record) -> None:
         for client_id, verdicts in sorted(pending.items()):
             results.add(f"{prefix}/round{record.round}/benign/client{client_id}", {
-                "kind": "benign", "model": model_name, "variant": variant.name, "round": record.round,
+                "kind": "benign", "model": model_name, "variant": variant.name, "defenses": defenses,
+                "round": record.round,
                 "client": client_id, "accuracy": record.test_accuracy,
                 "train_seconds": record.metrics[client_id]["train_seconds"], **verdict_columns(verdicts)})
         pending.clear()
@@ -249,8 +271,7 @@ def run_first_contact(config: FirstContactConfig, out: str | Path) -> dict:
     out = Path(out)
     results = ResultsDir(out, asdict(config), cells="first_contact_cells.jsonl")
     done = results.finished()
-    todo = [(m, v) for m in config.models for v in config.variants if f"{m}/{v.name}/done" not in done
-            and f"{m}/{v.name}/n-a" not in done]
+    todo = [(m, v) for m in config.models for v in config.variants if f"{m}/{v.name}/done" not in done]
     with tqdm(total=len(todo) * config.rounds, desc="first-contact") as bar:
         for model_name, variant in todo:
             run_variant(config, model_name, variant, results, done, bar)
