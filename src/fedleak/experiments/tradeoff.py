@@ -11,10 +11,12 @@ sent through the camouflaged model (FedSGD: one gradient), the attack reconstruc
 reconstruction is scored against the true batch (:func:`fedleak.cases.scoring.score`: exact-extraction recall,
 and SSIM for images); the chain (and, beside it, the self-audit) checks the same model on the same batch. Class
 and feature fishing get a batch with one sample of the fished class or above the fished feature's median (the
-attack's favourable case). The baseline is the same readout of the benign model's gradient: a benign FC-NN
+attack's favourable case), and their leakage is also whether that one sample is among the exact extractions.
+The baseline is the same readout of the benign model's gradient: a benign FC-NN
 gives part of its batch away by itself (passive leakage, paper 002 §5.1), so what the manipulation adds is the
-leakage above it. Writes ``tradeoff.json`` and one figure per manipulation: leakage against epsilon
-(filled: refused, hollow: accepted) and against the deciding detector's score.
+leakage above it. Beside the camouflage, the attacks' own knobs of :data:`OPTION_KNOBS` are turned without it. Writes
+``tradeoff.json`` and one figure per manipulation and knob: leakage against the knob (filled: refused, hollow:
+accepted) and against the chain's evidence.
 """
 from __future__ import annotations
 
@@ -39,7 +41,16 @@ from fedleak.report import ResultsDir
 from fedleak.report.plots import save_figure
 
 EPSILONS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-LEAKAGE = ("recall", "ssim", "token_recall")  # exact-extraction recall; SSIM for images; tokens for text
+# exact-extraction recall; SSIM for images; tokens for text; for fishing, whether the one fished sample leaked
+LEAKAGE = ("recall", "ssim", "token_recall", "fished_sample_leaked")
+FISHING = ("class_fishing", "feature_fishing")
+# the attacks' own stealth knobs, each turned with no camouflage: the fishing multipliers (Wen et al.'s 1000 down
+# to 1) and trap weights drawn at the spread of a benign layer (std 0.5 of paper 002 down to 1/sqrt(3 * 256))
+OPTION_KNOBS = {
+    "class_fishing": ("bias_multiplier", (1000.0, 300.0, 30.0, 3.0, 1.0)),
+    "feature_fishing": ("multiplier", (1000.0, 100.0, 10.0, 1.0)),
+    "trap_weights": ("std", (0.5, 0.1, 0.036)),
+}
 
 
 @dataclass
@@ -149,11 +160,15 @@ def run_point(attack: str, model: nn.Module, options: dict, batch: tuple, info, 
             scores = leakage(built, secret, model, batch)
         except (KeyError, ValueError) as error:  # the readout needs a layer the benign model lacks
             return {"epsilon": None, "recall": 0.0, "note": f"no benign readout: {error}"}
+        if attack in FISHING:
+            scores["fished_sample_leaked"] = float(0 in scores.get("leaked_indices", []))
         return {"epsilon": None, **{k: scores.get(k) for k in LEAKAGE}}
     own = camouflage(own, model, epsilon, generator)
     scores = leakage(built, secret, own, batch)
     detectors = first_contact_detectors() + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
     verdicts = {v.detector: v for v in (d(own, model, [batch]) for d in detectors)}
+    if attack in FISHING:  # the fished sample is the batch's first (client_batch)
+        scores["fished_sample_leaked"] = float(0 in scores.get("leaked_indices", []))
     return {"epsilon": epsilon, **{k: scores.get(k) for k in LEAKAGE},
             "refused": any(verdicts[n].flagged for n in FIRST_CONTACT),
             "detectors": {n: {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer}
@@ -176,7 +191,8 @@ def prepare_options(attack: str, model: nn.Module, options: dict, info, public: 
     return options
 
 
-def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path: Path) -> Path:
+def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path: Path, *,
+         knob: str = "epsilon") -> Path:
     """Leakage against epsilon (filled: refused by the chain, hollow: accepted) and against the chain's evidence
     (the largest score above its threshold of any detector); dotted: the same readout of the benign model."""
     import matplotlib
@@ -186,8 +202,9 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
     evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in FIRST_CONTACT))
                 for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    xs = [max(p["epsilon"], 1e-5) for p in points]
-    for key, colour in (("recall", "tab:red"), ("ssim", "tab:blue"), ("token_recall", "tab:green")):
+    xs = [max(p[knob], 1e-5) for p in points]
+    for key, colour in (("recall", "tab:red"), ("ssim", "tab:blue"), ("token_recall", "tab:green"),
+                        ("fished_sample_leaked", "tab:purple")):
         ys = [p.get(key) for p in points]
         if all(v is None for v in ys):
             continue
@@ -200,13 +217,31 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
             left.scatter([x], [y], color=colour, facecolors=colour if p["refused"] else "none", zorder=3)
         right.scatter(evidence, ys, color=colour, facecolors=[colour if p["refused"] else "none" for p in points],
                       label=key)
-    left.set(xscale="log", xlabel="camouflage epsilon (0 drawn at 1e-5)", ylabel="leakage", ylim=(-0.05, 1.05),
+    label = "camouflage epsilon (0 drawn at 1e-5)" if knob == "epsilon" else knob
+    left.set(xscale="log", xlabel=label, ylabel="leakage", ylim=(-0.05, 1.05),
              title=f"{attack} on {model_name}")
     right.set(xscale="symlog", xlabel="chain evidence (largest score - threshold; > 0 refuses)",
               ylim=(-0.05, 1.05), title="filled: refused, dotted: benign readout")
     right.legend(fontsize=7)
     left.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def run_option_knob(attack: str, model_name: str, model: nn.Module, options: dict, batch: tuple, info,
+                    baseline: dict, results: ResultsDir, seed: int, out: Path) -> dict:
+    """The attack's own knob (:data:`OPTION_KNOBS`) turned with no camouflage: leakage and refusal per value, and
+    its figure."""
+    knob, values = OPTION_KNOBS[attack]
+    points = []
+    for value in values:
+        key = f"{attack}/{knob}={value:g}"
+        if key not in results:
+            point = run_point(attack, model, {**options, knob: value}, batch, info, 0.0, seed)
+            results.add(key, {"attack": attack, knob: value, **point})
+        points.append(results.finished()[key])
+    plot(attack, model_name, points, baseline, out / f"tradeoff_{attack}_{knob}.png", knob=knob)
+    return {knob: [{knob: p[knob], **{k: p.get(k) for k in LEAKAGE}, "refused": p["refused"]} for p in points],
+            "figure": f"tradeoff_{attack}_{knob}.png"}
 
 
 def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
@@ -255,5 +290,8 @@ def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
                 "leakage_when_first_accepted": None if stealthiest is None else
                 {k: stealthiest.get(k) for k in LEAKAGE},
                 "figure": f"tradeoff_{attack}.png"}
+            if attack in OPTION_KNOBS:
+                summary[attack]["knobs"] = run_option_knob(attack, model_name, model, options, batch, train.info,
+                                                           baseline, results, config.seed, out)
     (out / "tradeoff.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
