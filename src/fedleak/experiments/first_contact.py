@@ -2,8 +2,8 @@
 refuse every manipulation at the first round it sees one, and how often does it refuse a benign model?
 
 Benign client-rounds: per model, short FedAvg runs in several *variants* (IID and Dirichlet(0.1) clients, the
-defenses dropout, DP-SGD and CVB switched on, clients holding only ``small_samples`` samples); before every round
-every client checks the model it receives (round 1: untrained; later rounds: the FedAvg-trained model) with no
+defenses dropout, DP-SGD and CVB switched on as far as the model takes them, clients holding only
+``small_samples`` samples); before every round every client checks the model it receives (round 1: untrained; later rounds: the FedAvg-trained model) with no
 memory of earlier rounds. Malicious: in the variants without defenses, at ``attack_rounds`` (the untrained and a
 trained model) every setting of :func:`fedleak.experiments.detection.attack_settings` plus LOKI and model
 inconsistency is applied to the global model and checked by ``attack_clients`` clients (LOKI and model
@@ -11,12 +11,12 @@ inconsistency: the model each client is sent). Every client checks ``samples`` o
 suite, the paper's detectors run on the same models with the same data (architecture, filter ratio, D-SNR and
 the warm-up Z-score with no remembered round): the paper-mode columns. No threshold is fitted: every detector
 keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch.
-Cells go to ``cells.jsonl`` as they finish (a rerun skips them).
+Cells go to ``first_contact_cells.jsonl`` as they finish (a rerun skips them).
 """
 from __future__ import annotations
 
-import json
 import itertools
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
