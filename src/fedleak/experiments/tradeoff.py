@@ -17,6 +17,17 @@ gives part of its batch away by itself (passive leakage, paper 002 §5.1), so wh
 leakage above it. Beside the camouflage, the attacks' own knobs of :data:`OPTION_KNOBS` are turned without it. Writes
 ``tradeoff.json`` and one figure per manipulation and knob: leakage against the knob (filled: refused, hollow:
 accepted) and against the chain's evidence.
+
+Measured (``--quick``, 32-sample batch, seed 0). The chain refuses every uncamouflaged setting and every value of
+the attacks' own knobs (they keep exact zeros or mirrored rows). Camouflage at epsilon 0.01 (0.1 for Robbing the
+Fed) is accepted everywhere but LOKI (inserted block: always refused) and text embedding (its uniform(0, 1) table:
+always refused). What is left when first accepted: Robbing the Fed SSIM 0.70 = the benign readout's 0.69 (recall
+0.88 -> 0.03); Decepticons 0 tokens (0.38 uncamouflaged); class fishing no longer isolates its sample (the fished
+sample leaks at multipliers >= 30 with no noise, not at epsilon >= 1e-4). Where paper 000's claim fails: input
+forwarding and curious kernels on the VGG-CNN keep SSIM 0.66 / 0.69 (as uncamouflaged; exact recall 0.16 -> 0) when
+accepted. Trap weights and feature fishing on this FC-NN leak no more than its benign readout (recall 0.28 vs 0.34;
+0.25 vs 0.22), camouflaged or not: a 256-input FC-NN gives that much away by itself. Text embedding on the small
+IMDB model recovers no token at any epsilon, so its trade-off is not measured.
 """
 from __future__ import annotations
 
