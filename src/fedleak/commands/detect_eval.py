@@ -133,8 +133,9 @@ def add_arguments(parser) -> None:
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
     parser.add_argument("--first-contact", action="store_true",
-                        help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors: "
-                             "OUT/first_contact.json")
+                        help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors on "
+                             "the small models of FIRST_CONTACT_OPTIONS (--model picks some, e.g. resnet18-group; "
+                             "--rounds, --clients, --seed apply): OUT/first_contact.json")
     parser.add_argument("--tradeoff", action="store_true",
                         help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
                              "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
