@@ -67,3 +67,21 @@ def test_self_audit_is_registered_checks_its_options_and_refuses_a_model_it_cann
     no_bias = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
     with pytest.raises(ValueError, match="fully connected layers with a bias"):
         self_audit(no_bias, batches=[(torch.rand(4, 4), torch.tensor([0, 1, 0, 1]))])
+
+
+def test_hidden_features_that_all_look_alike_are_not_counted_as_recovered(batch16):
+    """A benign VGG-CNN's first linear layer reads post-convolution features that nearly coincide across samples:
+    any average of them lies within 5% of each one's norm. Measured against each input's distance from the batch's
+    centre, the readout of a benign layer recovers few samples (the rows one sample alone activates: passive
+    leakage), while the imprint of Robbing the Fed still
+    recovers them exactly."""
+    x, y = batch16
+    torch.manual_seed(0)
+    vgg = build_model("vgg_cnn", SHAPE, 10, channels=(8, 16), hidden=128)
+    verdict = self_audit(vgg, batches=[(x[:32], y[:32])], batch_size=32)
+    assert not verdict.flagged, verdict.reason()  # with the norm as the yardstick: 0.53-0.72 of the batch
+    mean, std = brightness_prior(x)
+    robbed, _ = prepare("robbing_the_fed", vgg, AttackContext(SHAPE, 10), num_bins=64, feature_mean=mean,
+                        feature_std=std)
+    verdict = self_audit(robbed, batches=[(x[:32], y[:32])], batch_size=32)
+    assert verdict.flagged and verdict.details["per_layer"][verdict.layer]["exact"] > 8

@@ -9,6 +9,8 @@ from pathlib import Path
 from fedleak.commands.common import add_run_arguments, int_list, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
+from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
+from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
 from fedleak.experiments.detection_report import table_header, table_rows
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
@@ -21,6 +23,14 @@ QUICK_MODELS = {
     "text_transformer": {"size": None, "model_options": {"vocab_size": 16, "width": 32, "heads": 2}, **_VICTIM},
 }
 QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
+# --first-contact: 16x16 images (tokens for the text models), the --quick victims, slim ResNet-18s (batch and group
+# norm), a small ViT and the IMDB model
+FIRST_CONTACT_OPTIONS = {
+    "cnn": {"padding": 2}, **{m: QUICK_MODELS[m]["model_options"] for m in ("fcnn", "vgg_cnn", "text_transformer")},
+    "imdb_fc": {"vocab_size": 16, "embed_dim": 8, "hidden": 128},
+    "resnet18-batch": {"norm": "batch", "width": 8}, "resnet18-group": {"norm": "group", "width": 8},
+    "vit_small": {"depth": 2, "width": 64, "heads": 4},
+}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -42,7 +52,44 @@ def configs_from_args(args) -> list[DetectEvalConfig]:
     return configs
 
 
+def run_first_contact_eval(args) -> int:
+    """``--first-contact``: the first-contact chain against every manipulation at round 1, and its false alarms."""
+    options = {"models": args.model} if args.model else {}
+    if args.rounds is not None:
+        options["rounds"] = args.rounds
+        options["attack_rounds"] = (1, args.rounds)
+    config = FirstContactConfig(**options, model_options=FIRST_CONTACT_OPTIONS, num_clients=args.clients,
+                                seed=args.seed, device=args.device)
+    summary = run_first_contact(config, args.out)
+    print((Path(args.out) / "first_contact.md").read_text())
+    print(f"false alarms {summary['false_alarm_rate']:.4f} over {summary['benign_client_rounds']} benign "
+          f"client-rounds; suite cost {summary['cost']['relative_to_local_epoch']:.3f} local epochs per check")
+    print(f"results in {args.out}")
+    return 0
+
+
+def run_tradeoff_eval(args) -> int:
+    """``--tradeoff``: leakage against the first-contact chain's score as the attacker camouflages each
+    manipulation."""
+    out = Path(args.out) / "tradeoff"
+    summary = run_tradeoff(TradeoffConfig(model_options=FIRST_CONTACT_OPTIONS, seed=args.seed), out)
+    for attack, row in summary.items():
+        accepted = row["smallest_epsilon_accepted"]
+        left = row["leakage_when_first_accepted"]
+        print(f"{attack:20s} {row['model']:16s} refused up to epsilon "
+              f"{'every value' if accepted is None else f'< {accepted:g}'}; leakage when first accepted: {left}; "
+              f"benign readout: {row['benign_readout']}")
+    print(f"results in {out}")
+    return 0
+
+
 def run(args) -> int:
+    if args.first_contact or args.tradeoff:
+        if args.first_contact:
+            run_first_contact_eval(args)
+        if args.tradeoff:
+            run_tradeoff_eval(args)
+        return 0
     out = Path(args.out)
     summaries = []
     for config in configs_from_args(args):
@@ -85,6 +132,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
+    parser.add_argument("--first-contact", action="store_true",
+                        help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors on "
+                             "the small models of FIRST_CONTACT_OPTIONS (--model picks some, e.g. resnet18-group; "
+                             "--rounds, --clients, --seed apply): OUT/first_contact.json")
+    parser.add_argument("--tradeoff", action="store_true",
+                        help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
+                             "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
     add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 

@@ -4,7 +4,10 @@ Every detector is ``detector(received_model, local_model, batches, *, device, **
 ``architecture`` (§3.1 key/shape/dtype check plus NaN/Inf), ``filter_ratio`` (§3.2 first-conv filter ratio),
 ``dsnr`` (§3.2 eq. 1) and ``warmup_zscore`` (§5, a class: it may remember earlier rounds); beyond the paper,
 ``self_audit`` applies the server's analytic readout (paper 002 Eq. 5) to the client's own would-be gradient and
-names the local samples it would give away. ``build_detector(name, **options)`` fixes and checks the options;
+names the local samples it would give away, and ``degenerate_rows``, ``parallel_rows``, ``mirrored_rows`` and
+``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training
+produces; :data:`FIRST_CONTACT` is the chain that refuses every fedleak manipulation at first contact
+(:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
 :class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
 a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;
 :func:`load_received_model` loads a safetensors file strictly.
@@ -24,6 +27,8 @@ from fedleak.detection.self_audit import self_audit
 from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
 from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
+from fedleak.detection.weight_forensics import (degenerate_rows, mirrored_rows, parallel_rows,
+                                                    sign_imbalance)
 from fedleak.registry import Registry
 
 DETECTORS: Registry = Registry("detector", fixed=("received_model", "local_model", "batches"))
@@ -32,6 +37,10 @@ DETECTORS.register("filter_ratio")(filter_ratio_check)
 DETECTORS.register("dsnr")(dsnr_check)
 DETECTORS.register("warmup_zscore")(WarmupZScore)
 DETECTORS.register("self_audit")(self_audit)
+DETECTORS.register("degenerate_rows")(degenerate_rows)
+DETECTORS.register("parallel_rows")(parallel_rows)
+DETECTORS.register("mirrored_rows")(mirrored_rows)
+DETECTORS.register("sign_imbalance")(sign_imbalance)
 
 
 def build_detector(name: str, **options) -> Detector:
@@ -46,9 +55,15 @@ def build_detector(name: str, **options) -> Detector:
     return functools.partial(detector, **options) if options else detector
 
 
+# after build_detector: the first-contact chain builds its detectors with it
+from fedleak.detection.first_contact import FIRST_CONTACT, first_contact_chain, first_contact_detectors  # noqa: E402
+
+
 __all__ = [
     "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
     "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
-    "load_received_model", "save_model_file", "self_audit",
+    "load_received_model", "save_model_file", "self_audit", "degenerate_rows", "parallel_rows", "mirrored_rows",
+    "sign_imbalance",
+    "FIRST_CONTACT", "first_contact_chain", "first_contact_detectors",
 ]

@@ -9,10 +9,10 @@ input ``a_m`` exactly when that unit alone drives row ``i``: a ReLU row activate
 imprint bins of Robbing the Fed, LOKI), or a row whose other units have (near-)zero loss gradient (fishing, which
 makes a few samples' gradients dominate). The audit computes ``â_i`` for every active row, and the bin differences
 of rows with parallel weights (:func:`bin_differences`, Robbing the Fed's readout), and the relative distance of
-each readout to every unit's true input, ``‖â - a_m‖ / ‖a_m‖``; unit ``m`` is *recovered* at the layer when some
-readout lies within ``tolerance`` of it. The readout needs nothing the client does not have: the output
-gradients come from one forward and backward pass on its batch (exact also with batch norm, whose coupling they
-include), with no per-sample gradients.
+each readout to every unit's true input, ``‖â - a_m‖ / ‖a_m - ā‖`` (``ā`` the mean input of the batch's units);
+unit ``m`` is *recovered* at the layer when some readout lies within ``tolerance`` of it. The readout needs nothing
+the client does not have: the output gradients come from one forward and backward pass on its batch (exact also
+with batch norm, whose coupling they include), with no per-sample gradients.
 
 What is counted as at risk. A layer's input is the model input itself for the first layer of a fully connected
 network, a forwarded copy of it when a manipulation passes the input through convolutions or embeddings
@@ -20,15 +20,20 @@ network, a forwarded copy of it when a manipulation passes the input through con
 input can often be inverted. The audit counts a recovered unit at every layer and reports per layer; the score is
 the largest fraction of the audited local samples with a recovered unit at any one layer.
 
-Where the line falls (``benchmarks/self_audit_eval.py``, 32-sample clients, IID and Dirichlet(0.1), untrained and
-FedAvg-trained models). Benign models leak this way too (paper 002 Table 2: passive recall 4-25%), and how much
-depends on the architecture, not on the server: over 80 benign client-rounds each, the CNN scores at most 0.125
-and the text transformer 0, while a benign FC-NN scores 0.59-1.0 (30 of 30 client-rounds) at its hidden ReLU
-layers, as high as trap weights or Robbing the Fed on it (the untrained VGG-CNN likewise: 0.53-0.72 at its wide
-first linear layer, 2 client-rounds). So the audit tells a client truthfully what it would
-give away, but it separates manipulated from benign models only on architectures whose benign gradient gives
-nothing away; it is in no default chain. It does not see class fishing: with several target-class samples in the
-batch the fished rows read out their average, not one of them.
+Why the yardstick is the distance from the batch's centre. Hidden features of a benign network (ReLU outputs,
+post-convolution features) are nearly the same vector for every sample: a large shared component plus small
+per-sample parts. Measured against ``‖a_m‖`` any average of them lies within 5% of each one, so a benign FC-NN's
+hidden layers and a benign VGG-CNN's first linear layer were "recovered" for 53-100% of the batch (the false
+alarms of the first version). Against ``‖a_m - ā‖`` a readout must reproduce what sets ``a_m`` apart.
+
+Where the line falls (32-sample batches of 16x16 bundled images, ``fedleak detect-eval --first-contact``). Benign
+models leak this way too (paper 002 Table 2: passive recall 4-25%), and how much depends on the architecture, not
+on the server: the benign CNN and text transformer score 0, the VGG-CNN 0-0.16, but a benign FC-NN (widths
+256/128) 0.28-0.34 at its first layer, untrained or trained: its rows that one sample alone activates give that
+sample away exactly. Trap weights on the same FC-NN score 0.34-0.38, so no threshold separates them there; the
+audit is therefore in no default chain (:mod:`fedleak.detection.first_contact` relies on weight signatures) and
+tells a client truthfully what it would give away. It does not see class fishing: with several target-class
+samples in the batch the fished rows read out their average, not one of them.
 :data:`DEFAULT_THRESHOLD` (a quarter of the batch) was chosen before measuring, not fitted.
 
 Options: ``batch_size`` local samples audited (the size of a local batch the client would send a gradient of),
@@ -139,10 +144,11 @@ def layer_readout(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> tuple[t
     binned, bin_rows = bin_differences(layer.weight.detach().double(), layer.bias.detach().double(), weight_grad,
                                        bias_grad)
     readout, rows = torch.cat([readout, binned]), torch.cat([rows, bin_rows])
-    size = a.double().norm(dim=1)
-    distance = torch.cdist(readout, a.double())  # (readouts, units); float64 keeps the mm path exact enough
-    relative = distance / size.clamp_min(torch.finfo(torch.float64).tiny)
-    relative = torch.where(torch.isfinite(relative) & (size > 0), relative, torch.inf)
+    a = a.double()
+    spread = (a - a.mean(dim=0)).norm(dim=1)  # how far each unit's input stands from the batch's centre
+    distance = torch.cdist(readout, a)  # (readouts, units); float64 keeps the mm path exact enough
+    relative = distance / spread.clamp_min(torch.finfo(torch.float64).tiny)
+    relative = torch.where(torch.isfinite(relative) & (spread > 0), relative, torch.inf)
     error, best = relative.min(dim=0)
     return error, rows[best], len(readout)
 

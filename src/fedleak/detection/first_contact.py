@@ -1,0 +1,31 @@
+"""The first-contact detector chain: refuse a manipulated model the first time it arrives, with no memory of
+earlier rounds (beyond Wang & Li, paper 000, whose warm-up Z-score needs benign rounds to compare with).
+
+:data:`FIRST_CONTACT` names the detectors in the order they run: the strict architecture check (§3.1; an inserted
+imprint or LOKI block changes the state dict) and the four weight-forensics signatures of
+:mod:`fedleak.detection.weight_forensics` (structures no initialiser or training produces, read from the weights
+alone). Every threshold is set before measuring, by what a benign model can produce (each module says how); none
+is fitted. The leakage self-audit (:mod:`fedleak.detection.self_audit`) is not in the chain: a benign FC-NN's
+first layer gives away 28-34% of a 32-sample batch by itself (passive leakage, measured), as much as trap weights.
+:func:`first_contact_chain` builds it as a :class:`DetectorChain` (hence :func:`detector_mod`, the client mod), and
+:func:`fedleak.flower.detector_mod.named_detectors` takes :data:`FIRST_CONTACT` for the Flower mod.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from fedleak.detection import build_detector
+from fedleak.detection.mod import DetectorChain
+
+FIRST_CONTACT = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance")
+
+
+def first_contact_detectors() -> list:
+    """Fresh detectors of :data:`FIRST_CONTACT`."""
+    return [build_detector(name) for name in FIRST_CONTACT]
+
+
+def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bool = True) -> DetectorChain:
+    """A :class:`DetectorChain` of :data:`FIRST_CONTACT` (``samples`` local samples per check, which the weight
+    signatures do not read but the chain checks for NaN)."""
+    return DetectorChain(first_contact_detectors(), local_model, samples=samples, refuse=refuse)

@@ -1,0 +1,54 @@
+"""``fedleak detect-eval --first-contact`` and ``--tradeoff`` on a tiny setting: the output format, the rates
+measured on real manipulated and benign models, resumption, and the trade-off's leakage against the truth."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from fedleak.attacks import ATTACKS, AttackContext, Reconstruction
+from fedleak.experiments.first_contact import FirstContactConfig, Variant, model_data, run_first_contact
+from fedleak.experiments.tradeoff import camouflage, run_point, token_recall
+from fedleak.models import build_model
+
+FCNN = {"fcnn": {"widths": (32, 16)}}
+
+
+def test_first_contact_json_holds_rates_false_alarms_and_cost_and_a_rerun_resumes(tmp_path):
+    config = FirstContactConfig(models=("fcnn",), model_options=FCNN, variants=(Variant("iid"),), rounds=1,
+                                attack_rounds=(1,), num_clients=2, attack_clients=1)
+    summary = run_first_contact(config, tmp_path)
+    written = json.loads((tmp_path / "first_contact.json").read_text())
+    assert written["benign_client_rounds"] == summary["benign_client_rounds"] == 2
+    assert {"trap_weights", "class_fishing", "robbing_the_fed", "loki"} <= set(written["detection"])
+    assert written["detection"]["trap_weights"]["fcnn"] == 1.0  # mirrored rows, at round 1, no memory
+    assert written["paper_detection"]["trap_weights"]["fcnn"] == 0.0  # the paper's detectors miss it there
+    assert 0.0 <= written["false_alarm_rate"] <= 1.0 and written["cost"]["relative_to_local_epoch"] > 0
+    lines = (tmp_path / "first_contact_cells.jsonl").read_text().count("\n")
+    run_first_contact(config, tmp_path)
+    assert (tmp_path / "first_contact_cells.jsonl").read_text().count("\n") == lines
+
+
+def test_camouflage_moves_only_what_the_manipulation_changed():
+    torch.manual_seed(0)
+    model = build_model("fcnn", (1, 16, 16), 10, widths=(32, 16))
+    sent, _ = ATTACKS.build("class_fishing", target_class=0).prepare(model, AttackContext((1, 16, 16), 10))
+    before = {k: v.clone() for k, v in sent.state_dict().items()}
+    camouflage(sent, model, 0.1, torch.Generator().manual_seed(0))
+    changed = {k for k, v in sent.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"classifier.weight", "classifier.bias"}
+
+
+def test_tradeoff_point_scores_the_attack_against_the_true_batch():
+    train, _ = model_data(FirstContactConfig(models=("fcnn",)), "fcnn")
+    torch.manual_seed(0)
+    model = build_model("fcnn", train.info.input_shape, 10, widths=(256, 64))
+    batch = (train.inputs(slice(0, 32)), train.y[:32])
+    plain = run_point("trap_weights", model, {}, batch, train.info, 0.0, seed=0)
+    benign = run_point("trap_weights", model, {}, batch, train.info, None, seed=0)
+    assert plain["refused"] and plain["detectors"]["mirrored_rows"]["flagged"]
+    assert plain["recall"] > 0.1 and plain["ssim"] > 0.5  # exact copies of true images are among the readouts
+    assert benign["epsilon"] is None and 0 <= benign["recall"] <= 1
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    pairs = Reconstruction(torch.tensor([[0, 1], [1, 2], [2, 9]]), declared=torch.tensor([True, True, True]))
+    assert token_recall(pairs, tokens) == 2 / 6
