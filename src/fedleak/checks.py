@@ -1,5 +1,6 @@
 """Checks of numbers and tensors that come from outside: numeric options of defenses, attacks and detectors
-(finite and in range) and received updates (finite), each failing with a message naming the bad value."""
+(finite and in range), received updates (finite) and device names (present on this machine), each failing with a
+message naming the bad value."""
 from __future__ import annotations
 
 import math
@@ -49,3 +50,24 @@ def check_finite(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], w
             bad = int((~torch.isfinite(tensor.detach())).sum())
             raise NonFiniteUpdate(f"{what}: {key!r} holds {bad} NaN/Inf entries of {tensor.numel()}; "
                                   "a non-finite update is refused, not attacked")
+
+
+def check_device(text: str) -> str:
+    """``text`` if it names a torch device present on this machine (``cpu``; ``cuda``/``cuda:N`` where CUDA has
+    N+1 devices; ``mps`` where available), else a ValueError saying why."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{text!r}: CUDA is not available on this machine; use cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{text!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{text!r}: MPS is not available on this machine; use cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"{text!r}: fedleak runs on cpu, cuda or mps, not {device.type}")
+    return text

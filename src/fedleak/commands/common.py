@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 
+from fedleak.checks import check_device
 from fedleak.registry import Choice
 
 
@@ -61,25 +61,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 def parse_device(text: str) -> str:
-    """A torch device that exists on this machine: ``cpu``, ``cuda``/``cuda:N`` where CUDA has N+1 devices, ``mps``
-    where available."""
+    """A torch device present on this machine (:func:`fedleak.checks.check_device`)."""
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine; use cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s), cuda:0 to "
-                                             f"cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use cpu")
-    elif device.type != "cpu":
-        raise argparse.ArgumentTypeError(f"{text!r}: fedleak runs on cpu, cuda or mps, not {device.type}")
-    return text
+        return check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_out(text: str) -> str:

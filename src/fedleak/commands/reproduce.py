@@ -214,10 +214,12 @@ def add_detection(experiments) -> None:
 
 def run_loki(args) -> int:
     from fedleak.experiments.loki import LokiReproductionConfig, report, reproduce_loki
+    from fedleak.fl import FederationSpec
 
-    config = LokiReproductionConfig(dataset=args.dataset, root=args.root, num_clients=args.clients,
-                                    images_per_client=args.images_per_client, local_steps=args.local_steps,
-                                    rounds=args.rounds or (1 if args.quick else 5), num_bins=args.bins,
+    config = LokiReproductionConfig(federation=FederationSpec(dataset=args.dataset, root=args.root),
+                                    num_clients=args.clients, images_per_client=args.images_per_client,
+                                    local_steps=args.local_steps, rounds=args.rounds or (1 if args.quick else 5),
+                                    attack_options={"num_bins": args.bins},
                                     seed=args.seed, device=args.device)
     print(report(reproduce_loki(config, args.out)), end="")
     print(f"results in {args.out}")

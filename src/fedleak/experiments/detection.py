@@ -30,40 +30,58 @@ from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 from fedleak.models.anatomy import trace
 from fedleak.experiments.cells import run_cells
+from fedleak.experiments.run_config import RunConfig
 from fedleak.experiments.detection_report import summarize_cells, write_report
 from fedleak.report import ResultsDir
 
 @dataclass
-class DetectEvalConfig:
-    """One model's evaluation. ``attack_rounds``: rounds whose received model the server replaces (early, late);
-    ``remember_rounds``: the memory of ``warmup_zscore+rounds``; ``false_alarm_rate``: the calibration target."""
+class ManipulatedRounds(RunConfig):
+    """What detect-eval and the first-contact evaluation share: ``num_clients`` clients train ``rounds`` FedAvg
+    rounds (Adam at ``lr``, batches of ``batch_size``; Dirichlet splits of concentration ``alpha``); the server
+    manipulates the model of ``attack_rounds`` (early, late) and ``attack_clients`` clients check each manipulated
+    model on ``samples`` local samples."""
+
+    num_clients: int = 10
+    rounds: int = 20
+    attack_rounds: tuple[int, ...] = (2, 15)
+    attack_clients: int = 10
+    samples: int = 128
+    batch_size: int = 32
+    lr: float = 2e-3
+    alpha: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.attack_rounds = tuple(self.attack_rounds)
+        if any(not 1 <= r <= self.rounds for r in self.attack_rounds):
+            raise ValueError(f"attack rounds {self.attack_rounds} must lie in 1..{self.rounds}")
+        if not 1 <= self.attack_clients <= self.num_clients:
+            raise ValueError(f"attack_clients must be in 1..{self.num_clients}, got {self.attack_clients}")
+
+    def training(self) -> FLConfig:
+        """The clients' FedAvg recipe."""
+        return FLConfig(num_clients=self.num_clients, rounds=self.rounds, batch_size=self.batch_size, lr=self.lr,
+                        seed=self.seed, device=self.device)
+
+
+@dataclass
+class DetectEvalConfig(ManipulatedRounds):
+    """One model's evaluation on ``partitions``; ``remember_rounds``: the memory of ``warmup_zscore+rounds``;
+    ``false_alarm_rate``: the calibration target; ``dsnr_batch``: D-SNR's batch."""
 
     model: str = "cnn"
     dataset: str = "bundled"
     size: tuple[int, int] | None = (32, 32)
     model_options: dict = field(default_factory=dict)
     partitions: tuple[str, ...] = ("iid", "dirichlet")
-    alpha: float = 0.5
-    num_clients: int = 10
-    rounds: int = 20
-    attack_rounds: tuple[int, ...] = (2, 15)
-    attack_clients: int = 10
-    samples: int = 128
     dsnr_batch: int = 64
     remember_rounds: int = 5
     false_alarm_rate: float = 0.05
-    batch_size: int = 32
-    lr: float = 2e-3
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self):
+        super().__post_init__()
         self.size = tuple(self.size) if self.size else None
-        self.partitions, self.attack_rounds = tuple(self.partitions), tuple(self.attack_rounds)
-        if any(not 1 <= r <= self.rounds for r in self.attack_rounds):
-            raise ValueError(f"attack rounds {self.attack_rounds} must lie in 1..{self.rounds}")
-        if not 1 <= self.attack_clients <= self.num_clients:
-            raise ValueError(f"attack_clients must be in 1..{self.num_clients}, got {self.attack_clients}")
+        self.partitions = tuple(self.partitions)
 
 
 def image_tokens(dataset: TensorDataset, *, patch: int = 4, levels: int = 16) -> TensorDataset:
@@ -189,9 +207,7 @@ def run_partition(config: DetectEvalConfig, partition: str, finished: frozenset 
     mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
     spec = FederationSpec(dataset=config.dataset, model=config.model, size=config.size, partition=partition,
                           alpha=config.alpha, model_options=config.model_options)
-    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
-                  seed=config.seed, device=config.device)
-    server = build_federation(spec, fl, mods=(mod, _timed), datasets=(train, test), progress=False)
+    server = build_federation(spec, config.training(), mods=(mod, _timed), datasets=(train, test), progress=False)
     public = test.inputs(slice(0, 256)).to(config.device)
     bar = tqdm(total=config.rounds, desc=f"detect-eval {config.model} {partition}")
 

@@ -26,13 +26,14 @@ from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection import WarmupZScore, dsnr_check  # noqa: E402
 from fedleak.detection.warmup_zscore import DEFAULT_THRESHOLD  # noqa: E402
 from fedleak.experiments.detection import classifier_features  # noqa: E402
+from fedleak.experiments.run_config import RunConfig  # noqa: E402
 from fedleak.fl.training import evaluate, task_loss  # noqa: E402
 from fedleak.models import build_model  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 
 
 @dataclass
-class FiguresConfig:
+class FiguresConfig(RunConfig):
     """The ResNet-18 (``width``, ``norm``) on ``dataset`` at ``size``, trained ``rounds`` epochs with Adam."""
 
     dataset: str = "bundled"
@@ -43,8 +44,6 @@ class FiguresConfig:
     batch_size: int = 64
     lr: float = 1e-3
     samples: int = 128
-    seed: int = 0
-    device: str = "cpu"
 
 
 def _warmup_scores(model, x, y, config: FiguresConfig):

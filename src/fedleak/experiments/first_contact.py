@@ -29,9 +29,9 @@ from fedleak.attacks import AttackContext, prepare
 from fedleak.data.base import TensorDataset
 from fedleak.defenses import apply_defenses
 from fedleak.detection import FIRST_CONTACT, DetectorChain, build_detector, detector_mod, first_contact_detectors
-from fedleak.experiments.detection import (DetectEvalConfig, _timed, attack_settings, image_tokens, load_data,
-                                           manipulate, summarize)
-from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.experiments.detection import (DetectEvalConfig, ManipulatedRounds, _timed, attack_settings,
+                                           image_tokens, load_data, manipulate, summarize)
+from fedleak.fl import FederationSpec, build_federation
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
 
@@ -58,32 +58,27 @@ VARIANTS = (Variant("iid"), Variant("dirichlet"), Variant("iid", "dropout,dp,cvb
 
 
 @dataclass
-class FirstContactConfig:
+class FirstContactConfig(ManipulatedRounds):
     """The first-contact evaluation of ``models`` (registry names, or ``name-label`` for one registry model with
-    several option sets, e.g. ``resnet18-group``; ``model_options`` per entry; image size ``sizes``)."""
+    several option sets, e.g. ``resnet18-group``; ``model_options`` per entry; image size ``sizes``) under each of
+    ``variants``; a small client holds ``small_samples`` training samples."""
 
     models: tuple[str, ...] = ("cnn", "fcnn", "vgg_cnn", "resnet18-batch", "resnet18-group", "vit_small",
                                "text_transformer", "imdb_fc")
     model_options: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     variants: tuple[Variant, ...] = VARIANTS
-    num_clients: int = 10
     rounds: int = 3
     attack_rounds: tuple[int, ...] = (1, 3)
     attack_clients: int = 2
     samples: int = 32
     small_samples: int = 32
-    batch_size: int = 32
-    lr: float = 2e-3
     alpha: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self):
-        self.models, self.attack_rounds = tuple(self.models), tuple(self.attack_rounds)
+        super().__post_init__()
+        self.models = tuple(self.models)
         self.variants = tuple(v if isinstance(v, Variant) else Variant(**v) for v in self.variants)
-        if any(not 1 <= r <= self.rounds for r in self.attack_rounds):
-            raise ValueError(f"attack rounds {self.attack_rounds} must lie in 1..{self.rounds}")
 
 
 def registry_name(model: str) -> str:
@@ -174,9 +169,7 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
     pending = {}
     mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
     spec = FederationSpec(model=name, partition=variant.partition, alpha=config.alpha, model_options=options)
-    fl = FLConfig(num_clients=config.num_clients, rounds=config.rounds, batch_size=config.batch_size, lr=config.lr,
-                  seed=config.seed, device=config.device)
-    server = build_federation(spec, fl, model=model, gradient_fn=gradient_fn, mods=(mod, _timed, *defense_mods),
+    server = build_federation(spec, config.training(), model=model, gradient_fn=gradient_fn, mods=(mod, _timed, *defense_mods),
                               datasets=(train, test), progress=False)
     public = test.inputs(slice(0, 256)).to(config.device)
     prefix = f"{model_name}/{variant.name}"

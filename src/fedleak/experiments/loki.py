@@ -10,15 +10,17 @@ Deviations from the paper: Fashion-MNIST (the bundled 2,000 images) instead of M
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from fedleak.attacks.malicious.loki import with_loki_block
+from fedleak.attacks import ATTACKS
+from fedleak.attacks.malicious.loki import LokiConfig, with_loki_block
 from fedleak.cases import Audit, ThreatModel
 from fedleak.metrics.extraction import best_points
 from fedleak.data import load_dataset
+from fedleak.experiments.run_config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.image import psnr, ssim
 from fedleak.models import build_model
@@ -31,33 +33,38 @@ THRESHOLD = 0.9  # SSIM above which an image counts as leaked
 
 
 @dataclass
-class LokiReproductionConfig:
-    """One LOKI experiment: ``num_clients`` x ``images_per_client`` images, ``local_steps`` SGD steps of learning
-    rate ``lr`` per round, ``rounds`` rounds (each attacked), ``num_bins`` imprint rows, the honest ``model``."""
+class LokiReproductionConfig(RunConfig):
+    """One LOKI experiment: the ``federation``'s data and honest model (a cnn gets padding 2 unless given options),
+    ``num_clients`` x ``images_per_client`` images, ``local_steps`` SGD steps of learning rate ``lr`` per round,
+    ``rounds`` rounds (each attacked); ``attack_options`` go to the ``loki`` attack (its defaults:
+    :class:`~fedleak.attacks.malicious.loki.LokiConfig`)."""
 
-    dataset: str = "bundled"
-    root: str | None = None
-    model: str = "cnn"
-    model_options: dict | None = None
+    federation: FederationSpec = field(default_factory=FederationSpec)
     num_clients: int = 10
     images_per_client: int = 64
     local_steps: int = 4
     lr: float = 0.01
     rounds: int = 1
-    num_bins: int = 512
-    conv_scale: float = 1000.0
-    seed: int = 0
-    device: str = "cpu"
+    attack_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.model == "cnn" and self.model_options is None:
-            self.model_options = {"padding": 2}  # 28x28 images through three stride-2 5x5 convolutions
-        for name in ("num_clients", "images_per_client", "local_steps", "rounds", "num_bins"):
+        super().__post_init__()
+        if isinstance(self.federation, dict):  # a config read back from config.json
+            self.federation = FederationSpec(**self.federation)
+        if self.federation.model == "cnn" and not self.federation.model_options:
+            # 28x28 images through three stride-2 5x5 convolutions
+            self.federation = replace(self.federation, model_options={"padding": 2})
+        for name in ("num_clients", "images_per_client", "local_steps", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.images_per_client % self.local_steps:
             raise ValueError(f"images_per_client ({self.images_per_client}) must be a multiple of local_steps "
                              f"({self.local_steps}): each step trains on a batch of equal size")
+        ATTACKS.check_options("loki", self.attack_options)
+
+    @property
+    def num_bins(self) -> int:
+        return self.attack_options.get("num_bins", LokiConfig.num_bins)
 
 
 def round_cell(record, best: torch.Tensor, images_per_client: int) -> dict:
@@ -80,21 +87,20 @@ def reproduce_loki(config: LokiReproductionConfig, out: str | Path, *, progress:
     results = ResultsDir(out, asdict(config), cells="rounds.jsonl")
     keys = [f"round-{r}" for r in range(1, config.rounds + 1)]
     if not all(key in results for key in keys):
-        train = load_dataset(config.dataset, root=config.root, split="train")
-        test = load_dataset(config.dataset, root=config.root, split="test")
+        spec = config.federation
+        size = {"size": tuple(spec.size)} if spec.size else {}
+        train, test = (load_dataset(spec.dataset, root=spec.root, split=split, **size) for split in ("train", "test"))
         shape = train.info.input_shape
         torch.manual_seed(config.seed)  # the honest model's and the LOKI block's initialisation
-        honest = build_model(config.model, shape, train.info.num_classes, **config.model_options)
+        honest = build_model(spec.model, shape, train.info.num_classes, **spec.model_options)
         model = with_loki_block(honest, shape, config.num_clients, config.num_bins)
-        spec = FederationSpec(dataset=config.dataset, root=config.root, model=config.model,
-                              model_options=config.model_options)
         fl = FLConfig(algorithm="fedavg", num_clients=config.num_clients, rounds=config.rounds,
                       batch_size=config.images_per_client // config.local_steps, local_steps=config.local_steps,
                       optimizer="sgd", lr=config.lr, seed=config.seed, device=config.device)
         threat = ThreatModel(server="malicious", observes="secure_aggregate", protocol="fedavg",
                              rounds=tuple(range(1, config.rounds + 1)))
         audit = Audit("loki", threat, public=test.inputs(slice(None)), seed=config.seed, device=config.device,
-                      num_bins=config.num_bins, conv_scale=config.conv_scale)
+                      **config.attack_options)
         server = build_federation(spec, fl, audit=audit, model=model, datasets=(train, test), progress=progress)
         short = [c.client_id for c in server.clients if len(c.data.train) < config.images_per_client]
         if short:
@@ -125,8 +131,9 @@ def reproduce_loki(config: LokiReproductionConfig, out: str | Path, *, progress:
 def report(summary: dict) -> str:
     """Our leak rate per round beside the paper's."""
     config = summary["config"]
+    bins = LokiReproductionConfig(**config).num_bins
     lines = [f"LOKI, {config['num_clients']} clients x {config['images_per_client']} images, FedAvg "
-             f"({config['local_steps']} local SGD steps), secure aggregation, {config['num_bins']} bins; "
+             f"({config['local_steps']} local SGD steps), secure aggregation, {bins} bins; "
              f"leaked = SSIM > {THRESHOLD}"]
     for cell in summary["rounds"]:
         lines.append(f"round {cell['round']}: leak rate {cell['leak_rate']:.3f} ({cell['leaked']}/{cell['images']}),"

@@ -18,6 +18,7 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.experiments.cells import run_cells
 from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE4
+from fedleak.experiments.run_config import RunConfig
 from fedleak.experiments.trap_weights import layer_update, load_images
 from fedleak.models.fcnn import WIDTHS
 from fedleak.fl.training import task_loss
@@ -31,7 +32,7 @@ LAYER = "fc1.linear"
 
 
 @dataclass
-class PassiveTrainingConfig:
+class PassiveTrainingConfig(RunConfig):
     """What ``fedleak reproduce passive-training`` runs (``runs`` trainings, each scored at every epoch of
     ``epochs``)."""
 
@@ -43,11 +44,10 @@ class PassiveTrainingConfig:
     train_batch_size: int = 64
     lr: float = 1e-3
     runs: int = 10
-    seed: int = 0
-    device: str = "cpu"
     profile: str = "full"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.epochs or min(self.epochs) < 0 or self.runs < 1:
             raise ValueError(f"need epochs >= 0 and runs >= 1; got {self.epochs} and {self.runs}")
         self.epochs = tuple(sorted(set(self.epochs)))

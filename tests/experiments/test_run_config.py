@@ -1,0 +1,23 @@
+"""Experiment configs built from Python check their device as ``--device`` does on the command line."""
+import pytest
+import torch
+
+from fedleak.experiments.detection import DetectEvalConfig
+from fedleak.experiments.loki import LokiReproductionConfig
+
+
+@pytest.mark.parametrize("config", [DetectEvalConfig, LokiReproductionConfig])
+def test_an_unknown_or_absent_device_is_refused_when_the_config_is_built(config):
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        config(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            config(device="cuda")
+    assert config(device="cpu").device == "cpu"
+
+
+def test_detect_eval_config_checks_its_manipulated_rounds():
+    with pytest.raises(ValueError, match=r"attack rounds \(2, 25\) must lie in 1..20"):
+        DetectEvalConfig(attack_rounds=(2, 25))
+    with pytest.raises(ValueError, match="attack_clients must be in 1..10"):
+        DetectEvalConfig(attack_clients=11)
