@@ -280,6 +280,28 @@ def add_seer(experiments) -> None:
     seer.set_defaults(func=run_seer)
 
 
+def run_s4(args) -> int:
+    from fedleak.experiments.hear_no_evil_s4 import S4Config, reproduce_s4
+
+    profile = S4Config.quick if args.quick else S4Config
+    summary = reproduce_s4(profile(dataset=args.dataset, root=args.root, seed=args.seed, device=args.device), args.out)
+    print(summary["text"], end="")
+    print(f"results in {args.out} (table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json)")
+    return 0
+
+
+def add_s4(experiments) -> None:
+    s4 = experiments.add_parser(
+        "hear-no-evil-s4", help="Wang & Li §4: SEER vs norm and batch size, after FedSGD rounds and FedAvg epochs; "
+                                "the detectors on SEER, LOKI and model inconsistency")
+    s4.add_argument("--quick", action="store_true",
+                    help="batch sizes 4 and 16 (shipped SEER checkpoints), FedAvg up to 3 epochs")
+    s4.add_argument("--dataset", default="bundled", help="image dataset, read at 32x32 (default bundled)")
+    s4.add_argument("--root", default=None, help="folder of --dataset")
+    add_run_arguments(s4, out="results/hear-no-evil-s4")
+    s4.set_defaults(func=run_s4)
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
@@ -303,6 +325,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "~1 min", add_loki),
     Experiment("seer", "000 Wang & Li, ref. [14] Garov et al.", "SEER SSIM: BN vs GN vs LN, FedAvg (§4.1)",
                "~2 min (shipped checkpoints)", add_seer),
+    Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
+               "~15 min (measured below)", add_s4),
 )
 
 

@@ -128,13 +128,15 @@ def client_batches(test, count: int, batch_size: int, seed: int) -> list[torch.T
 
 
 def attack_batches(path: Path, test, batches: list[torch.Tensor], fl: FLConfig, *, device: str = "cpu",
-                   progress: bool = True, desc: str = "") -> dict:
+                   progress: bool = True, desc: str = "", model=None) -> dict:
     """SEER from ``path`` against one client per batch (each holding that batch, training by ``fl``): the decoded
-    image and the SSIM/PSNR against the batch's brightest image."""
+    image and the SSIM/PSNR against the batch's brightest image. ``model``: the global model the server sends
+    instead of the checkpoint's (e.g. after honest rounds), read with the checkpoint's decoder."""
     attack = SeerAttack(str(path))
     shape = tuple(test.info.input_shape)
     sent, secret = attack.prepare(attack_model(path, shape, test.info.num_classes, device),
                                   AttackContext(shape, test.info.num_classes, seed=fl.seed, device=device))
+    sent = sent if model is None else model
     decoded, truth = [], []
     for index, batch in enumerate(tqdm(batches, desc=desc, disable=not progress)):
         data = test.subset(batch)
