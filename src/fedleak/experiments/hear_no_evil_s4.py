@@ -33,7 +33,6 @@ from tqdm.auto import tqdm  # noqa: E402
 from fedleak.attacks import prepare  # noqa: E402
 from fedleak.attacks.base import AttackContext  # noqa: E402
 from fedleak.attacks.learned.seer import load_checkpoint  # noqa: E402
-from fedleak.attacks.learned.seer_training import SeerTrainingConfig  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection.mod import DetectorChain, detector_mod  # noqa: E402
 from fedleak.experiments.detection import DetectEvalConfig, make_detectors, summarize  # noqa: E402
@@ -268,7 +267,8 @@ def leakage_figure(summary: dict, path: Path) -> Path:
 def report(summary: dict) -> str:
     lines = ["Paper 000 §4: SEER vs norm and batch size (mean SSIM of the decoded brightest image, held-out)"]
     for row in summary["norms"]:
-        lines.append(f"  B={row['batch_size']:>3}  {row['norm']:<5} norm  SSIM {row['ssim']:.3f}  PSNR {row['psnr']:.1f} dB"
+        lines.append(f"  B={row['batch_size']:>3}  {row['norm']:<5} norm  SSIM {row['ssim']:.3f}  "
+                     f"PSNR {row['psnr']:.1f} dB"
                      f"  (prior {row['prior_ssim']:.3f}, {row['steps']} steps, {row['checkpoint']})")
     lines.append("SEER (batch norm, B=16) after honest training")
     for row in summary["rounds"]:

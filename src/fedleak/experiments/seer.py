@@ -2,16 +2,18 @@
 §4.1.3): the mean SSIM of the decoded brightest image against the true one on held-out batches.
 
 Three SEER attacks are trained at the same budget (:class:`fedleak.attacks.learned.seer_training
-.SeerTrainingConfig`, one per norm of a width-4 ResNet-18) on the bundled Fashion-MNIST train split at 32x32 (the
-server's auxiliary data). Each is then run with the project's attack shape on ``eval_batches`` batches of the test
-split, each batch one client (:class:`fedleak.fl.client.Client`) that returns a FedSGD gradient; the BN attack also
-against clients running FedAvg (``fedavg_epochs`` local epochs of SGD on mini-batches of ``fedavg_batch``).
+.SeerTrainingConfig`, one per norm of the project's CNN: batch, group or layer norm after each convolution) on
+the bundled Fashion-MNIST train split at 32x32 (the server's auxiliary data). Each is then run with the
+project's attack shape on ``eval_batches`` batches of the test split, each batch one client
+(:class:`fedleak.fl.client.Client`) that returns a FedSGD gradient; the BN attack also against clients running FedAvg (``fedavg_epochs`` local epochs of SGD on mini-batches of ``fedavg_batch``).
 ``ssim_prior`` is what a server gets without any gradient: the mean brightest image of its auxiliary batches.
 
-Deviations from the paper: Fashion-MNIST at 32x32 grey instead of CIFAR-10/ImageNet, a width-4 ResNet-18, batch 16
-and 1,500 training steps instead of batches up to 512 and days of GPU training; the decoder is a small
-transposed-convolution net. ``--quick`` loads the checkpoints shipped with fedleak (trained by this module with
-the default config) instead of retraining, and says so.
+Deviations from the paper: Fashion-MNIST at 32x32 grey instead of CIFAR-10/ImageNet, the small CNN (66k
+parameters) instead of a ResNet-18, batch 16 and 4,000 training steps instead of batches up to 512 and long GPU
+training; the disaggregator reads the output layer's weight gradient (10,240 entries) into a 64-d code and the
+decoder is a small transposed-convolution net. ``--paper`` is a larger profile for a GPU (not run here).
+``--quick`` loads the checkpoints shipped with fedleak (trained by this module with the default config) instead
+of retraining, and says so.
 """
 from __future__ import annotations
 
@@ -164,7 +166,8 @@ def prior_ssim(config: SeerReproductionConfig, test, batches: list[torch.Tensor]
     inputs = aux.inputs(slice(None))
     guesses = []
     for step in range(200):
-        order = torch.randperm(len(inputs), generator=seeds.generator(config.seed, 1, step))[:config.training.batch_size]
+        draw = torch.randperm(len(inputs), generator=seeds.generator(config.seed, 1, step))
+        order = draw[:config.training.batch_size]
         guesses.append(inputs[order][brightest(inputs[order])])
     guess = torch.stack(guesses).mean(dim=0, keepdim=True)
     truth = torch.stack([test.inputs(b)[brightest(test.inputs(b))] for b in batches])

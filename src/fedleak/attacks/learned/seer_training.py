@@ -30,7 +30,8 @@ from fedleak.fl.training import task_loss
 class SeerTrainingConfig:
     """One SEER training: checkpoint ``name``; the shared ``model`` and its options; auxiliary data (``dataset``'s
     train split at ``image_size``); ``batch_size`` B; ``subset_size`` gradient entries (of the parameters under
-    ``subset_layer``, default all) read by a disaggregator of ``code_size`` outputs; ``steps`` Adam steps of rate ``lr``; ``seed``; ``device``."""
+    ``subset_layer``, default all) read by a disaggregator of ``code_size`` outputs; ``steps`` Adam steps of rate
+    ``lr``; ``seed``; ``device``."""
 
     name: str = "bn"
     model: str = "cnn"
