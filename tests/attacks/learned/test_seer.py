@@ -1,6 +1,9 @@
 """SEER (attacks/learned/seer.py): the shipped checkpoints decode the brightest held-out image from a client's
-gradient; an untrained decoder and a per-sample-norm model do worse; the readout is blind to the update's scale
-(FedAvg delta, secure aggregate); training is regenerable byte for byte; bad input fails clearly."""
+gradient; an untrained decoder and the per-sample-norm models do worse; the readout is blind to the update's scale
+(FedAvg delta, secure aggregate); training is regenerable byte for byte and resumes; bad input fails clearly.
+
+At this scale the BN attack is only a little better than the gradient-free prior (SSIM 0.446 vs 0.421 here), see
+``fedleak reproduce seer``; the tests pin what the shipped checkpoints measurably do, not the paper's figures."""
 import copy
 import json
 
@@ -13,7 +16,7 @@ from fedleak.attacks.learned.seer import (CHECKPOINTS, SeerDecoder, brightest, d
 from fedleak.attacks.learned import seer_training
 from fedleak.attacks.learned.seer_training import SeerTrainingConfig, train_seer
 from fedleak.data import load_dataset
-from fedleak.experiments.seer import attack_model, client_batches
+from fedleak.experiments.seer import SeerReproductionConfig, attack_model, client_batches, prior_ssim
 from fedleak.fl.training import batch_gradients
 from fedleak.models import build_model
 
@@ -44,13 +47,28 @@ def decode(tag: str, batches, *, decoder: SeerDecoder | None = None) -> dict:
     return decoded_quality(torch.cat(decoded), torch.cat(truth))
 
 
+# Measured on these 12 held-out batches with the shipped checkpoints (deterministic): BN SSIM 0.446, PSNR 15.0 dB;
+# GN 0.430 / 14.0 dB; LN 0.420 / 13.4 dB; the no-gradient prior (mean brightest auxiliary image) SSIM 0.421; an
+# untrained disaggregator and decoder SSIM 0.213 / 8.4 dB. The levels below leave a margin under those figures.
+SSIM_BN, PSNR_BN = 0.42, 14.5
+
+
 def test_shipped_bn_attack_decodes_the_brightest_held_out_image(held_out):
     seer = decode("bn", held_out)
     torch.manual_seed(0)  # an untrained disaggregator and reconstructor on the same trained model: the baseline
     untrained = decode("bn", held_out, decoder=SeerDecoder(*_sizes("bn"), SHAPE))
     assert seer["ssim"].mean() > SSIM_BN, f"measured {seer['ssim'].mean():.3f}"
-    assert seer["psnr"].mean() > PSNR_BN
-    assert untrained["ssim"].mean() < seer["ssim"].mean() - 0.2
+    assert seer["psnr"].mean() > PSNR_BN, f"measured {seer['psnr'].mean():.2f}"
+    assert untrained["ssim"].mean() < seer["ssim"].mean() - 0.15
+    test = load_dataset("bundled", split="test", size=32)
+    prior = prior_ssim(SeerReproductionConfig(), test, client_batches(test, BATCHES, 16, seed=0))
+    assert seer["ssim"].mean() > prior  # a gradient-free guess does worse (by 0.025 only: see the docstring)
+
+
+def test_per_sample_norms_decode_worse_at_the_same_budget(held_out):
+    bn = decode("bn", held_out)["psnr"].mean()
+    for tag in ("gn", "ln"):
+        assert decode(tag, held_out)["psnr"].mean() < bn - 0.5  # measured 1.0 (GN) and 1.6 dB (LN) below BN
 
 
 def _sizes(tag: str) -> tuple[int, int]:
