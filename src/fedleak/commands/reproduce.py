@@ -324,9 +324,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",
                "~1 min", add_loki),
     Experiment("seer", "000 Wang & Li, ref. [14] Garov et al.", "SEER SSIM: BN vs GN vs LN, FedAvg (§4.1)",
-               "~2 min (shipped checkpoints)", add_seer),
+               "~10 s (shipped checkpoints; training ~30 min)", add_seer),
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
-               "~15 min (measured below)", add_s4),
+               "~4 min", add_s4),
 )
 
 

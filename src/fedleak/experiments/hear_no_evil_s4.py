@@ -37,8 +37,8 @@ from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection.mod import DetectorChain, detector_mod  # noqa: E402
 from fedleak.experiments.detection import DetectEvalConfig, make_detectors, summarize  # noqa: E402
 from fedleak.experiments.paper_tables import P000_SEER  # noqa: E402
-from fedleak.experiments.seer import (NORMS, SeerReproductionConfig, attack_batches, checkpoint,  # noqa: E402
-                                      client_batches, prior_ssim)
+from fedleak.experiments.seer import (CLEAR, NORMS, SeerReproductionConfig, attack_batches,  # noqa: E402
+                                      checkpoint, client_batches, prior_ssim)
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.models import build_model  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
@@ -253,6 +253,8 @@ def leakage_figure(summary: dict, path: Path) -> Path:
     sizes = sorted(summary["prior_ssim"])
     left.plot(sizes, [summary["prior_ssim"][s] for s in sizes], color="grey", linestyle=":", label="no-gradient prior")
     left.set(xscale="log", xlabel="batch size", ylabel="SSIM of decoded brightest image", ylim=(0, 1))
+    left.set_xticks(sizes, [str(s) for s in sizes])
+    left.minorticks_off()
     left.legend(fontsize=7)
     for protocol, marker in (("FedSGD rounds", "o"), ("FedAvg local epochs", "s")):
         rows = [r for r in summary["rounds"] if r["protocol"] == protocol]
@@ -278,5 +280,36 @@ def report(summary: dict) -> str:
         cells = "  ".join(f"{c}: {'FLAG' if row[f'{c} flagged'] else 'pass'} {row[f'{c} score']:.3g}"
                           if row[f"{c} flagged"] is not None else f"{c}: -" for c in COLUMNS)
         lines.append(f"  {row['model']:<45} {cells}")
+    lines += verdicts(summary)
     lines.append("paper: " + "; ".join(P000_SEER.values()))
     return "\n".join(lines) + "\n"
+
+
+def verdicts(summary: dict) -> list[str]:
+    """Whether paper 000's §4 claims hold here, each with the measured gap (SSIM gaps of at least ``CLEAR``)."""
+    lines = []
+    for size in sorted(summary["prior_ssim"]):
+        rows = {r["norm"]: r["ssim"] for r in summary["norms"] if r["batch_size"] == size}
+        if len(rows) == 3:
+            gap = rows["batch"] - max(rows["group"], rows["layer"])
+            over_prior = rows["batch"] - summary["prior_ssim"][size]
+            lines.append(f"§4.1.1 needs batch norm, B={size}: {'holds' if gap >= CLEAR else 'not shown'} (BN minus "
+                         f"the better per-sample norm {gap:+.3f}; BN vs prior {over_prior:+.3f})")
+    fedsgd = {r["x"]: r["ssim"] for r in summary["rounds"] if r["protocol"] == "FedSGD rounds"}
+    fedavg = [r["ssim"] for r in summary["rounds"] if r["protocol"] == "FedAvg local epochs"]
+    if 0 in fedsgd and len(fedsgd) > 1:
+        last = max(fedsgd)
+        overwritten = fedsgd[0] - fedsgd[last] >= CLEAR
+        lines.append(f"§4.1.3 honest rounds overwrite SEER: {'holds' if overwritten else 'not shown'} (SSIM "
+                     f"{fedsgd[0]:.3f} at round 0, {fedsgd[last]:.3f} after {last} FedSGD rounds)")
+        if fedavg:
+            neutral = fedsgd[0] - max(fedavg) >= CLEAR
+            lines.append(f"§4.1.3 FedAvg neutralises SEER: {'holds' if neutral else 'not shown'} (FedSGD "
+                         f"{fedsgd[0]:.3f}, FedAvg at most {max(fedavg):.3f})")
+    seer = [r for r in summary["detection"] if r["model"].startswith("SEER")]
+    for row in seer:
+        flagged = [c for c in ("warmup_zscore", "warmup_zscore+rounds") if row[f"{c} flagged"]]
+        verdict = f"holds ({', '.join(flagged)})" if flagged else "does NOT hold"
+        lines.append(f"§5 warm-up detector flags SEER: {verdict} (score {row['warmup_zscore score']:.3g} paper mode, "
+                     f"{row['warmup_zscore+rounds score']:.3g} with memory)")
+    return lines
