@@ -190,7 +190,7 @@ def detection_cells(config: S4Config, results: ResultsDir, train, test) -> None:
             client = server.clients[0]
             for name, sent in attack_models(kind, server.model, config, public, seer_path).items():
                 verdicts = summarize(chain.check_client(client, sent, round=round, remember=False))
-                results.add(f"detect/{kind}/{name}", {"part": "detect", "model": name, "architecture": f"cnn {norm}",
+                results.add(f"detect/{kind}/{name}", {"part": "detect", "model": name, "network": f"cnn {norm}",
                                                       "round": round, **{c: verdicts.get(c) for c in COLUMNS}})
 
         server.run(before_round=check)
@@ -234,7 +234,7 @@ def summarize_s4(cells: list[dict], config: S4Config) -> dict:
                for c in sorted((c for c in cells if c.get("part") == "fedavg"), key=lambda c: c["epochs"])]
     detection = []
     for c in (c for c in cells if c.get("part") == "detect"):
-        row = {"model": c["model"], "architecture": c["architecture"], "round": c["round"]}
+        row = {"model": c["model"], "network": c["network"], "round": c["round"]}
         for column in COLUMNS:
             verdict = c.get(column)
             row[f"{column} flagged"] = None if verdict is None else verdict["flagged"]
