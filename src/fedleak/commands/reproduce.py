@@ -326,7 +326,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("seer", "000 Wang & Li, ref. [14] Garov et al.", "SEER SSIM: BN vs GN vs LN, FedAvg (§4.1)",
                "~10 s (shipped checkpoints; training ~30 min)", add_seer),
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
-               "~4 min", add_s4),
+               "~4-5 min", add_s4),
 )
 
 

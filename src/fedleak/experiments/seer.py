@@ -14,6 +14,11 @@ training; the disaggregator reads the output layer's weight gradient (10,240 ent
 decoder is a small transposed-convolution net. ``--paper`` is a larger profile for a GPU (not run here).
 ``--quick`` loads the checkpoints shipped with fedleak (trained by this module with the default config) instead
 of retraining, and says so.
+
+Measured (``--quick``, seed 0, 30 held-out batches of 16): SSIM BN 0.450, GN 0.431, LN 0.409, BN after FedAvg
+(1 epoch of 4 SGD steps) 0.390; the no-gradient prior 0.404. The BN attack decodes image-specific shapes (see
+``decoded.png``) but beats the prior by only 0.046 SSIM at this budget. The shipped BN checkpoint was trained
+twice in separate processes (under different CPU load, once under another name) and came out byte-identical.
 """
 from __future__ import annotations
 

@@ -6,9 +6,11 @@ The server trains three things together on auxiliary data (:mod:`fedleak.attacks
 shared model ``f`` it will send, a secret linear *disaggregator* ``D`` and a *reconstructor* (decoder) ``R``, so
 that for a batch ``x`` with labels ``y``
 
-    R(D(g / ||g||)) ~ x_p,   g = P grad_theta L(f(x), y),   p = argmax_i mean(x_i)      (SEER Eq. 3-4)
+    R(D(g / ||g||)) ~ x_p,   g = P grad_theta L(f(x), y),   p = argmax_i mean(x_i)
 
-where ``P`` keeps a fixed random subset of the gradient's entries. Only the batch statistics of batch norm let
+(SEER's training objective as paper 000 §4.1.3 writes it, with the brightness property of §4.1), where ``P``
+keeps a fixed random subset of the gradient's entries, of all parameters or of one layer's (the shipped profiles
+read the whole output-layer weight gradient). Only the batch statistics of batch norm let
 ``f`` single out the brightest image of a batch (each sample is normalised by statistics of the others); with
 group or layer norm every sample is normalised on its own (paper 000 §4.1.1). Dividing by ``||g||`` makes the
 readout blind to the update's scale, so a FedAvg delta (``-lr`` times a gradient for one local step) or a
