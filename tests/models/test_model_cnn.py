@@ -31,3 +31,13 @@ def test_non_image_shape_is_refused():
 def test_double_backward_matches_finite_differences(second_order_check):
     torch.manual_seed(0)
     second_order_check(build_model("cnn", (3, 32, 32), 10), torch.rand(1, 3, 32, 32), torch.tensor([3]))
+
+
+def test_optional_norm_sits_between_conv_and_relu():
+    for norm, kind in (("batch", nn.BatchNorm2d), ("group", nn.GroupNorm), ("layer", nn.GroupNorm)):
+        model = build_model("cnn", (1, 32, 32), 10, padding=2, norm=norm)
+        assert list(model.block2._modules) == ["conv", "norm", "relu"] and isinstance(model.block2.norm, kind)
+    assert model.block2.norm.num_groups == 1  # layer norm: one group over (C, H, W)
+    assert list(build_model("cnn", (1, 32, 32), 10)._modules["block1"]._modules) == ["conv", "relu"]
+    with pytest.raises(ValueError, match="cnn: unknown norm 'instance'"):
+        build_model("cnn", (1, 32, 32), 10, norm="instance")

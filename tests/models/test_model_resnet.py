@@ -32,8 +32,9 @@ def test_group_norm_groups():
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ValueError, match="resnet18: unknown norm 'layer'; valid norms: batch, group"):
-        build_model("resnet18", (3, 32, 32), 10, norm="layer")
+    with pytest.raises(ValueError, match="resnet18: unknown norm 'instance'; valid norms: batch, group, layer"):
+        build_model("resnet18", (3, 32, 32), 10, norm="instance")
+    assert build_model("resnet18", (3, 32, 32), 10, norm="layer", width=8).stem.norm.num_groups == 1
     with pytest.raises(ValueError, match=r"resnet18: input_shape \(3, 8, 8\) leaves a 1x1 map"):
         build_model("resnet18", (3, 8, 8), 10, width=8)
     build_model("resnet18", (3, 8, 8), 10, width=8, norm="group")(torch.randn(1, 3, 8, 8))

@@ -3,7 +3,7 @@ shape of :mod:`fedleak.attacks.base` (``prepare`` what the server sends, ``recon
 
 Honest-but-curious: the gradient-inversion presets of paper 001 (:mod:`fedleak.attacks.inversion`) and passive
 analytic extraction (``passive``, paper 002 §5.1). Malicious server: the model manipulations of papers 002 and 000
-(:mod:`fedleak.attacks.malicious`).
+(:mod:`fedleak.attacks.malicious`). Learned: SEER's trained model and decoder (:mod:`fedleak.attacks.learned`).
 """
 from fedleak.registry import Registry
 
@@ -15,6 +15,7 @@ from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observe
                                   analytic_factory)
 from fedleak.attacks.inversion.attack import inversion_factory  # noqa: E402
 from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
+from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
                                        model_inconsistency, robbing_the_fed, text_embedding, trap_weights)
 
@@ -47,6 +48,7 @@ for _name, (*_parts, _description) in ANALYTIC.items():
 del _name, _config, _parts, _description
 ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
+ATTACKS.register("seer")(seer.seer)
 
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name != "passive")
 

@@ -240,6 +240,57 @@ def add_loki(experiments) -> None:
     loki.set_defaults(func=run_loki)
 
 
+def run_seer(args) -> int:
+    from fedleak.experiments.seer import SeerReproductionConfig, reproduce_seer
+
+    profile = SeerReproductionConfig.paper if args.paper else (
+        SeerReproductionConfig.quick if args.quick else SeerReproductionConfig.with_training)
+    options = {"steps": args.steps, "batch_size": args.batch_size}
+    summary = reproduce_seer(profile(dataset=args.dataset, root=args.root, seed=args.seed, device=args.device,
+                                     **{k: v for k, v in options.items() if v is not None}), args.out)
+    print(summary["text"], end="")
+    print(f"results in {args.out} (results.json, table.txt, table.csv, decoded.png)")
+    return 0
+
+
+def add_seer(experiments) -> None:
+    seer = experiments.add_parser(
+        "seer", help="SEER (Garov et al.) decoded brightest image: batch vs group vs layer norm, and FedAvg")
+    mode = seer.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="load the checkpoints shipped with fedleak (no training), 30 held-out batches")
+    mode.add_argument("--paper", action="store_true",
+                      help="the paper's scale: full-width ResNet-18, batch 64, long training (use --device cuda)")
+    seer.add_argument("--steps", type=positive_int, default=None, help="training steps per norm (default 4000)")
+    seer.add_argument("--batch-size", type=positive_int, default=None, help="client batch size (default 16)")
+    seer.add_argument("--dataset", default="bundled", help="image dataset, read at 32x32 (default bundled)")
+    seer.add_argument("--root", default=None, help="folder of --dataset")
+    add_run_arguments(seer, out="results/seer")
+    seer.set_defaults(func=run_seer)
+
+
+def run_s4(args) -> int:
+    from fedleak.experiments.hear_no_evil_s4 import S4Config, reproduce_s4
+
+    profile = S4Config.quick if args.quick else S4Config
+    summary = reproduce_s4(profile(dataset=args.dataset, root=args.root, seed=args.seed, device=args.device), args.out)
+    print(summary["text"], end="")
+    print(f"results in {args.out} (table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json)")
+    return 0
+
+
+def add_s4(experiments) -> None:
+    s4 = experiments.add_parser(
+        "hear-no-evil-s4", help="Wang & Li §4: SEER vs norm and batch size, after FedSGD rounds and FedAvg epochs; "
+                                "the detectors on SEER, LOKI and model inconsistency")
+    s4.add_argument("--quick", action="store_true",
+                    help="batch sizes 4 and 16 (shipped SEER checkpoints), FedAvg up to 3 epochs")
+    s4.add_argument("--dataset", default="bundled", help="image dataset, read at 32x32 (default bundled)")
+    s4.add_argument("--root", default=None, help="folder of --dataset")
+    add_run_arguments(s4, out="results/hear-no-evil-s4")
+    s4.set_defaults(func=run_s4)
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
@@ -261,6 +312,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_detection),
     Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",
                "~1 min", add_loki),
+    Experiment("seer", "000 Wang & Li, ref. [14] Garov et al.", "SEER SSIM: BN vs GN vs LN, FedAvg (§4.1)",
+               "~10 s (shipped checkpoints; training ~30 min)", add_seer),
+    Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
+               "~4-5 min", add_s4),
 )
 
 

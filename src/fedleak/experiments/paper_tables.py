@@ -152,3 +152,14 @@ P002_VS_INVERSION = {
     "trap_weights": "l2 error 0, no back-propagation iterations, milliseconds",
     "ig": "pixel-wise l2 error down to 1e-4 within 10^4 iterations (FC-NN); ~1 h per CIFAR10 image with 32 restarts",
 }
+
+# Paper 000, §4.1 (qualitative claims about SEER [14]; SEER itself reports its figures only as plots).
+P000_SEER = {
+    "seer": "the brightest image of a batch reconstructed from the gradient, batches up to 512, also through "
+            "secure aggregation [14]",
+    "needs_batch_norm": "without batch norm's inter-sample coupling the in-batch property cannot be selected; group "
+                        "and layer norm normalise each sample alone (§4.1.1)",
+    "fedavg_neutralises": "local training overwrites the manipulation: degraded after 5 FedSGD rounds [14], worse "
+                          "with FedAvg's local epochs (§4.1.3)",
+    "warmup_detects": "the warm-up detector flags even learning-based attacks such as SEER (§5)",
+}

@@ -5,9 +5,13 @@ classification layer (logits; the softmax is part of the cross-entropy loss). On
 64x1x1, giving about 66k parameters (the 660 non-zero gradients left at 99% pruning, paper 001 §4.2).
 
 Children, in order: ``block1``, ``block2``, ``block3`` (each ``conv`` + ``relu``), ``flatten``, ``classifier``.
+``norm`` (not in the paper) puts a batch, group or layer norm between each ``conv`` and ``relu`` (child ``norm``):
+the norms whose presence decides whether SEER works (paper 000 §4.1.1).
 Defense insertion points: after ``block1`` (the first conv block) and before ``classifier`` (the output layer).
 """
 from __future__ import annotations
+
+import math
 
 import torch.nn as nn
 
@@ -18,10 +22,20 @@ from fedleak.models.layers import conv_output_size, conv_relu, sequential
 CHANNELS = (16, 32, 64)
 KERNEL_SIZE = 5
 STRIDE = 2
+NORMS = ("none", "batch", "group", "layer")
+
+
+def make_norm(norm: str, channels: int) -> nn.Module | None:
+    """None, BatchNorm2d, GroupNorm(gcd(8, channels)) or layer norm (GroupNorm with one group) over ``channels``."""
+    if norm == "none":
+        return None
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.GroupNorm(math.gcd(8, channels) if norm == "group" else 1, channels)
 
 
 @MODELS.register("cnn")
-def build_cnn(input_shape: tuple[int, ...], num_classes: int, padding: int = 0) -> nn.Sequential:
+def build_cnn(input_shape: tuple[int, ...], num_classes: int, padding: int = 0, norm: str = "none") -> nn.Sequential:
     """Scheliga et al.'s CNN for ``(channels, height, width)`` images.
 
     ``padding`` (default 0, as in the paper) pads every convolution; a 28x28 image is too small for three
@@ -29,6 +43,8 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, padding: int = 0) 
     to 32x32.
     """
     channels, height, width = image_shape(input_shape, "cnn")
+    if norm not in NORMS:
+        raise ValueError(f"cnn: unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
     sizes = [(height, width)]
     for _ in CHANNELS:
         h, w = sizes[-1]
@@ -40,7 +56,7 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, padding: int = 0) 
         sizes.append((conv_output_size(h, KERNEL_SIZE, STRIDE, padding),
                       conv_output_size(w, KERNEL_SIZE, STRIDE, padding)))
     ins = (channels,) + CHANNELS[:-1]
-    blocks = {f"block{i + 1}": conv_relu(c_in, c_out, KERNEL_SIZE, STRIDE, padding)
+    blocks = {f"block{i + 1}": conv_relu(c_in, c_out, KERNEL_SIZE, STRIDE, padding, make_norm(norm, c_out))
               for i, (c_in, c_out) in enumerate(zip(ins, CHANNELS))}
     h, w = sizes[-1]
     return sequential(**blocks, flatten=nn.Flatten(), classifier=nn.Linear(CHANNELS[-1] * h * w, num_classes))

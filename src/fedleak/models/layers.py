@@ -13,10 +13,14 @@ import torch
 import torch.nn as nn
 
 
-def conv_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int | str) -> nn.Sequential:
-    """``Conv2d`` (with bias) followed by ReLU, as children ``conv`` and ``relu``."""
+def conv_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int | str,
+              norm: nn.Module | None = None) -> nn.Sequential:
+    """``Conv2d`` (with bias) followed by ReLU, as children ``conv`` and ``relu`` (with ``norm`` between them,
+    as child ``norm``, when given)."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
-    return nn.Sequential(OrderedDict(conv=conv, relu=nn.ReLU()))
+    if norm is None:
+        return nn.Sequential(OrderedDict(conv=conv, relu=nn.ReLU()))
+    return nn.Sequential(OrderedDict(conv=conv, norm=norm, relu=nn.ReLU()))
 
 
 def linear_relu(in_features: int, out_features: int) -> nn.Sequential:

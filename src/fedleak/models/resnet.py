@@ -3,7 +3,8 @@
 Stem: 3x3 convolution, stride 1, no max-pool; four stages of two BasicBlocks with widths ``w, 2w, 4w, 8w``
 (``w = 64``), stride 2 from the second stage on; global average pooling; one Linear classifier.
 ``norm="batch"`` uses BatchNorm (the layers SEER exploits, paper 000 §3); ``norm="group"`` uses GroupNorm
-with ``gcd(32, channels)`` groups, which normalises each sample on its own.
+with ``gcd(32, channels)`` groups, which normalises each sample on its own; ``norm="layer"`` uses layer norm over
+(channels, height, width), i.e. GroupNorm with one group (the per-sample norms of paper 000 §4.1.1).
 
 Children, in order: ``stem`` (``conv``, ``norm``, ``relu``), ``layer1`` ... ``layer4`` (each two
 :class:`BasicBlock` named ``"0"``, ``"1"``), ``pool``, ``flatten``, ``classifier``.
@@ -20,13 +21,15 @@ from fedleak.models import MODELS
 from fedleak.models.checks import image_shape
 from fedleak.models.layers import sequential
 
-NORMS = ("batch", "group")
+NORMS = ("batch", "group", "layer")
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """BatchNorm2d or GroupNorm(gcd(32, channels)) over ``channels``."""
+    """BatchNorm2d, GroupNorm(gcd(32, channels)) or layer norm (GroupNorm with one group) over ``channels``."""
     if norm == "batch":
         return nn.BatchNorm2d(channels)
+    if norm == "layer":
+        return nn.GroupNorm(1, channels)
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 

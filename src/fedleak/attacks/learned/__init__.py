@@ -1,0 +1,1 @@
+"""Learned attacks: the server trains the model it sends together with a secret decoder (SEER, paper 000 §3.3)."""
