@@ -34,6 +34,7 @@ from fedleak.defenses.dp import DPSGD, dp_epsilon
 from fedleak.detection import DetectorChain, build_detector, load_received_model
 from fedleak.experiments.audit_inputs import ResolvedModel, parse_options, resolve_data, resolve_model
 from fedleak.experiments.detection import attack_settings, manipulate, summarize
+from fedleak.experiments.run_config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.report import ResultsDir
 from fedleak.report.plots import image_grid
@@ -49,7 +50,7 @@ DELTA = 1e-5
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(RunConfig):
     """One audit. ``model``/``data``: see :mod:`fedleak.experiments.audit_inputs`; ``weights``: a safetensors state
     dict loaded key by key into the model; ``threat``: "honest" or "malicious"; ``protocol``: "fedsgd" or
     "fedavg[:steps=S][:lr=L]"; ``secure_aggregation``: N clients per round whose updates the server sees only as
@@ -74,10 +75,9 @@ class AuditConfig:
     utility_rounds: int = 10
     utility_clients: int = 10
     quick: bool = False
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self):
+        super().__post_init__()
         self.size = tuple(self.size) if self.size else None
         self.defenses = tuple(d for d in self.defenses if d.strip().lower() != NONE)
         self.attacks = None if self.attacks is None else tuple(self.attacks)

@@ -37,6 +37,7 @@ from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection.mod import DetectorChain, detector_mod  # noqa: E402
 from fedleak.experiments.detection import DetectEvalConfig, make_detectors, summarize  # noqa: E402
 from fedleak.experiments.paper_tables import P000_SEER  # noqa: E402
+from fedleak.experiments.run_config import RunConfig  # noqa: E402
 from fedleak.experiments.seer import (CLEAR, NORMS, SeerReproductionConfig, attack_batches,  # noqa: E402
                                       checkpoint, client_batches, prior_ssim)
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
@@ -49,10 +50,10 @@ SEER_BATCH = 16  # the batch size of ``fedleak reproduce seer`` (its checkpoints
 
 
 @dataclass
-class S4Config:
+class S4Config(RunConfig):
     """Paper 000 §4 (module docstring): ``batch_sizes`` and ``steps`` per norm for the batch sizes other than 16;
     ``eval_batches`` held-out batches per cell; ``rounds`` of honest FedSGD (``clients`` clients, server rate
-    ``server_lr``); FedAvg ``max_epochs`` of mini-batches of ``fedavg_batch`` at rate ``fedavg_lr``; detection
+    ``server_lr``); FedAvg ``max_epochs`` (mini-batches and rate of the ``seer`` config's FedAvg); detection
     federations of ``detect_clients`` clients attacked in ``attack_round``."""
 
     dataset: str = "bundled"
@@ -64,15 +65,12 @@ class S4Config:
     clients: int = 4
     server_lr: float = 0.1
     max_epochs: int = 5
-    fedavg_batch: int = 4
-    fedavg_lr: float = 0.01
     detect_clients: int = 4
     attack_round: int = 4
-    seed: int = 0
-    device: str = "cpu"
     seer: SeerReproductionConfig = field(default_factory=lambda: SeerReproductionConfig(shipped=True))
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.seer, dict):
             self.seer = SeerReproductionConfig(**self.seer)
         self.seer = replace(self.seer, dataset=self.dataset, root=self.root, seed=self.seed, device=self.device,
@@ -146,8 +144,9 @@ def round_cells(config: S4Config, results: ResultsDir, train, test) -> None:
     for epochs in range(1, config.max_epochs + 1):
         if f"fedavg/{epochs}" in results:
             continue
-        fl = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_epochs=epochs, batch_size=config.fedavg_batch,
-                      optimizer="sgd", lr=config.fedavg_lr, seed=config.seed, device=config.device)
+        fl = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_epochs=epochs,
+                      batch_size=config.seer.fedavg_batch, optimizer="sgd", lr=config.seer.fedavg_lr, seed=config.seed,
+                      device=config.device)
         measured = attack_batches(path, test, batches, fl, device=config.device, progress=False)
         results.add(f"fedavg/{epochs}", {"part": "fedavg", "epochs": epochs, "ssim": float(measured["ssim"].mean()),
                                          "psnr": float(measured["psnr"].mean())})

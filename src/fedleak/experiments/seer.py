@@ -38,6 +38,7 @@ from fedleak.data import load_dataset
 from fedleak.data.partition import ClientData
 from fedleak.fl import FLConfig
 from fedleak.experiments.paper_tables import P000_SEER
+from fedleak.experiments.run_config import RunConfig
 from fedleak.fl.client import Client
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -50,7 +51,7 @@ CLEAR = 0.05  # an SSIM gap this large counts as a clear difference in the closi
 
 
 @dataclass
-class SeerReproductionConfig:
+class SeerReproductionConfig(RunConfig):
     """The SEER experiment: training (``training``, the BN profile; GN and LN differ only in the norm), held-out
     evaluation on ``eval_batches`` client batches, FedAvg with ``fedavg_epochs`` local epochs of ``fedavg_batch``
     images at SGD rate ``fedavg_lr``; ``shipped``: load the checkpoints shipped with fedleak when their training
@@ -64,10 +65,9 @@ class SeerReproductionConfig:
     fedavg_batch: int = 4
     fedavg_lr: float = 0.01
     shipped: bool = False
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.training, dict):
             self.training = SeerTrainingConfig(**self.training)
         self.training = replace(self.training, dataset=self.dataset, root=self.root, seed=self.seed,
