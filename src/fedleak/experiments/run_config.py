@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from fedleak.checks import check_device
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunConfig:
     """Base of the experiments' configs: ``seed`` and ``device`` (checked to exist on this machine, so that a
-    config built from Python fails as clearly as ``--device`` on the command line)."""
+    config built from Python fails as clearly as ``--device`` on the command line); keyword-only, so a config may
+    still begin with fields without defaults."""
 
     seed: int = 0
     device: str = "cpu"
