@@ -39,12 +39,16 @@ def run_trap_weights(args) -> int:
 def add_trap_weights(experiments) -> None:
     trap = experiments.add_parser(
         "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
+    from fedleak.data import DATASETS
+
+    names = ", ".join(DATASETS.names())
     trap.add_argument("--dataset", default="fashion_mnist",
-                      help="grey-scale dataset for the FC-NN (default fashion_mnist; mnist with --root DIR)")
+                      help=f"grey-scale dataset for the FC-NN, one of {names} (default fashion_mnist; mnist with "
+                           "--root DIR); Table 9 draws batches of 2000, Table 6 of 200")
     trap.add_argument("--root", default=None, help="folder of --dataset (default: its standard location)")
     trap.add_argument("--colour-dataset", default="skimage_photos",
-                      help="colour dataset for the CNN (default skimage_photos; cifar10 or imagefolder with "
-                           "--colour-root DIR)")
+                      help=f"colour dataset for the CNN, one of {names} (default skimage_photos; cifar10 or "
+                           "imagefolder with --colour-root DIR)")
     trap.add_argument("--colour-root", default=None, help="folder of --colour-dataset")
     trap.add_argument("--runs", type=positive_int, default=10, help="runs per cell (the paper uses 10; default 10)")
     trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
