@@ -27,9 +27,11 @@ class Experiment:
 def run_trap_weights(args) -> int:
     from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
 
-    config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
-                                    colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
-                                    seed=args.seed, device=args.device)
+    options = dict(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
+                   colour_root=args.colour_root, tables=tuple(args.tables), seed=args.seed, device=args.device)
+    if args.runs is not None:
+        options["runs"] = args.runs
+    config = TrapReproductionConfig.quick(**options) if args.quick else TrapReproductionConfig(**options)
     result = reproduce_trap_weights(config, args.out)
     print(result["text"], end="")
     print(f"results in {args.out}")
@@ -50,7 +52,9 @@ def add_trap_weights(experiments) -> None:
                       help=f"colour dataset for the CNN, one of {names} (default skimage_photos; cifar10 or "
                            "imagefolder with --colour-root DIR)")
     trap.add_argument("--colour-root", default=None, help="folder of --colour-dataset")
-    trap.add_argument("--runs", type=positive_int, default=10, help="runs per cell (the paper uses 10; default 10)")
+    trap.add_argument("--quick", action="store_true", help="3 runs per cell instead of 10")
+    trap.add_argument("--runs", type=positive_int, default=None,
+                      help="runs per cell (the paper uses 10; default 10, quick 3)")
     trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights")

@@ -56,6 +56,11 @@ class TrapReproductionConfig:
     seed: int = 0
     device: str = "cpu"
 
+    @classmethod
+    def quick(cls, **overrides) -> "TrapReproductionConfig":
+        """Every table and model of the full profile, 3 runs per cell instead of 10."""
+        return cls(**{"runs": 3, **overrides})
+
 
 def load_images(name: str, root: str | None, size: int | None) -> tuple[object, str]:
     """The training split of ``name``. Only the default, Fashion-MNIST from the Debian package, falls back to the
