@@ -9,7 +9,8 @@ from pathlib import Path
 from fedleak.commands.common import add_run_arguments, int_list, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
-from fedleak.experiments.detection_report import table_header, table_rows
+from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
+from fedleak.report.comparison import comparison_markdown
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
 # over 2 partitions x 10 rounds x 10 clients; the other victims run one partition for 6 rounds.
@@ -55,10 +56,13 @@ def run(args) -> int:
     (out / "table.md").write_text(text)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
     print(text)
+    figures = None
     if args.figures:
-        figures = FiguresConfig(**(QUICK_FIGURES if args.quick else {}), seed=args.seed, device=args.device)
-        run_figures(figures, out / "figures")
-    print(f"results in {out}")
+        config = FiguresConfig(**(QUICK_FIGURES if args.quick else {}), seed=args.seed, device=args.device)
+        figures = run_figures(config, out / "figures")
+    (out / "comparison.md").write_text(comparison_markdown(
+        "Paper 000 (Wang & Li): ours beside the paper", detection_comparison(summaries, figures)))
+    print(f"results in {out} (table.md, summary.json, comparison.md)")
     return 0
 
 
