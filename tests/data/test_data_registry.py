@@ -3,7 +3,7 @@ import torch
 
 from fedleak.data import DATASETS, UnknownNameError, dataset_options, iid_partition, load_dataset, split_clients
 
-EXPECTED = {"mnist", "fashion_mnist", "emnist", "cifar10", "cifar100", "imagefolder", "imdb", "bundled", "digits",
+EXPECTED = {"fortunes", "mnist", "fashion_mnist", "emnist", "cifar10", "cifar100", "imagefolder", "imdb", "bundled", "digits",
             "skimage_photos"}
 
 
