@@ -168,6 +168,23 @@ def add_vs_inversion(experiments) -> None:
                                     "table.txt, table.csv, comparison.md, reconstructions.png"))
 
 
+def add_text(experiments) -> None:
+    text = experiments.add_parser(
+        "text", help="Boenisch et al. Table 3: passive and trap-weights text extraction on the IMDB model of Table 8 "
+                     "(B = 20, 50, 100, 200)")
+    text.add_argument("--dataset", default="fortunes",
+                      help="text dataset (default fortunes: Debian's fortunes corpus; imdb with --root DIR, the "
+                           "unpacked aclImdb folder)")
+    text.add_argument("--root", default=None, help="folder of --dataset (fortunes: /usr/share/games/fortunes)")
+    text.add_argument("--quick", action="store_true", help="3 runs per cell")
+    text.add_argument("--runs", type=positive_int, default=None, help="runs per cell (default 10, quick 3)")
+    text.add_argument("--scale-factor", type=positive_float, default=None,
+                      help="trap weights s of the active attack (default 0.99)")
+    add_run_arguments(text, out="results/reproduce-text")
+    text.set_defaults(func=runner("trap_text", "TrapTextConfig", "reproduce_trap_text", ("runs", "scale_factor"),
+                                  "table.txt, table.csv, comparison.md"))
+
+
 def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
@@ -262,6 +279,8 @@ def add_loki(experiments) -> None:
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
+    Experiment("text", "002 Boenisch et al.", "Table 3 (text, IMDB model; fortunes when IMDB is absent)",
+               "~6 min", add_text),
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
     Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),

@@ -169,3 +169,12 @@ P000_DETECTION = {
     "detection": "every known attack flagged by the warm-up Z-score",
     "false_alarms": "none (benign z-scores well below the threshold)",
 }
+
+# Paper 002, Table 3: IMDB with the model of Table 8 (N = 1000), (A, P, R) per batch size B for the passive attack
+# and the active one (uniform embeddings + trap weights), mean of 10 runs.
+P002_TABLE3 = {
+    20: {"passive": (.842, .072, .900), "active": (.519, .610, 1.)},
+    50: {"passive": (.885, .050, .552), "active": (.776, .376, .962)},
+    100: {"passive": (.909, .036, .254), "active": (.910, .192, .654)},
+    200: {"passive": (.927, .030, .128), "active": (.978, .070, .255)},
+}
