@@ -185,6 +185,27 @@ def add_text(experiments) -> None:
                                   "table.txt, table.csv, comparison.md"))
 
 
+def add_architectures(experiments) -> None:
+    parser = experiments.add_parser(
+        "architectures", help="Scheliga et al. Table 5: the ablation's promising rows on a ResNet-18 with group norm "
+                              "and a ViT (CDIA SSIM/ASR, FedAvg accuracy)")
+    parser.add_argument("--dataset", default="bundled", help="dataset name (default bundled; mnist, cifar10 with "
+                                                             "--root DIR)")
+    parser.add_argument("--root", default=None, help="data folder for datasets that need one")
+    parser.add_argument("--size", type=parse_size, default=None, help="resize images (default 32x32)")
+    parser.add_argument("--quick", action="store_true",
+                        help="narrow models (ResNet-18 width 16, ViT width 64), 4 victims, 200 attack iterations, "
+                             "2 FedAvg rounds")
+    parser.add_argument("--victims", type=positive_int, default=None, help="victim images (default 128, quick 4)")
+    parser.add_argument("--attack-iterations", type=positive_int, default=None,
+                        help="short attack of this many iterations (default: the full schedule; quick 200)")
+    parser.add_argument("--rounds", type=positive_int, default=None, help="FedAvg rounds (default 300, quick 2)")
+    add_run_arguments(parser, out="results/reproduce-architectures")
+    parser.set_defaults(func=runner("architectures", "ArchitecturesConfig", "reproduce_architectures",
+                                    ("size", "victims", "attack_iterations", "rounds"),
+                                    "table.txt, table.csv, comparison.md; per model: cells, reconstructions.png"))
+
+
 def run_defense_table(args) -> int:
     from fedleak.experiments.inversion_defenses import DefenseTableConfig, run_defense_table as run_table
 
@@ -295,6 +316,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_defenses_modules),
     Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
                "~30 min (its --help)", add_ablation),
+    Experiment("architectures", "001 Scheliga et al.", "Table 5 (ResNet-18 with group norm, ViT)",
+               "~25 min (measured below)", add_architectures),
     Experiment("detection", "000 Wang & Li", "Table 1, Figs. 2-3 (= fedleak detect-eval)", "~9 min",
                add_detection),
     Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",
