@@ -16,6 +16,10 @@ def config_from_args(args) -> AblationConfig:
             overrides[name] = getattr(args, name)
     if args.seeds:
         overrides["seeds"] = args.seeds
+    if args.privacy_only:
+        overrides["utility"] = False
+    if args.trained_epochs:
+        overrides["trained_epochs"] = args.trained_epochs
     return AblationConfig.quick(**overrides) if args.quick else AblationConfig(**overrides)
 
 
@@ -49,6 +53,10 @@ def add_arguments(parser) -> None:
                         help="FL rounds (default 300 with early stopping)")
     parser.add_argument("--seeds", type=int_list, default=None,
                         help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
+    parser.add_argument("--privacy-only", action="store_true", help="only the attacks (no FedAvg utility runs)")
+    parser.add_argument("--trained-epochs", type=positive_int, default=None,
+                        help="attack a model trained this many epochs (with the row's modules) instead of an "
+                             "untrained one; paper 001 does not state which")
     add_run_arguments(parser, out="results/ablation")
     parser.set_defaults(func=run)
 

@@ -30,6 +30,7 @@ from fedleak.data import load_dataset, split_clients
 from fedleak.defenses import apply_defenses
 from fedleak.defenses.dp import dp_epsilon
 from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.fl.training import task_loss
 from fedleak.metrics import attack_success_rate, psnr, ssim
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -123,6 +124,8 @@ class AblationConfig:
     dp_sigma: float = 1e-4
     prune_rate: float = 0.5
     delta: float = 1e-5
+    utility: bool = True  # False: privacy cells only (no FedAvg runs)
+    trained_epochs: int = 0  # the attacked model: as initialised (0), or trained this many epochs first
     device: str = "cpu"
     profile: str = "full"
 
@@ -147,6 +150,29 @@ def _victims(config: AblationConfig):
     return client.inputs(order), client.y[order], train.info
 
 
+def trained_state(config: AblationConfig, row: AblationRow, model: torch.nn.Module, info) -> dict | None:
+    """The state dict of ``model`` with the row's defenses, trained ``config.trained_epochs`` epochs on the whole
+    training split (Adam at ``config.lr``, batches of ``config.batch_size``; its modules, PRECODE/CVB, and Dropout
+    train too; no DP noise: at sigma 1e-4 it does not change training). ``None`` for an untrained model. Paper 001
+    does not state the model state of its privacy protocol (§5.2); this is the trained alternative."""
+    if not config.trained_epochs:
+        return None
+    train = load_dataset(config.dataset, root=config.root, split="train", size=config.size)
+    defended, _, _ = apply_defenses(model.to(config.device), row.defenses(config, config.seed),
+                                    model_name=config.model, input_shape=info.input_shape)
+    optimiser = torch.optim.Adam(defended.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    defended.train()
+    for _ in tqdm(range(config.trained_epochs), desc=f"training for {row.label}", leave=False):
+        order = torch.randperm(len(train), generator=generator)
+        for start in range(0, len(train), config.batch_size):
+            x, y = (t.to(config.device) for t in train[order[start:start + config.batch_size]])
+            optimiser.zero_grad()
+            task_loss(defended, defended(x), y).backward()
+            optimiser.step()
+    return {name: value.detach() for name, value in defended.state_dict().items()}
+
+
 def privacy_cells(config: AblationConfig, row: AblationRow, data, results: ResultsDir, done: dict,
                   recon_dir: Path) -> None:
     images, labels, info = data
@@ -155,7 +181,9 @@ def privacy_cells(config: AblationConfig, row: AblationRow, data, results: Resul
         return
     torch.manual_seed(config.seed)
     model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
-    case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, device=config.device)
+    state = trained_state(config, row, model, info)
+    case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, state=state,
+                       device=config.device)
     for attack in todo:
         key = f"privacy:{row.label}:{attack}"
         reference = f"privacy:{row.label}:cdia"
@@ -260,14 +288,16 @@ def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = Tr
     ``reconstructions.png`` in ``out``; return the table rows."""
     rows = select_rows(config.rows)
     identity = {k: v for k, v in config.to_dict().items() if k not in ("rows", "device")}  # a rerun may add rows
-    if not identity["model_options"]:  # folders written before models took options stay resumable
-        del identity["model_options"]
+    for name, default in (("model_options", {}), ("utility", True), ("trained_epochs", 0)):
+        if identity[name] == default:  # folders written before these options existed stay resumable
+            del identity[name]
     results = ResultsDir(out, identity)
     done = results.finished()
     recon_dir = results.path / "reconstructions"
     recon_dir.mkdir(exist_ok=True)
     data = _victims(config)
-    cells = [(row, "privacy", None) for row in rows] + [(row, "utility", s) for row in rows for s in config.seeds]
+    cells = [(row, "privacy", None) for row in rows]
+    cells += [(row, "utility", s) for row in rows for s in config.seeds] if config.utility else []
     for row, part, seed in tqdm(cells, desc="ablation cells", disable=not progress):
         if part == "privacy":
             privacy_cells(config, row, data, results, done, recon_dir)
