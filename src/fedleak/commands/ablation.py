@@ -16,6 +16,8 @@ def config_from_args(args) -> AblationConfig:
             overrides[name] = getattr(args, name)
     if args.seeds:
         overrides["seeds"] = args.seeds
+    if args.attacks:
+        overrides["attacks"] = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     if args.privacy_only:
         overrides["utility"] = False
     if args.trained_epochs:
@@ -53,6 +55,7 @@ def add_arguments(parser) -> None:
                         help="FL rounds (default 300 with early stopping)")
     parser.add_argument("--seeds", type=int_list, default=None,
                         help="utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)")
+    parser.add_argument("--attacks", default=None, help="attacks of the privacy part (default cdia,ig)")
     parser.add_argument("--privacy-only", action="store_true", help="only the attacks (no FedAvg utility runs)")
     parser.add_argument("--trained-epochs", type=positive_int, default=None,
                         help="attack a model trained this many epochs (with the row's modules) instead of an "

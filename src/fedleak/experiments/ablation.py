@@ -129,6 +129,13 @@ class AblationConfig:
     device: str = "cpu"
     profile: str = "full"
 
+    def __post_init__(self):
+        unknown = [a for a in self.attacks if a not in PRESETS]
+        if unknown or not self.attacks:
+            raise ValueError(f"unknown attack(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(PRESETS)}")
+        if self.trained_epochs < 0:
+            raise ValueError(f"trained_epochs must be >= 0, got {self.trained_epochs}")
+
     @classmethod
     def quick(cls, **overrides) -> "AblationConfig":
         """8 victims, 300 attack iterations (:func:`short_run`), 8 FL rounds without early stopping, one seed."""
