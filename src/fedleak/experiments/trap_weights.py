@@ -248,13 +248,14 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
     lines = [f"Boenisch et al. (paper 002) reproduction: FC-NN on {grey_name}, CNN on {colour_name}; "
              f"mean of {config.runs} runs; paper numbers in brackets ({archs['fcnn'][1]} / {archs['cnn'][1]})."]
     if "2" in config.tables:
-        lines += ["", "Table 2: passive attack per initialiser of every layer, zero biases (B=100, N=1000, FC-NN on both "
-                      "datasets); pytorch_default: nn.Linear's own init with its non-zero biases (not in the paper)",
+        lines += ["", "Table 2: passive attack per initialiser of every layer, zero biases (B=100, N=1000, FC-NN on "
+                      "both datasets); pytorch_default: nn.Linear's own init with its non-zero biases (not in the "
+                      "paper)",
                   f"{'initialiser':16s} {'P  R (grey)':14s} [paper]      {'P  R (colour)':14s} [paper]"]
         table2 = []
         for init in INITIALISERS:
-            row = {arch: cells(f"t2/{arch}/{init}/every-layer", data, "fcnn", batch=config.batch_size, neurons=config.neurons,
-                               initialiser=init) for arch, (data, _) in archs.items()}
+            row = {arch: cells(f"t2/{arch}/{init}/every-layer", data, "fcnn", batch=config.batch_size,
+                               neurons=config.neurons, initialiser=init) for arch, (data, _) in archs.items()}
             summary[f"table2/{init}"] = row
             paper = P002_TABLE2.get(init, {})  # none for pytorch_default
             grey_paper, colour_paper = (_fmt(paper.get(archs[arch][1]), "PR") for arch in ("fcnn", "cnn"))

@@ -11,9 +11,9 @@ within 1e-4 of the other (measured on digits with a trained FC-NN: relative l2 2
 batch is quantised (every value in [0, 1] on the grid ``k / levels``, 8-bit images by default), an exact candidate
 must also lie on that grid within :data:`ON_GRID` of a level, the test the attacker applies without the truth
 (:func:`fedleak.attacks.analytic.individual_rows`). Measured there: a single input's round-off is 1.5e-5 of a
-level, the two overlays 1.4e-2 and 2.6e-2 (their other input moves a pixel by its weight times the difference). An overlay whose other inputs move no pixel
-by more than :data:`ON_GRID` of a level is that input at the data's precision and counts. For real-valued data
-only the distance applies. The true batch is used only here.
+level, the two overlays 1.4e-2 and 2.6e-2 (their other input moves a pixel by its weight times the difference).
+An overlay whose other inputs move no pixel by more than :data:`ON_GRID` of a level is that input at the data's
+precision and counts. For real-valued data only the distance applies. The true batch is used only here.
 
 Exact recall alone calls a user safe too early: DP noise of sigma = 1e-6, or the float32 round-off of a FedAvg delta
 of one small SGD step, moves every candidate off the tolerance while it still shows the image. Beside it, the
