@@ -301,7 +301,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
                add_trap_weights),
     Experiment("text", "002 Boenisch et al.", "Table 3 (text, IMDB model; fortunes when IMDB is absent)",
-               "~6 min", add_text),
+               "~3 min (2.6 CPU-min measured)", add_text),
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
     Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
