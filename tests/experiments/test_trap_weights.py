@@ -30,10 +30,10 @@ def test_initialisers_draw_every_layer_and_the_passive_attack_extracts_true_inpu
     model = build_model("fcnn", (1, 8, 8), 10, widths=(200, 32))
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     initialise(model, "gaussian_2", seed=0)
-    assert all(float(m.bias.abs().max()) == 0 for m in linears)
-    assert all(abs(float(m.weight.std()) - 2) < 0.2 for m in linears)
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in linears)
+    assert all(abs(float(m.weight.detach().std()) - 2) < 0.2 for m in linears)
     initialise(model, "pytorch_default", seed=0)
-    assert all(float(m.bias.abs().max()) > 0 for m in linears)  # the PyTorch row keeps non-zero biases
+    assert all(float(m.bias.detach().abs().max()) > 0 for m in linears)  # the PyTorch row keeps non-zero biases
 
     data = load_dataset("digits")
     config = TrapReproductionConfig(fcnn_widths=(32,))
