@@ -318,7 +318,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
                "~30 min (its --help)", add_ablation),
     Experiment("architectures", "001 Scheliga et al.", "Table 5 (ResNet-18 with group norm, ViT)",
-               "~25 min (measured below)", add_architectures),
+               "~17 min (16.5 CPU-min measured)", add_architectures),
     Experiment("detection", "000 Wang & Li", "Table 1, Figs. 2-3 (= fedleak detect-eval)", "~9 min",
                add_detection),
     Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",
