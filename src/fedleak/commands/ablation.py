@@ -28,8 +28,10 @@ def config_from_args(args) -> AblationConfig:
 def run(args) -> int:
     config = config_from_args(args)
     table = run_ablation(config, args.out)
-    print(f"\nTable 4 ablation, {args.model} on {config.dataset} ({config.profile} profile: {config.victims} "
-          f"victims, CDIA SSIM/ASR; FedAvg accuracy over seeds {list(config.seeds)})")
+    utility = f"FedAvg accuracy over seeds {list(config.seeds)}" if config.utility else "no FedAvg runs"
+    model_state = f"trained {config.trained_epochs} epochs" if config.trained_epochs else "untrained"
+    print(f"\nTable 4 ablation, {args.model} ({model_state}) on {config.dataset} ({config.profile} profile: "
+          f"{config.victims} victims, CDIA SSIM/ASR; {utility})")
     print(format_table(table))
     print(f"\nresults in {args.out} (table.txt, table.csv, reconstructions.png, cells.jsonl)")
     return 0
