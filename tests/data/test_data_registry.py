@@ -4,7 +4,8 @@ import torch
 from fedleak.data import DATASETS, UnknownNameError, dataset_options, iid_partition, load_dataset, split_clients
 
 EXPECTED = {"mnist", "fashion_mnist", "emnist", "cifar10", "cifar100", "imagefolder", "imdb", "bundled", "digits",
-            "skimage_photos"}
+            "skimage_photos", "fortunes"}
+TEXT = {"imdb", "fortunes"}
 
 
 def test_all_datasets_registered():
@@ -17,8 +18,8 @@ def test_unknown_name_lists_valid_ones():
 
 
 def test_options_are_checked():
-    assert dataset_options("imdb") == ["vocab_size", "seq_len"]
-    assert all("size" in dataset_options(name) for name in EXPECTED - {"imdb"})
+    assert all(dataset_options(name) == ["vocab_size", "seq_len"] for name in TEXT)
+    assert all("size" in dataset_options(name) for name in EXPECTED - TEXT)
     with pytest.raises(ValueError, match="dataset 'bundled' has no option seq_len; its options: size"):
         load_dataset("bundled", seq_len=3)
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):

@@ -41,3 +41,25 @@ def test_tiny_evaluation_writes_cells_and_resumes(tmp_path):
     again = run_detect_eval(config, tmp_path)  # every cell is done: nothing is recomputed
     assert (tmp_path / "cells.jsonl").read_text().splitlines() == lines
     assert again["benign"] == summary["benign"]
+
+
+def test_comparison_puts_our_rates_beside_the_papers_claims():
+    from fedleak.experiments.detection_report import detection_comparison
+    from fedleak.report.comparison import comparison_markdown
+
+    def cell(kind, client, z, d, **extra):
+        detectors = {"warmup_zscore": {"score": z, "flagged": z > 1, "threshold": 1.0, "seconds": 0.3},
+                     "dsnr": {"score": d, "flagged": d > 1, "threshold": 1.0, "seconds": 0.1}}
+        return {"kind": kind, "client": client, "detectors": detectors, "train_seconds": 2.0, **extra}
+
+    benign = [cell("benign", c, 0.5, 0.2) for c in range(4)]
+    attack = [cell("malicious", c, 5.0 if c else 0.5, 0.2, attack="fishing", setting="x", round=1) for c in range(4)]
+    summary = summarize_cells(benign + attack, DetectEvalConfig(model="cnn"))
+    figures = {"table1_max_z": {"benign": 2.0, "class fishing": 2000.0}, "fig3_max_benign_z": 30.0,
+               "dsnr_before_max": 0.1, "dsnr_after_max": 0.2}
+    text = comparison_markdown("paper 000", detection_comparison([summary], figures))
+    assert "| cnn | fishing (4 checks) | 75% | 0% | every known attack flagged" in text
+    assert "| cnn | benign: false alarms (4 client-rounds) | 0% | 0% |" in text
+    assert "| 0.30 | 0.10 | 0.72-0.88" in text
+    assert "| Table 1: max Z after one warm-up step, class fishing | 2e+03 | 1e+03x benign |" in text
+    assert "| Fig. 3: max benign Z over training rounds | 30 | - | < 4000 |" in text

@@ -2,8 +2,8 @@
 scored for privacy (CDIA's SSIM and ASR) and utility (FedAvg accuracy), resumable."""
 from __future__ import annotations
 
-from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, int_list, parse_model,
-                                     parse_size, positive_int, profile_overrides)
+from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, int_list, names,
+                                     parse_model, parse_size, positive_int, profile_overrides)
 from fedleak.experiments.ablation import ROWS, AblationConfig, format_table, run_ablation
 
 
@@ -13,14 +13,18 @@ def config_from_args(args) -> AblationConfig:
                  **profile_overrides(args)}
     if args.rows:
         overrides["rows"] = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+    if args.privacy_only:
+        overrides["utility"] = False
     return AblationConfig.quick(**overrides) if args.quick else AblationConfig(**overrides)
 
 
 def run(args) -> int:
     config = config_from_args(args)
     table = run_ablation(config, args.out, ray=args.ray)
-    print(f"\nTable 4 ablation, {args.model} on {config.dataset} ({config.profile} profile: {config.victims} "
-          f"victims, CDIA SSIM/ASR; FedAvg accuracy over seeds {list(config.seeds)})")
+    utility = f"FedAvg accuracy over seeds {list(config.seeds)}" if config.utility else "no FedAvg runs"
+    model_state = f"trained {config.trained_epochs} epochs" if config.trained_epochs else "untrained"
+    print(f"\nTable 4 ablation, {args.model} ({model_state}) on {config.dataset} ({config.profile} profile: "
+          f"{config.victims} victims, CDIA SSIM/ASR; {utility})")
     print(format_table(table))
     print(f"\nresults in {args.out} (table.txt, table.csv, reconstructions.png, cells.jsonl)")
     return 0
@@ -42,7 +46,11 @@ def add_arguments(parser) -> None:
         attack_iterations=(positive_int, "short attack of this many iterations (default: the full schedule; quick "
                                          "300)"),
         rounds=(positive_int, "FL rounds (default 300 with early stopping)"),
-        seeds=(int_list, "utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)"))
+        seeds=(int_list, "utility seeds, e.g. 0,1,2 (default 0,1,2; quick: --seed)"),
+        attacks=(names, "attacks of the privacy part, e.g. cdia (default cdia,ig)"),
+        trained_epochs=(positive_int, "attack a model trained this many epochs (with the row's modules) instead of "
+                                      "an untrained one; paper 001 does not state which"))
+    parser.add_argument("--privacy-only", action="store_true", help="only the attacks (no FedAvg utility runs)")
     add_run_arguments(parser, out="results/ablation", ray=True)
     parser.set_defaults(func=run)
 

@@ -131,6 +131,11 @@ def int_list(text: str) -> tuple[int, ...]:
 ModelChoice = Choice  # a registered model and its options, as ``--model NAME:key=value:...`` gives them
 
 
+def names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ("a", "b", "c")."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _option_value(text: str):
     """``1000`` -> int, ``0.5`` -> float, ``true``/``false`` -> bool, ``1000+64`` -> a tuple, else the text."""
     if "+" in text:

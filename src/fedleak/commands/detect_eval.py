@@ -6,12 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from fedleak.commands.common import add_run_arguments, int_list, open_fraction, parse_size, positive_int
+from fedleak.commands.common import add_run_arguments, int_list, names, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
 from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
-from fedleak.experiments.detection_report import table_header, table_rows
+from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
+from fedleak.report.comparison import comparison_markdown
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate
 # over 2 partitions x 10 rounds x 10 clients; the other victims run one partition for 6 rounds.
@@ -31,10 +32,6 @@ FIRST_CONTACT_OPTIONS = {
     "resnet18-batch": {"norm": "batch", "width": 8}, "resnet18-group": {"norm": "group", "width": 8},
     "vit_small": {"depth": 2, "width": 64, "heads": 4},
 }
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def configs_from_args(args) -> list[DetectEvalConfig]:
@@ -102,16 +99,19 @@ def run(args) -> int:
     (out / "table.md").write_text(text)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
     print(text)
+    figures = None
     if args.figures:
-        figures = FiguresConfig(**(QUICK_FIGURES if args.quick else {}), seed=args.seed, device=args.device)
-        run_figures(figures, out / "figures")
-    print(f"results in {out}")
+        config = FiguresConfig(**(QUICK_FIGURES if args.quick else {}), seed=args.seed, device=args.device)
+        figures = run_figures(config, out / "figures")
+    (out / "comparison.md").write_text(comparison_markdown(
+        "Paper 000 (Wang & Li): ours beside the paper", detection_comparison(summaries, figures)))
+    print(f"results in {out} (table.md, summary.json, comparison.md)")
     return 0
 
 
 def add_arguments(parser) -> None:
     """The options of ``fedleak detect-eval`` (also ``fedleak reproduce detection``)."""
-    parser.add_argument("--model", type=_names, default=None,
+    parser.add_argument("--model", type=names, default=None,
                         help="model(s), comma-separated (default cnn; with --quick: cnn,fcnn,vgg_cnn,text_transformer)")
     parser.add_argument("--dataset", default="bundled", help="dataset (default bundled; images become tokens for "
                         "text_transformer)")
@@ -122,7 +122,7 @@ def add_arguments(parser) -> None:
                         help="rounds whose model the server manipulates, e.g. 2,15")
     parser.add_argument("--attack-clients", type=positive_int, default=None,
                         help="clients checking each manipulated model")
-    parser.add_argument("--partitions", type=_names, default=None, help="iid,dirichlet (default both)")
+    parser.add_argument("--partitions", type=names, default=None, help="iid,dirichlet (default both)")
     parser.add_argument("--samples", type=positive_int, default=128,
                         help="local samples the detectors use (default 128)")
     parser.add_argument("--remember-rounds", type=positive_int, default=5,

@@ -28,9 +28,10 @@ class Experiment:
 def run_trap_weights(args) -> int:
     from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
 
-    config = TrapReproductionConfig(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
-                                    colour_root=args.colour_root, runs=args.runs, tables=tuple(args.tables),
-                                    seed=args.seed, device=args.device)
+    options = dict(dataset=args.dataset, root=args.root, colour_dataset=args.colour_dataset,
+                   colour_root=args.colour_root, tables=tuple(args.tables), seed=args.seed, device=args.device,
+                   **profile_overrides(args))
+    config = TrapReproductionConfig.quick(**options) if args.quick else TrapReproductionConfig(**options)
     result = reproduce_trap_weights(config, args.out, ray=args.ray)
     print(result["text"], end="")
     print(f"results in {args.out}")
@@ -40,13 +41,18 @@ def run_trap_weights(args) -> int:
 def add_trap_weights(experiments) -> None:
     trap = experiments.add_parser(
         "trap-weights", help="Boenisch et al. Tables 2, 5, 6, 9 and Figs. 9-10 (passive attack, trap weights)")
+    from fedleak.data import DATASETS, dataset_options
+
+    names = ", ".join(name for name in DATASETS.names() if "size" in dataset_options(name))  # the image datasets
     add_data_arguments(trap, dataset="fashion_mnist",
-                       help="grey-scale dataset for the FC-NN (default fashion_mnist; mnist with --root DIR)")
+                       help=f"grey-scale dataset for the FC-NN, one of {names} (default fashion_mnist; mnist with "
+                            "--root DIR); Table 9 draws batches of 2000, Table 6 of 200")
     trap.add_argument("--colour-dataset", default="skimage_photos",
-                      help="colour dataset for the CNN (default skimage_photos; cifar10 or imagefolder with "
-                           "--colour-root DIR)")
+                      help=f"colour dataset for the CNN, one of {names} (default skimage_photos; cifar10 or "
+                           "imagefolder with --colour-root DIR)")
     trap.add_argument("--colour-root", default=None, help="folder of --colour-dataset")
-    trap.add_argument("--runs", type=positive_int, default=10, help="runs per cell (the paper uses 10; default 10)")
+    add_profile_options(trap, quick="3 runs per cell instead of 10",
+                        runs=(positive_int, "runs per cell (the paper uses 10; default 10, quick 3)"))
     trap.add_argument("--tables", nargs="+", default=["2", "5", "6", "9"], choices=["2", "5", "6", "9"],
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights", ray=True)
@@ -150,6 +156,38 @@ def add_vs_inversion(experiments) -> None:
     add_run_arguments(versus, out="results/reproduce-vs-inversion")
     versus.set_defaults(func=runner("vs_inversion", "VsInversionConfig", "reproduce_vs_inversion",
                                     "table.txt, table.csv, comparison.md, reconstructions.png"))
+
+
+def add_text(experiments) -> None:
+    text = experiments.add_parser(
+        "text", help="Boenisch et al. Table 3: passive and trap-weights text extraction on the IMDB model of Table 8 "
+                     "(B = 20, 50, 100, 200)")
+    add_data_arguments(text, dataset="fortunes",
+                       help="text dataset (default fortunes: Debian's fortunes corpus, /usr/share/games/fortunes; "
+                            "imdb with --root DIR, the unpacked aclImdb folder)")
+    add_profile_options(text, quick="3 runs per cell", runs=(positive_int, "runs per cell (default 10, quick 3)"),
+                        scale_factor=(positive_float, "trap weights s of the active attack (default 0.99)"))
+    add_run_arguments(text, out="results/reproduce-text")
+    text.set_defaults(func=runner("trap_text", "TrapTextConfig", "reproduce_trap_text",
+                                  "table.txt, table.csv, comparison.md"))
+
+
+def add_architectures(experiments) -> None:
+    parser = experiments.add_parser(
+        "architectures", help="Scheliga et al. Table 5: the ablation's promising rows on a ResNet-18 with group norm "
+                              "and a ViT (CDIA SSIM/ASR, FedAvg accuracy)")
+    add_data_arguments(parser, dataset="bundled", help="dataset name (default bundled; mnist, cifar10 with --root DIR)")
+    add_profile_options(
+        parser, quick="narrow models (ResNet-18 width 16, ViT width 64), 4 victims, 200 attack iterations, 2 FedAvg "
+                      "rounds",
+        size=(parse_size, "resize images (default 32x32)"),
+        victims=(positive_int, "victim images (default 128, quick 4)"),
+        attack_iterations=(positive_int, "short attack of this many iterations (default: the full schedule; quick "
+                                         "200)"),
+        rounds=(positive_int, "FedAvg rounds (default 300, quick 2)"))
+    add_run_arguments(parser, out="results/reproduce-architectures")
+    parser.set_defaults(func=runner("architectures", "ArchitecturesConfig", "reproduce_architectures",
+                                    "table.txt, table.csv, comparison.md; per model: cells, reconstructions.png"))
 
 
 def run_defense_table(args) -> int:
@@ -292,8 +330,11 @@ def add_s4(experiments) -> None:
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
-    Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10", "-- (no quick profile)",
+    Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10",
+               "~4 min (243 CPU-s measured)",
                add_trap_weights),
+    Experiment("text", "002 Boenisch et al.", "Table 3 (text, IMDB model; fortunes when IMDB is absent)",
+               "~3 min (2.6 CPU-min measured)", add_text),
     Experiment("dp", "002 Boenisch et al.", "§9, Fig. 4 (clipping, local DP)", "~4 min", add_dp),
     Experiment("pruning", "002 Boenisch et al.", "§9.3 (gradient pruning)", "~2 min", add_pruning),
     Experiment("fedavg", "002 Boenisch et al.", "§8.4 (FedAvg updates)", "~1 min", add_fedavg),
@@ -308,6 +349,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_defenses_modules),
     Experiment("ablation", "001 Scheliga et al.", "Table 4 (24 defense combinations; = fedleak ablation)",
                "~30 min (its --help)", add_ablation),
+    Experiment("architectures", "001 Scheliga et al.", "Table 5 (ResNet-18 with group norm, ViT)",
+               "~17 min (16.5 CPU-min measured)", add_architectures),
     Experiment("detection", "000 Wang & Li", "Table 1, Figs. 2-3 (= fedleak detect-eval)", "~9 min",
                add_detection),
     Experiment("loki", "000 Wang & Li, ref. [49] Zhao et al.", "LOKI leak rate (10 clients x 64, FedAvg, SecAgg)",

@@ -25,7 +25,8 @@ def dataset_options(name: str) -> list[str]:
     return list(DATASETS.options(name))
 
 
-from fedleak.data import bundled_sample, cifar, digits, idx, image_folder, imdb, skimage_photos  # noqa: E402,F401
+from fedleak.data import (bundled_sample, cifar, digits, fortunes, idx, image_folder, imdb,  # noqa: E402,F401
+                          skimage_photos)
 from fedleak.data.partition import ClientData, dirichlet_partition, iid_partition, split_clients  # noqa: E402
 
 __all__ = ["DATASETS", "ClientData", "DataFormatError", "DatasetInfo", "TensorDataset", "UnknownNameError",

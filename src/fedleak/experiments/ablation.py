@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from fedleak.attacks.inversion import reconstruct
 from fedleak.attacks.inversion.presets import PRESETS, short_run
@@ -30,6 +31,7 @@ from fedleak.defenses import apply_defenses
 from fedleak.defenses.dp import dp_epsilon
 from fedleak.experiments.cells import run_cells
 from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.fl.training import task_loss
 from fedleak.metrics import attack_success_rate, psnr, ssim
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -123,8 +125,17 @@ class AblationConfig:
     dp_sigma: float = 1e-4
     prune_rate: float = 0.5
     delta: float = 1e-5
+    utility: bool = True  # False: privacy cells only (no FedAvg runs)
+    trained_epochs: int = 0  # the attacked model: as initialised (0), or trained this many epochs first
     device: str = "cpu"
     profile: str = "full"
+
+    def __post_init__(self):
+        unknown = [a for a in self.attacks if a not in PRESETS]
+        if unknown or not self.attacks:
+            raise ValueError(f"unknown attack(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(PRESETS)}")
+        if self.trained_epochs < 0:
+            raise ValueError(f"trained_epochs must be >= 0, got {self.trained_epochs}")
 
     @classmethod
     def quick(cls, **overrides) -> "AblationConfig":
@@ -147,6 +158,29 @@ def _victims(config: AblationConfig):
     return client.inputs(order), client.y[order], train.info
 
 
+def trained_state(config: AblationConfig, row: AblationRow, model: torch.nn.Module, info) -> dict | None:
+    """The state dict of ``model`` with the row's defenses, trained ``config.trained_epochs`` epochs on the whole
+    training split (Adam at ``config.lr``, batches of ``config.batch_size``; its modules, PRECODE/CVB, and Dropout
+    train too; no DP noise: at sigma 1e-4 it does not change training). ``None`` for an untrained model. Paper 001
+    does not state the model state of its privacy protocol (§5.2); this is the trained alternative."""
+    if not config.trained_epochs:
+        return None
+    train = load_dataset(config.dataset, root=config.root, split="train", size=config.size)
+    defended, _, _ = apply_defenses(model.to(config.device), row.defenses(config, config.seed),
+                                    model_name=config.model, input_shape=info.input_shape)
+    optimiser = torch.optim.Adam(defended.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    defended.train()
+    for _ in tqdm(range(config.trained_epochs), desc=f"training for {row.label}", leave=False):
+        order = torch.randperm(len(train), generator=generator)
+        for start in range(0, len(train), config.batch_size):
+            x, y = (t.to(config.device) for t in train[order[start:start + config.batch_size]])
+            optimiser.zero_grad()
+            task_loss(defended, defended(x), y).backward()
+            optimiser.step()
+    return {name: value.detach() for name, value in defended.state_dict().items()}
+
+
 def privacy_row(data, config: AblationConfig, row: AblationRow, attacks: list[str],
                 cdia: dict | None = None) -> dict[str, tuple[dict, dict | None]]:
     """The privacy part of one row (§5.2): each of ``attacks`` against the row's defended victims; ``{attack:
@@ -155,7 +189,9 @@ def privacy_row(data, config: AblationConfig, row: AblationRow, attacks: list[st
     images, labels, info = data
     torch.manual_seed(config.seed)
     model = build_model(config.model, info.input_shape, info.num_classes, **config.model_options)
-    case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, device=config.device)
+    state = trained_state(config, row, model, info)
+    case = victim_case(model, config.model, row.defenses(config, config.seed), images, labels, state=state,
+                       device=config.device)
     cells = {}
     for attack in attacks:
         if attack == "ig" and row.cdia_is_ig and cdia is not None:
@@ -267,8 +303,9 @@ def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = Tr
     the table rows."""
     rows = select_rows(config.rows)
     identity = {k: v for k, v in config.to_dict().items() if k not in ("rows", "device")}  # a rerun may add rows
-    if not identity["model_options"]:  # folders written before models took options stay resumable
-        del identity["model_options"]
+    for name, default in (("model_options", {}), ("utility", True), ("trained_epochs", 0)):
+        if identity[name] == default:  # folders written before these options existed stay resumable
+            del identity[name]
     results = ResultsDir(out, identity)
     done = results.finished()
     recon_dir = results.path / "reconstructions"
@@ -279,8 +316,9 @@ def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = Tr
         cdia = done.get(f"privacy:{row.label}:cdia")
         if todo:
             cells[f"privacy:{row.label}"] = row, "privacy", todo, cdia and {k: v for k, v in cdia.items() if k != "key"}
-    cells.update({key: (row, "utility", seed) for row in rows for seed in config.seeds
-                  if (key := f"utility:{row.label}:seed{seed}") not in done})
+    if config.utility:
+        cells.update({key: (row, "utility", seed) for row in rows for seed in config.seeds
+                      if (key := f"utility:{row.label}:seed{seed}") not in done})
 
     def write(key: str, output) -> None:
         if not key.startswith("privacy:"):

@@ -33,7 +33,7 @@ from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.report.plots import image_grid
 from fedleak.seeds import run_seed
 
-INITIALISERS = tuple(P002_TABLE2)
+INITIALISERS = (*P002_TABLE2, "pytorch_default")  # the last: nn.Linear's own init (non-zero bias), not in the paper
 SCALE_FACTORS = tuple(P002_TABLE5)
 NEURONS_BATCHES = tuple(P002_TABLE6)
 AVERAGED = tuple(P002_TABLE9)
@@ -56,6 +56,11 @@ class TrapReproductionConfig:
     tables: tuple[str, ...] = ("2", "5", "6", "9")
     seed: int = 0
     device: str = "cpu"
+
+    @classmethod
+    def quick(cls, **overrides) -> "TrapReproductionConfig":
+        """Every table and model of the full profile, 3 runs per cell instead of 10."""
+        return cls(**{"runs": 3, **overrides})
 
 
 def load_images(name: str, root: str | None, size: int | None) -> tuple[object, str]:
@@ -158,15 +163,28 @@ def _build(arch: str, info, neurons: int, config: TrapReproductionConfig) -> nn.
     return build_model("vgg_cnn", info.input_shape, info.num_classes, channels=config.cnn_channels, hidden=neurons)
 
 
-def _initialise(linear: nn.Linear, name: str) -> None:
+def initialise(model: nn.Module, name: str, seed: int) -> None:
+    """Table 2's initialiser ``name`` on every linear layer of ``model``, drawn from ``seed``: the weights from it,
+    the biases zero (Keras' default, the paper's framework; Table 4 likewise initialises the whole FC-NN). With zero
+    biases the layer's ReLU pattern does not depend on a Gaussian's sigma; a larger sigma makes the logits larger,
+    so the softmax saturates and confidently classified inputs give an exactly zero ``dL/dy`` and leave the
+    overlays (the paper's "larger span within the weight values"). ``pytorch_default`` redraws nn.Linear's own
+    initialisation (Kaiming-uniform weights, non-zero uniform biases), what a PyTorch user gets."""
+    torch.manual_seed(seed)
     with torch.no_grad():
-        if name == "xavier_normal":
-            nn.init.xavier_normal_(linear.weight)
-        elif name == "xavier_uniform":
-            nn.init.xavier_uniform_(linear.weight)
-        else:
-            nn.init.normal_(linear.weight, std=float(name.split("_")[1]))
-        linear.bias.zero_()
+        for linear in (m for m in model.modules() if isinstance(m, nn.Linear)):
+            if name == "pytorch_default":
+                linear.reset_parameters()
+                continue
+            if name == "xavier_normal":
+                nn.init.xavier_normal_(linear.weight)
+            elif name == "xavier_uniform":
+                nn.init.xavier_uniform_(linear.weight)
+            elif name.startswith("gaussian_"):
+                nn.init.normal_(linear.weight, std=float(name.split("_")[1]))
+            else:
+                raise ValueError(f"unknown initialiser {name!r}; choose from {', '.join(INITIALISERS)}")
+            linear.bias.zero_()
 
 
 def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: TrapReproductionConfig,
@@ -181,7 +199,8 @@ def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: Trap
     model = _build(arch, data.info, neurons, config).to(config.device)
     if scale_factor is None:
         secret = LayerSecret("fc1.linear", identity_map(data.info.input_shape, device=config.device))
-        _initialise(model.get_submodule(secret.layer), initialiser)
+        # each run and initialiser its own draws (the paper: "10 runs with different random initializations")
+        initialise(model, initialiser, seed * len(INITIALISERS) + INITIALISERS.index(initialiser))
     else:
         trap = TrapWeightsConfig(data.info.input_shape, scale_factor=scale_factor, seed=seed)
         model, secret = trap_weights(model, trap)
@@ -216,6 +235,31 @@ def extraction_figure(originals: torch.Tensor, extracted: torch.Tensor, recovere
     return image_grid(rows, path, row_labels=["extracted", "original"] * (len(rows) // 2), missing=missing)
 
 
+def largest_batches(config: TrapReproductionConfig) -> dict[str, tuple[int, str]]:
+    """The largest batch each dataset (``"grey"``, ``"colour"``) must hold for the tables of ``config``, with the
+    cell that needs it: ``{"grey": (2000, "Table 9 (B, num) = (100, 20)"), ...}``."""
+    needs = {"grey": [(config.batch_size, "the figures")], "colour": [(config.batch_size, "the figures")]}
+    for table in ("2", "5"):
+        if table in config.tables:
+            for kind in needs:
+                needs[kind].append((config.batch_size, f"Table {table} (B = {config.batch_size})"))
+    if "6" in config.tables:
+        for kind in needs:
+            needs[kind] += [(batch, f"Table 6 (N, B) = ({neurons}, {batch})") for neurons, batch in NEURONS_BATCHES]
+    if "9" in config.tables:
+        needs["grey"] += [(batch * num, f"Table 9 (B, num) = ({batch}, {num})") for batch, num in AVERAGED]
+    return {kind: max(cells, key=lambda cell: cell[0]) for kind, cells in needs.items()}
+
+
+def check_sizes(config: TrapReproductionConfig, grey, colour) -> None:
+    """Refuse, before any cell runs, a dataset smaller than the largest batch one of the chosen tables draws."""
+    for kind, data in (("grey", grey), ("colour", colour)):
+        batch, cell = largest_batches(config)[kind]
+        if len(data) < batch:
+            raise ValueError(f"{cell} draws a batch of {batch} images but {data.info.name} (the {kind} dataset) has "
+                             f"{len(data)}; choose a larger dataset or leave out that table (--tables)")
+
+
 def measure_cell(datasets: dict, config: TrapReproductionConfig, data: str, arch: str, options: dict,
                  run: int) -> dict:
     """:func:`measure` on ``datasets[data]`` ("fcnn": the grey-scale data set, "cnn": the colour one)."""
@@ -226,10 +270,11 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
                            ray: str | None = None) -> dict:
     """Run the tables (resuming finished cells in ``out``; each table's cells here or on the Ray cluster at
     ``ray``, :func:`fedleak.experiments.cells.run_cells`), write ``tables.txt``, ``summary.json`` and the figures,
-    and return the mean A/P/R per table row."""
-    results = ResultsDir(out, asdict(config))
+    and return the mean A/P/R per table row. Dataset sizes are checked before any cell runs."""
     grey, grey_name = load_images(config.dataset, config.root, None)
     colour, colour_name = load_images(config.colour_dataset, config.colour_root, config.colour_size)
+    check_sizes(config, grey, colour)
+    results = ResultsDir(out, asdict(config))
     archs = {"fcnn": (grey, P002_COLUMN.get(grey_name, "MNIST")),
              "cnn": (colour, P002_COLUMN.get(colour_name, "CIFAR10"))}
 
@@ -246,20 +291,22 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
     lines = [f"Boenisch et al. (paper 002) reproduction: FC-NN on {grey_name}, CNN on {colour_name}; "
              f"mean of {config.runs} runs; paper numbers in brackets ({archs['fcnn'][1]} / {archs['cnn'][1]})."]
     if "2" in config.tables:
-        lines += ["", "Table 2: passive attack per initialiser (B=100, N=1000, FC-NN on both datasets)",
+        lines += ["", "Table 2: passive attack per initialiser of every layer, zero biases (B=100, N=1000, FC-NN on "
+                      "both datasets); pytorch_default: nn.Linear's own init with its non-zero biases (not in the "
+                      "paper)",
                   f"{'initialiser':16s} {'P  R (grey)':14s} [paper]      {'P  R (colour)':14s} [paper]"]
         table2 = []
-        got = means("2", {f"t2/{arch}/{init}": (arch, "fcnn", dict(batch=config.batch_size, neurons=config.neurons,
+        got = means("2", {f"t2/{arch}/{init}/every-layer": (arch, "fcnn", dict(batch=config.batch_size, neurons=config.neurons,
                                                                      initialiser=init))
                           for init in INITIALISERS for arch in archs})
         for init in INITIALISERS:
-            row = {arch: got[f"t2/{arch}/{init}"] for arch in archs}
+            row = {arch: got[f"t2/{arch}/{init}/every-layer"] for arch in archs}
             summary[f"table2/{init}"] = row
-            paper = P002_TABLE2[init]
-            table2.append([init, _fmt(row["fcnn"], "PR"), _fmt(paper[archs["fcnn"][1]], "PR"), _fmt(row["cnn"], "PR"),
-                           _fmt(paper[archs["cnn"][1]], "PR")])
-            lines.append(f"{init:16s} {_fmt(row['fcnn'], 'PR'):14s} [{_fmt(paper[archs['fcnn'][1]], 'PR')}]"
-                         f"  {_fmt(row['cnn'], 'PR'):14s} [{_fmt(paper[archs['cnn'][1]], 'PR')}]")
+            paper = P002_TABLE2.get(init, {})  # none for pytorch_default
+            grey_paper, colour_paper = (_fmt(paper.get(archs[arch][1]), "PR") for arch in ("fcnn", "cnn"))
+            table2.append([init, _fmt(row["fcnn"], "PR"), grey_paper, _fmt(row["cnn"], "PR"), colour_paper])
+            lines.append(f"{init:16s} {_fmt(row['fcnn'], 'PR'):14s} [{grey_paper}]"
+                         f"  {_fmt(row['cnn'], 'PR'):14s} [{colour_paper}]")
         comparisons.append(Comparison("Table 2: passive attack, P R per initialiser (B=100, N=1000, FC-NN)",
                                       ["initialiser", f"ours FC-NN ({grey_name})", f"paper ({archs['fcnn'][1]})",
                                        f"ours FC-NN ({colour_name})", f"paper ({archs['cnn'][1]})"], table2))

@@ -60,9 +60,10 @@ def client_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 
 def victim_case(model: nn.Module, model_name: str, defenses, images: torch.Tensor, labels: torch.Tensor, *,
-                input_range: tuple[float, float] = (0.0, 1.0), device="cpu") -> VictimCase:
+                input_range: tuple[float, float] = (0.0, 1.0), state: dict | None = None, device="cpu") -> VictimCase:
     """Apply ``defenses`` (e.g. ``"dropout,dp,prune,cvb"``, see :func:`fedleak.defenses.parse_defenses`) to a
-    copy of ``model`` and let each of the V victim images take one B = 1 step on it."""
+    copy of ``model`` and let each of the V victim images take one B = 1 step on it. ``state``: a state dict of
+    the defended model (e.g. after training, modules included) loaded before the step."""
     if images.dim() < 2 or len(images) != len(labels):
         raise ValueError(f"need V images (V, *input_shape) and V labels; got {tuple(images.shape)} and "
                          f"{tuple(labels.shape)}")
@@ -70,6 +71,8 @@ def victim_case(model: nn.Module, model_name: str, defenses, images: torch.Tenso
     input_shape = tuple(images.shape[1:])
     on_device = copy.deepcopy(model).to(device)  # defenses that draw noise create it on the model's device
     defended, gradient_fn, mods = apply_defenses(on_device, specs, model_name=model_name, input_shape=input_shape)
+    if state is not None:
+        defended.load_state_dict(state)
     images, labels = images.to(device), labels.to(device)
     sent, draws, noise = client_gradients(defended, images, labels, gradient_fn=gradient_fn, mods=mods)
     dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
