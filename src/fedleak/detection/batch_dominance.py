@@ -19,8 +19,12 @@ batches of ``batch_size`` samples drawn from the client's samples (each sample i
 
 Measured (``fedleak.experiments.dominance_calibration``, benign models outside the first-contact evaluation: other
 seeds, trained on the bundled test split): the CNN with batch norm and the slim batch-norm ResNet-18, untrained and
-trained, at most :data:`BENIGN_MAX`; the shipped SEER BN checkpoint 3.9-11.7 (32 samples, 8 contexts of 16).
-:data:`DEFAULT_THRESHOLD` is twice the benign maximum, set before the first-contact evaluation was run.
+trained, at most 2.44 (the ResNet; the CNN at most 1.12; a model without batch norm exactly 0), hence
+:data:`BENIGN_MAX`; the shipped SEER BN checkpoint 6.7-16.4 on 32-sample sets of the test split, 6.2-18 on 40 sets of
+the train split (32 contexts of 16). :data:`DEFAULT_THRESHOLD` is twice the benign maximum, set before the
+first-contact evaluation was run. With 8 contexts (the first setting) SEER's score fell to 2.0-3.3 on a few sample
+sets (the sample the batch singles out was rarely seen both with and without a brighter one), so the default is 32
+contexts, and the benign calibration was re-run with it.
 The verdict names the output layer and, in ``details``, the local sample with the largest swing (the one the
 batch would single out) and the energies behind it.
 """
@@ -37,7 +41,7 @@ from fedleak.defenses.stochastic import StochasticModule
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
 from fedleak.models.anatomy import trace
 
-BENIGN_MAX = 1.5  # the largest swing of the calibration's benign models (module docstring), rounded up
+BENIGN_MAX = 2.5  # the largest swing of the calibration's benign models (module docstring), rounded up
 DEFAULT_THRESHOLD = 2 * BENIGN_MAX
 
 
@@ -70,7 +74,7 @@ def feature_energy(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> torch
 
 def batch_dominance(received_model: nn.Module, local_model: nn.Module | None = None,
                     batches: Sequence[Batch] = (), *, device: str | torch.device = "cpu", batch_size: int = 16,
-                    contexts: int = 8, seed: int = 0, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
+                    contexts: int = 32, seed: int = 0, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
     """Detector: the largest swing of one local sample's feature energy at the output layer's input across
     ``contexts`` random batches of ``batch_size`` local samples, over the mean energy (module docstring); flags
     above ``threshold``."""
