@@ -60,8 +60,8 @@ def batch_mode(model: nn.Module) -> nn.Module:
 
 
 def feature_energy(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-    """``‖a_i‖²`` per sample (all positions of a sequence together) of the input of ``layer`` in one forward pass of
-    ``model`` on the batch ``x``."""
+    """``‖a_i‖²`` per sample (all positions of a sequence together) of the input of ``layer`` in one forward pass
+    of ``model`` on the batch ``x``."""
     seen = []
     handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
     try:

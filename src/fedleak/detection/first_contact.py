@@ -7,8 +7,9 @@ imprint or LOKI block changes the state dict), the four weight-forensics signatu
 alone) and :mod:`fedleak.detection.batch_dominance`, which reads the client's own samples: SEER's trained model
 leaves the weights unremarkable, but lets the batch decide which sample owns the output layer's gradient. Every
 threshold is set before measuring, by what a benign model can produce (each module says how; batch_dominance's
-on benign models outside the first-contact evaluation); none is fitted to the evaluation. The leakage self-audit (:mod:`fedleak.detection.self_audit`) is not in the chain: a benign FC-NN's
-first layer gives away 28-34% of a 32-sample batch by itself (passive leakage, measured), as much as trap weights.
+on benign models outside the first-contact evaluation); none is fitted to the evaluation. The leakage self-audit
+(:mod:`fedleak.detection.self_audit`) is not in the chain: a benign FC-NN's first layer gives away 28-34% of a
+32-sample batch by itself (passive leakage, measured), as much as trap weights.
 :func:`first_contact_chain` builds it as a :class:`DetectorChain` (hence :func:`detector_mod`, the client mod), and
 :func:`fedleak.flower.detector_mod.named_detectors` takes :data:`FIRST_CONTACT` for the Flower mod.
 """

@@ -27,7 +27,8 @@ from fedleak.models.anatomy import trace
 def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
     """A copy of ``model`` whose update is zero on every parameter but the output layer's bias: every conv and
     linear layer before the output layer gets zero weights and bias -1 (dead ReLUs). Checked on a random batch
-    (:func:`check_batch`); a model this does not silence (e.g. a normalisation layer re-centres the dead activations) is refused."""
+    (:func:`check_batch`); a model this does not silence (e.g. a normalisation layer re-centres the dead
+    activations) is refused."""
     model = copy.deepcopy(model)
     anatomy = trace(model, input_shape=input_shape)
     layers = [layer for layer in anatomy.executed if layer.kind in ("conv", "linear")]
