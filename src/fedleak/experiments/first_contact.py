@@ -10,7 +10,9 @@ inconsistency is applied to the global model and checked by ``attack_clients`` c
 inconsistency: the model each client is sent). Every client checks ``samples`` of its own samples. Beside the
 suite, the paper's detectors run on the same models with the same data (architecture, filter ratio, D-SNR and
 the warm-up Z-score with no remembered round): the paper-mode columns. No threshold is fitted: every detector
-keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch.
+keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch. SEER
+runs on ``cnn-bn``, the 32x32 batch-norm CNN its shipped checkpoint was trained for (n/a elsewhere); the language
+model ``embedding_lm`` learns next tokens of the image-token sequences (:func:`next_tokens`).
 Cells go to ``first_contact_cells.jsonl`` as they finish (a rerun skips them).
 """
 from __future__ import annotations
