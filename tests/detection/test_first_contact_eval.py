@@ -7,7 +7,8 @@ import json
 import torch
 
 from fedleak.attacks import ATTACKS, AttackContext, Reconstruction
-from fedleak.experiments.first_contact import FirstContactConfig, Variant, model_data, run_first_contact
+from fedleak.experiments.first_contact import (FirstContactConfig, Variant, _sent, extra_settings, model_data,
+                                               run_first_contact)
 from fedleak.experiments.tradeoff import camouflage, run_point, token_recall
 from fedleak.models import build_model
 
@@ -52,3 +53,16 @@ def test_tradeoff_point_scores_the_attack_against_the_true_batch():
     tokens = torch.tensor([[1, 2, 3], [4, 5, 6]])
     pairs = Reconstruction(torch.tensor([[0, 1], [1, 2], [2, 9]]), declared=torch.tensor([True, True, True]))
     assert token_recall(pairs, tokens) == 2 / 6
+
+
+def test_the_language_model_reads_next_tokens_and_seer_applies_only_to_its_checkpoints_model():
+    config = FirstContactConfig(models=("embedding_lm", "cnn-bn"))
+    train, _ = model_data(config, "embedding_lm")
+    tokens, _ = model_data(FirstContactConfig(models=("text_transformer",)), "text_transformer")
+    assert train.info.input_shape == (tokens.info.input_shape[0] - 1,) and train.info.num_classes == 16
+    assert torch.equal(train.x[:, 1:], train.y[:, :-1]) and torch.equal(train.y, tokens.x[:, 1:])
+    for name, options, applies in (("cnn-bn", {"norm": "batch", "padding": 2}, True), ("cnn", {"padding": 2}, False)):
+        data, _ = model_data(config, name)
+        model = build_model("cnn", data.info.input_shape, 10, **options)
+        seer = [s for s in extra_settings(data.info, None, 2) if s[0] == "seer"][0]
+        assert (_sent(model, data.info, seer[2], seer[3], seer[4], None) is not None) == applies

@@ -25,12 +25,14 @@ QUICK_MODELS = {
 }
 QUICK_FIGURES = {"size": (16, 16), "width": 8, "rounds": 6}
 # --first-contact: 16x16 images (tokens for the text models), the --quick victims, slim ResNet-18s (batch and group
-# norm), a small ViT and the IMDB model
+# norm), a small ViT, the IMDB model, an embedding+linear language model and the 32x32 batch-norm CNN SEER's
+# shipped checkpoint was trained for
 FIRST_CONTACT_OPTIONS = {
     "cnn": {"padding": 2}, **{m: QUICK_MODELS[m]["model_options"] for m in ("fcnn", "vgg_cnn", "text_transformer")},
     "imdb_fc": {"vocab_size": 16, "embed_dim": 8, "hidden": 128},
     "resnet18-batch": {"norm": "batch", "width": 8}, "resnet18-group": {"norm": "group", "width": 8},
     "vit_small": {"depth": 2, "width": 64, "heads": 4},
+    "embedding_lm": {"embed_dim": 16, "hidden": 32}, "cnn-bn": {"norm": "batch", "padding": 2},
 }
 
 

@@ -31,8 +31,11 @@ def dirichlet_partition(labels: torch.Tensor, num_clients: int, alpha: float, se
     Hsu et al. (2019), "Measuring the Effects of Non-Identical Data Distribution for Federated Visual
     Classification", Sec. 3; as in NIID-Bench (Li et al., 2022), a client already holding an equal share gets no
     more, and draws repeat until every client holds at least ``min_size`` samples. Small ``alpha`` means strong skew.
+    Sequence labels ``(N, L)`` (a language model's next tokens) are skewed by their first token.
     """
     labels = torch.as_tensor(labels)
+    if labels.dim() > 1:
+        labels = labels[:, 0]
     n = len(labels)
     _check_clients(n, num_clients)
     if alpha <= 0:

@@ -6,8 +6,9 @@ Every detector is ``detector(received_model, local_model, batches, *, device, **
 ``self_audit`` applies the server's analytic readout (paper 002 Eq. 5) to the client's own would-be gradient and
 names the local samples it would give away, and ``degenerate_rows``, ``parallel_rows``, ``mirrored_rows`` and
 ``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training
-produces; :data:`FIRST_CONTACT` is the chain that refuses every fedleak manipulation at first contact
-(:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
+produces, and ``batch_dominance`` measures on the client's own samples whether the batch decides which sample's
+features carry the output layer's gradient (SEER's mechanism); :data:`FIRST_CONTACT` is the chain that refuses
+every fedleak manipulation at first contact (:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
 :class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
 a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;
 :func:`load_received_model` loads a safetensors file strictly.
@@ -22,6 +23,7 @@ from fedleak.detection.calibration import CalibratedDetector, Calibration, fit_t
 from fedleak.detection.dsnr import dsnr_check
 from fedleak.detection.filter_ratio import filter_ratio_check
 from fedleak.detection.mod import DetectorChain, detector_mod
+from fedleak.detection.batch_dominance import batch_dominance
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.self_audit import self_audit
 from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
@@ -41,6 +43,7 @@ DETECTORS.register("degenerate_rows")(degenerate_rows)
 DETECTORS.register("parallel_rows")(parallel_rows)
 DETECTORS.register("mirrored_rows")(mirrored_rows)
 DETECTORS.register("sign_imbalance")(sign_imbalance)
+DETECTORS.register("batch_dominance")(batch_dominance)
 
 
 def build_detector(name: str, **options) -> Detector:
@@ -64,6 +67,6 @@ __all__ = [
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
     "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
     "load_received_model", "save_model_file", "self_audit", "degenerate_rows", "parallel_rows", "mirrored_rows",
-    "sign_imbalance",
+    "sign_imbalance", "batch_dominance",
     "FIRST_CONTACT", "first_contact_chain", "first_contact_detectors",
 ]

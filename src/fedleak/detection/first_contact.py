@@ -2,11 +2,14 @@
 earlier rounds (beyond Wang & Li, paper 000, whose warm-up Z-score needs benign rounds to compare with).
 
 :data:`FIRST_CONTACT` names the detectors in the order they run: the strict architecture check (§3.1; an inserted
-imprint or LOKI block changes the state dict) and the four weight-forensics signatures of
+imprint or LOKI block changes the state dict), the four weight-forensics signatures of
 :mod:`fedleak.detection.weight_forensics` (structures no initialiser or training produces, read from the weights
-alone). Every threshold is set before measuring, by what a benign model can produce (each module says how); none
-is fitted. The leakage self-audit (:mod:`fedleak.detection.self_audit`) is not in the chain: a benign FC-NN's
-first layer gives away 28-34% of a 32-sample batch by itself (passive leakage, measured), as much as trap weights.
+alone) and :mod:`fedleak.detection.batch_dominance`, which reads the client's own samples: SEER's trained model
+leaves the weights unremarkable, but lets the batch decide which sample owns the output layer's gradient. Every
+threshold is set before measuring, by what a benign model can produce (each module says how; batch_dominance's
+on benign models outside the first-contact evaluation); none is fitted to the evaluation. The leakage self-audit
+(:mod:`fedleak.detection.self_audit`) is not in the chain: a benign FC-NN's first layer gives away 28-34% of a
+32-sample batch by itself (passive leakage, measured), as much as trap weights.
 :func:`first_contact_chain` builds it as a :class:`DetectorChain` (hence :func:`detector_mod`, the client mod), and
 :func:`fedleak.flower.detector_mod.named_detectors` takes :data:`FIRST_CONTACT` for the Flower mod.
 """
@@ -17,7 +20,8 @@ import torch.nn as nn
 from fedleak.detection import build_detector
 from fedleak.detection.mod import DetectorChain
 
-FIRST_CONTACT = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance")
+FIRST_CONTACT = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
+                 "batch_dominance")
 
 
 def first_contact_detectors() -> list:
@@ -26,6 +30,6 @@ def first_contact_detectors() -> list:
 
 
 def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bool = True) -> DetectorChain:
-    """A :class:`DetectorChain` of :data:`FIRST_CONTACT` (``samples`` local samples per check, which the weight
-    signatures do not read but the chain checks for NaN)."""
+    """A :class:`DetectorChain` of :data:`FIRST_CONTACT` (``samples`` local samples per check: batch_dominance
+    draws its batches from them; the weight signatures do not read them, but the chain checks them for NaN)."""
     return DetectorChain(first_contact_detectors(), local_model, samples=samples, refuse=refuse)

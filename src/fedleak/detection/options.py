@@ -59,6 +59,7 @@ RANGES: dict[str, Range] = {
     "false_alarm_rate": Range(float, 0.0, 1.0, open_low=True, open_high=True),
     "min_samples": Range(int, 1),
     "tolerance": POSITIVE,
+    "contexts": Range(int, 2),
 }
 
 

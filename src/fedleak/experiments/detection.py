@@ -134,7 +134,8 @@ def summarize(verdicts: list[Verdict]) -> dict[str, dict]:
 
 
 def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The inputs of the model's output layer for the batch ``x`` (what feature fishing thresholds)."""
+    """The inputs of the model's output layer for the batch ``x`` (what feature fishing thresholds), one row per
+    sample, or per position of a sequence model's ``(B, L, features)`` input."""
     last = trace(model, x[:1]).output_layer().module
     seen = []
     handle = last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
@@ -144,7 +145,7 @@ def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     finally:
         handle.remove()
         model.train()
-    return seen[0].flatten(1)
+    return seen[0].reshape(-1, seen[0].shape[-1])
 
 
 def attack_settings(model: nn.Module, info: DatasetInfo, public: torch.Tensor, batch_size: int) -> list[tuple]:

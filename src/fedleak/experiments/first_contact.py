@@ -10,7 +10,9 @@ inconsistency is applied to the global model and checked by ``attack_clients`` c
 inconsistency: the model each client is sent). Every client checks ``samples`` of its own samples. Beside the
 suite, the paper's detectors run on the same models with the same data (architecture, filter ratio, D-SNR and
 the warm-up Z-score with no remembered round): the paper-mode columns. No threshold is fitted: every detector
-keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch.
+keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch. SEER
+runs on ``cnn-bn``, the 32x32 batch-norm CNN its shipped checkpoint was trained for (n/a elsewhere); the language
+model ``embedding_lm`` learns next tokens of the image-token sequences (:func:`next_tokens`).
 Cells go to ``first_contact_cells.jsonl`` as they finish (a rerun skips them).
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -36,7 +38,8 @@ from fedleak.models import build_model
 from fedleak.report import ResultsDir
 
 PAPER = ("architecture", "filter_ratio", "dsnr", "warmup_zscore")  # paper 000's detectors, round-1 columns
-TEXT_MODELS = ("text_transformer", "imdb_fc")
+TEXT_MODELS = ("text_transformer", "imdb_fc", "embedding_lm")
+LANGUAGE_MODELS = ("embedding_lm",)  # trained on next tokens (:func:`next_tokens`)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,9 @@ class FirstContactConfig(ManipulatedRounds):
     ``variants``; a small client holds ``small_samples`` training samples."""
 
     models: tuple[str, ...] = ("cnn", "fcnn", "vgg_cnn", "resnet18-batch", "resnet18-group", "vit_small",
-                               "text_transformer", "imdb_fc")
+                               "text_transformer", "imdb_fc", "embedding_lm", "cnn-bn")
     model_options: dict = field(default_factory=dict)
-    sizes: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=lambda: {"cnn-bn": (32, 32)})  # SEER's shipped BN checkpoint: 1x32x32
     variants: tuple[Variant, ...] = VARIANTS
     rounds: int = 3
     attack_rounds: tuple[int, ...] = (1, 3)
@@ -100,27 +103,39 @@ def applicable_defenses(model: nn.Module, model_name: str, defenses: str, input_
     raise AssertionError("no defenses always applies")
 
 
+def next_tokens(dataset: TensorDataset) -> TensorDataset:
+    """Token sequences as a language-modelling task: each sequence but its last token, labelled at every position
+    with the token that follows (``(N, L - 1)`` inputs and labels; the vocabulary is the label set)."""
+    tokens = dataset.x
+    info = replace(dataset.info, input_shape=(tokens.shape[1] - 1,), num_classes=len(dataset.info.vocab))
+    return TensorDataset(tokens[:, :-1], tokens[:, 1:], info)
+
+
 def model_data(config: FirstContactConfig, model: str) -> tuple[TensorDataset, TensorDataset]:
-    """The bundled data at the model's size; token sequences (:func:`image_tokens`) for the text models."""
+    """The bundled data at the model's size; token sequences (:func:`image_tokens`) for the text models, as next
+    tokens (:func:`next_tokens`) for the language models."""
     size = config.sizes.get(model, (16, 16))
     train, test = load_data(DetectEvalConfig(model="cnn", size=tuple(size) if size else None))
     if registry_name(model) in TEXT_MODELS:
         train, test = image_tokens(train), image_tokens(test)
+    if registry_name(model) in LANGUAGE_MODELS:
+        train, test = next_tokens(train), next_tokens(test)
     return train, test
 
 
 def extra_settings(info, public: torch.Tensor, num_clients: int) -> list[tuple]:
-    """The manipulations :func:`attack_settings` leaves out: LOKI (images) and model inconsistency (images; around
-    class fishing, which applies to every model), each a model per client; text embedding for a text model."""
+    """The manipulations :func:`attack_settings` leaves out: LOKI (images) and model inconsistency (around class
+    fishing, which applies to every model with several outputs), each a model per client; SEER's shipped BN
+    checkpoint (the one model it was trained for; n/a elsewhere); text embedding for a text model."""
     settings = []
     clients = tuple(range(num_clients))
     if info.kind == "image":
         settings.append(("loki", "K=64", "loki", {"num_bins": 64}, clients))
-        # images only: silenced() checks its work on a random float batch, which a token model cannot read
-        settings.append(("model_inconsistency", "inner=class_fishing", "model_inconsistency",
-                         {"target": 0, "inner": "class_fishing", "inner_options": {"target_class": 0}}, clients))
+        settings.append(("seer", "checkpoint=bn", "seer", {"checkpoint": "bn"}, ()))
     else:
         settings.append(("text_embedding", "s=0.99", "text_embedding", {"seq_len": info.input_shape[0]}, ()))
+    settings.append(("model_inconsistency", "inner=class_fishing", "model_inconsistency",
+                     {"target": 0, "inner": "class_fishing", "inner_options": {"target_class": 0}}, clients))
     return settings
 
 

@@ -35,4 +35,4 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
     return model.to(device) if device is not None else model
 
 
-from fedleak.models import cnn, fcnn, vgg_cnn, imdb_fc, resnet, vit, transformer  # noqa: E402,F401  (registration)
+from fedleak.models import cnn, fcnn, vgg_cnn, imdb_fc, resnet, vit, transformer, embedding_lm  # noqa: E402,F401  (registration)

@@ -26,8 +26,9 @@ from fedleak.models.anatomy import trace
 
 def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
     """A copy of ``model`` whose update is zero on every parameter but the output layer's bias: every conv and
-    linear layer before the output layer gets zero weights and bias -1 (dead ReLUs). Checked on a random batch;
-    a model this does not silence (e.g. a normalisation layer re-centres the dead activations) is refused."""
+    linear layer before the output layer gets zero weights and bias -1 (dead ReLUs). Checked on a random batch
+    (:func:`check_batch`); a model this does not silence (e.g. a normalisation layer re-centres the dead
+    activations) is refused."""
     model = copy.deepcopy(model)
     anatomy = trace(model, input_shape=input_shape)
     layers = [layer for layer in anatomy.executed if layer.kind in ("conv", "linear")]
@@ -39,16 +40,31 @@ def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | 
             layer.module.weight.zero_()
             if getattr(layer.module, "bias", None) is not None:
                 layer.module.bias.fill_(-1.0)
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(4, *input_shape, generator=generator).to(device)
-    y = torch.randint(0, max(2, num_classes or 2), (4,), generator=generator).to(device)
+    x, y = check_batch(model, anatomy, input_shape, num_classes)
     allowed = {f"{output.name}.bias"}
     moving = [name for name, grad in batch_gradients(model, x, y).items()
               if name not in allowed and bool(grad.abs().max() > 0)]
     if moving:
         raise ValueError(f"cannot silence this model: {', '.join(moving[:3])} still receive a gradient")
     return model
+
+
+def check_batch(model: nn.Module, anatomy, input_shape: tuple[int, ...], num_classes: int | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch of 4 the model reads, with labels of the shape its outputs take: token ids below the
+    first embedding's vocabulary for a model that embeds tokens (:func:`fedleak.models.anatomy.example_input`'s
+    rule), floats in [0, 1) otherwise; a label per position for sequence outputs ``(B, L, V)``."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    embeddings = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    if embeddings:
+        x = torch.randint(0, embeddings[0].num_embeddings, (4, *input_shape), generator=generator)
+    else:
+        x = torch.rand(4, *input_shape, generator=generator)
+    outputs = anatomy.output_layer().output_shape  # without the batch dimension
+    labels = (4, *outputs[:-1]) if len(outputs) > 1 else (4,)
+    y = torch.randint(0, max(2, num_classes or 2), labels, generator=generator)
+    return x.to(device), y.to(device)
 
 
 class ModelInconsistency:
