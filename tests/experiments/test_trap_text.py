@@ -29,8 +29,8 @@ def test_tiny_text_reproduction_extracts_true_sentences_and_writes_its_tables(tm
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     _corpus(corpus)
-    config = TrapTextConfig(root=str(corpus), batch_sizes=(4, 16), runs=2, vocab_size=50, seq_len=10, embed_dim=8,
-                            hidden=200)
+    config = TrapTextConfig(root=str(corpus), batch_sizes=(4, 16), runs=2, vocab_size=50, seq_len=10,
+                            model_options={"embed_dim": 8, "hidden": 200})
     out = tmp_path / "out"
     result = reproduce_trap_text(config, out, progress=False)
     rows = {row["B"]: row for row in result["rows"]}
@@ -51,7 +51,8 @@ def test_passive_extraction_scores_against_the_true_batch(tmp_path):
     _corpus(tmp_path)
     from fedleak.data import load_dataset
 
-    config = TrapTextConfig(root=str(tmp_path), vocab_size=50, seq_len=10, embed_dim=8, hidden=200)
+    config = TrapTextConfig(root=str(tmp_path), vocab_size=50, seq_len=10,
+                            model_options={"embed_dim": 8, "hidden": 200})
     data = load_dataset("fortunes", root=tmp_path, vocab_size=50, seq_len=10)
     cell = measure(data, config, batch=4, attack="passive", run=0)
     assert 0 < cell["A"] <= 1 and 0 <= cell["P"] <= cell["A"]

@@ -32,10 +32,7 @@ def run_trap_weights(args) -> int:
                    colour_root=args.colour_root, tables=tuple(args.tables), seed=args.seed, device=args.device,
                    **profile_overrides(args))
     config = TrapReproductionConfig.quick(**options) if args.quick else TrapReproductionConfig(**options)
-    result = reproduce_trap_weights(config, args.out, ray=args.ray)
-    print(result["text"], end="")
-    print(f"results in {args.out}")
-    return 0
+    return finished(reproduce_trap_weights(config, args.out, ray=args.ray)["text"], args.out)
 
 
 def add_trap_weights(experiments) -> None:
@@ -59,6 +56,13 @@ def add_trap_weights(experiments) -> None:
     trap.set_defaults(func=run_trap_weights)
 
 
+def finished(text: str, out: str, files: str = "") -> int:
+    """Print a run's ``text`` and where its results (``files``) are; the sub-command's exit status."""
+    print(text, end="")
+    print(f"results in {out}" + (f" ({files})" if files else ""))
+    return 0
+
+
 def runner(module: str, config: str, reproduce: str, files: str, extra: Callable | None = None) -> Callable:
     """A sub-command's ``func``: the config ``fedleak.experiments.<module>.<config>`` (its ``quick()`` profile with
     ``--quick``) from the common arguments, ``--model``, the profile options given (:func:`~fedleak.commands.common.
@@ -76,11 +80,22 @@ def runner(module: str, config: str, reproduce: str, files: str, extra: Callable
         config_type = getattr(experiment, config)
         settings = config_type.quick(**overrides) if args.quick else config_type(**overrides)
         result = getattr(experiment, reproduce)(settings, args.out, **({"ray": args.ray} if "ray" in args else {}))
-        print(result["text"], end="")
-        print(f"results in {args.out} ({files})")
-        return 0
+        return finished(result["text"], args.out, files)
 
     return run
+
+
+def add_study(experiments, name: str, help: str, *, data: tuple[str, str], quick: str, out: str, func: Callable,
+              ray: bool = False, **options: tuple):
+    """A sub-command made of the common parts: ``--dataset`` (default and help ``data``) and ``--root``,
+    ``--quick`` and the profile ``options`` (:func:`~fedleak.commands.common.add_profile_options`), the run's
+    arguments, and ``func`` (usually a :func:`runner`); returns its parser for any argument of its own."""
+    parser = experiments.add_parser(name, help=help)
+    add_data_arguments(parser, dataset=data[0], help=data[1])
+    add_profile_options(parser, quick=quick, **options)
+    add_run_arguments(parser, out=out, ray=ray)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str, out: str, **options) -> None:
@@ -129,65 +144,57 @@ def add_fedavg(experiments) -> None:
 
 
 def add_passive_training(experiments) -> None:
-    passive = experiments.add_parser(
-        "passive-training", help="Boenisch et al. Table 4: passive extraction as the FC-NN trains (epochs 0-30)")
-    add_data_arguments(passive, dataset="fashion_mnist",
-                       help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
+    passive = add_study(
+        experiments, "passive-training", "Boenisch et al. Table 4: passive extraction as the FC-NN trains (epochs 0-30)",
+        data=("fashion_mnist", "dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)"),
+        quick="a 1000+64 FC-NN, 3 runs", out="results/reproduce-passive-training", ray=True,
+        func=runner("passive_training", "PassiveTrainingConfig", "reproduce_passive_training",
+                    "table.txt, table.csv, comparison.md",
+                    extra=lambda args: {} if args.widths is None else {"model_options": {"widths": args.widths}}),
+        runs=(positive_int, "trainings (default 10, quick 3)"))
     passive.add_argument("--widths", type=lambda text: tuple(positive_int(t) for t in text.split("+")), default=None,
                          help="FC-NN widths, e.g. 1000+64 (default Table 7's 1000+3000+3000+2000+1000)")
-    add_profile_options(passive, quick="a 1000+64 FC-NN, 3 runs",
-                        runs=(positive_int, "trainings (default 10, quick 3)"))
-    add_run_arguments(passive, out="results/reproduce-passive-training", ray=True)
-    passive.set_defaults(func=runner(
-        "passive_training", "PassiveTrainingConfig", "reproduce_passive_training",
-        "table.txt, table.csv, comparison.md",
-        extra=lambda args: {} if args.widths is None else {"model_options": {"widths": args.widths}}))
 
 
 def add_vs_inversion(experiments) -> None:
-    versus = experiments.add_parser(
-        "vs-inversion", help="Boenisch et al. §8.5: trap-weights extraction vs gradient inversion (IG), B = 1")
-    add_data_arguments(versus, dataset="fashion_mnist",
-                       help="dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)")
-    add_profile_options(versus, quick="8 images, IG 1,000 iterations, a 1000+64 FC-NN",
-                        images=(positive_int, "images (default 16, quick 8)"),
-                        iterations=(positive_int, "IG iterations (default: the full schedule; quick 1000)"),
-                        scale_factor=(positive_float, "trap weights s (default 0.9)"))
-    add_run_arguments(versus, out="results/reproduce-vs-inversion")
-    versus.set_defaults(func=runner("vs_inversion", "VsInversionConfig", "reproduce_vs_inversion",
-                                    "table.txt, table.csv, comparison.md, reconstructions.png"))
+    add_study(experiments, "vs-inversion",
+              "Boenisch et al. §8.5: trap-weights extraction vs gradient inversion (IG), B = 1",
+              data=("fashion_mnist", "dataset (default fashion_mnist, else the bundled sample; mnist with --root DIR)"),
+              quick="8 images, IG 1,000 iterations, a 1000+64 FC-NN", out="results/reproduce-vs-inversion",
+              func=runner("vs_inversion", "VsInversionConfig", "reproduce_vs_inversion",
+                          "table.txt, table.csv, comparison.md, reconstructions.png"),
+              images=(positive_int, "images (default 16, quick 8)"),
+              iterations=(positive_int, "IG iterations (default: the full schedule; quick 1000)"),
+              scale_factor=(positive_float, "trap weights s (default 0.9)"))
 
 
 def add_text(experiments) -> None:
-    text = experiments.add_parser(
-        "text", help="Boenisch et al. Table 3: passive and trap-weights text extraction on the IMDB model of Table 8 "
-                     "(B = 20, 50, 100, 200)")
-    add_data_arguments(text, dataset="fortunes",
-                       help="text dataset (default fortunes: Debian's fortunes corpus, /usr/share/games/fortunes; "
-                            "imdb with --root DIR, the unpacked aclImdb folder)")
-    add_profile_options(text, quick="3 runs per cell", runs=(positive_int, "runs per cell (default 10, quick 3)"),
-                        scale_factor=(positive_float, "trap weights s of the active attack (default 0.99)"))
-    add_run_arguments(text, out="results/reproduce-text")
-    text.set_defaults(func=runner("trap_text", "TrapTextConfig", "reproduce_trap_text",
-                                  "table.txt, table.csv, comparison.md"))
+    add_study(experiments, "text",
+              "Boenisch et al. Table 3: passive and trap-weights text extraction on the IMDB model of Table 8 "
+              "(B = 20, 50, 100, 200)",
+              data=("fortunes", "text dataset (default fortunes: Debian's fortunes corpus, /usr/share/games/fortunes; "
+                                "imdb with --root DIR, the unpacked aclImdb folder)"),
+              quick="3 runs per cell", out="results/reproduce-text",
+              func=runner("trap_text", "TrapTextConfig", "reproduce_trap_text", "table.txt, table.csv, comparison.md"),
+              runs=(positive_int, "runs per cell (default 10, quick 3)"),
+              scale_factor=(positive_float, "trap weights s of the active attack (default 0.99)"))
 
 
 def add_architectures(experiments) -> None:
-    parser = experiments.add_parser(
-        "architectures", help="Scheliga et al. Table 5: the ablation's promising rows on a ResNet-18 with group norm "
-                              "and a ViT (CDIA SSIM/ASR, FedAvg accuracy)")
-    add_data_arguments(parser, dataset="bundled", help="dataset name (default bundled; mnist, cifar10 with --root DIR)")
-    add_profile_options(
-        parser, quick="narrow models (ResNet-18 width 16, ViT width 64), 4 victims, 200 attack iterations, 2 FedAvg "
-                      "rounds",
-        size=(parse_size, "resize images (default 32x32)"),
-        victims=(positive_int, "victim images (default 128, quick 4)"),
-        attack_iterations=(positive_int, "short attack of this many iterations (default: the full schedule; quick "
-                                         "200)"),
-        rounds=(positive_int, "FedAvg rounds (default 300, quick 2)"))
-    add_run_arguments(parser, out="results/reproduce-architectures")
-    parser.set_defaults(func=runner("architectures", "ArchitecturesConfig", "reproduce_architectures",
-                                    "table.txt, table.csv, comparison.md; per model: cells, reconstructions.png"))
+    add_study(experiments, "architectures",
+              "Scheliga et al. Table 5: the ablation's promising rows on a ResNet-18 with group norm and a ViT (CDIA "
+              "SSIM/ASR, FedAvg accuracy)",
+              data=("bundled", "dataset name (default bundled; mnist, cifar10 with --root DIR)"),
+              quick="narrow models (ResNet-18 width 16, ViT width 64), 4 victims, 200 attack iterations, 2 FedAvg "
+                    "rounds",
+              out="results/reproduce-architectures",
+              func=runner("architectures", "ArchitecturesConfig", "reproduce_architectures",
+                          "table.txt, table.csv, comparison.md; per model: cells, reconstructions.png"),
+              size=(parse_size, "resize images (default 32x32)"),
+              victims=(positive_int, "victim images (default 128, quick 4)"),
+              attack_iterations=(positive_int, "short attack of this many iterations (default: the full schedule; "
+                                               "quick 200)"),
+              rounds=(positive_int, "FedAvg rounds (default 300, quick 2)"))
 
 
 def run_defense_table(args) -> int:
@@ -198,10 +205,8 @@ def run_defense_table(args) -> int:
                  **profile_overrides(args)}
     config = (DefenseTableConfig.quick(args.table, **overrides) if args.quick
               else DefenseTableConfig(args.table, **overrides))
-    result = run_table(config, args.out, ray=args.ray)
-    print(result["text"], end="")
-    print(f"results in {args.out} (table.txt, table.csv, comparison.md, reconstructions.png, cells.jsonl)")
-    return 0
+    return finished(run_table(config, args.out, ray=args.ray)["text"], args.out,
+                    "table.txt, table.csv, comparison.md, reconstructions.png, cells.jsonl")
 
 
 def _add_defense_table(experiments, name: str, table: str, help: str) -> None:
@@ -259,9 +264,7 @@ def run_loki(args) -> int:
                                     local_steps=args.local_steps, rounds=args.rounds or (1 if args.quick else 5),
                                     attack_options={"num_bins": args.bins},
                                     seed=args.seed, device=args.device)
-    print(report(reproduce_loki(config, args.out)), end="")
-    print(f"results in {args.out}")
-    return 0
+    return finished(report(reproduce_loki(config, args.out)), args.out)
 
 
 def add_loki(experiments) -> None:
@@ -286,9 +289,7 @@ def run_seer(args) -> int:
     options = {"steps": args.steps, "batch_size": args.batch_size}
     summary = reproduce_seer(profile(dataset=args.dataset, root=args.root, seed=args.seed, device=args.device,
                                      **{k: v for k, v in options.items() if v is not None}), args.out)
-    print(summary["text"], end="")
-    print(f"results in {args.out} (results.json, table.txt, table.csv, decoded.png)")
-    return 0
+    return finished(summary["text"], args.out, "results.json, table.txt, table.csv, decoded.png")
 
 
 def add_seer(experiments) -> None:
@@ -301,32 +302,20 @@ def add_seer(experiments) -> None:
                       help="the paper's scale: full-width ResNet-18, batch 64, long training (use --device cuda)")
     seer.add_argument("--steps", type=positive_int, default=None, help="training steps per norm (default 4000)")
     seer.add_argument("--batch-size", type=positive_int, default=None, help="client batch size (default 16)")
-    seer.add_argument("--dataset", default="bundled", help="image dataset, read at 32x32 (default bundled)")
-    seer.add_argument("--root", default=None, help="folder of --dataset")
+    add_data_arguments(seer, dataset="bundled", help="image dataset, read at 32x32 (default bundled)")
     add_run_arguments(seer, out="results/seer")
     seer.set_defaults(func=run_seer)
 
 
-def run_s4(args) -> int:
-    from fedleak.experiments.hear_no_evil_s4 import S4Config, reproduce_s4
-
-    profile = S4Config.quick if args.quick else S4Config
-    summary = reproduce_s4(profile(dataset=args.dataset, root=args.root, seed=args.seed, device=args.device), args.out)
-    print(summary["text"], end="")
-    print(f"results in {args.out} (table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json)")
-    return 0
-
-
 def add_s4(experiments) -> None:
-    s4 = experiments.add_parser(
-        "hear-no-evil-s4", help="Wang & Li §4: SEER vs norm and batch size, after FedSGD rounds and FedAvg epochs; "
-                                "the detectors on SEER, LOKI and model inconsistency")
-    s4.add_argument("--quick", action="store_true",
-                    help="batch sizes 4 and 16 (shipped SEER checkpoints), FedAvg up to 3 epochs")
-    s4.add_argument("--dataset", default="bundled", help="image dataset, read at 32x32 (default bundled)")
-    s4.add_argument("--root", default=None, help="folder of --dataset")
-    add_run_arguments(s4, out="results/hear-no-evil-s4")
-    s4.set_defaults(func=run_s4)
+    add_study(experiments, "hear-no-evil-s4",
+              "Wang & Li §4: SEER vs norm and batch size, after FedSGD rounds and FedAvg epochs; the detectors on "
+              "SEER, LOKI and model inconsistency",
+              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
+              quick="batch sizes 4 and 16 (shipped SEER checkpoints), FedAvg up to 3 epochs",
+              out="results/hear-no-evil-s4",
+              func=runner("hear_no_evil_s4", "S4Config", "reproduce_s4",
+                          "table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json"))
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (

@@ -17,7 +17,7 @@ corpus (:mod:`fedleak.data.fortunes`), whose texts are shorter than reviews (abo
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from fedleak.attacks.malicious.text_embedding import TextEmbeddingConfig, TextSe
 from fedleak.cases.scoring import leaked_indices
 from fedleak.data import dataset_options, load_dataset
 from fedleak.experiments.paper_tables import P002_TABLE3
+from fedleak.experiments.run_config import RunConfig
 from fedleak.experiments.trap_weights import initialise, layer_update
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -39,8 +40,9 @@ ATTACKS = ("passive", "active")
 
 
 @dataclass
-class TrapTextConfig:
-    """What ``fedleak reproduce text`` runs: ``runs`` per (B, attack) cell on the model of Table 8."""
+class TrapTextConfig(RunConfig):
+    """What ``fedleak reproduce text`` runs: ``runs`` per (B, attack) cell on the model of Table 8 (``imdb_fc``;
+    ``model_options`` default to the table's 250-dimensional embedding and N = 1000 hidden neurons)."""
 
     dataset: str = "fortunes"
     root: str | None = None
@@ -48,14 +50,13 @@ class TrapTextConfig:
     runs: int = 10
     vocab_size: int = 10_000
     seq_len: int = 250
-    embed_dim: int = 250
-    hidden: int = 1000
+    model_options: dict = field(default_factory=dict)
     scale_factor: float = 0.99
-    seed: int = 0
-    device: str = "cpu"
     profile: str = "full"
 
     def __post_init__(self):
+        super().__post_init__()
+        self.model_options = {"embed_dim": 250, "hidden": 1000, **self.model_options}
         if self.runs < 1 or not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError(f"need runs >= 1 and batch sizes >= 1; got {self.runs} and {self.batch_sizes}")
         self.batch_sizes = tuple(self.batch_sizes)
@@ -92,7 +93,7 @@ def measure(data, config: TrapTextConfig, *, batch: int, attack: str, run: int) 
     x, y = (t.to(config.device) for t in data[index])
     torch.manual_seed(seed)
     model = build_model("imdb_fc", data.info.input_shape, data.info.num_classes, vocab_size=config.vocab_size,
-                        embed_dim=config.embed_dim, hidden=config.hidden)
+                        **config.model_options)
     if attack == "passive":
         keras_default(model, seed)
         model = model.to(config.device)
@@ -145,8 +146,8 @@ def reproduce_trap_text(config: TrapTextConfig, out: str | Path, *, progress: bo
     headers = list(rows[0])
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
     lines = [f"Boenisch et al. (paper 002) Table 3: text extraction on {config.dataset} with the model of Table 8 "
-             f"(N = {config.hidden}, {config.seq_len} tokens, vocabulary {config.vocab_size}); mean of {config.runs} "
-             f"runs; active: trap weights s = {config.scale_factor}; word_recall: best row's share of a sentence's "
+             f"(N = {config.model_options['hidden']}, {config.seq_len} tokens, vocabulary {config.vocab_size}); mean of "
+             f"{config.runs} runs; active: trap weights s = {config.scale_factor}; word_recall: best row's share of a sentence's "
              "words (near-exact, not in the paper)", ""]
     lines += ["  ".join(h.ljust(widths[h]) for h in headers)]
     lines += ["  ".join(str(r[h]).ljust(widths[h]) for h in headers) for r in rows]
