@@ -2,7 +2,7 @@
 import json
 
 from fedleak.experiments.demo import trap_weights_step as demo_step
-from fedleak.experiments.trap_weights import TrapReproductionConfig, reproduce_trap_weights
+from fedleak.experiments.trap_weights import INITIALISERS, SCALE_FACTORS, TrapReproductionConfig, reproduce_trap_weights
 
 
 def test_small_reproduction_writes_tables_resumes_and_beats_the_passive_attack(tmp_path):
@@ -19,7 +19,7 @@ def test_small_reproduction_writes_tables_resumes_and_beats_the_passive_attack(t
     assert "## Table 5" in comparison and "| 0.700 | " in comparison and "| 0.796  0.203  0.540 |" in comparison
     assert (tmp_path / "figure_fcnn.png").stat().st_size > 0 and (tmp_path / "figure_cnn.png").exists()
     cells = (tmp_path / "cells.jsonl").read_text().splitlines()
-    assert len(cells) == 2 * (7 + 13)
+    assert len(cells) == 2 * (len(INITIALISERS) + len(SCALE_FACTORS)) == 2 * (8 + 13)  # 7 of the paper + default
     assert json.loads((tmp_path / "config.json").read_text())["config"]["runs"] == 1
     reproduce_trap_weights(config, tmp_path, progress=False)  # a rerun finds every cell done
     assert (tmp_path / "cells.jsonl").read_text().splitlines() == cells
