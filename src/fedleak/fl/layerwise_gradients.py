@@ -1,0 +1,94 @@
+"""Per-sample gradients from one batched forward and backward, for models whose samples never meet (the
+per-layer rule behind Opacus's grad samplers, Goodfellow 2015 "Efficient per-example gradient computations").
+
+A sample's gradient for a ``Linear`` or ``Conv2d`` weight is the outer product of the gradient at the layer's
+output with the layer's input (unfolded into patches for a convolution): ``G_i = dL_i/dz_i  a_i^T``. One forward
+of the whole batch and one backward to the layers' outputs give every ``dL_i/dz_i``, because sample ``i``'s loss
+depends on its own outputs only; the outer products are batched matrix products. Everything stays differentiable
+in the inputs (double backpropagation for gradient inversion), and no ``vmap`` turns the convolutions' weight
+gradients into grouped convolutions.
+
+It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (no batch norm, no
+random or auxiliary-loss modules) and every requested parameter is the weight or bias of a ``Linear`` or a plain
+``Conv2d`` (one group, zero padding).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+# Modules that act on each sample on its own (containers included); a model made only of these qualifies.
+SAMPLEWISE = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Conv2d, nn.Linear, nn.ReLU, nn.LeakyReLU, nn.ELU,
+              nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
+              nn.AdaptiveAvgPool2d)
+
+
+def _plain_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" \
+        and not isinstance(module.padding, str)
+
+
+def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module] | None:
+    """``layer name -> module`` of the layers owning ``names`` when the per-layer rule applies to ``model``,
+    else None."""
+    modules = dict(model.named_modules())
+    if any(type(m) not in SAMPLEWISE or getattr(m, "inplace", False) for m in modules.values()):
+        return None
+    layers = {}
+    for name in names:
+        layer, _, kind = name.rpartition(".")
+        module = modules.get(layer)
+        if kind not in ("weight", "bias") or not (isinstance(module, nn.Linear) or _plain_conv(module)):
+            return None
+        layers[layer] = module
+    return layers
+
+
+def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor):
+    a = inputs.reshape(len(inputs), -1, module.in_features)
+    g = grad_out.reshape(len(grad_out), -1, module.out_features)
+    return torch.bmm(g.transpose(1, 2), a), g.sum(1)
+
+
+def _conv_gradients(module: nn.Conv2d, inputs: torch.Tensor, grad_out: torch.Tensor):
+    patches = F.unfold(inputs, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                       stride=module.stride)
+    g = grad_out.flatten(2)
+    return torch.bmm(g, patches.transpose(1, 2)).view(len(inputs), *module.weight.shape), g.sum(2)
+
+
+def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
+                        values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                        losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, create_graph: bool
+                        ) -> dict[str, torch.Tensor]:
+    """``name -> (B, *shape)``: each sample's gradient of ``losses(outputs, y)`` (one loss per sample) for the
+    parameters ``names`` of ``layers`` (from :func:`layerwise_layers`), the model run with ``values`` as its
+    parameters and buffers. The result is differentiable in ``x`` and ``y`` when ``create_graph``."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(name):
+        def hook(module, args, output):
+            seen[name] = (args[0], output)
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in layers.items()]
+    try:
+        with torch.enable_grad():
+            if not (x.requires_grad or y.requires_grad):
+                x = x.detach().requires_grad_(True)  # a graph to the layers' outputs, never differentiated
+            outputs = functional_call(model, values, (x,))
+            outs = [seen[name][1] for name in layers]
+            grad_outs = torch.autograd.grad(losses(outputs, y).sum(), outs, create_graph=create_graph)
+    finally:
+        for handle in handles:
+            handle.remove()
+    grads = {}
+    for (name, module), grad_out in zip(layers.items(), grad_outs):
+        rule = _linear_gradients if isinstance(module, nn.Linear) else _conv_gradients
+        weight, bias = rule(module, seen[name][0], grad_out)
+        grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
+    return {n: grads[n] for n in names}
