@@ -9,11 +9,12 @@ in the inputs (double backpropagation for gradient inversion), and no ``vmap`` t
 gradients into grouped convolutions.
 
 It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (no batch norm, no
-random or auxiliary-loss modules) and every requested parameter is the weight or bias of a ``Linear`` or a plain
+random or auxiliary-loss modules), none runs twice, and every requested parameter is the weight or bias of a ``Linear`` or a plain
 ``Conv2d`` (one group, zero padding).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -36,8 +37,10 @@ def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Mod
     """``layer name -> module`` of the layers owning ``names`` when the per-layer rule applies to ``model``,
     else None."""
     modules = dict(model.named_modules())
+    if len(modules) != len(list(model.named_modules(remove_duplicate=False))):
+        return None  # a module that runs twice would record only its last call
     if any(type(m) not in SAMPLEWISE or getattr(m, "inplace", False) for m in modules.values()):
-        return None
+        return None  # in place activations would overwrite the recorded layer outputs
     layers = {}
     for name in names:
         layer, _, kind = name.rpartition(".")
@@ -77,11 +80,29 @@ def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.T
     return _outer_sum(g, a), g.sum(2)
 
 
-def _conv_gradients(module: nn.Conv2d, inputs: torch.Tensor, grad_out: torch.Tensor):
-    patches = F.unfold(inputs, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                       stride=module.stride)
+def _conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: torch.Tensor):
     g = grad_out.flatten(2)
-    return _outer_sum(g, patches).view(len(inputs), *module.weight.shape), g.sum(2)
+    return _outer_sum(g, patches).view(len(patches), *module.weight.shape), g.sum(2)
+
+
+def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
+
+
+def _unfolded_conv(module: nn.Conv2d, seen: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``module``'s convolution as a matrix product with its input's patches, which it records for the weight
+    gradient: one unfolding serves both, and the derivatives are matrix products and a fold. For one sample
+    this is 1.3x faster than the mkldnn convolution and its derivatives on one CPU thread; for 16 samples
+    and more, the batched mkldnn convolution is faster (0.8x), so batches keep it."""
+    patches = _patches(module, x)
+    out = module.weight.flatten(1) @ patches
+    if module.bias is not None:
+        out = out + module.bias.unsqueeze(1)
+    size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+            zip(x.shape[2:], module.padding, module.dilation, module.kernel_size, module.stride)]
+    out = out.view(len(x), -1, *size)
+    seen[name] = (patches, out)
+    return out
 
 
 def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
@@ -98,20 +119,33 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
             seen[name] = (args[0], output)
         return hook
 
-    handles = [module.register_forward_hook(record(name)) for name, module in layers.items()]
+    handles, unfolded = [], []
+    for name, module in layers.items():
+        if isinstance(module, nn.Linear) or len(x) > 1:
+            handles.append(module.register_forward_hook(record(name)))
+        else:  # for this call only, the convolution runs as a matrix product (see _unfolded_conv)
+            module.forward = functools.partial(_unfolded_conv, module, seen, name)
+            unfolded.append(module)
     try:
         with torch.enable_grad():
-            if not (x.requires_grad or y.requires_grad):
-                x = x.detach().requires_grad_(True)  # a graph to the layers' outputs, never differentiated
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)  # a graph to the layers' outputs; x's own gradient is unused
             outputs = functional_call(model, values, (x,))
             outs = [seen[name][1] for name in layers]
             grad_outs = torch.autograd.grad(losses(outputs, y).sum(), outs, create_graph=create_graph)
     finally:
         for handle in handles:
             handle.remove()
+        for module in unfolded:
+            del module.forward
     grads = {}
-    for (name, module), grad_out in zip(layers.items(), grad_outs):
-        rule = _linear_gradients if isinstance(module, nn.Linear) else _conv_gradients
-        weight, bias = rule(module, seen[name][0], grad_out)
-        grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
+    with torch.set_grad_enabled(create_graph):
+        for (name, module), grad_out in zip(layers.items(), grad_outs):
+            inputs = seen[name][0]
+            if isinstance(module, nn.Linear):
+                weight, bias = _linear_gradients(module, inputs, grad_out)
+            else:
+                patches = inputs if module in unfolded else _patches(module, inputs)
+                weight, bias = _conv_gradients(module, patches, grad_out)
+            grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}
