@@ -35,8 +35,8 @@ def test_cnn_gradients_and_their_input_derivatives_match_vmap(batch):
     (fast_grads, fast_dx), (slow_grads, slow_dx) = outputs
     for name, g in slow_grads.items():
         assert fast_grads[name].shape == g.shape
-        assert torch.allclose(fast_grads[name], g, rtol=1e-4, atol=1e-6 * float(g.abs().max())), name
-    assert torch.allclose(fast_dx, slow_dx, rtol=1e-4, atol=1e-5 * float(slow_dx.abs().max()))
+        assert torch.allclose(fast_grads[name], g, rtol=1e-4, atol=1e-6 * float(g.detach().abs().max())), name
+    assert torch.allclose(fast_dx, slow_dx, rtol=1e-4, atol=1e-5 * float(slow_dx.detach().abs().max()))
 
 
 def test_soft_labels_and_a_linear_model_without_input_gradients():
