@@ -9,8 +9,8 @@ in the inputs (double backpropagation for gradient inversion), and no ``vmap`` t
 gradients into grouped convolutions.
 
 It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (no batch norm, no
-random or auxiliary-loss modules), none runs twice, and every requested parameter is the weight or bias of a ``Linear`` or a plain
-``Conv2d`` (one group, zero padding).
+random or auxiliary-loss modules), none runs twice, and every requested parameter is the weight or bias of a
+``Linear`` or a plain ``Conv2d`` (one group, zero padding).
 """
 from __future__ import annotations
 

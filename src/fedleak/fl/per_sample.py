@@ -5,9 +5,9 @@ inversion's dummy gradients (paper 001 Algorithm 1, one lane per victim) and D-S
 Models whose samples never meet (linear and convolution layers, element-wise activations, pooling: see
 :mod:`fedleak.fl.layerwise_gradients`) take one batched forward and backward and the per-layer outer products;
 any other model takes ``torch.func``'s ``vmap(grad(functional_call))`` over the samples, or plain autograd for
-one sample alone (no ``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double backpropagation), so an
-attacker can optimise them. Random defense modules use each sample's draw where one is given (the hook of
-:mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
+one sample alone (no ``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double
+backpropagation), so an attacker can optimise them. Random defense modules use each sample's draw where one is
+given (the hook of :mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
 """
 from __future__ import annotations
 
