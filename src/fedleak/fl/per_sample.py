@@ -2,10 +2,12 @@
 loss, KL term included) of each sample on its own, for DP-SGD (Abadi et al. 2016, per-sample clipping), the
 inversion's dummy gradients (paper 001 Algorithm 1, one lane per victim) and D-SNR (Wang & Li eq. 1).
 
-``torch.func``'s ``vmap(grad(functional_call))`` over the samples; one sample alone takes plain autograd (no
-``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double backpropagation), so an
-attacker can optimise them. Random defense modules use each sample's draw where one is given (the hook of
-:mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
+Models whose samples never meet (linear and convolution layers, element-wise activations, pooling: see
+:mod:`fedleak.fl.layerwise_gradients`) take one batched forward and backward and the per-layer outer products;
+any other model takes ``torch.func``'s ``vmap(grad(functional_call))`` over the samples, or plain autograd for
+one sample alone (no ``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double
+backpropagation), so an attacker can optimise them. Random defense modules use each sample's draw where one is
+given (the hook of :mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch.nn as nn
 from torch.func import functional_call, grad, vmap
 
 from fedleak.defenses.stochastic import overriding, stochastic_modules
+from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
 from fedleak.fl.training import auxiliary_modules, sample_losses
 
 Draws = Mapping[str, torch.Tensor]
@@ -42,6 +45,7 @@ class SampleGradients:
         self._constants = {n: p.detach() for n, p in parameters.items() if n not in self.names}
         self._constants.update(dict(model.named_buffers()))
         self._weights = {n: parameters[n].detach() for n in self.names}
+        self._layers = None if self.randoms or self.auxiliary else layerwise_layers(model, self.names)
         self._vmapped = vmap(grad(self._one_sample), in_dims=(None, 0, 0, 0), randomness="different",
                              chunk_size=chunk_size)
 
@@ -55,6 +59,9 @@ class SampleGradients:
         with overriding(self.randoms, draws):
             outputs = functional_call(self.model, {**weights, **self._constants}, (x.unsqueeze(0),))
             return sample_losses(self.model, outputs, y.unsqueeze(0), modules=self.auxiliary).sum()
+
+    def _losses(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sample_losses(self.model, outputs, y, modules=self.auxiliary)
 
     def _single(self, x: torch.Tensor, y: torch.Tensor, draws: Draws) -> dict[str, torch.Tensor]:
         """One sample with plain autograd: the graph is kept when an input requires grad."""
@@ -70,7 +77,11 @@ class SampleGradients:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, draws: Draws | None = None) -> dict[str, torch.Tensor]:
         draws = {} if draws is None else dict(draws)
         self._check_draws(draws)
-        if len(x) == 1:
+        if self._layers is not None:
+            connected = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+            grads = layerwise_gradients(self.model, self._layers, self.names, {**self._weights, **self._constants},
+                                        x, y, self._losses, create_graph=connected)
+        elif len(x) == 1:
             grads = self._single(x, y, draws)
         else:
             grads = self._vmapped(self._weights, x, y, draws)

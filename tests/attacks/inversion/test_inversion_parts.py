@@ -38,6 +38,15 @@ def test_distances_are_zero_on_equal_gradients_and_cosines_ignore_scale():
     assert torch.allclose(only_a, 1 - torch.nn.functional.cosine_similarity(g["a"].flatten(1), h["a"].flatten(1)))
 
 
+def test_cosine_distances_are_twice_differentiable():
+    target = {k: v.double() for k, v in _grads(1).items()}
+    dummy = [v.double().requires_grad_(True) for v in _grads(0).values()]
+    for name in ("cosine", "layer_cosine"):
+        distance = DISTANCES.get(name)(target, ["a", "b"])
+        call = lambda a, b: distance({"a": a, "b": b})  # noqa: E731
+        assert torch.autograd.gradcheck(call, dummy) and torch.autograd.gradgradcheck(call, dummy), name
+
+
 def test_total_variation_is_zero_for_flat_images_and_per_image():
     x = torch.zeros(2, 1, 8, 8)
     x[1, :, :, 4:] = 1.0

@@ -2,7 +2,8 @@
 ``reconstruct(attack, model, received, knowledge, *, device) -> Reconstruction``.
 
 All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.attacks.inversion.loop`): one
-``vmap``-ed dummy-gradient computation, one distance and one backward pass per iteration for all of them.
+batched dummy-gradient computation (:class:`fedleak.fl.per_sample.SampleGradients`), one distance and one
+backward pass per iteration for all of them.
 """
 from __future__ import annotations
 

@@ -1,0 +1,152 @@
+"""Per-sample gradients from one batched forward and backward, for models whose samples never meet (the
+per-layer rule behind Opacus's grad samplers, Goodfellow 2015 "Efficient per-example gradient computations").
+
+A sample's gradient for a ``Linear`` or ``Conv2d`` weight is the outer product of the gradient at the layer's
+output with the layer's input (unfolded into patches for a convolution): ``G_i = dL_i/dz_i  a_i^T``. One forward
+of the whole batch and one backward to the layers' outputs give every ``dL_i/dz_i``, because sample ``i``'s loss
+depends on its own outputs only; the outer products are batched matrix products. Everything stays differentiable
+in the inputs (double backpropagation for gradient inversion), and no ``vmap`` turns the convolutions' weight
+gradients into grouped convolutions.
+
+It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (no batch norm, no
+random or auxiliary-loss modules), none runs twice, and every requested parameter is the weight or bias of a
+``Linear`` or a plain ``Conv2d`` (one group, zero padding).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+# Modules that act on each sample on its own (containers included); a model made only of these qualifies.
+SAMPLEWISE = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Conv2d, nn.Linear, nn.ReLU, nn.LeakyReLU, nn.ELU,
+              nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
+              nn.AdaptiveAvgPool2d)
+
+
+def _plain_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" \
+        and not isinstance(module.padding, str)
+
+
+def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module] | None:
+    """``layer name -> module`` of the layers owning ``names`` when the per-layer rule applies to ``model``,
+    else None."""
+    modules = dict(model.named_modules())
+    if len(modules) != len(list(model.named_modules(remove_duplicate=False))):
+        return None  # a module that runs twice would record only its last call
+    if any(type(m) not in SAMPLEWISE or getattr(m, "inplace", False) for m in modules.values()):
+        return None  # in place activations would overwrite the recorded layer outputs
+    layers = {}
+    for name in names:
+        layer, _, kind = name.rpartition(".")
+        module = modules.get(layer)
+        if kind not in ("weight", "bias") or not (isinstance(module, nn.Linear) or _plain_conv(module)):
+            return None
+        layers[layer] = module
+    return layers
+
+
+class _Outer(torch.autograd.Function):
+    """``g_i a_i^T`` per sample, ``(B, O), (B, I) -> (B, O, I)``: forward a broadcast product (a batched matrix
+    product with inner size 1 is several times slower on CPU), backward a row-wise dot product and a
+    row-vector-times-matrix product (measured on one CPU thread at B = 16, O = 64, I = 800: 0.45 and 0.15 ms,
+    against 1.2 and 1.7 ms for the matrix-times-column-vector products autograd would use). Differentiable twice."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(g, a)
+        return g.unsqueeze(2) * a.unsqueeze(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        g, a = ctx.saved_tensors
+        return torch.linalg.vecdot(grad, a.unsqueeze(1)), torch.bmm(g.unsqueeze(1), grad).squeeze(1)
+
+
+def _outer_sum(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``sum_p g[:, :, p] a[:, :, p]^T`` per sample, ``(B, O, P), (B, I, P) -> (B, O, I)``."""
+    if g.shape[2] == 1:
+        return _Outer.apply(g[:, :, 0], a[:, :, 0])
+    return torch.bmm(g, a.transpose(1, 2))
+
+
+def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor):
+    a = inputs.reshape(len(inputs), -1, module.in_features).transpose(1, 2)
+    g = grad_out.reshape(len(grad_out), -1, module.out_features).transpose(1, 2)
+    return _outer_sum(g, a), g.sum(2)
+
+
+def _conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: torch.Tensor):
+    g = grad_out.flatten(2)
+    return _outer_sum(g, patches).view(len(patches), *module.weight.shape), g.sum(2)
+
+
+def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
+
+
+def _unfolded_conv(module: nn.Conv2d, seen: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``module``'s convolution as a matrix product with its input's patches, which it records for the weight
+    gradient: one unfolding serves both, and the derivatives are matrix products and a fold. For one sample
+    this is 1.3x faster than the mkldnn convolution and its derivatives on one CPU thread; for 16 samples
+    and more, the batched mkldnn convolution is faster (0.8x), so batches keep it."""
+    patches = _patches(module, x)
+    out = module.weight.flatten(1) @ patches
+    if module.bias is not None:
+        out = out + module.bias.unsqueeze(1)
+    size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+            zip(x.shape[2:], module.padding, module.dilation, module.kernel_size, module.stride)]
+    out = out.view(len(x), -1, *size)
+    seen[name] = (patches, out)
+    return out
+
+
+def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
+                        values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                        losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, create_graph: bool
+                        ) -> dict[str, torch.Tensor]:
+    """``name -> (B, *shape)``: each sample's gradient of ``losses(outputs, y)`` (one loss per sample) for the
+    parameters ``names`` of ``layers`` (from :func:`layerwise_layers`), the model run with ``values`` as its
+    parameters and buffers. The result is differentiable in ``x`` and ``y`` when ``create_graph``."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(name):
+        def hook(module, args, output):
+            seen[name] = (args[0], output)
+        return hook
+
+    handles, unfolded = [], []
+    for name, module in layers.items():
+        if isinstance(module, nn.Linear) or len(x) > 1:
+            handles.append(module.register_forward_hook(record(name)))
+        else:  # for this call only, the convolution runs as a matrix product (see _unfolded_conv)
+            module.forward = functools.partial(_unfolded_conv, module, seen, name)
+            unfolded.append(module)
+    try:
+        with torch.enable_grad():
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)  # a graph to the layers' outputs; x's own gradient is unused
+            outputs = functional_call(model, values, (x,))
+            outs = [seen[name][1] for name in layers]
+            grad_outs = torch.autograd.grad(losses(outputs, y).sum(), outs, create_graph=create_graph)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module in unfolded:
+            del module.forward
+    grads = {}
+    with torch.set_grad_enabled(create_graph):
+        for (name, module), grad_out in zip(layers.items(), grad_outs):
+            inputs = seen[name][0]
+            if isinstance(module, nn.Linear):
+                weight, bias = _linear_gradients(module, inputs, grad_out)
+            else:
+                patches = inputs if module in unfolded else _patches(module, inputs)
+                weight, bias = _conv_gradients(module, patches, grad_out)
+            grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
+    return {n: grads[n] for n in names}

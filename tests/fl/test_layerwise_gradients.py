@@ -1,0 +1,69 @@
+"""Per-sample gradients from one batched pass (fedleak.fl.layerwise_gradients): equal to torch.func's vmap and to
+plain autograd, twice differentiable like them, and used only for models whose samples never meet."""
+import pytest
+import torch
+import torch.nn as nn
+
+from fedleak.fl.layerwise_gradients import _outer_sum, layerwise_layers
+from fedleak.fl.per_sample import SampleGradients
+from fedleak.models import build_model
+
+
+def _engines(model):
+    names = [n for n, _ in model.named_parameters()]
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)  # as in the attacker's copy: only the inputs are optimised
+    fast = SampleGradients(model, names)
+    slow = SampleGradients(model, names)
+    slow._layers = None  # the vmap / plain-autograd path the engine takes for any other model
+    return fast, slow
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_cnn_gradients_and_their_input_derivatives_match_vmap(batch):
+    torch.manual_seed(0)
+    fast, slow = _engines(build_model("cnn", (3, 32, 32), 10).train())
+    assert fast._layers is not None
+    x = torch.rand(batch, 3, 32, 32, requires_grad=True)
+    y = torch.randint(0, 10, (batch,))
+    weights = {n: torch.randn_like(p) for n, p in fast._weights.items()}
+    outputs = []
+    for engine in (fast, slow):
+        grads = engine(x, y)
+        (dx,) = torch.autograd.grad(sum((g * weights[n]).sum() for n, g in grads.items()), x)
+        outputs.append((grads, dx))
+    (fast_grads, fast_dx), (slow_grads, slow_dx) = outputs
+    for name, g in slow_grads.items():
+        assert fast_grads[name].shape == g.shape
+        assert torch.allclose(fast_grads[name], g, rtol=1e-4, atol=1e-6 * float(g.detach().abs().max())), name
+    assert torch.allclose(fast_dx, slow_dx, rtol=1e-4, atol=1e-5 * float(slow_dx.detach().abs().max()))
+
+
+def test_soft_labels_and_a_linear_model_without_input_gradients():
+    torch.manual_seed(1)
+    fast, slow = _engines(nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 4)))
+    x = torch.randn(7, 3, 4)
+    y = torch.softmax(torch.randn(7, 4), -1).requires_grad_(True)
+    fast_grads, slow_grads = fast(x, y), slow(x, y)
+    for name, g in slow_grads.items():
+        assert torch.allclose(fast_grads[name], g, atol=1e-6), name
+    hard = torch.randint(0, 4, (7,))
+    assert not any(g.requires_grad for g in fast(x, hard).values())
+    assert all(g.requires_grad for g in fast(x, y).values())
+
+
+def test_outer_product_is_twice_differentiable():
+    g = torch.randn(3, 4, 1, dtype=torch.double, requires_grad=True)
+    a = torch.randn(3, 5, 1, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(_outer_sum, (g, a))
+    assert torch.autograd.gradgradcheck(_outer_sum, (g, a))
+
+
+def test_models_whose_samples_may_meet_are_left_to_vmap():
+    shared = nn.Linear(3, 3)
+    assert layerwise_layers(nn.Sequential(shared, nn.ReLU(), shared), ["0.weight"]) is None
+    assert layerwise_layers(nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True)), ["0.weight"]) is None
+    assert layerwise_layers(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)), ["0.weight"]) is None
+    assert layerwise_layers(nn.Sequential(nn.Conv2d(3, 3, 3, groups=3)), ["0.weight"]) is None
+    assert layerwise_layers(build_model("cnn", (3, 32, 32), 10, norm="batch"), ["classifier.weight"]) is None
+    assert list(layerwise_layers(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), ["0.weight"])) == ["0"]
