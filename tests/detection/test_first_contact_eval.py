@@ -3,14 +3,17 @@ measured on real manipulated and benign models, resumption, and the trade-off's 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
+import pytest
 import torch
 
 from fedleak.attacks import ATTACKS, AttackContext, Reconstruction
 from fedleak.experiments.first_contact import (FirstContactConfig, Variant, _sent, extra_settings, model_data,
                                                run_first_contact)
-from fedleak.experiments.tradeoff import camouflage, run_point, token_recall
+from fedleak.experiments.tradeoff import TradeoffConfig, camouflage, interpolate, run_point, run_seer, token_recall
 from fedleak.models import build_model
+from fedleak.report import ResultsDir
 
 FCNN = {"fcnn": {"widths": (32, 16)}}
 
@@ -66,3 +69,29 @@ def test_the_language_model_reads_next_tokens_and_seer_applies_only_to_its_check
         model = build_model("cnn", data.info.input_shape, 10, **options)
         seer = [s for s in extra_settings(data.info, None, 2) if s[0] == "seer"][0]
         assert (_sent(model, data.info, seer[2], seer[3], seer[4], None) is not None) == applies
+
+
+def test_seer_tradeoff_full_weights_are_refused_and_decode_better_than_the_honest_model(tmp_path):
+    config = TradeoffConfig(epsilons=(0.0,), seer_mix=(0.0, 1.0), seer_batches=8)
+    results = ResultsDir(tmp_path, asdict(config), cells="tradeoff_cells.jsonl")
+    row = run_seer(config, results, tmp_path)
+    honest, seer = row["knobs"]["a"]
+    assert seer["refused"] and seer["scores"]["batch_dominance"] > 5  # SEER's weights: the batch picks a sample
+    assert not honest["refused"]  # the honest model of the same architecture passes the chain
+    # leakage is measured against each batch's true brightest image
+    assert seer["ssim"] > honest["ssim"] + 0.05 and seer["psnr"] > honest["psnr"] + 1
+    assert row["points"][0]["ssim"] == seer["ssim"] and row["benign_readout"]["ssim"] == honest["ssim"]
+    assert 0 < row["prior"]["ssim"] < 1 and (tmp_path / "tradeoff_seer_a.png").is_file()
+
+
+def test_seer_interpolation_runs_from_the_honest_model_to_seers():
+    torch.manual_seed(0)
+    honest = build_model("cnn", (1, 32, 32), 10, norm="batch", padding=2)
+    seer, _ = ATTACKS.build("seer").prepare(honest, AttackContext((1, 32, 32), 10))
+    for share, model in ((0.0, honest), (1.0, seer)):
+        mixed = interpolate(honest, seer, share).state_dict()
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in mixed.items() if v.is_floating_point())
+    half = interpolate(honest, seer, 0.5).state_dict()["classifier.weight"]
+    assert torch.allclose(half, (honest.state_dict()["classifier.weight"] + seer.state_dict()["classifier.weight"]) / 2)
+    with pytest.raises(ValueError, match="seer_mix"):
+        TradeoffConfig(seer_mix=(1.5,))

@@ -78,6 +78,9 @@ def run_tradeoff_eval(args) -> int:
         print(f"{attack:20s} {row['model']:16s} refused up to epsilon "
               f"{'every value' if accepted is None else f'< {accepted:g}'}; leakage when first accepted: {left}; "
               f"benign readout: {row['benign_readout']}")
+    seer = summary["seer"]
+    print(f"{'seer':20s} weight share a: largest accepted {seer['knobs']['largest_a_accepted']}, leakage there "
+          f"{seer['knobs']['leakage_when_last_accepted']}; no-gradient prior {seer['prior']}")
     print(f"results in {out}")
     return 0
 

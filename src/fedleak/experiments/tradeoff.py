@@ -18,6 +18,17 @@ leakage above it. Beside the camouflage, the attacks' own knobs of :data:`OPTION
 ``tradeoff.json`` and one figure per manipulation and knob: leakage against the knob (filled: refused, hollow:
 accepted) and against the chain's evidence.
 
+SEER (:mod:`fedleak.attacks.learned.seer`, its shipped BN checkpoint) runs on the one model it was trained for, the
+CNN with batch norm at 1x32x32 (``cnn-bn`` of ``--first-contact``), on ``seer_batches`` held-out client batches of
+16 test images (the batch it was trained for): its leakage is the SSIM and PSNR of the decoded image against each
+batch's true brightest image (:func:`fedleak.attacks.learned.seer.decoded_quality`), averaged; the chain reads the
+client's first 32 of those samples (batch_dominance draws its batches from them). No honest model has SEER's
+weights, so the camouflage noise goes on every parameter; SEER's own knob is its share ``a`` of the sent weights,
+``theta = (1 - a) theta_honest + a theta_seer`` (:func:`interpolate`, the honest model being the untrained CNN of
+the same seed), read with SEER's decoder throughout. Its benign readout is that decoder on the honest model's
+gradient (a = 0), drawn beside the no-gradient prior (dashed: the mean brightest image of the server's auxiliary
+batches, :func:`fedleak.experiments.seer.prior_ssim`).
+
 Measured (``--quick``, 32-sample batch, seed 0). The chain refuses every uncamouflaged setting and every value of
 the attacks' own knobs (they keep exact zeros or mirrored rows). Camouflage at epsilon 0.01 (0.1 for Robbing the
 Fed) is accepted everywhere but LOKI (inserted block: always refused) and text embedding (its uniform(0, 1) table:
@@ -28,9 +39,19 @@ forwarding and curious kernels on the VGG-CNN keep SSIM 0.66 / 0.69 (as uncamouf
 accepted. Trap weights and feature fishing on this FC-NN leak no more than its benign readout (recall 0.28 vs 0.34;
 0.25 vs 0.22), camouflaged or not: a 256-input FC-NN gives that much away by itself. Text embedding on the small
 IMDB model recovers no token at any epsilon, so its trade-off is not measured.
+
+SEER (8 batches of 16, seed 0; batch_dominance threshold 5): the no-gradient prior is SSIM 0.403; SEER's decoder
+reads 0.305 / 12.0 dB out of the honest model (a = 0, below the prior) and 0.426 / 14.5 dB out of SEER's model
+(a = 1, batch_dominance 14.8, refused). Camouflage never buys acceptance: refused at every epsilon up to 1.0
+(score 7.2 there, where the leak has fallen to 0.288, below the prior). The weight share does: a = 0.1, 0.15, 0.2
+score 4.08, 4.49, 4.76 and are accepted, with SSIM 0.416, 0.422, 0.425 (13.8-14.3 dB); a = 0.25 scores 5.1
+(refused). So paper 000's claim fails here: at a = 0.2 the chain misses a model that decodes as well as SEER
+itself (0.425 vs 0.426). What it leaks is little at this checkpoint's budget either way: 0.02 SSIM above the
+no-gradient prior.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -41,11 +62,13 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from fedleak.attacks import ATTACKS, AttackContext, Observed
+from fedleak.attacks.learned.seer import brightest, decoded_quality
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.cases.scoring import score
 from fedleak.detection import FIRST_CONTACT, build_detector, first_contact_detectors
 from fedleak.experiments.detection import classifier_features
 from fedleak.experiments.first_contact import FirstContactConfig, model_data
+from fedleak.experiments.seer import SeerReproductionConfig, client_batches, prior_ssim
 from fedleak.fl.training import batch_gradients
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -62,6 +85,10 @@ OPTION_KNOBS = {
     "feature_fishing": ("multiplier", (1000.0, 100.0, 10.0, 1.0)),
     "trap_weights": ("std", (0.5, 0.1, 0.036)),
 }
+# SEER's own knob: the share a of its trained weights in the sent model (0: the honest model, 1: SEER's)
+SEER_MIX = (0.0, 0.1, 0.2, 0.25, 0.5, 0.75, 0.9, 1.0)
+SEER_BATCH = 16  # the batch the shipped BN checkpoint was trained for
+SEER_CHECKED = 32  # the client's samples the chain reads (as ``--first-contact``: FirstContactConfig.samples)
 
 
 @dataclass
@@ -73,11 +100,18 @@ class TradeoffConfig:
     batch_size: int = 32
     model_options: dict | None = None
     seed: int = 0
+    seer_mix: tuple[float, ...] = SEER_MIX
+    seer_batches: int = 8
 
     def __post_init__(self):
         self.epsilons = tuple(float(e) for e in self.epsilons)
         if any(not math.isfinite(e) or e < 0 for e in self.epsilons):
             raise ValueError(f"camouflage epsilons must be finite and >= 0, got {self.epsilons}")
+        self.seer_mix = tuple(float(a) for a in self.seer_mix)
+        if any(not 0 <= a <= 1 for a in self.seer_mix):
+            raise ValueError(f"SEER's weight shares seer_mix must lie in [0, 1], got {self.seer_mix}")
+        if isinstance(self.seer_batches, bool) or not isinstance(self.seer_batches, int) or self.seer_batches < 1:
+            raise ValueError(f"seer_batches must be a positive int, got {self.seer_batches!r}")
 
 
 def manipulations(public: dict) -> list[tuple[str, str, dict]]:
@@ -176,12 +210,17 @@ def run_point(attack: str, model: nn.Module, options: dict, batch: tuple, info, 
         return {"epsilon": None, **{k: scores.get(k) for k in LEAKAGE}}
     own = camouflage(own, model, epsilon, generator)
     scores = leakage(built, secret, own, batch)
-    detectors = first_contact_detectors() + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
-    verdicts = {v.detector: v for v in (d(own, model, [batch]) for d in detectors)}
     if attack in FISHING:  # the fished sample is the batch's first (client_batch)
         scores["fished_sample_leaked"] = float(0 in scores.get("leaked_indices", []))
-    return {"epsilon": epsilon, **{k: scores.get(k) for k in LEAKAGE},
-            "refused": any(verdicts[n].flagged for n in FIRST_CONTACT),
+    return {"epsilon": epsilon, **{k: scores.get(k) for k in LEAKAGE}, **chain_verdicts(own, model, batch, seed)}
+
+
+def chain_verdicts(sent: nn.Module, model: nn.Module, batch: tuple, seed: int) -> dict:
+    """Whether the first-contact chain refuses ``sent`` (the client's own model ``model``, its samples ``batch``),
+    and every detector's score, with the self-audit's beside them."""
+    detectors = first_contact_detectors() + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
+    verdicts = {v.detector: v for v in (d(sent, model, [batch]) for d in detectors)}
+    return {"refused": any(verdicts[n].flagged for n in FIRST_CONTACT),
             "detectors": {n: {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer}
                           for n, v in verdicts.items()}}
 
@@ -203,9 +242,10 @@ def prepare_options(attack: str, model: nn.Module, options: dict, info, public: 
 
 
 def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path: Path, *,
-         knob: str = "epsilon") -> Path:
+         knob: str = "epsilon", prior: dict | None = None) -> Path:
     """Leakage against epsilon (filled: refused by the chain, hollow: accepted) and against the chain's evidence
-    (the largest score above its threshold of any detector); dotted: the same readout of the benign model."""
+    (the largest score above its threshold of any detector); dotted: the same readout of the benign model; dashed:
+    ``prior``, what the server has without any gradient."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -213,7 +253,8 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
     evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in FIRST_CONTACT))
                 for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    xs = [max(p[knob], 1e-5) for p in points]
+    linear = knob == "a"  # SEER's weight share runs from 0 to 1
+    xs = [p[knob] if linear else max(p[knob], 1e-5) for p in points]
     for key, colour in (("recall", "tab:red"), ("ssim", "tab:blue"), ("token_recall", "tab:green"),
                         ("fished_sample_leaked", "tab:purple")):
         ys = [p.get(key) for p in points]
@@ -221,18 +262,20 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
             continue
         ys = [float("nan") if v is None else v for v in ys]
         left.plot(xs, ys, color=colour, label=key)
-        if baseline.get(key) is not None:
-            for axis in (left, right):
-                axis.axhline(baseline[key], color=colour, linestyle=":", linewidth=1)
+        for line, style in ((baseline, ":"), (prior or {}, "--")):
+            if line.get(key) is not None:
+                for axis in (left, right):
+                    axis.axhline(line[key], color=colour, linestyle=style, linewidth=1)
         for x, y, p in zip(xs, ys, points):
             left.scatter([x], [y], color=colour, facecolors=colour if p["refused"] else "none", zorder=3)
         right.scatter(evidence, ys, color=colour, facecolors=[colour if p["refused"] else "none" for p in points],
                       label=key)
     label = "camouflage epsilon (0 drawn at 1e-5)" if knob == "epsilon" else knob
-    left.set(xscale="log", xlabel=label, ylabel="leakage", ylim=(-0.05, 1.05),
+    label = "SEER's weight share a (0: honest model)" if linear else label
+    left.set(xscale="linear" if linear else "log", xlabel=label, ylabel="leakage", ylim=(-0.05, 1.05),
              title=f"{attack} on {model_name}")
     right.set(xscale="symlog", xlabel="chain evidence (largest score - threshold; > 0 refuses)",
-              ylim=(-0.05, 1.05), title="filled: refused, dotted: benign readout")
+              ylim=(-0.05, 1.05), title="filled: refused, dotted: benign readout" + (", dashed: prior" if prior else ""))
     right.legend(fontsize=7)
     left.legend(fontsize=7)
     return save_figure(fig, path)
@@ -255,8 +298,102 @@ def run_option_knob(attack: str, model_name: str, model: nn.Module, options: dic
             "figure": f"tradeoff_{attack}_{knob}.png"}
 
 
+def interpolate(honest: nn.Module, seer: nn.Module, share: float) -> nn.Module:
+    """A copy of ``seer`` holding ``(1 - share) theta_honest + share theta_seer`` in every floating-point entry of
+    its state (weights and batch-norm running statistics): SEER's own stealth knob."""
+    mixed = copy.deepcopy(seer)
+    before = honest.state_dict()
+    mixed.load_state_dict({k: torch.lerp(before[k], v, share) if v.is_floating_point() else v
+                           for k, v in seer.state_dict().items()})
+    return mixed
+
+
+def seer_setup(seed: int, count: int) -> dict:
+    """SEER's trade-off case: the honest CNN with batch norm its shipped checkpoint was trained for (initialised
+    with ``seed``), the attack's sent model and secret, ``count`` held-out client batches of :data:`SEER_BATCH`
+    test images, the :data:`SEER_CHECKED` samples the chain reads (the first batches) and the no-gradient prior's
+    SSIM (:func:`fedleak.experiments.seer.prior_ssim`)."""
+    built = ATTACKS.build("seer", checkpoint="bn")
+    _, test = model_data(FirstContactConfig(models=("cnn-bn",)), "cnn-bn")
+    info = test.info
+    torch.manual_seed(seed)
+    honest = build_model("cnn", info.input_shape, info.num_classes, norm="batch", padding=2)
+    sent, secret = built.prepare(honest, AttackContext(info.input_shape, info.num_classes, seed=seed))
+    indices = client_batches(test, count, SEER_BATCH, seed)
+    batches = [(test.inputs(b), test.y[b]) for b in indices]
+    checked = tuple(torch.cat(part)[:SEER_CHECKED] for part in zip(*batches))
+    prior = prior_ssim(SeerReproductionConfig.quick(seed=seed), test, indices)
+    return {"built": built, "honest": honest, "sent": sent, "secret": secret, "batches": batches,
+            "checked": checked, "prior": {"ssim": prior}}
+
+
+def seer_point(case: dict, sent: nn.Module, seed: int) -> dict:
+    """SEER's decoded image from the FedSGD gradient of ``sent`` on each client batch of ``case`` against that
+    batch's true brightest image (mean SSIM and PSNR, :func:`fedleak.attacks.learned.seer.decoded_quality`), and
+    the chain's verdicts on ``sent`` with the client's checked samples."""
+    decoded, truth = [], []
+    for x, y in case["batches"]:
+        gradients = batch_gradients(sent, x, y)
+        observed = Observed({k: v.unsqueeze(0) for k, v in gradients.items()}, "gradient", (0,), (len(y),), (sent,))
+        decoded.append(case["built"].reconstruct(observed, case["secret"]).inputs)
+        truth.append(x[brightest(x)].unsqueeze(0))
+    quality = decoded_quality(torch.cat(decoded), torch.cat(truth))
+    return {"ssim": float(quality["ssim"].mean()), "psnr": float(quality["psnr"].mean()),
+            "ssim_per_batch": quality["ssim"].tolist(),
+            **chain_verdicts(sent, case["honest"], case["checked"], seed)}
+
+
+def run_seer(config: TradeoffConfig, results: ResultsDir, out: Path) -> dict:
+    """SEER on its CNN with batch norm: camouflage at every epsilon (noise on all parameters: no honest model has
+    SEER's weights) and its weight share ``a`` of :attr:`TradeoffConfig.seer_mix`; the benign readout is SEER's
+    decoder on the honest model's gradient (a = 0), drawn beside the no-gradient prior. Both figures."""
+    case = seer_setup(config.seed, config.seer_batches)
+    if "seer/cnn-bn/benign" not in results:
+        benign = seer_point(case, case["honest"], config.seed)
+        results.add("seer/cnn-bn/benign", {"epsilon": None, "ssim": benign["ssim"], "psnr": benign["psnr"],
+                                           "prior": case["prior"]})
+    for epsilon in config.epsilons:
+        key = f"seer/cnn-bn/eps={epsilon:g}"
+        if key not in results:
+            generator = torch.Generator().manual_seed(config.seed)
+            sent = camouflage(copy.deepcopy(case["sent"]), case["honest"], epsilon, generator)
+            results.add(key, {"attack": "seer", "model": "cnn-bn", "epsilon": epsilon,
+                              **seer_point(case, sent, config.seed)})
+    for share in config.seer_mix:
+        key = f"seer/cnn-bn/a={share:g}"
+        if key not in results:
+            sent = interpolate(case["honest"], case["sent"], share)
+            results.add(key, {"attack": "seer", "model": "cnn-bn", "a": share, **seer_point(case, sent, config.seed)})
+    done = results.finished()
+    baseline = done["seer/cnn-bn/benign"]
+    points = [done[f"seer/cnn-bn/eps={e:g}"] for e in config.epsilons]
+    mix = [done[f"seer/cnn-bn/a={a:g}"] for a in config.seer_mix]
+    plot("seer", "cnn-bn", points, baseline, out / "tradeoff_seer.png", prior=case["prior"])
+    plot("seer", "cnn-bn", mix, baseline, out / "tradeoff_seer_a.png", knob="a", prior=case["prior"])
+    missed = [p for p in points if not p["refused"]]
+    first = min(missed, key=lambda p: p["epsilon"]) if missed else None
+    mixed_missed = [p for p in mix if not p["refused"]]
+    last = max(mixed_missed, key=lambda p: p["a"]) if mixed_missed else None
+
+    def row(p: dict, knob: str) -> dict:
+        return {knob: p[knob], "ssim": p["ssim"], "psnr": p["psnr"], "refused": p["refused"],
+                "scores": {n: d["score"] for n, d in p["detectors"].items()}}
+
+    return {"model": "cnn-bn", "benign_readout": {"ssim": baseline["ssim"], "psnr": baseline["psnr"]},
+            "prior": case["prior"], "batches": config.seer_batches, "batch_size": SEER_BATCH,
+            "points": [row(p, "epsilon") for p in points],
+            "smallest_epsilon_accepted": None if first is None else first["epsilon"],
+            "leakage_when_first_accepted": None if first is None else {"ssim": first["ssim"], "psnr": first["psnr"]},
+            "figure": "tradeoff_seer.png",
+            "knobs": {"a": [row(p, "a") for p in mix], "figure": "tradeoff_seer_a.png",
+                      "largest_a_accepted": None if last is None else last["a"],
+                      "leakage_when_last_accepted": None if last is None else {"ssim": last["ssim"],
+                                                                               "psnr": last["psnr"]}}}
+
+
 def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
-    """Every manipulation at every epsilon (resumes finished points); writes ``tradeoff.json`` and the figures."""
+    """Every manipulation at every epsilon, then SEER (:func:`run_seer`; resumes finished points); writes
+    ``tradeoff.json`` and the figures."""
     out = Path(out)
     results = ResultsDir(out, asdict(config), cells="tradeoff_cells.jsonl")
     done = results.finished()
@@ -304,5 +441,6 @@ def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
             if attack in OPTION_KNOBS:
                 summary[attack]["knobs"] = run_option_knob(attack, model_name, model, options, batch, train.info,
                                                            baseline, results, config.seed, out)
+    summary["seer"] = run_seer(config, results, out)
     (out / "tradeoff.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
