@@ -43,11 +43,11 @@ IMDB model recovers no token at any epsilon, so its trade-off is not measured.
 SEER (8 batches of 16, seed 0; batch_dominance threshold 5): the no-gradient prior is SSIM 0.403; SEER's decoder
 reads 0.305 / 12.0 dB out of the honest model (a = 0, below the prior) and 0.426 / 14.5 dB out of SEER's model
 (a = 1, batch_dominance 14.8, refused). Camouflage never buys acceptance: refused at every epsilon up to 1.0
-(score 7.2 there, where the leak has fallen to 0.288, below the prior). The weight share does: a = 0.1, 0.15, 0.2
-score 4.08, 4.49, 4.76 and are accepted, with SSIM 0.416, 0.422, 0.425 (13.8-14.3 dB); a = 0.25 scores 5.1
-(refused). So paper 000's claim fails here: at a = 0.2 the chain misses a model that decodes as well as SEER
-itself (0.425 vs 0.426). What it leaks is little at this checkpoint's budget either way: 0.02 SSIM above the
-no-gradient prior.
+(score 7.2 there, where the leak has fallen to 0.288, below the prior). The weight share does: a = 0.1 and 0.2
+score 4.08 and 4.76 and are accepted, with SSIM 0.416 and 0.425 (13.8 and 14.3 dB); a = 0.25 scores 5.12
+(refused) and every larger share more. So paper 000's claim fails here: at a = 0.2 the chain misses a model that
+decodes as well as SEER itself (0.425 vs 0.426). What it leaks is little at this checkpoint's budget either way:
+0.02 SSIM above the no-gradient prior.
 """
 from __future__ import annotations
 
@@ -274,8 +274,9 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
     label = "SEER's weight share a (0: honest model)" if linear else label
     left.set(xscale="linear" if linear else "log", xlabel=label, ylabel="leakage", ylim=(-0.05, 1.05),
              title=f"{attack} on {model_name}")
+    title = "filled: refused, dotted: benign" + (", dashed: prior" if prior else " readout")
     right.set(xscale="symlog", xlabel="chain evidence (largest score - threshold; > 0 refuses)",
-              ylim=(-0.05, 1.05), title="filled: refused, dotted: benign readout" + (", dashed: prior" if prior else ""))
+              ylim=(-0.05, 1.05), title=title)
     right.legend(fontsize=7)
     left.legend(fontsize=7)
     return save_figure(fig, path)
