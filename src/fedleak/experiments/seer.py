@@ -252,13 +252,3 @@ def report(summary: dict) -> str:
     lines.append(f"paper 000 §4.1.3 (FedAvg neutralises SEER): {'holds' if works and fedavg_neutralises else 'not shown'}"
                  f" here (FedAvg {avg - bn:+.3f} SSIM vs FedSGD, {avg - prior:+.3f} vs the prior)")
     return "\n".join(lines) + "\n"
-    needs_bn = bn - max(gn, ln) >= CLEAR
-    fedavg_neutralises = bn - avg >= CLEAR
-    lines.append(f"SEER with batch norm beats the no-gradient prior by {bn - prior:+.3f} SSIM")
-    lines.append(f"paper 000 §4.1.1 (learning-based attacks need batch norm): "
-                 f"{'holds' if needs_bn else 'does NOT hold'} here (BN minus the better per-sample norm "
-                 f"{bn - max(gn, ln):+.3f} SSIM; GN {gn - prior:+.3f}, LN {ln - prior:+.3f} vs the prior; clear at "
-                 f"{CLEAR})")
-    lines.append(f"paper 000 §4.1.3 (FedAvg neutralises SEER): {'holds' if fedavg_neutralises else 'does NOT hold'} "
-                 f"here (FedAvg {avg - bn:+.3f} SSIM vs FedSGD, {avg - prior:+.3f} vs the prior)")
-    return "\n".join(lines) + "\n"
