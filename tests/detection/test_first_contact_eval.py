@@ -95,3 +95,12 @@ def test_seer_interpolation_runs_from_the_honest_model_to_seers():
     assert torch.allclose(half, (honest.state_dict()["classifier.weight"] + seer.state_dict()["classifier.weight"]) / 2)
     with pytest.raises(ValueError, match="seer_mix"):
         TradeoffConfig(seer_mix=(1.5,))
+
+
+def test_first_contact_and_tradeoff_refuse_ray_instead_of_ignoring_it(tmp_path, capsys):
+    from fedleak.cli import main
+
+    for mode in ("--first-contact", "--tradeoff"):
+        assert main(["detect-eval", "--quick", mode, "--ray", "local", "--out", str(tmp_path)]) == 2
+        assert "leave out --ray" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any work

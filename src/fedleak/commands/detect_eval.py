@@ -87,6 +87,9 @@ def run_tradeoff_eval(args) -> int:
 
 def run(args) -> int:
     if args.first_contact or args.tradeoff:
+        if args.ray:
+            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact and --tradeoff run here "
+                             "only (leave out --ray)")
         if args.first_contact:
             run_first_contact_eval(args)
         if args.tradeoff:
