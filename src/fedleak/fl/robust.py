@@ -1,6 +1,8 @@
 """Opt-in robust aggregation for ``fl.Server``: norm clipping and the coordinate-wise trimmed mean, the same two
-rules a Flower server gets from the strategies Flower ships (``DifferentialPrivacyServerSideFixedClipping`` with
-``noise_multiplier=0`` for clipping, ``FedTrimmedAvg`` for the trimmed mean; see :mod:`fedleak.flower.app`).
+rules a Flower server of fedleak's app can switch on (``FedTrimmedAvg``, which Flower ships, for the trimmed mean;
+:func:`clip_tensors` inside fedleak's checked strategies for clipping, because Flower's
+``DifferentialPrivacyServerSideFixedClipping`` skips the aggregation of any round with a failed reply, which a
+dropped hostile reply is; see :mod:`fedleak.flower.reply_check`).
 
 - Norm clipping (Sun et al. 2019, "Can you really backdoor federated learning?", §3 norm thresholding; the
   clipping step of McMahan et al. 2018, DP-FedAvg Alg. 1): each update is scaled to L2 norm at most ``clip_norm``
@@ -13,7 +15,7 @@ Both are off by default (plain FedAvg/FedSGD weighted mean): they change what ho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -45,12 +47,20 @@ class RobustAggregation:
         return weighted_mean(updates)
 
 
-def clip_update(update: ClientUpdate, clip_norm: float) -> ClientUpdate:
-    """``update`` with every tensor scaled by ``min(1, clip_norm / ||update||)`` (one norm over all entries)."""
-    norm = torch.stack([t.double().norm() for t in update.tensors.values()]).norm()
+def clip_tensors(tensors: Mapping[str, torch.Tensor], clip_norm: float) -> dict[str, torch.Tensor]:
+    """Every floating-point tensor scaled by ``min(1, clip_norm / ||tensors||)`` (one L2 norm over all of them)."""
+    floating = [t.double().norm() for t in tensors.values() if t.is_floating_point()]
+    if not floating:
+        return dict(tensors)
+    norm = torch.stack(floating).norm()
     factor = (clip_norm / norm.clamp_min(torch.finfo(torch.float64).tiny)).clamp(max=1.0)
-    tensors = {k: t * factor.to(t.dtype) for k, t in update.tensors.items()}
-    return ClientUpdate(update.client_id, update.round, update.kind, tensors, update.num_examples, update.metrics)
+    return {k: t * factor.to(t.device, t.dtype) if t.is_floating_point() else t for k, t in tensors.items()}
+
+
+def clip_update(update: ClientUpdate, clip_norm: float) -> ClientUpdate:
+    """``update`` with its tensors clipped to L2 norm ``clip_norm`` (:func:`clip_tensors`)."""
+    return ClientUpdate(update.client_id, update.round, update.kind, clip_tensors(update.tensors, clip_norm),
+                        update.num_examples, update.metrics)
 
 
 def trimmed_mean(updates: Sequence[ClientUpdate], trim_fraction: float) -> dict[str, torch.Tensor]:
