@@ -212,3 +212,26 @@ def test_norm_clipping_bounds_each_rounds_change_of_the_global_model():
     clipped = _round_changes(CheckedStrategy(fedavg(), clip_norm=0.05))
     assert all(c <= 0.05 + 1e-6 for c in clipped), clipped  # a weighted mean of clipped changes
     assert all(p > 1.0 for p in plain), plain  # the scaling client pulls the plain mean far
+
+
+def test_the_apps_server_drops_a_nan_reply_without_an_attack_and_with_robust_aggregation_on(tmp_path):
+    import dataclasses
+
+    from fedleak.flower.app import run_server
+
+    def nan(message, context, call_next):
+        reply = call_next(message, context)
+        arrays = reply.content["arrays"]
+        bad = _set(arrays, _first(arrays), _array(arrays, _first(arrays)) * np.float32("nan"))
+        return Message(RecordDict({"arrays": bad, "metrics": reply.content["metrics"]}), reply_to=message)
+
+    config = dataclasses.replace(CONFIG, num_rounds=2, min_nodes=CLIENTS, trim_beta=0.2, clip_norm=1.0,
+                                 results=str(tmp_path))
+    load_local = local_loader(config)
+    result = run_server(LoopbackGrid(lambda m, c: make_ffn(train_handler(load_local), [nan] if
+                                                           c.node_config["partition-id"] == HOSTILE else [])(m, c)),
+                        config)
+    rounds = [json.loads(line) for line in (tmp_path / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert all(np.isfinite(r["test_loss"]) for r in rounds) and rounds[2]["test_loss"] < rounds[0]["test_loss"]
+    assert all(torch.isfinite(v).all() for v in result.arrays.to_torch_state_dict().values())
