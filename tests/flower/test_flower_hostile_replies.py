@@ -235,3 +235,26 @@ def test_the_apps_server_drops_a_nan_reply_without_an_attack_and_with_robust_agg
     assert [r["round"] for r in rounds] == [0, 1, 2]
     assert all(np.isfinite(r["test_loss"]) for r in rounds) and rounds[2]["test_loss"] < rounds[0]["test_loss"]
     assert all(torch.isfinite(v).all() for v in result.arrays.to_torch_state_dict().values())
+
+
+def test_screening_drops_a_second_reply_a_nan_metric_and_metric_keys_unlike_the_rounds():
+    from flower_messages import train_message
+
+    from fedleak.flower.records import state_to_record
+    from fedleak.flower.reply_check import screen_replies
+
+    sent = {"w": torch.zeros(3)}
+
+    def reply(node, metrics):
+        message = train_message(sent, node_id=node)
+        return Message(RecordDict({"arrays": state_to_record({"w": torch.ones(3)}),
+                                   "metrics": MetricRecord(metrics)}), reply_to=message)
+
+    replies = [reply(1, {"num-examples": 4}), reply(2, {"num-examples": 4}), reply(3, {"num-examples": 4}),
+               reply(3, {"num-examples": 4}), reply(4, {"num-examples": 4, "loss": float("nan")}),
+               reply(5, {"num-examples": 4, "extra": 1.0})]
+    out, dropped, accepted = screen_replies(replies, lambda node: sent)
+    assert sorted(accepted) == [1, 2]
+    assert "more than one reply" in dropped[3] and "'loss' is not a finite number" in dropped[4]
+    assert "metric keys ['extra', 'num-examples'] differ from the round's ['num-examples']" in dropped[5]
+    assert [m.has_error() for m in out] == [False, False, True, True, True, True]

@@ -68,7 +68,7 @@ def screen_replies(replies: Iterable[Message], expected: Callable[[int], Mapping
     """Check every reply (``expected(node)``: the state that node was sent; ``None`` drops its reply as
     unrequested): ``(replies with each failing one replaced by an error reply, node -> reason of each dropped
     reply, node -> (record key, state, num-examples) of each accepted one)``."""
-    replies, dropped, accepted = list(replies), {}, {}
+    replies, dropped, accepted, seen = list(replies), {}, {}, set()
     for reply in replies:
         node = reply.metadata.src_node_id
         if reply.has_error():
@@ -77,6 +77,10 @@ def screen_replies(replies: Iterable[Message], expected: Callable[[int], Mapping
         try:
             if sent is None:
                 raise ReplyRefused("the server sent this node no model in this round")
+            if node in seen:
+                accepted.pop(node, None)
+                raise ReplyRefused("more than one reply from this node in one round")
+            seen.add(node)
             accepted[node] = check_reply(reply, sent, limits, weight_key=weight_key)
         except ReplyRefused as error:
             dropped[node] = f"node {node}: {error}"
