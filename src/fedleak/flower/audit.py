@@ -36,8 +36,7 @@ from flwr.serverapp.strategy import Result, Strategy
 from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import ClientUpdate
 from fedleak.fl.reply_check import ReplyLimits
-from fedleak.flower.records import (apply_delta, load_state, record_to_state, single_array_record, state_delta,
-                                    state_to_record)
+from fedleak.flower.records import load_state, record_to_state, single_array_record, state_delta, state_to_record
 from fedleak.flower.reply_check import clip_reply, screen_replies
 from fedleak.seeds import derived_seed
 
