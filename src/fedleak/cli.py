@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ValueError, FileNotFoundError) as error:
         print(f"fedleak {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a folder gone read-only: one line naming the file, not a traceback
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"fedleak {args.command}: error{where}: {error.strerror or error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -144,6 +144,22 @@ class Observed:
         return {name: t[index] for name, t in self.updates.items()}
 
 
+NOTHING_TO_RECONSTRUCT = "update is all zero: nothing to reconstruct"
+
+
+def zero_rows(updates: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``(V,)`` bool: which rows of stacked ``updates`` (name -> (V, *shape)) are zero in every entry. Such an update
+    carries no information about any input (a client that sent nothing, or a defense that zeroed everything):
+    an attack reports it as such (:func:`nothing_to_reconstruct`) instead of inverting it into invented data."""
+    nonzero = [t.flatten(1).ne(0).any(dim=1) for t in updates.values()]
+    return ~torch.stack(nonzero).any(dim=0)
+
+
+def nothing_to_reconstruct(input_shape: tuple[int, ...], device: str | torch.device = "cpu") -> Reconstruction:
+    """The reconstruction of an all-zero update: no points, and ``info["note"]`` saying why."""
+    return Reconstruction(torch.zeros(0, *input_shape, device=device), info={"note": NOTHING_TO_RECONSTRUCT})
+
+
 class Attack(Protocol):
     """``prepare`` what the server sends, then ``reconstruct`` from what it observed (module docstring)."""
 
@@ -179,9 +195,12 @@ class AnalyticAttack:
 
     def reconstruct(self, observed: Observed, secret: Any, knowledge: ServerKnowledge | None = None, *,
                     device: str | torch.device = "cpu") -> Reconstruction:
-        parts = []
+        parts, zero = [], zero_rows(observed.updates).tolist()
         for index in range(len(observed.sources)):
-            parts.append(self.extract(observed.row(index), secret, device=device))
+            part = self.extract(observed.row(index), secret, device=device)
+            if zero[index]:  # Eq. 5 finds no active row in it either; say why
+                part.info["note"] = NOTHING_TO_RECONSTRUCT
+            parts.append(part)
         return Reconstruction.concat(parts)
 
 

@@ -20,7 +20,8 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import Attack, AttackContext, Observed, Reconstruction, stack_updates
+from fedleak.attacks.base import (NOTHING_TO_RECONSTRUCT, Attack, AttackContext, Observed, Reconstruction,
+                                  nothing_to_reconstruct, stack_updates, zero_rows)
 from fedleak.attacks.inversion.attack import InversionAttack
 from fedleak.attacks.inversion.knowledge import ServerKnowledge
 from fedleak.cases.scoring import score
@@ -164,6 +165,17 @@ class Audit:
             rows.append((tensors, sum(m.num_examples for m in members)))
             sent.append(models[clients[0]])
             usable.append((source, clients))
+        if rows:  # an all-zero update is reported as such, never handed to the attack to "invert"
+            zero = zero_rows(stack_updates([t for t, _ in rows])).tolist()
+            for index in [i for i, z in enumerate(zero) if z]:
+                source, clients = usable[index]
+                empty = nothing_to_reconstruct(self._knowledge(sent[index]).input_shape, self.device)
+                have = [truth[c] for c in clients if c in truth]
+                true = (torch.cat([b[0] for b in have]), torch.cat([b[1] for b in have])) if have else None
+                unusable.append(AuditRecord(round, source, clients, "attacked", empty, self._score(empty, true),
+                                            None, true, reason=NOTHING_TO_RECONSTRUCT))
+            keep = [i for i, z in enumerate(zero) if not z]
+            rows, sent, usable = [rows[i] for i in keep], [sent[i] for i in keep], [usable[i] for i in keep]
         if not usable:
             return unusable
         groups = usable

@@ -16,7 +16,7 @@ from fedleak.registry import Choice
 def add_run_arguments(parser: argparse.ArgumentParser, *, out: str, ray: bool = False) -> None:
     """``--seed``, ``--device`` and ``--out`` (the results folder), which every experiment takes; with ``ray``
     (an experiment grid) also ``--ray ADDRESS`` (:func:`fedleak.experiments.cells.run_cells`)."""
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**63 - 1 (default 0)")
     parser.add_argument("--device", type=parse_device, default="cpu",
                         help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")
     parser.add_argument("--out", type=parse_out, default=out, help=f"results folder (default {out})")
@@ -104,6 +104,12 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, "an integer", lambda v: v >= 0, "an integer >= 0")
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**63 - 1, so that it and the seeds derived from it by adding a
+    round or a run stay within ``torch.manual_seed``'s 64 bits."""
+    return _number(text, int, "an integer", lambda v: 0 <= v < 2**63, "an integer from 0 to 2**63 - 1")
 
 
 def positive_float(text: str) -> float:

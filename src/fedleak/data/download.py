@@ -6,6 +6,7 @@ The sums are the published ones that torchvision checks too. Files land in ``roo
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 import urllib.error
 import urllib.request
@@ -91,15 +92,23 @@ def fetch_verified(resource: Resource, root: Path, *, progress: bool = True) -> 
 
 
 def unpack_tar(archive: Path, root: Path) -> None:
-    """Extract a .tar.gz into ``root``, refusing links and members that would land outside ``root``."""
+    """Extract a .tar.gz into ``root``, refusing links, members that would land outside ``root``, and members whose
+    path in ``root`` passes through a symbolic link already there (extraction would write wherever it points;
+    a link loop would end in a raw error)."""
     target = root.resolve()
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
             for member in members:
-                inside = (target / member.name).resolve()
+                inside = Path(os.path.normpath(target / member.name))
                 if not (member.isfile() or member.isdir()) or not inside.is_relative_to(target):
                     raise DataFormatError(f"{archive}: refusing member {member.name!r} (link or outside {root})")
+                step = target
+                for part in inside.relative_to(target).parts:
+                    step = step / part
+                    if step.is_symlink():
+                        raise DataFormatError(f"{archive}: refusing to extract {member.name!r}: {step} is a "
+                                              "symbolic link already in the folder; remove it first")
             safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12 / 3.11.4
             tar.extractall(target, members=members, **safe)
     except (tarfile.TarError, EOFError) as err:

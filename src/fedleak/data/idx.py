@@ -26,27 +26,47 @@ _PREFIX = {"train": "train", "test": "t10k"}
 EMNIST_SPLITS = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 26, "digits": 10, "mnist": 10}
 
 
-def read_idx(path) -> np.ndarray:
-    """The array stored in the IDX file ``path`` (gzip-compressed when the name ends in ``.gz``)."""
+MAX_IDX_BYTES = 1 << 30  # the largest IDX file fedleak reads (EMNIST byclass train images: 547 MB)
+
+
+def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """The array stored in the IDX file ``path`` (gzip-compressed when the name ends in ``.gz``).
+
+    The header is read first; a file whose header declares more than ``max_bytes`` of data is refused before
+    any data is read, and no more than the declared size (plus one byte, to detect trailing data) is ever
+    decompressed, so a decompression bomb costs nothing but its header."""
     path = Path(path)
+    compressed = path.suffix == ".gz"
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if compressed else path.open("rb")) as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
+                raise DataFormatError(f"{path}: bad magic number {head.hex()!r}; expected 0000<type><ndim> "
+                                      "(IDX file)")
+            ndim = head[3]
+            dims = handle.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataFormatError(f"{path}: IDX header cut short (expected {ndim} dimension sizes)")
+            shape = tuple(int(v) for v in np.frombuffer(dims, dtype=">u4", count=ndim))
+            dtype = np.dtype(_TYPES[head[2]])
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: huge declared dims cannot overflow
+            if not compressed:  # the data's size is known without reading it
+                found = path.stat().st_size - 4 - 4 * ndim
+                if found != expected:
+                    raise DataFormatError(f"{path}: {found} data bytes, expected {expected} for shape {shape}")
+            if expected > max_bytes:
+                raise DataFormatError(f"{path}: its header declares shape {shape} ({expected} bytes), more than "
+                                      f"the {max_bytes} bytes an IDX file may hold; refused before decompressing")
+            raw = handle.read(expected + 1)
     except FileNotFoundError:
         raise DataFormatError(f"{path}: file not found (expected an IDX file)") from None
     except (OSError, EOFError, zlib.error) as err:
         raise DataFormatError(f"{path}: not a readable gzip file ({err})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
-        raise DataFormatError(f"{path}: bad magic number {raw[:4].hex()!r}; expected 0000<type><ndim> (IDX file)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFormatError(f"{path}: IDX header cut short (expected {ndim} dimension sizes)")
-    shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_TYPES[raw[2]])
-    expected = math.prod(shape) * dtype.itemsize  # Python ints: huge declared dims cannot overflow
-    if len(raw) - header != expected:
-        raise DataFormatError(f"{path}: {len(raw) - header} data bytes, expected {expected} for shape {shape}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    if len(raw) > expected:
+        raise DataFormatError(f"{path}: more data than the {expected} bytes its header declares for shape {shape}")
+    if len(raw) != expected:
+        raise DataFormatError(f"{path}: {len(raw)} data bytes, expected {expected} for shape {shape}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def find_file(folders, name: str) -> Path:

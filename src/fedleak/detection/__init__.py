@@ -26,7 +26,8 @@ from fedleak.detection.mod import DetectorChain, detector_mod
 from fedleak.detection.batch_dominance import batch_dominance
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.self_audit import self_audit
-from fedleak.detection.safe_load import UnsafeModelFile, load_received_model, save_model_file
+from fedleak.detection.safe_load import (ImpossibleModel, UnsafeModelFile, check_model_values, load_received_model,
+                                         save_model_file)
 from fedleak.detection.verdict import Detector, Verdict
 from fedleak.detection.warmup_zscore import WarmupZScore
 from fedleak.detection.weight_forensics import (degenerate_rows, mirrored_rows, parallel_rows,
@@ -66,6 +67,7 @@ __all__ = [
     "DETECTORS", "build_detector", "Detector", "Verdict", "ArchitectureMismatch", "architecture_check",
     "compare_states", "filter_ratio_check", "dsnr_check", "WarmupZScore", "CalibratedDetector",
     "Calibration", "fit_threshold", "DetectorChain", "detector_mod", "check_detector_options", "UnsafeModelFile",
+    "ImpossibleModel", "check_model_values",
     "load_received_model", "save_model_file", "self_audit", "degenerate_rows", "parallel_rows", "mirrored_rows",
     "sign_imbalance", "batch_dominance",
     "FIRST_CONTACT", "first_contact_chain", "first_contact_detectors",

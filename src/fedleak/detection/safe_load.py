@@ -3,7 +3,10 @@
 Only the safetensors format is read — never ``torch.load``, whose unpickling runs code chosen by the sender. The
 file's header (keys, shapes, dtypes and declared byte ranges) is checked against the client's own architecture
 before any tensor data is read, so an inserted imprint layer, a resized tensor or a file declaring more bytes than
-the local architecture needs is refused with the offending names at the cost of reading the header.
+the local architecture needs is refused with the offending names at the cost of reading the header. A model whose
+values cannot be those of any trained network (NaN or Inf anywhere, a negative batch-norm running variance, a
+negative batch counter) is refused too (:func:`check_model_values`): it would make every output NaN and every
+detector and attack read nothing, silently.
 """
 from __future__ import annotations
 
@@ -23,6 +26,32 @@ from fedleak.detection.architecture import ArchitectureReport, ArchitectureMisma
 class UnsafeModelFile(ValueError):
     """A received file that is not a well-formed safetensors file: a pickle or ``torch.save`` archive, a directory,
     a truncated file or a malformed header. The message says which."""
+
+
+class ImpossibleModel(UnsafeModelFile):
+    """A model holding values no trained network has: NaN/Inf, a negative running variance or batch count. The
+    message names the first offending entry."""
+
+
+def check_model_values(model: nn.Module, what: str = "the model") -> None:
+    """Raise :class:`ImpossibleModel` (one line, naming the entry) unless every floating-point entry of
+    ``model``'s state is finite, every batch-norm ``running_var`` is >= 0 and every ``num_batches_tracked`` >= 0
+    (Ioffe & Szegedy 2015, Alg. 1: a variance is a mean of squares). One host transfer for the whole model."""
+    state = model.state_dict()
+    norms = {name for name, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._NormBase)}
+    checks = []  # (entry, what is wrong when the flag is false, flag)
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        if value.is_floating_point() or value.is_complex():
+            checks.append((key, "holds NaN/Inf", torch.isfinite(value.detach()).all()))
+        if owner in norms and leaf in ("running_var", "num_batches_tracked") and value.numel():
+            checks.append((key, "is negative (a variance or a count cannot be)", (value.detach() >= 0).all()))
+    if not checks:
+        return
+    flags = torch.stack([flag.cpu() for _, _, flag in checks]).tolist()
+    for (key, problem, _), ok in zip(checks, flags):
+        if not ok:
+            raise ImpossibleModel(f"{what}: {key!r} {problem}; no trained model holds such values")
 
 
 _SIGNATURES = {b"PK\x03\x04": "a zip archive (the torch.save format)",
@@ -51,7 +80,8 @@ def load_received_model(path: str | Path, local_model: nn.Module, *, device: str
 
     Raises :class:`UnsafeModelFile` for a file that is not well-formed safetensors (naming what is wrong or what
     it looks like) and :class:`fedleak.detection.architecture.ArchitectureMismatch` naming every extra, missing,
-    reshaped or retyped key (from the header, before reading data) and every tensor with NaN/Inf.
+    reshaped or retyped key (from the header, before reading data); :class:`ImpossibleModel` (an
+    :class:`UnsafeModelFile`) for NaN/Inf anywhere, a negative running variance or batch count.
     """
     path = Path(path)
     local = local_model.state_dict()
@@ -64,6 +94,7 @@ def load_received_model(path: str | Path, local_model: nn.Module, *, device: str
     require_matching_architecture(state, local)
     model = copy.deepcopy(local_model).to(device)
     model.load_state_dict(state, strict=True)
+    check_model_values(model, f"refusing to load {path}")
     return model
 
 

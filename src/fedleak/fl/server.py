@@ -15,10 +15,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.fl.client import Client, ClientUpdate, ModelRefused, copy_model
+from fedleak.fl.client import Client, ClientUpdate, ModelRefused, copy_model, floating_state
 from fedleak.fl.config import FLConfig
+from fedleak.fl.reply_check import ReplyLimits, ReplyRefused, check_update
+from fedleak.fl.robust import RobustAggregation
 from fedleak.fl.training import evaluate
-
 
 
 @dataclass
@@ -29,6 +30,7 @@ class RoundRecord:
     val_loss: float | None
     clients: list[int]
     refused: dict[int, str] = field(default_factory=dict)
+    dropped: dict[int, str] = field(default_factory=dict)  # replies the server refused to aggregate, and why
     seconds: float = 0.0
     metrics: dict[int, dict] = field(default_factory=dict)  # each update's metrics, by client
 
@@ -54,9 +56,11 @@ def weighted_mean(updates: Sequence[ClientUpdate]) -> dict[str, torch.Tensor]:
     return {key: sum(u.tensors[key] * (u.num_examples / total) for u in updates) for key in updates[0].tensors}
 
 
-def aggregate(global_model: nn.Module, updates: Sequence[ClientUpdate], server_lr: float = 1.0) -> None:
-    """FedAvg / FedSGD aggregation in place: the ``num_examples``-weighted mean of the updates is added to the
-    global state (deltas) or taken as an SGD step of size ``server_lr`` (gradients)."""
+def aggregate(global_model: nn.Module, updates: Sequence[ClientUpdate], server_lr: float = 1.0,
+              robust: RobustAggregation | None = None) -> None:
+    """FedAvg / FedSGD aggregation in place: the ``num_examples``-weighted mean of the updates (or the ``robust``
+    rule's aggregate) is added to the global state (deltas) or taken as an SGD step of size ``server_lr``
+    (gradients)."""
     if not updates:
         return
     state = global_model.state_dict()
@@ -64,7 +68,8 @@ def aggregate(global_model: nn.Module, updates: Sequence[ClientUpdate], server_l
     if unknown:
         raise KeyError(f"update has an entry {unknown[0]!r} that the global model lacks")
     with torch.no_grad():
-        for key, mean in weighted_mean(updates).items():
+        means = weighted_mean(updates) if robust is None else robust.mean(updates)
+        for key, mean in means.items():
             mean = mean.to(state[key].device)
             if updates[0].kind == "gradient":
                 state[key].sub_(server_lr * mean)
@@ -81,8 +86,29 @@ def check_model_input(model: nn.Module, input_shape: tuple[int, ...]) -> None:
         )
 
 
+def expected_entries(model: nn.Module, kind: str) -> dict[str, torch.Tensor]:
+    """The entries a client's update of ``kind`` holds for the model it was sent: the gradient of every trainable
+    parameter (FedSGD), or the change of every floating-point state entry (FedAvg)."""
+    if kind == "gradient":
+        return {name: p for name, p in model.named_parameters() if p.requires_grad}
+    return floating_state(model)
+
+
+def max_examples(config: FLConfig, dataset_size: int) -> int:
+    """The most examples a client of ``dataset_size`` samples can train on in one round under ``config``: one batch
+    (FedSGD), ``local_steps`` batches, or ``local_epochs`` passes over its data."""
+    if config.algorithm == "fedsgd":
+        return min(config.batch_size, dataset_size)
+    if config.local_steps is not None:
+        return config.local_steps * config.batch_size
+    return config.local_epochs * dataset_size
+
+
 class Server:
-    """Runs ``config.rounds`` rounds of FedAvg or FedSGD over ``clients``."""
+    """Runs ``config.rounds`` rounds of FedAvg or FedSGD over ``clients``. Every update is checked before
+    aggregation (:mod:`fedleak.fl.reply_check`, bounded by ``limits`` and by what ``config`` lets each client
+    train on); a failing one is dropped with its reason (``RoundRecord.dropped``, and a "dropped reply" cell of
+    the audit). ``robust`` switches on norm clipping and/or the trimmed mean (:mod:`fedleak.fl.robust`)."""
 
     def __init__(
         self,
@@ -93,6 +119,8 @@ class Server:
         *,
         audit=None,
         progress: bool = True,
+        limits: ReplyLimits = ReplyLimits(),
+        robust: RobustAggregation | None = None,
     ):
         if not clients:
             raise ValueError("a server needs at least one client")
@@ -104,6 +132,7 @@ class Server:
             raise ValueError(f"the audit's threat model expects {audit.threat_model.protocol} but the federation "
                              f"runs {config.algorithm}")
         self.audit, self.progress = audit, progress
+        self.limits, self.robust = limits, robust
         self._rng = torch.Generator().manual_seed(config.seed)
 
     def select(self) -> list[Client]:
@@ -115,18 +144,26 @@ class Server:
         start = time.perf_counter()
         selected = self.select()
         sent = {} if self.audit is None else self.audit.dispatch(round, [c.client_id for c in selected], self.model)
-        updates, truth, refused = [], {}, {}
+        updates, truth, refused, dropped = [], {}, {}, {}
         for client in selected:
+            received = sent.get(client.client_id, self.model)
             try:
-                update = client.handle(copy_model(sent.get(client.client_id, self.model)), round)
+                update = client.handle(copy_model(received), round)
             except ModelRefused as refusal:
                 refused[client.client_id] = f"{refusal.detector}: {refusal.reason}"
+                continue
+            try:
+                self.check(update, client, received)
+            except ReplyRefused as error:
+                dropped[client.client_id] = str(error)
                 continue
             updates.append(update)
             truth[client.client_id] = client.truth
         if self.audit is not None:
+            for client_id, reason in dropped.items():
+                self.audit.note(round, client_id, "dropped reply", reason)
             self.audit.observe(round, updates, truth, refused)
-        aggregate(self.model, updates, self.config.server_lr)
+        aggregate(self.model, updates, self.config.server_lr, self.robust)
         test_loss = test_acc = None
         if self.test_data is not None:
             test_loss, test_acc = evaluate(self.model, self.test_data, device=self.config.device)
@@ -134,7 +171,21 @@ class Server:
         if self.config.patience is not None:
             val_loss = sum(c.validation_loss(self.model) for c in self.clients) / len(self.clients)
         return RoundRecord(round, test_loss, test_acc, val_loss, [c.client_id for c in selected], refused,
-                           time.perf_counter() - start, {u.client_id: u.metrics for u in updates})
+                           dropped, time.perf_counter() - start, {u.client_id: u.metrics for u in updates})
+
+    def check(self, update: ClientUpdate, client: Client, received: nn.Module) -> None:
+        """Raise :class:`ReplyRefused` unless ``update`` is what ``client`` can have sent for the model it
+        ``received``: its own id and the round's kind, the model's entries, finite values within the norm bound,
+        and a ``num_examples`` it can have trained on (module :mod:`fedleak.fl.reply_check`)."""
+        kind = "gradient" if self.config.algorithm == "fedsgd" else "delta"
+        if not isinstance(update, ClientUpdate):
+            raise ReplyRefused(f"client {client.client_id} sent a {type(update).__name__}, not a ClientUpdate")
+        if update.client_id != client.client_id or update.kind != kind:
+            raise ReplyRefused(f"client {client.client_id} sent an update of kind {update.kind!r} from client "
+                               f"{update.client_id!r}; this {self.config.algorithm} round expects a {kind} of its own")
+        check_update(update.tensors, expected_entries(received, kind), update.num_examples, self.limits,
+                     max_examples=max_examples(self.config, len(client.data.train)),
+                     what=f"client {client.client_id}'s {kind}")
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None, *,
             before_round: Callable[[int, "Server"], None] | None = None) -> History:

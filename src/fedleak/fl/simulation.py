@@ -9,6 +9,8 @@ import torch
 from fedleak.data import TensorDataset, load_dataset, split_clients
 from fedleak.fl.client import Client, ClientMod
 from fedleak.fl.config import FLConfig
+from fedleak.fl.reply_check import ReplyLimits
+from fedleak.fl.robust import RobustAggregation
 from fedleak.fl.server import Server
 from fedleak.fl.training import GradientFn, batch_gradients
 from fedleak.models import build_model
@@ -41,10 +43,13 @@ def build_federation(
     model=None,
     datasets: tuple[TensorDataset, TensorDataset] | None = None,
     progress: bool = True,
+    limits: ReplyLimits = ReplyLimits(),
+    robust: RobustAggregation | None = None,
 ) -> Server:
     """Seed everything, load (unless ``datasets`` gives the train and test splits) and split the data, build the
     model (unless given) and the clients; ``audit`` (a :class:`fedleak.cases.Audit`) is the server's attack,
-    ``mods`` the clients' mods."""
+    ``mods`` the clients' mods; ``limits`` what the server accepts of a reply and ``robust`` its opt-in robust
+    aggregation (:class:`Server`)."""
     torch.manual_seed(config.seed)
     if datasets is None:
         options = {"size": tuple(spec.size)} if spec.size else {}
@@ -55,4 +60,4 @@ def build_federation(
     if model is None:
         model = build_model(spec.model, train.info.input_shape, train.info.num_classes, **spec.model_options)
     clients = [Client(i, part, config, gradient_fn=gradient_fn, mods=mods) for i, part in enumerate(parts)]
-    return Server(model, clients, config, test, audit=audit, progress=progress)
+    return Server(model, clients, config, test, audit=audit, progress=progress, limits=limits, robust=robust)

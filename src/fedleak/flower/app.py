@@ -21,17 +21,19 @@ from flwr.client.mod import make_ffn
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg, Result, Strategy
+from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg, Result, Strategy
 
 from fedleak.data import ClientData, load_dataset, split_clients
 from fedleak.defenses import apply_defenses
 from fedleak.fl.client import Client
 from fedleak.fl.config import FLConfig
+from fedleak.fl.reply_check import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_NORM, ReplyLimits
 from fedleak.fl.training import evaluate
 from fedleak.flower.client import LocalClient, defended_client, evaluate_handler, train_handler
 from fedleak.flower.defense_mods import noise_mod, pruning_mod
 from fedleak.flower.detector_mod import detector_mod, named_detectors
 from fedleak.flower.records import load_state, record_to_state
+from fedleak.flower.reply_check import CheckedStrategy
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
 
@@ -43,8 +45,11 @@ class AppConfig:
     update mods ``prune`` / ``noise`` (0: off) and, with ``detect``, the detector mod with ``detectors``
     (``{name: options}``). Server side: FedAvg, and with ``attack`` (a manipulation name) the
     :class:`~fedleak.flower.AuditStrategy` attacking ``victims`` clients in ``attack_rounds``; ``score`` matches
-    its reconstructions against the training data (ground truth, used only for the metrics). Results go to
-    ``results`` on the machine running the ServerApp."""
+    its reconstructions against the training data (ground truth, used only for the metrics). Every reply is
+    checked before aggregation (:mod:`fedleak.flower.reply_check`): ``max_examples`` bounds its num-examples,
+    ``max_update_norm`` its change of the global model (0: no bound). Robust aggregation, opt-in: ``trim_beta``
+    > 0 aggregates with Flower's ``FedTrimmedAvg`` (that fraction cut at each end), ``clip_norm`` > 0 clips each
+    reply's change to that L2 norm first. Results go to ``results`` on the machine running the ServerApp."""
 
     dataset: str = "bundled"
     model: str = "fcnn"
@@ -69,6 +74,10 @@ class AppConfig:
     victims: int = 3
     attack_options: dict = field(default_factory=lambda: {"std": 1e-4})
     score: bool = True
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    max_update_norm: float = DEFAULT_MAX_UPDATE_NORM
+    clip_norm: float = 0.0
+    trim_beta: float = 0.0
     results: str = "results/flower-app"
     seed: int = 0
     device: str = "cpu"
@@ -96,6 +105,10 @@ class AppConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def limits(self) -> ReplyLimits:
+        """What the server accepts of a reply (``max_update_norm`` 0: no norm bound)."""
+        return ReplyLimits(self.max_examples, self.max_update_norm or None)
 
     def fl_config(self, num_clients: int) -> FLConfig:
         return FLConfig(algorithm="fedavg", num_clients=num_clients, local_steps=self.local_steps,
@@ -175,7 +188,7 @@ def client_app(config: AppConfig | None = None) -> ClientApp:
 
 
 def run_server(grid: Grid, config: AppConfig) -> Result:
-    """FedAvg (wrapped in the audit when ``config.attack`` is set) with the global model evaluated on the test
+    """FedAvg or FedTrimmedAvg behind the reply check (the audit's when ``config.attack`` is set) with the global model evaluated on the test
     split after every round; writes ``config.json`` and ``rounds.jsonl`` to ``config.results``."""
     out = Path(config.results)
     (out / "rounds.jsonl").unlink(missing_ok=True)
@@ -183,9 +196,12 @@ def run_server(grid: Grid, config: AppConfig) -> Result:
     test = load_dataset(config.dataset, split="test")
     torch.manual_seed(config.seed)
     model = global_model(config, test.info.input_shape, test.info.num_classes).to(config.device)
-    strategy: Strategy = FedAvg(fraction_train=config.fraction_train, fraction_evaluate=config.fraction_evaluate,
-                                min_train_nodes=config.min_nodes, min_evaluate_nodes=config.min_nodes,
-                                min_available_nodes=config.min_nodes)
+    sampling = dict(fraction_train=config.fraction_train, fraction_evaluate=config.fraction_evaluate,
+                    min_train_nodes=config.min_nodes, min_evaluate_nodes=config.min_nodes,
+                    min_available_nodes=config.min_nodes)
+    strategy: Strategy = FedTrimmedAvg(beta=config.trim_beta, **sampling) if config.trim_beta > 0 else \
+        FedAvg(**sampling)
+    clip_norm = config.clip_norm or None
     if config.attack:
         from fedleak.flower.audit import AuditStrategy  # server side only (see fedleak.flower.__getattr__)
 
@@ -195,7 +211,10 @@ def run_server(grid: Grid, config: AppConfig) -> Result:
             reference = train.inputs(slice(None)).to(config.device)
         strategy = AuditStrategy(strategy, model, out / "audit", manipulation=config.attack,
                                  rounds=config.attack_rounds, victims=config.victims, reference=reference,
-                                 seed=config.seed, device=config.device, **config.attack_options)
+                                 seed=config.seed, device=config.device, limits=config.limits(),
+                                 clip_norm=clip_norm, **config.attack_options)
+    else:
+        strategy = CheckedStrategy(strategy, config.limits(), clip_norm=clip_norm)
 
     def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         state = record_to_state(arrays, device=config.device)

@@ -10,6 +10,11 @@ no client data) and writes ``audit.jsonl`` with the reconstructions. The replies
 with ``rebase`` (default) a victim's update is first moved onto the honest global model, so the manipulated
 weights never enter the global model.
 
+Before any of this, every reply of every round (victim or not) is checked against the model its node was sent
+(:mod:`fedleak.flower.reply_check`: keys, shapes, dtypes, finite values, the update's norm, ``num-examples``
+within ``limits``); a failing reply is recorded in ``audit.jsonl`` as a "dropped reply" with its reason and handed
+to the wrapped strategy as an error reply, which Flower counts as a failure: the round aggregates the rest.
+
 Flower sends weights, not gradients, as float32. The update a server recovers from two float32 weight tensors
 carries their rounding error, about 1e-7 of the weights' magnitude; trap weights of ``std`` 1e-4 (instead of the
 paper's 0.5) keep that error far below the update, and since the bias is zero the ReLU pattern, and so the
@@ -30,20 +35,10 @@ from flwr.serverapp.strategy import Result, Strategy
 
 from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import ClientUpdate
-from fedleak.flower.records import (apply_delta, load_state, record_to_state, single_array_record, state_delta,
-                                    state_to_record)
+from fedleak.fl.reply_check import ReplyLimits
+from fedleak.flower.records import load_state, record_to_state, single_array_record, state_delta, state_to_record
+from fedleak.flower.reply_check import clip_reply, screen_replies
 from fedleak.seeds import derived_seed
-
-
-def reply_examples(reply: Message) -> int:
-    """The ``num-examples`` a reply's metrics declare (1 when absent), checked to be a positive whole number."""
-    for record in reply.content.metric_records.values():
-        if "num-examples" in record:
-            value = record["num-examples"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-                raise ValueError(f"num-examples must be a positive whole number, got {value!r}")
-            return int(value)
-    return 1
 
 
 class AuditStrategy(Strategy):
@@ -53,18 +48,24 @@ class AuditStrategy(Strategy):
     the global architecture (the arrays are loaded into a copy). Results in ``out``: ``config.json``, one line per
     victim and round in ``audit.jsonl`` (plus one per client that refused the honest model), and
     ``reconstructions/round-R-client-N.safetensors`` (+ ``.png`` for images); when :meth:`start` returns, the
-    report ``fedleak audit`` writes (``report.html``, ``report.json``, :meth:`write_report`)."""
+    report ``fedleak audit`` writes (``report.html``, ``report.json``, :meth:`write_report`). ``limits``: what the
+    server accepts of a reply (:class:`fedleak.fl.ReplyLimits`); ``clip_norm`` (opt-in) clips each accepted reply's
+    change of the global model to that L2 norm before the wrapped strategy aggregates (the audit reads the
+    unclipped update)."""
 
     def __init__(self, strategy: Strategy, model: nn.Module, out: str | Path, *, manipulation: str = "trap_weights",
                  rounds: Iterable[int] = (1,), victims: int = 1, victim_nodes: Collection[int] | None = None,
                  reference: torch.Tensor | None = None, rebase: bool = True, seed: int = 0,
-                 device: str | torch.device = "cpu", **options):
+                 device: str | torch.device = "cpu", limits: ReplyLimits = ReplyLimits(),
+                 clip_norm: float | None = None, **options):
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm!r}")
         if victim_nodes is None and victims < 1:
             raise ValueError(f"victims must be >= 1, got {victims}")
         threat = ThreatModel(server="malicious", protocol="fedavg", rounds=tuple(rounds))
         self.strategy, self.model, self.victims = strategy, model, victims
         self.victim_nodes = None if victim_nodes is None else set(victim_nodes)
-        self.rebase, self.seed, self.device = rebase, seed, device
+        self.rebase, self.seed, self.device, self.limits, self.clip_norm = rebase, seed, device, limits, clip_norm
         self.audit = Audit(manipulation, threat, reference=reference, out=out, seed=seed, device=device, config={
             "victims": victims if victim_nodes is None else sorted(self.victim_nodes), "rebase": rebase,
             "wrapped_strategy": type(strategy).__name__}, resume=False, **options)  # a federation is one run
@@ -80,10 +81,11 @@ class AuditStrategy(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        honest = record_to_state(arrays, device=self.device)
+        self._sent[server_round] = (honest, {})
         if server_round not in self.audit.threat_model.rounds or not messages:
             return messages
         victims = self.choose_victims(server_round, [m.metadata.dst_node_id for m in messages])
-        honest = record_to_state(arrays, device=self.device)
         sent = self.audit.dispatch(server_round, victims, load_state(honest, self.model, device=self.device))
         records, states = {}, {}
         for node, model in sent.items():
@@ -104,26 +106,30 @@ class AuditStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
         honest, sent = self._sent.pop(server_round, (None, {}))
+        weight_key = getattr(self.strategy, "weighted_by_key", "num-examples")
+        replies, dropped, accepted = screen_replies(replies, lambda node: sent.get(node, honest), self.limits,
+                                                    weight_key=weight_key)
+        for node, reason in sorted(dropped.items()):
+            self.audit.note(server_round, node, "dropped reply", reason)
         updates, refused = [], {}
         for reply in replies:
             node = reply.metadata.src_node_id
             if reply.has_error():
-                refused[node] = reply.error.reason
+                if node not in dropped:
+                    refused[node] = reply.error.reason
                 continue
-            if node not in sent:
-                continue
-            try:
-                record_key, record = single_array_record(reply.content, what="reply")
-                update = state_delta(sent[node], record_to_state(record, device=self.device))
-                updates.append(ClientUpdate(node, server_round, "delta", update, reply_examples(reply)))
-            except (ValueError, TypeError) as error:
-                self.audit.note(server_round, node, "unusable reply", str(error))
-                continue
-            if self.rebase:
-                common = {k: v for k, v in update.items() if k in honest and honest[k].shape == v.shape}
-                reply.content[record_key] = state_to_record(apply_delta(honest, common))
+            record_key, state, examples = accepted[node]
+            base = sent.get(node, honest)
+            update = {k: v.to(self.device) for k, v in state_delta(base, state).items()}
+            rest = state
+            if node in sent:
+                updates.append(ClientUpdate(node, server_round, "delta", update, examples))
+                if self.rebase:  # the victim's change moved onto the honest global model
+                    update = {k: v for k, v in update.items() if k in honest and honest[k].shape == v.shape}
+                    base = rest = honest
+            if (node in sent and self.rebase) or self.clip_norm is not None:
+                clip_reply(reply, record_key, base, update, self.clip_norm, rest)
         answered = {reply.metadata.src_node_id for reply in replies}
         for node in sorted(set(sent) - answered):
             self.audit.note(server_round, node, "no reply", "the node sent no reply")

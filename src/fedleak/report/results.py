@@ -2,7 +2,8 @@
 so that a rerun skips finished cells (resume).
 
 A folder belongs to one run configuration: a run with another configuration (or of another kind) is refused with
-the differing fields of both, before anything is written. While a run writes a folder, it holds an exclusive
+the differing fields of both, before anything is written, unless the folder holds no results at all (a run that
+failed before its first result left only ``config.json``): then the corrected rerun takes it over. While a run writes a folder, it holds an exclusive
 lock on ``.lock`` (released when the process ends, even when it is killed), so two runs never mix their cells.
 Each cell is one ``write`` of one complete line; a line cut off by a kill is set aside (``<cells>.torn``) and
 reported on resume, and that cell is simply computed again.
@@ -108,10 +109,18 @@ def _short(value: Any, missing: Any = None) -> str:
 
 
 def _write_atomic(target: Path, text: str) -> None:
-    """Write ``target`` through a temporary file and a rename, so that a reader never sees half of it."""
+    """Write ``target`` through a temporary file and a rename, so that a reader never sees half of it; a failed
+    write (a full disk) leaves neither the temporary file nor a changed ``target``."""
     temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+_BOOKKEEPING = {"config.json", ".lock"}  # what a folder holds before its run wrote any result
 
 
 class ResultsDir:
@@ -140,7 +149,7 @@ class ResultsDir:
                 raise ResultsFolderError(f"{config_path} is not valid JSON ({error}); use another --out folder "
                                          "or delete it") from None
             old = previous.get("config") if isinstance(previous, dict) else previous
-            if old != record["config"]:
+            if old != record["config"] and self._holds_results():
                 raise ResultsFolderError(
                     f"{self.path} holds the results of another run configuration; differences: "
                     f"{_differences(old, record['config'])}. Use another --out folder, or delete {self.path}")
@@ -148,6 +157,10 @@ class ResultsDir:
             self.cells_path.unlink(missing_ok=True)
         self._done = self._read_cells()
         _write_atomic(config_path, json.dumps(record, indent=2) + "\n")
+
+    def _holds_results(self) -> bool:
+        """Whether the folder holds anything but its bookkeeping and empty files (any result of any run)."""
+        return any(p.name not in _BOOKKEEPING and (p.is_dir() or p.stat().st_size > 0) for p in self.path.iterdir())
 
     def close(self) -> None:
         """Release the folder's lock (also done when the object is collected or the process ends)."""

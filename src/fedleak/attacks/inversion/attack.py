@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import Observed, Reconstruction
+from fedleak.attacks.base import Observed, Reconstruction, nothing_to_reconstruct, zero_rows
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.dummy_gradients import attack_copy
@@ -51,6 +51,8 @@ class InversionAttack:
                     device="cpu") -> Reconstruction:
         if observed.kind != "gradient":
             raise ValueError(f"{self.name} inverts gradients (FedSGD); it observed {observed.kind}s")
+        if bool(zero_rows(observed.updates).all()):  # no gradient to match: any image would be invented
+            return nothing_to_reconstruct(tuple(knowledge.input_shape), device)
         result = reconstruct(self.config, observed.sent[0], ReceivedGradients(observed.updates), knowledge,
                              device=device, seed=self.seed)
         result.meta["source"] = torch.arange(len(observed.sources), device=result.inputs.device)
