@@ -257,7 +257,7 @@ def add_detection(experiments) -> None:
 
 
 def run_loki(args) -> int:
-    from fedleak.experiments.loki import LokiReproductionConfig, report, reproduce_loki
+    from fedleak.experiments.loki import LokiReproductionConfig, report, report_secagg, reproduce_loki
     from fedleak.fl import FederationSpec
 
     config = LokiReproductionConfig(federation=FederationSpec(dataset=args.dataset, root=args.root),
@@ -265,6 +265,10 @@ def run_loki(args) -> int:
                                     local_steps=args.local_steps, rounds=args.rounds or (1 if args.quick else 5),
                                     attack_options={"num_bins": args.bins},
                                     seed=args.seed, device=args.device)
+    if args.flower_secagg:
+        from fedleak.experiments.loki import reproduce_loki_secagg
+
+        return finished(report_secagg(reproduce_loki_secagg(config, args.out)), args.out)
     return finished(report(reproduce_loki(config, args.out)), args.out)
 
 
@@ -277,6 +281,10 @@ def add_loki(experiments) -> None:
     loki.add_argument("--images-per-client", type=positive_int, default=64, help="images per client (default 64)")
     loki.add_argument("--local-steps", type=positive_int, default=4, help="local SGD steps per round (default 4)")
     loki.add_argument("--bins", type=positive_int, default=512, help="imprint bins (default 512)")
+    loki.add_argument("--flower-secagg", action="store_true",
+                      help="through Flower's real SecAgg+ (simulation engine): one round per aggregation (plain "
+                           "float mean, SecAgg+ defaults, a sweep of clipping and quantisation ranges, the "
+                           "attacker's adapted kernels), same clients and seed")
     add_data_arguments(loki, dataset="bundled", help="image dataset (default bundled)")
     add_run_arguments(loki, out="results/loki")
     loki.set_defaults(func=run_loki)
