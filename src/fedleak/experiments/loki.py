@@ -283,9 +283,11 @@ def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, pl
             cell = round_cell(record, best, config.images_per_client)
             cell.pop("per_client")
         cell.update(label=label, settings=None if settings is None else settings.to_dict(), conv_scale_factor=factor,
-                    answered=len(record.clients) if record else 0, dropped=strategy.failures.get(round, 0))
+                    answered=len(record.clients) if record else 0, dropped=strategy.failures.get(round, 0),
+                    dropout_reasons=strategy.reasons.get(round, []))
         cells[label] = results.add(label, cell)
-    summary = {"leak_rate_mean": cells["mean"]["leak_rate"], "leak_rate_secagg": cells["secagg"]["leak_rate"],
+    rate = {label: cells[label]["leak_rate"] if label in cells else None for label in ("mean", "secagg")}
+    summary = {"leak_rate_mean": rate["mean"], "leak_rate_secagg": rate["secagg"],
                "sweep": [c for label, c in cells.items() if label not in ("mean", "secagg")],
                "threshold_ssim": THRESHOLD, "rounds": list(cells.values()), "config": asdict(config)}
     results.write_json("results.json", summary)
@@ -305,5 +307,5 @@ def report_secagg(summary: dict) -> str:
         lines.append(f"{cell['label']:>22}: leak rate {cell['leak_rate']:.3f}  SSIM {cell.get('ssim_mean') or 0:.3f}  "
                      f"conv_scale x{cell['conv_scale_factor']:.3g}  answered {cell['answered']}, dropped "
                      f"{cell['dropped']}  ({what})")
-    lines.append(f"leak_rate_mean {summary['leak_rate_mean']:.3f}, leak_rate_secagg {summary['leak_rate_secagg']:.3f}")
+    lines.append(f"leak_rate_mean {summary['leak_rate_mean']}, leak_rate_secagg {summary['leak_rate_secagg']}")
     return "\n".join(lines) + "\n"

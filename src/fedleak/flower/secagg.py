@@ -108,6 +108,7 @@ class SecAggAuditStrategy(FedAvg):
         self.sent: dict[int, dict[int, nn.Module]] = {}
         self.slots: dict[int, dict[int, int]] = {}
         self.failures: dict[int, int] = {}
+        self.reasons: dict[int, list[str]] = {}
 
     def configure_fit(self, server_round, parameters, client_manager):
         from flwr.common import FitIns, ndarrays_to_parameters
@@ -126,7 +127,9 @@ class SecAggAuditStrategy(FedAvg):
         from flwr.common import parameters_to_ndarrays
 
         sent, slots = self.sent.pop(server_round), self.slots.pop(server_round)
-        self.failures[server_round] = len(failures)
+        # SecAgg+ dropouts (e.g. a client whose detector refused its model); Flower may list one failure twice
+        self.failures[server_round] = len(slots) - len(results)
+        self.reasons[server_round] = sorted({str(getattr(f, "args", [f])[0]) for f in failures})
         if not results:
             return None, {}
         weights = {slots[proxy.node_id]: int(fit.num_examples) for proxy, fit in results}
