@@ -50,3 +50,18 @@ def test_secagg_settings_are_checked():
         SecAggSettings(clipping_range=0.0)
     with pytest.raises(ValueError, match="quantization_range"):
         SecAggSettings(quantization_range=2**33)
+
+
+def test_amplified_trap_model_computes_the_same_function_and_its_trap_update_grows():
+    from fedleak.experiments.inconsistency_secagg import amplified
+    from fedleak.fl.training import batch_gradients
+    from fedleak.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fcnn", (1, 28, 28), 10, widths=(64, 32))
+    loud = amplified(model, 8.0)
+    x, y = torch.rand(5, 1, 28, 28), torch.arange(5)
+    torch.testing.assert_close(loud(x), model(x), rtol=1e-4, atol=1e-5)
+    quiet_grad, loud_grad = batch_gradients(model, x, y), batch_gradients(loud, x, y)
+    name = next(k for k in quiet_grad if k.endswith("weight"))
+    torch.testing.assert_close(loud_grad[name], 8.0 * quiet_grad[name], rtol=1e-4, atol=1e-7)

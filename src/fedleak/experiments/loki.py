@@ -10,7 +10,6 @@ Deviations from the paper: Fashion-MNIST (the bundled 2,000 images) instead of M
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -153,7 +152,7 @@ CLIPPING_RANGES = (8.0, 1.0, 0.1)
 QUANTIZATION_RANGES = (2**22, 2**16, 2**12)
 
 
-def secagg_plan() -> list[tuple[str, "SecAggSettings | None", bool]]:
+def secagg_plan() -> list[tuple]:
     """``(label, SecAgg+ settings or None for the plain mean, adapted)`` for each round of the run; ``adapted``:
     the attacker scales LOKI's kernels to the settings' clipping range (:func:`adapted_factor`)."""
     from fedleak.flower.secagg import SecAggSettings
@@ -215,29 +214,13 @@ class ScaledLoki:
         return ATTACKS.build("loki", **self.options).reconstruct(observed, secret, knowledge, device=device)
 
 
-def _client_partitions(train, config: LokiReproductionConfig) -> list[torch.Tensor]:
-    """Client ``p``'s indices: the ``p``-th block of ``images_per_client`` of a seeded permutation (each client
-    trains one epoch of exactly its images, so its true batch is its whole partition)."""
-    needed = config.num_clients * config.images_per_client
-    if len(train) < needed:
-        raise ValueError(f"{config.num_clients} clients x {config.images_per_client} images need {needed} training "
-                         f"images; the dataset has {len(train)}")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))[:needed]
-    return list(order.view(config.num_clients, config.images_per_client))
-
-
 def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, plan=None, cpus: int | None = None,
                           detect_partitions: tuple[int, ...] = ()) -> dict:
     """LOKI through Flower's SecAgg+ (:mod:`fedleak.flower.secagg`) in Flower's simulation engine: the leak rate of
     each round of ``plan`` (default :func:`secagg_plan`), same clients, same seed, same training in every round;
     ``detect_partitions`` run fedleak's first-contact chain (they refuse LOKI: SecAgg+ drops them). Writes
     ``results.json`` with ``leak_rate_mean``, ``leak_rate_secagg`` and ``sweep``."""
-    from fedleak.data import ClientData
-    from fedleak.detection.first_contact import first_contact_chain
-    from fedleak.detection.mod import detector_mod
-    from fedleak.fl.client import Client
-    from fedleak.flower.secagg import SecAggAuditStrategy, secagg_client_app, server_app
-    from fedleak.flower.simulation import simulate
+    from fedleak.flower.secagg import client_partitions, run_secagg
 
     plan = secagg_plan() if plan is None else list(plan)
     results = ResultsDir(out, {"config": asdict(config), "plan": [(label, None if s is None else s.to_dict(), a)
@@ -246,7 +229,7 @@ def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, pl
     spec = config.federation
     size = {"size": tuple(spec.size)} if spec.size else {}
     train, test = (load_dataset(spec.dataset, root=spec.root, split=split, **size) for split in ("train", "test"))
-    parts = _client_partitions(train, config)
+    parts = client_partitions(len(train), config.num_clients, config.images_per_client, config.seed)
     shape = train.info.input_shape
     torch.manual_seed(config.seed)
     honest = build_model(spec.model, shape, train.info.num_classes, **spec.model_options)
@@ -255,27 +238,17 @@ def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, pl
                   batch_size=config.images_per_client // config.local_steps, local_steps=config.local_steps,
                   optimizer="sgd", lr=config.lr, device=config.device)
 
-    def load_client(partition: int):
-        data = ClientData(train=train.subset(parts[partition]), val=train.subset(parts[partition][:0]))
-        local = copy.deepcopy(model)
-        mods = (detector_mod(first_contact_chain(local)),) if partition in detect_partitions else ()
-        return local, Client(partition, data, fl, mods=mods)
-
-    def truth(partition: int):
-        return train.inputs(parts[partition]), train.y[parts[partition]]
-
     threat = ThreatModel(server="malicious", observes="secure_aggregate", protocol="fedavg",
                          rounds=tuple(range(1, len(plan) + 1)))
     factors = [adapted_factor(model, test, config, fl, s.clipping_range) if adapted else 1.0
                for _, s, adapted in plan]
     audit = Audit(ScaledLoki(factors, **config.attack_options), threat,
                   public=test.inputs(slice(None)), seed=config.seed, device=config.device)
-    strategy = SecAggAuditStrategy(audit, model, config.num_clients, truth)
-    simulate(server_app(strategy, [s for _, s, _ in plan]), secagg_client_app(load_client, seed=config.seed),
-             config.num_clients, cpus=cpus, device=config.device)
+    rounds = run_secagg(audit, model, train, parts, fl, [s for _, s, _ in plan],
+                        detect_partitions=detect_partitions, cpus=cpus)
     cells = {}
-    for round, ((label, settings, _), factor) in enumerate(zip(plan, factors), start=1):
-        record = next((r for r in audit.records if r.round == round and r.status == "attacked"), None)
+    for round, ((label, settings, _), factor, seen) in enumerate(zip(plan, factors, rounds), start=1):
+        record = seen.record
         if record is None:
             cell = {"round": round, "leak_rate": 0.0, "status": "no aggregate (too few clients answered)"}
         else:
@@ -283,8 +256,7 @@ def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, pl
             cell = round_cell(record, best, config.images_per_client)
             cell.pop("per_client")
         cell.update(label=label, settings=None if settings is None else settings.to_dict(), conv_scale_factor=factor,
-                    answered=len(record.clients) if record else 0, dropped=strategy.failures.get(round, 0),
-                    dropout_reasons=strategy.reasons.get(round, []))
+                    answered=seen.answered, dropped=seen.dropped, dropout_reasons=seen.reasons)
         cells[label] = results.add(label, cell)
     rate = {label: cells[label]["leak_rate"] if label in cells else None for label in ("mean", "secagg")}
     summary = {"leak_rate_mean": rate["mean"], "leak_rate_secagg": rate["secagg"],

@@ -22,6 +22,7 @@ SecAgg+ masks anything) raises, which SecAgg+ treats as a dropout: the round com
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import timeit
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class SecAggAuditStrategy(FedAvg):
         self.slots: dict[int, dict[int, int]] = {}
         self.failures: dict[int, int] = {}
         self.reasons: dict[int, list[str]] = {}
+        self.partitions: dict[int, dict[int, int]] = {}  # round -> slot -> data partition (scoring only)
 
     def configure_fit(self, server_round, parameters, client_manager):
         from flwr.common import FitIns, ndarrays_to_parameters
@@ -142,10 +144,12 @@ class SecAggAuditStrategy(FedAvg):
         keys = [k for k, v in self.model.state_dict().items() if v.is_floating_point()]
         sent_mean = {k: sum(weights[s] / total * sent[s].state_dict()[k].double() for s in weights) for k in keys}
         delta = {k: (aggregate[k].double() - sent_mean[k]).float() for k in keys}
-        truth = {}
+        truth, partitions = {}, {}
         for proxy, fit in results:
             partition = int(fit.metrics["partition-id"])
+            partitions[slots[proxy.node_id]] = partition
             truth[slots[proxy.node_id]] = self.truth(partition)
+        self.partitions[server_round] = partitions
         clients = tuple(sorted(weights))
         self.audit.observe_aggregate(server_round, ClientUpdate(-1, server_round, "delta", delta, total), clients,
                                      truth)
@@ -199,6 +203,62 @@ def secaggplus_when_asked(message, context, call_next):
     if RECORD_KEY_CONFIGS in message.content.config_records:
         return secaggplus_mod(message, context, call_next)
     return call_next(message, context)
+
+
+@dataclass
+class SecAggRound:
+    """What one round of a plan gave: the audit's record of the attacked aggregate (``None`` when too few
+    clients answered for SecAgg+ to unmask), the clients that answered and those SecAgg+ dropped, and why;
+    ``partitions`` maps each answering client (the audit's client id) to its data partition."""
+
+    record: object
+    answered: int
+    dropped: int
+    reasons: list
+    partitions: dict
+
+
+def client_partitions(size: int, num_clients: int, per_client: int, seed: int) -> list[torch.Tensor]:
+    """Client ``p``'s indices into data of ``size`` samples: the ``p``-th block of ``per_client`` of a seeded
+    permutation (a client that trains one epoch of exactly its samples has its whole partition as its batch)."""
+    needed = num_clients * per_client
+    if size < needed:
+        raise ValueError(f"{num_clients} clients x {per_client} samples need {needed} training samples; the data "
+                         f"has {size}")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:needed]
+    return list(order.view(num_clients, per_client))
+
+
+def run_secagg(audit: Audit, model: nn.Module, train, parts: Sequence[torch.Tensor], fl, plan: Sequence,
+               *, detect_partitions: Sequence[int] = (), cpus: int | None = None) -> list[SecAggRound]:
+    """Run ``audit`` (``observes="secure_aggregate"``, one attacked round per entry of ``plan``: ``None`` or
+    :class:`SecAggSettings`) in Flower's simulation engine over ``len(parts)`` clients, client ``p`` training
+    ``fl`` (a FedAvg :class:`fedleak.fl.FLConfig`) on ``train.subset(parts[p])`` from ``model``; the partitions
+    in ``detect_partitions`` run fedleak's first-contact chain before training (a refusal is a SecAgg+ dropout).
+    Returns one :class:`SecAggRound` per plan entry."""
+    from fedleak.data import ClientData
+    from fedleak.detection.first_contact import first_contact_chain
+    from fedleak.detection.mod import detector_mod
+    from fedleak.flower.simulation import simulate
+
+    def load_client(partition: int):
+        data = ClientData(train=train.subset(parts[partition]), val=train.subset(parts[partition][:0]))
+        local = copy.deepcopy(model)
+        mods = (detector_mod(first_contact_chain(local)),) if partition in detect_partitions else ()
+        return local, Client(partition, data, fl, mods=mods)
+
+    def truth(partition: int):
+        return train.inputs(parts[partition]), train.y[parts[partition]]
+
+    strategy = SecAggAuditStrategy(audit, model, len(parts), truth)
+    simulate(server_app(strategy, list(plan)), secagg_client_app(load_client, seed=fl.seed), len(parts),
+             cpus=cpus, device=fl.device)
+    rounds = []
+    for round in range(1, len(plan) + 1):
+        record = next((r for r in audit.records if r.round == round and r.status == "attacked"), None)
+        rounds.append(SecAggRound(record, len(record.clients) if record else 0, strategy.failures.get(round, 0),
+                                  strategy.reasons.get(round, []), strategy.partitions.get(round, {})))
+    return rounds
 
 
 def server_app(strategy: SecAggAuditStrategy, plan: Sequence[SecAggSettings | None]):
