@@ -151,12 +151,32 @@ class Audit:
             self._record(record)
         return records
 
+    def observe_aggregate(self, round: int, aggregate: ClientUpdate, clients: Sequence[int],
+                          truth: Mapping[int, Batch] | None = None, refused: Mapping[int, str] | None = None
+                          ) -> list[AuditRecord]:
+        """Like :meth:`observe`, for an engine that computes the secure aggregate itself (Flower's SecAgg+ unmasks
+        a clipped, quantised weighted sum): ``aggregate`` is the round's aggregate update over the answering
+        ``clients``, reconstructed and scored against their ``truth``."""
+        if self.threat_model.observes != "secure_aggregate":
+            raise ValueError("observe_aggregate needs a threat model that observes the secure aggregate")
+        truth, refused = truth or {}, refused or {}
+        secret, models, targets, changed = self._pending.pop(round, (None, {}, (), set()))
+        records = [AuditRecord(round, c, (c,), "refused" if c in changed else "refused honest model", reason=reason)
+                   for c, reason in sorted(refused.items())]
+        if targets and clients:
+            group = [(AGGREGATE, tuple(sorted(clients)))]
+            records += self._reconstruct(round, group, {}, models, secret, truth, aggregate=aggregate)
+        for record in records:
+            self._record(record)
+        return records
+
     def _reconstruct(self, round: int, groups: list[tuple[int, tuple[int, ...]]], by_client: dict[int, ClientUpdate],
-                     models: dict[int, nn.Module], secret: Any, truth: Mapping[int, Batch]) -> list[AuditRecord]:
+                     models: dict[int, nn.Module], secret: Any, truth: Mapping[int, Batch],
+                     aggregate: ClientUpdate | None = None) -> list[AuditRecord]:
         rows, sent, usable, unusable = [], [], [], []
         for source, clients in groups:
-            members = [by_client[c] for c in clients]
-            tensors = members[0].tensors if source != AGGREGATE else weighted_mean(members)
+            members = [aggregate] if aggregate is not None else [by_client[c] for c in clients]
+            tensors = members[0].tensors if source != AGGREGATE or aggregate else weighted_mean(members)
             try:
                 check_finite(tensors, "received update")
             except NonFiniteUpdate as error:  # recorded, never attacked: it would give noise that looks like data
@@ -179,7 +199,7 @@ class Audit:
         if not usable:
             return unusable
         groups = usable
-        kind = by_client[groups[0][1][0]].kind
+        kind = aggregate.kind if aggregate is not None else by_client[groups[0][1][0]].kind
         sources = tuple(source for source, _ in groups)
         observed = Observed(stack_updates([t for t, _ in rows]), kind, sources, tuple(n for _, n in rows),
                             tuple(sent))

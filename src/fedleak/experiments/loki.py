@@ -142,3 +142,142 @@ def report(summary: dict) -> str:
     lines.append(f"mean leak rate {summary['leak_rate']:.3f}   [paper: {low:.2f}-{high:.2f} with 100 clients; "
                  f"authors' demo {PAPER['demo_10_clients_x_64']:.3f} with 10 x 64]")
     return "\n".join(lines) + "\n"
+
+
+# --- through Flower's real SecAgg+ ------------------------------------------------------------------------------
+# One federation, one round per aggregation: Flower's plain float FedAvg mean first, then SecAgg+ at its defaults,
+# then the sweep of clipping_range and quantization_range (each with the other at its default), then the attacker's
+# adaptation (conv_scale chosen so the imprint stays inside the clipping range) at the tightest clipping.
+CLIPPING_RANGES = (8.0, 1.0, 0.1)
+QUANTIZATION_RANGES = (2**22, 2**16, 2**12)
+
+
+def secagg_plan() -> list[tuple]:
+    """``(label, SecAgg+ settings or None for the plain mean, adapted)`` for each round of the run; ``adapted``:
+    the attacker scales LOKI's kernels to the settings' clipping range (:func:`adapted_factor`)."""
+    from fedleak.flower.secagg import SecAggSettings
+
+    default = SecAggSettings()
+    sweep = [(f"clip={c:g}", replace(default, clipping_range=c)) for c in CLIPPING_RANGES[1:]]
+    sweep += [(f"quant=2^{q.bit_length() - 1}", replace(default, quantization_range=q))
+              for q in QUANTIZATION_RANGES[1:]]
+    plan = [("mean", None, False), ("secagg", default, False)] + [(label, s, False) for label, s in sweep]
+    return plan + [(f"{label}+adapted", s, True) for label, s in [("secagg", default)] + sweep]
+
+
+def imprint_reach(model, public, config: LokiReproductionConfig, fl: FLConfig, factor: float) -> float:
+    """The largest entry of the LOKI imprint layer's weights after one client's local training, as the attacker
+    simulates it on ``public`` data (slot 0, ``conv_scale`` x ``factor``): what SecAgg+ will clip."""
+    from fedleak.attacks.base import AttackContext
+    from fedleak.data import ClientData
+    from fedleak.fl.client import Client
+
+    data = public.subset(torch.arange(min(len(public), config.images_per_client)))
+    inputs = public.inputs(slice(None))
+    options = dict(config.attack_options)
+    scale = options.pop("conv_scale", LokiConfig.conv_scale) * factor
+    context = AttackContext(tuple(inputs.shape[1:]), None, 1, (0,), inputs, config.seed, config.device)
+    sent, secret = ATTACKS.build("loki", conv_scale=scale, **options).prepare(model, context)
+    local = sent[0]
+    before = local.state_dict()[f"{secret.layer}.weight"].clone()
+    update = Client(0, ClientData(train=data, val=data.subset(torch.arange(0))), fl).handle(local, 1)
+    return float((before + update.tensors[f"{secret.layer}.weight"]).abs().max())
+
+
+def adapted_factor(model, public, config: LokiReproductionConfig, fl: FLConfig, clipping_range: float) -> float:
+    """The attacker's adaptation to SecAgg+: the imprint's update grows with ``conv_scale`` while the quantisation
+    step is fixed, so it multiplies ``conv_scale`` until the simulated imprint weights reach half the clipping
+    range (halving again while they would exceed it)."""
+    factor = 0.5 * clipping_range / imprint_reach(model, public, config, fl, 1.0)
+    for _ in range(8):
+        if imprint_reach(model, public, config, fl, factor) <= clipping_range:
+            return factor
+        factor /= 2
+    return factor
+
+
+class ScaledLoki:
+    """LOKI whose one-hot kernel value ``conv_scale`` is multiplied by ``factors[round - 1]`` in each round: the
+    attacker's adaptation to SecAgg+'s clipping range (the imprint's update grows with ``conv_scale``)."""
+
+    name = "loki"
+
+    def __init__(self, factors, **options):
+        self.factors, self.options = list(factors), options
+        self.base = options.pop("conv_scale", LokiConfig.conv_scale)
+
+    def prepare(self, model, context):
+        scale = self.base * self.factors[context.round - 1]
+        return ATTACKS.build("loki", conv_scale=scale, **self.options).prepare(model, context)
+
+    def reconstruct(self, observed, secret, knowledge=None, *, device="cpu"):
+        return ATTACKS.build("loki", **self.options).reconstruct(observed, secret, knowledge, device=device)
+
+
+def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, plan=None, cpus: int | None = None,
+                          detect_partitions: tuple[int, ...] = ()) -> dict:
+    """LOKI through Flower's SecAgg+ (:mod:`fedleak.flower.secagg`) in Flower's simulation engine: the leak rate of
+    each round of ``plan`` (default :func:`secagg_plan`), same clients, same seed, same training in every round;
+    ``detect_partitions`` run fedleak's first-contact chain (they refuse LOKI: SecAgg+ drops them). Writes
+    ``results.json`` with ``leak_rate_mean``, ``leak_rate_secagg`` and ``sweep``."""
+    from fedleak.flower.secagg import client_partitions, run_secagg
+
+    plan = secagg_plan() if plan is None else list(plan)
+    results = ResultsDir(out, {"config": asdict(config), "plan": [(label, None if s is None else s.to_dict(), a)
+                                                                  for label, s, a in plan],
+                               "detect_partitions": list(detect_partitions)}, cells="rounds.jsonl", resume=False)
+    spec = config.federation
+    size = {"size": tuple(spec.size)} if spec.size else {}
+    train, test = (load_dataset(spec.dataset, root=spec.root, split=split, **size) for split in ("train", "test"))
+    parts = client_partitions(len(train), config.num_clients, config.images_per_client, config.seed)
+    shape = train.info.input_shape
+    torch.manual_seed(config.seed)
+    honest = build_model(spec.model, shape, train.info.num_classes, **spec.model_options)
+    model = with_loki_block(honest, shape, config.num_clients, config.num_bins)
+    fl = FLConfig(algorithm="fedavg", num_clients=config.num_clients, rounds=1, seed=config.seed,
+                  batch_size=config.images_per_client // config.local_steps, local_steps=config.local_steps,
+                  optimizer="sgd", lr=config.lr, device=config.device)
+
+    threat = ThreatModel(server="malicious", observes="secure_aggregate", protocol="fedavg",
+                         rounds=tuple(range(1, len(plan) + 1)))
+    factors = [adapted_factor(model, test, config, fl, s.clipping_range) if adapted else 1.0
+               for _, s, adapted in plan]
+    audit = Audit(ScaledLoki(factors, **config.attack_options), threat,
+                  public=test.inputs(slice(None)), seed=config.seed, device=config.device)
+    rounds = run_secagg(audit, model, train, parts, fl, [s for _, s, _ in plan],
+                        detect_partitions=detect_partitions, cpus=cpus)
+    cells = {}
+    for round, ((label, settings, _), factor, seen) in enumerate(zip(plan, factors, rounds), start=1):
+        record = seen.record
+        if record is None:
+            cell = {"round": round, "leak_rate": 0.0, "status": "no aggregate (too few clients answered)"}
+        else:
+            best = best_points(record.reconstruction.inputs, record.truth[0]).clamp(0, 1)
+            cell = round_cell(record, best, config.images_per_client)
+            cell.pop("per_client")
+        cell.update(label=label, settings=None if settings is None else settings.to_dict(), conv_scale_factor=factor,
+                    answered=seen.answered, dropped=seen.dropped, dropout_reasons=seen.reasons)
+        cells[label] = results.add(label, cell)
+    rate = {label: cells[label]["leak_rate"] if label in cells else None for label in ("mean", "secagg")}
+    summary = {"leak_rate_mean": rate["mean"], "leak_rate_secagg": rate["secagg"],
+               "sweep": [c for label, c in cells.items() if label not in ("mean", "secagg")],
+               "threshold_ssim": THRESHOLD, "rounds": list(cells.values()), "config": asdict(config)}
+    results.write_json("results.json", summary)
+    return summary
+
+
+def report_secagg(summary: dict) -> str:
+    """The leak rate of each aggregation of the SecAgg+ run, beside the plain float mean."""
+    config = summary["config"]
+    lines = [f"LOKI through Flower's SecAgg+, {config['num_clients']} clients x {config['images_per_client']} images, "
+             f"FedAvg ({config['local_steps']} local SGD steps); leaked = SSIM > {THRESHOLD}; same clients, same "
+             f"seed in every row"]
+    for cell in summary["rounds"]:
+        settings = cell["settings"] or {}
+        what = ("Flower's plain float FedAvg mean" if not settings else
+                f"SecAgg+ clip {settings['clipping_range']:g}, quantisation 2^{settings['quantization_range'].bit_length() - 1}")
+        lines.append(f"{cell['label']:>22}: leak rate {cell['leak_rate']:.3f}  SSIM {cell.get('ssim_mean') or 0:.3f}  "
+                     f"conv_scale x{cell['conv_scale_factor']:.3g}  answered {cell['answered']}, dropped "
+                     f"{cell['dropped']}  ({what})")
+    lines.append(f"leak_rate_mean {summary['leak_rate_mean']}, leak_rate_secagg {summary['leak_rate_secagg']}")
+    return "\n".join(lines) + "\n"
