@@ -41,7 +41,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from fedleak.defenses.stochastic import StochasticModule
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
-from fedleak.models.anatomy import trace
+from fedleak.models.anatomy import Anatomy, Layer, trace
 
 BENIGN_MAX = 2.5  # the largest swing of the calibration's benign models (module docstring), rounded up
 DEFAULT_THRESHOLD = 2 * BENIGN_MAX
@@ -59,6 +59,14 @@ def batch_mode(model: nn.Module) -> nn.Module:
         if isinstance(module, StochasticModule) and module.kind == "noise":
             module.fresh_draw = torch.zeros_like
     return model
+
+
+def output_layer(anatomy: Anatomy) -> Layer:
+    """The layer whose weight gradient the batch's samples share: the last linear layer, or for an
+    all-convolutional classifier (a 1x1 convolution to the classes and global pooling, no linear layer) the last
+    convolution."""
+    kind = "linear" if anatomy.layers("linear") else "conv"
+    return anatomy.last(kind)
 
 
 def feature_energy(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
@@ -88,7 +96,7 @@ def batch_dominance(received_model: nn.Module, local_model: nn.Module | None = N
         raise ValueError(f"batch_dominance compares batches of the client's samples; it needs at least 3, got {len(x)}")
     size = min(batch_size, len(x) - 1)  # at least two different batches around each sample
     model = working_copy(received_model, device)  # batch-norm forwards move the copy's running statistics
-    layer = trace(model, x[:2]).output_layer()
+    layer = output_layer(trace(model, x[:2]))
     batch_mode(model)
     generator = torch.Generator().manual_seed(seed)
     high = torch.full((len(x),), -torch.inf, dtype=torch.float64, device=x.device)

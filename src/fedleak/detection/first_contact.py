@@ -20,16 +20,21 @@ import torch.nn as nn
 from fedleak.detection import build_detector
 from fedleak.detection.mod import DetectorChain
 
-FIRST_CONTACT = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
-                 "batch_dominance")
+SIGNATURES = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
+              "batch_dominance")  # the chain before the open-world measurement, in its order
+DEMOTED = ("degenerate_rows", "parallel_rows", "mirrored_rows")  # over the false-alarm bound on the benign zoo
+FIRST_CONTACT = tuple(name for name in SIGNATURES if name not in DEMOTED)
 
 
-def first_contact_detectors() -> list:
-    """Fresh detectors of :data:`FIRST_CONTACT`."""
-    return [build_detector(name) for name in FIRST_CONTACT]
+def first_contact_detectors(names: tuple[str, ...] = FIRST_CONTACT) -> list:
+    """Fresh detectors of ``names`` (default :data:`FIRST_CONTACT`; :data:`SIGNATURES` for the chain before
+    demotion)."""
+    return [build_detector(name) for name in names]
 
 
-def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bool = True) -> DetectorChain:
-    """A :class:`DetectorChain` of :data:`FIRST_CONTACT` (``samples`` local samples per check: batch_dominance
-    draws its batches from them; the weight signatures do not read them, but the chain checks them for NaN)."""
-    return DetectorChain(first_contact_detectors(), local_model, samples=samples, refuse=refuse)
+def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bool = True,
+                        names: tuple[str, ...] = FIRST_CONTACT) -> DetectorChain:
+    """A :class:`DetectorChain` of ``names`` (default :data:`FIRST_CONTACT`; ``samples`` local samples per check:
+    batch_dominance draws its batches from them; the weight signatures do not read them, but the chain checks
+    them for NaN)."""
+    return DetectorChain(first_contact_detectors(names), local_model, samples=samples, refuse=refuse)
