@@ -10,6 +10,7 @@ import torch
 
 from fedleak.benchmarks.benign_zoo import ZOO, zoo_variants
 from fedleak.detection import DEMOTED, FIRST_CONTACT, build_detector
+from fedleak.cli import main
 from fedleak.experiments.open_world import OpenWorldConfig, run_open_world
 
 SUBSET = ("mlp", "allconv-28", "mlp-pruned90", "vit-zero-proj")
@@ -37,9 +38,9 @@ def test_an_all_convolutional_classifier_gets_a_batch_dominance_verdict():
 
 
 def test_open_world_writes_every_verdict_and_counts_false_alarms(tmp_path):
-    config = OpenWorldConfig(variants=SUBSET, clients=3, samples=16)
-    summary = run_open_world(config, tmp_path)
-    written = json.loads((tmp_path / "open_world.json").read_text())
+    assert main(["detect-eval", "--quick", "--open-world", "--model", ",".join(SUBSET), "--out", str(tmp_path)]) == 0
+    summary = written = json.loads((tmp_path / "open_world.json").read_text())
+    assert written["config"]["clients"] == 3 and written["config"]["variants"] == list(SUBSET)
     for key in ("benign_variants", "false_alarm_rate", "flagged", "false_alarms_per_detector", "config",
                 "default_chain", "over_bound", "flagged_variants"):
         assert key in written
@@ -55,3 +56,7 @@ def test_open_world_writes_every_verdict_and_counts_false_alarms(tmp_path):
     assert summary["false_alarms_per_detector"]["degenerate_rows"] == pytest.approx(rate)
     chain_hits = sum(any(v["flagged"] for d, v in c["verdicts"].items() if d in FIRST_CONTACT) for c in cells)
     assert summary["false_alarm_rate"] == pytest.approx(chain_hits / len(cells))
+    again = run_open_world(OpenWorldConfig(variants=SUBSET), tmp_path)  # every cell is done: a rerun resumes
+    assert again["flagged"] == summary["flagged"] and len(cells) == 3 * len(SUBSET)
+    with pytest.raises(ValueError, match="clients >= 1"):
+        OpenWorldConfig(clients=0)
