@@ -175,6 +175,7 @@ def _variants() -> tuple[ZooVariant, ...]:
     add("mlp", "mlp", "image", G28, _mlp)
     for opt, wd in (("sgd", 0), ("sgd", 5e-4), ("adam", 0), ("adam", 1e-2), ("adamw", 0), ("adamw", 0.05)):
         add(f"mlp-{opt}{'-wd' if wd else ''}", "mlp", "image", G28, _mlp, trained(opt, wd))
+    add("mlp-adam-wd-long", "mlp", "image", G28, _mlp, trained("adam", 1e-2, steps=300))
     add("mlp-pruned50", "mlp", "image", G28, _mlp, SGD, step("magnitude50", lambda m: zs.prune_magnitude(m, 0.5)))
     add("mlp-pruned90", "mlp", "image", G28, _mlp, SGD, step("magnitude90", lambda m: zs.prune_magnitude(m, 0.9)))
     add("mlp-structured50", "mlp", "image", G28, _mlp, SGD,
@@ -228,6 +229,7 @@ def _variants() -> tuple[ZooVariant, ...]:
     add("mobilenet-v2-32-adamw", "mobilenet", "image", RGB32, lambda s: zm.mobilenet(3, inverted=True),
         trained("adamw", 0.05))
     add("mobilenet-v2-full-32", "mobilenet", "image", RGB32, lambda s: zm.mobilenet_v2(3))
+    add("mobilenet-v2-w1-32", "mobilenet", "image", RGB32, lambda s: zm.mobilenet_v2(3, width_mult=1.0))
     add("mobilenet-v2-full-64-int8", "mobilenet", "image", RGB64, lambda s: zm.mobilenet_v2(3),
         step("int8-channel", lambda m: zs.quantize_dequantize(m, per_channel=True)))
     add("mobilenet-v1-224", "mobilenet", "image", RGB224, lambda s: zm.mobilenet(3, (8, 16, 32), stem_stride=4))

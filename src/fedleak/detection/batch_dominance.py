@@ -27,7 +27,7 @@ sets (the sample the batch singles out was rarely seen both with and without a b
 contexts, and the benign calibration was re-run with it. Then, in ``fedleak detect-eval --quick --first-contact``
 (1200 benign client-rounds): SEER 6.6-14.0 on its 12 checks, all flagged; benign at most 3.32 (the batch-norm
 ResNet-18, above the calibration's 2.44), 1.67 (the batch-norm CNN), 0 on every model without batch norm.
-Open world: on the benign zoo (:mod:`fedleak.benchmarks.benign_zoo`, 68 variants x 3 clients, none of them
+Open world: on the benign zoo (:mod:`fedleak.benchmarks.benign_zoo`, 70 variants x 3 clients, none of them
 fedleak's registry models: batch-norm CNNs at 28-224 px, with a batch-normalised hidden layer in the head, trained for
 up to 100 Adam steps, ResNets, MobileNet v1/v2 with batch norm, ...) the largest swing was 1.92 (a MobileNetV2-style
 net after 30 AdamW steps), no false alarm at the threshold 5; the 5.5-13 reported for compact batch-norm CNNs at 64-96

@@ -10,10 +10,11 @@ before measuring, by what a benign model can produce (each module says how); non
 
 :data:`FIRST_CONTACT`, the default chain, is :data:`SIGNATURES` without :data:`DEMOTED`: the detectors that could not
 stay under a false-alarm rate of 0.01 on the benign zoo (:mod:`fedleak.benchmarks.benign_zoo`, ordinary models
-fedleak was not developed against; ``fedleak detect-eval --quick --open-world``, 68 variants x 3 clients). Measured
-there, thresholds unchanged: the chain of all six refused 20.6% of the checks (14 of 68 variants: pruned, LoRA,
-zero-init ViT, Net2Net-widened models); degenerate_rows 17.6%, parallel_rows 5.9%, mirrored_rows 1.5%,
-architecture, sign_imbalance and batch_dominance 0. :data:`FIRST_CONTACT` refused none (0.0 of 204 checks). What
+fedleak was not developed against; ``fedleak detect-eval --quick --open-world``, 70 variants x 3 clients). Measured
+there, thresholds unchanged: the chain of all six refused 22.9% of the checks (16 of 70 variants: pruned, LoRA,
+zero-init ViT, Net2Net-widened, Adam + L2 trained models, a full-width MobileNetV2); degenerate_rows 18.6%,
+parallel_rows 5.7%, mirrored_rows 2.9%, architecture, sign_imbalance and batch_dominance 0. :data:`FIRST_CONTACT`
+refused none (0 of 210 checks). What
 the demotion costs, in a reduced ``detect-eval --quick --first-contact`` (6 models, round 1, 4 clients): the
 default chain still refuses LOKI, Robbing the Fed's inserted imprint (1.00; its re-used layer, 0.67 on the FC-NN,
 passes), SEER and the text-embedding attack, and no longer refuses class and feature fishing, curious kernels,
