@@ -7,8 +7,8 @@ Every detector is ``detector(received_model, local_model, batches, *, device, **
 names the local samples it would give away, and ``degenerate_rows``, ``parallel_rows``, ``mirrored_rows`` and
 ``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training
 produces, and ``batch_dominance`` measures on the client's own samples whether the batch decides which sample's
-features carry the output layer's gradient (SEER's mechanism); :data:`FIRST_CONTACT` is the default chain that checks a model at
-first contact, without the signatures :data:`DEMOTED` for their false alarms on the benign zoo
+features carry the output layer's gradient (SEER's mechanism); :data:`FIRST_CONTACT` is the default chain that
+checks a model at first contact, without the signatures :data:`DEMOTED` for their false alarms on the benign zoo
 (:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
 :class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
 a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;

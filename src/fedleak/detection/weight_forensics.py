@@ -18,9 +18,10 @@ attacker must move the weights visibly (``fedleak detect-eval --tradeoff`` measu
   the Fed's imprint measures one function of the input in every row (paper 000 Eq. 16), and so does LOKI's.
 * :func:`mirrored_rows` counts rows whose positive entries are one scaled copy of its negative ones: as many
   positive as negative entries (give or take one), and the sorted positive magnitudes a constant multiple of the
-  sorted negative ones (relative spread of the ratios below :data:`MIRROR`). An independent draw never pairs its
-  magnitudes this way, and training moves each entry by its own amount. Trap weights (paper 002 Algorithm 1) build every row
-  so: the positives are the negatives times ``-s``, shuffled.
+  sorted negative ones (relative spread of the ratios below :data:`MIRROR`). An independent draw rarely pairs its
+  magnitudes this way (a row of fan-in 9: about 2.5e-4, see "Open world" below), and training moves each entry by
+  its own amount. Trap weights (paper 002 Algorithm 1) build every row so: the positives are the negatives times
+  ``-s``, shuffled.
 * :func:`sign_imbalance` tests the signs of an embedding table's entries, which a zero-mean initialiser draws
   symmetrically and training, whose gradient on an embedding row has no fixed sign, keeps so: the count of
   negative entries is Binomial(n, 1/2) and the score the binomial z-score ``|neg - n/2| / sqrt(n/4)`` of the
