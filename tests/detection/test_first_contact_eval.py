@@ -25,7 +25,9 @@ def test_first_contact_json_holds_rates_false_alarms_and_cost_and_a_rerun_resume
     written = json.loads((tmp_path / "first_contact.json").read_text())
     assert written["benign_client_rounds"] == summary["benign_client_rounds"] == 2
     assert {"trap_weights", "class_fishing", "robbing_the_fed", "loki"} <= set(written["detection"])
-    assert written["detection"]["trap_weights"]["fcnn"] == 1.0  # mirrored rows, at round 1, no memory
+    assert written["detection_before_demotion"]["trap_weights"]["fcnn"] == 1.0  # mirrored rows, at round 1
+    assert written["detection"]["trap_weights"]["fcnn"] == 0.0  # mirrored_rows is demoted from the default chain
+    assert written["detection"]["robbing_the_fed"]["fcnn"] > 0  # an inserted imprint layer: the architecture check
     assert written["paper_detection"]["trap_weights"]["fcnn"] == 0.0  # the paper's detectors miss it there
     assert 0.0 <= written["false_alarm_rate"] <= 1.0 and written["cost"]["relative_to_local_epoch"] > 0
     lines = (tmp_path / "first_contact_cells.jsonl").read_text().count("\n")

@@ -10,7 +10,7 @@ import torch.nn as nn
 from detection_data import SHAPE
 from fedleak.attacks import AttackContext, prepare
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
-from fedleak.detection import FIRST_CONTACT, build_detector, first_contact_chain
+from fedleak.detection import DEMOTED, FIRST_CONTACT, SIGNATURES, build_detector, first_contact_chain
 from fedleak.fl.training import task_loss
 from fedleak.models import build_model
 
@@ -98,16 +98,21 @@ def test_each_signature_flags_the_manipulations_it_is_meant_for(batch16):
 def test_the_first_contact_chain_refuses_at_round_one_and_runs_on_a_language_model(batch16):
     x, y = batch16
     fcnn = _model("fcnn", widths=(64, 32))
-    chain = first_contact_chain(fcnn, samples=32)
-    assert [v.detector for v in chain.check(fcnn, (x[:32], y[:32]), remember=False)] == list(FIRST_CONTACT)
-    refused = chain.refusal(chain.check(_manipulated("trap_weights", fcnn), (x[:32], y[:32]), remember=False))
+    assert set(DEMOTED) == {"degenerate_rows", "parallel_rows", "mirrored_rows"}  # open-world false alarms
+    default = first_contact_chain(fcnn, samples=32)
+    assert [v.detector for v in default.check(fcnn, (x[:32], y[:32]), remember=False)] == list(FIRST_CONTACT)
+    trap = _manipulated("trap_weights", fcnn)
+    assert default.refusal(default.check(trap, (x[:32], y[:32]), remember=False)) is None  # what demotion costs
+    chain = first_contact_chain(fcnn, samples=32, names=SIGNATURES)  # the demoted signatures, kept as an option
+    assert [v.detector for v in chain.check(fcnn, (x[:32], y[:32]), remember=False)] == list(SIGNATURES)
+    refused = chain.refusal(chain.check(trap, (x[:32], y[:32]), remember=False))
     assert refused is not None and refused.detector == "mirrored_rows"
     # an embedding + linear language model with (B, L, V) outputs: benign passes, a fished output layer does not
     torch.manual_seed(0)
     language_model = nn.Sequential(nn.Embedding(16, 8), nn.Linear(8, 16))
     tokens = torch.randint(0, 16, (32, 6), generator=torch.Generator().manual_seed(1))
     batch = (tokens, tokens.roll(-1, dims=1))
-    lm_chain = first_contact_chain(language_model, samples=32)
+    lm_chain = first_contact_chain(language_model, samples=32, names=SIGNATURES)
     assert lm_chain.refusal(lm_chain.check(language_model, batch, remember=False)) is None
     for name in ("self_audit", "warmup_zscore", "dsnr"):  # the data-reading detectors run on (B, L, V) outputs
         assert build_detector(name)(language_model, language_model, [batch]).score >= 0

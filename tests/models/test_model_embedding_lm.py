@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fedleak.attacks import AttackContext, prepare
-from fedleak.detection import first_contact_chain
+from fedleak.detection import SIGNATURES, first_contact_chain
 from fedleak.fl.training import batch_gradients, task_loss
 from fedleak.models import build_model
 
@@ -55,7 +55,7 @@ def test_model_inconsistency_silences_it_on_token_ids_and_the_chain_refuses_the_
     moving = {k for k, g in batch_gradients(sent[1], tokens, labels).items() if g.abs().max() > 0}
     assert moving == {"classifier.bias"}  # the silenced client adds nothing but label counts
     fishing, _ = prepare("class_fishing", model, AttackContext((15,), 16), target_class=0)
-    chain = first_contact_chain(model, samples=32)
+    chain = first_contact_chain(model, samples=32, names=SIGNATURES)  # degenerate_rows, demoted, refuses them
     for malicious in (fishing, sent[0], sent[1]):
         assert chain.refusal(chain.check(malicious, (tokens, labels), remember=False)) is not None
     assert chain.refusal(chain.check(model, (tokens, labels), remember=False)) is None

@@ -10,6 +10,7 @@ from fedleak.commands.common import add_run_arguments, int_list, names, open_fra
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
+from fedleak.experiments.open_world import OpenWorldConfig, run_open_world
 from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
 from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
 from fedleak.report.comparison import comparison_markdown
@@ -67,6 +68,23 @@ def run_first_contact_eval(args) -> int:
     return 0
 
 
+def run_open_world_eval(args) -> int:
+    """``--open-world``: false alarms of the first-contact chain on the benign zoo (``--model`` picks variants;
+    with --quick 3 clients per variant, else --clients)."""
+    config = OpenWorldConfig(variants=args.model, clients=3 if args.quick else args.clients, seed=args.seed,
+                             device=args.device)
+    summary = run_open_world(config, args.out)
+    print(f"open world: {summary['benign_variants']} benign variants x {summary['clients']} clients; false alarms "
+          f"{summary['false_alarm_rate']:.4f} (default chain {', '.join(summary['default_chain'])}), "
+          f"{summary['false_alarm_rate_all_measured']:.4f} with every measured detector")
+    for name, rate in summary["false_alarms_per_detector"].items():
+        print(f"  {name:16s} {rate:.4f}{'  over the bound' if name in summary['over_bound'] else ''}")
+    for variant, detectors in summary["flagged_variants"].items():
+        print(f"  flagged {variant}: {', '.join(detectors)}")
+    print(f"results in {Path(args.out) / 'open_world.json'}")
+    return 0
+
+
 def run_tradeoff_eval(args) -> int:
     """``--tradeoff``: leakage against the first-contact chain's score as the attacker camouflages each
     manipulation."""
@@ -86,10 +104,12 @@ def run_tradeoff_eval(args) -> int:
 
 
 def run(args) -> int:
-    if args.first_contact or args.tradeoff:
+    if args.first_contact or args.tradeoff or args.open_world:
         if args.ray:
-            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact and --tradeoff run here "
-                             "only (leave out --ray)")
+            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact, --tradeoff and "
+                             "--open-world run here only (leave out --ray)")
+        if args.open_world:
+            run_open_world_eval(args)
         if args.first_contact:
             run_first_contact_eval(args)
         if args.tradeoff:
@@ -147,6 +167,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tradeoff", action="store_true",
                         help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
                              "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
+    parser.add_argument("--open-world", action="store_true",
+                        help="false alarms of the first-contact chain on the benign zoo (fedleak.benchmarks."
+                             "benign_zoo; --model picks variants; 3 clients each with --quick): OUT/open_world.json")
     add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 

@@ -7,8 +7,9 @@ Every detector is ``detector(received_model, local_model, batches, *, device, **
 names the local samples it would give away, and ``degenerate_rows``, ``parallel_rows``, ``mirrored_rows`` and
 ``sign_imbalance`` (:mod:`fedleak.detection.weight_forensics`) read weight structures no initialiser or training
 produces, and ``batch_dominance`` measures on the client's own samples whether the batch decides which sample's
-features carry the output layer's gradient (SEER's mechanism); :data:`FIRST_CONTACT` is the chain that refuses
-every fedleak manipulation at first contact (:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
+features carry the output layer's gradient (SEER's mechanism); :data:`FIRST_CONTACT` is the default chain that
+checks a model at first contact, without the signatures :data:`DEMOTED` for their false alarms on the benign zoo
+(:mod:`fedleak.detection.first_contact`). ``build_detector(name, **options)`` fixes and checks the options;
 :class:`CalibratedDetector` fits a threshold from benign rounds; :class:`DetectorChain` runs detectors in order on
 a received model and keeps their memory as a state dict, and :func:`detector_mod` runs a chain as a client mod;
 :func:`load_received_model` loads a safetensors file strictly.
@@ -60,7 +61,8 @@ def build_detector(name: str, **options) -> Detector:
 
 
 # after build_detector: the first-contact chain builds its detectors with it
-from fedleak.detection.first_contact import FIRST_CONTACT, first_contact_chain, first_contact_detectors  # noqa: E402
+from fedleak.detection.first_contact import (DEMOTED, FIRST_CONTACT, SIGNATURES, first_contact_chain,  # noqa: E402
+                                             first_contact_detectors)
 
 
 __all__ = [
@@ -70,5 +72,5 @@ __all__ = [
     "ImpossibleModel", "check_model_values",
     "load_received_model", "save_model_file", "self_audit", "degenerate_rows", "parallel_rows", "mirrored_rows",
     "sign_imbalance", "batch_dominance",
-    "FIRST_CONTACT", "first_contact_chain", "first_contact_detectors",
+    "FIRST_CONTACT", "DEMOTED", "SIGNATURES", "first_contact_chain", "first_contact_detectors",
 ]

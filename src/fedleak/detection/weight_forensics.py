@@ -18,9 +18,10 @@ attacker must move the weights visibly (``fedleak detect-eval --tradeoff`` measu
   the Fed's imprint measures one function of the input in every row (paper 000 Eq. 16), and so does LOKI's.
 * :func:`mirrored_rows` counts rows whose positive entries are one scaled copy of its negative ones: as many
   positive as negative entries (give or take one), and the sorted positive magnitudes a constant multiple of the
-  sorted negative ones (relative spread of the ratios below :data:`MIRROR`). An independent draw never pairs its
-  magnitudes this way, and training moves each entry by its own amount. Trap weights (paper 002 Algorithm 1) build every row
-  so: the positives are the negatives times ``-s``, shuffled.
+  sorted negative ones (relative spread of the ratios below :data:`MIRROR`). An independent draw rarely pairs its
+  magnitudes this way (a row of fan-in 9: about 2.5e-4, see "Open world" below), and training moves each entry by
+  its own amount. Trap weights (paper 002 Algorithm 1) build every row so: the positives are the negatives times
+  ``-s``, shuffled.
 * :func:`sign_imbalance` tests the signs of an embedding table's entries, which a zero-mean initialiser draws
   symmetrically and training, whose gradient on an embedding row has no fixed sign, keeps so: the count of
   negative entries is Binomial(n, 1/2) and the score the binomial z-score ``|neg - n/2| / sqrt(n/4)`` of the
@@ -31,6 +32,20 @@ attacker must move the weights visibly (``fedleak detect-eval --tradeoff`` measu
   row sums were negative (z = 7.8), so their signs are not symmetric under training.
 
 Each verdict names the layer; ``details`` lists every layer with a finding.
+
+**Open world.** The premise above ("no initialiser and no training produces them") holds for the models these
+lines were set beside, not for ordinary models. On the benign zoo (:mod:`fedleak.benchmarks.benign_zoo`, 70 variants
+x 3 clients = 210 checks, ``fedleak detect-eval --quick --open-world``), at the thresholds above, unchanged:
+``degenerate_rows`` refuses 18.6% (13 variants: magnitude-pruned MLPs, LeNet and ResNet at 50%/90%, L2-structured
+pruning, PEFT-style LoRA whose B starts at zero, a ViT with zero-initialised projections or head, an MLP after 300
+Adam steps with L2 1e-2, whose dead ReLU units decay to zero), ``parallel_rows`` 5.7% (Net2Net-widened MLPs with
+duplicated units, with and without noise and training, a 90%-pruned LeNet, LoRA's B after Adam steps),
+``mirrored_rows`` 2.9% (LoRA's B after 30 Adam steps from zero: Adam's first steps move every entry by nearly the
+same +-lr, so a row's magnitudes pair up; and a full-width MobileNetV2 at init, whose ~7,100 depthwise 3x3 filters
+hold one mirrored row: a random row of fan-in 9 is mirrored with probability about 2.5e-4, 11-14 of 50,000),
+``sign_imbalance`` 0. The first three exceed the 0.01 false-alarm bound and are demoted from the default chain
+(:data:`fedleak.detection.first_contact.DEMOTED`); they stay registered, and
+:data:`fedleak.detection.first_contact.SIGNATURES` builds the chain with them.
 """
 from __future__ import annotations
 
@@ -85,7 +100,8 @@ def _check_model(model: nn.Module) -> None:
 def degenerate_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                     *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
     """Detector: the number of rows, in the layer with most, that are more than half (near-)zero or (nearly)
-    constant (module docstring); flags above ``threshold`` (0: any such row)."""
+    constant (module docstring); flags above ``threshold`` (0: any such row). Demoted: 18.6% false alarms on the
+    benign zoo (pruned, LoRA, zero-init, Adam + L2 models)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}
@@ -101,7 +117,8 @@ def degenerate_rows(received_model: nn.Module, local_model: nn.Module | None = N
 def parallel_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                   *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
     """Detector: the number of non-zero rows, in the layer with most, parallel (cosine above :data:`PARALLEL`) to
-    another row of that layer (module docstring); flags above ``threshold`` (0: any pair)."""
+    another row of that layer (module docstring); flags above ``threshold`` (0: any pair). Demoted: 5.7% false
+    alarms on the benign zoo (widened nets with duplicated units)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}
@@ -123,7 +140,8 @@ def parallel_rows(received_model: nn.Module, local_model: nn.Module | None = Non
 def mirrored_rows(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                   *, device: str | torch.device = "cpu", threshold: float = 0.0) -> Verdict:
     """Detector: the number of rows, in the layer with most, whose positive magnitudes are a constant multiple of
-    its negative ones (module docstring); flags above ``threshold`` (0: any such row)."""
+    its negative ones (module docstring); flags above ``threshold`` (0: any such row). Demoted: 2.9% false alarms
+    on the benign zoo (a LoRA adapter after a few Adam steps, a full-width MobileNetV2 at init)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}
@@ -146,7 +164,7 @@ def mirrored_rows(received_model: nn.Module, local_model: nn.Module | None = Non
 def sign_imbalance(received_model: nn.Module, local_model: nn.Module | None = None, batches: Sequence[Batch] = (),
                    *, device: str | torch.device = "cpu", threshold: float = SIGN_THRESHOLD) -> Verdict:
     """Detector: the largest binomial z-score of the negative entries of an embedding table (module docstring);
-    flags above ``threshold``."""
+    flags above ``threshold``. On the benign zoo: no false alarm (it reads embedding tables only)."""
     start = time.perf_counter()
     _check_model(received_model)
     findings = {}

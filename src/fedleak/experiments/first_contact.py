@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from fedleak.attacks import AttackContext, prepare
 from fedleak.data.base import TensorDataset
 from fedleak.defenses import apply_defenses
-from fedleak.detection import FIRST_CONTACT, DetectorChain, build_detector, detector_mod, first_contact_detectors
+from fedleak.detection import DEMOTED, FIRST_CONTACT, DetectorChain, build_detector, detector_mod, first_contact_detectors
 from fedleak.experiments.detection import (DetectEvalConfig, ManipulatedRounds, _timed, attack_settings,
                                            image_tokens, load_data, manipulate, summarize)
 from fedleak.fl import FederationSpec, build_federation
@@ -157,9 +157,10 @@ def verdict_columns(verdicts) -> dict:
     """Per detector: flagged, score, layer; the suite's and the paper's chain flagged if any of theirs is."""
     rows = summarize(verdicts)
     suite = any(rows[name]["flagged"] for name in FIRST_CONTACT if name in rows)
+    before = any(rows[name]["flagged"] for name in FIRST_CONTACT + DEMOTED if name in rows)
     paper = any(rows[name]["flagged"] for name in PAPER if name in rows)
     seconds = sum(rows[name]["seconds"] for name in FIRST_CONTACT if name in rows)
-    return {"suite": suite, "paper": paper, "suite_seconds": seconds,
+    return {"suite": suite, "suite_before_demotion": before, "paper": paper, "suite_seconds": seconds,
             "detectors": {k: {"flagged": v["flagged"], "score": v["score"], "layer": v["layer"]}
                           for k, v in rows.items()}}
 
@@ -176,7 +177,8 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
     torch.manual_seed(config.seed)
     model = build_model(name, info.input_shape, info.num_classes, **options)
     model, gradient_fn, defense_mods, defenses = applicable_defenses(model, name, variant.defenses, info.input_shape)
-    detectors = first_contact_detectors() + [  # then the self-audit and the paper's detectors, recorded beside
+    detectors = first_contact_detectors(FIRST_CONTACT + DEMOTED) + [  # then the self-audit and the paper's
+        # detectors, recorded beside (the demoted signatures too, for the chain before demotion)
         build_detector("self_audit", batch_size=config.samples, seed=config.seed), build_detector("filter_ratio"),
         build_detector("dsnr", batch_size=config.samples, seed=config.seed),
         build_detector("warmup_zscore", samples=config.samples, remember_rounds=0, seed=config.seed)]
@@ -225,7 +227,7 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
 def summarize_first_contact(cells: list[dict]) -> dict:
     """Detection rate per attack and model (suite and paper chain), false alarms over all benign client-rounds,
     per-detector false alarms and the suite's cost relative to a local epoch."""
-    detection, paper = defaultdict(dict), defaultdict(dict)
+    detection, paper, before = defaultdict(dict), defaultdict(dict), defaultdict(dict)
     groups = defaultdict(list)
     for cell in cells:
         if cell.get("kind") == "malicious":
@@ -233,6 +235,7 @@ def summarize_first_contact(cells: list[dict]) -> dict:
     for (attack, model), group in sorted(groups.items()):
         detection[attack][model] = sum(c["suite"] for c in group) / len(group)
         paper[attack][model] = sum(c["paper"] for c in group) / len(group)
+        before[attack][model] = sum(c.get("suite_before_demotion", c["suite"]) for c in group) / len(group)
     benign = [c for c in cells if c.get("kind") == "benign"]
     n = len(benign)
     per_detector = defaultdict(int)
@@ -246,7 +249,9 @@ def summarize_first_contact(cells: list[dict]) -> dict:
     return {
         "detection": dict(detection), "false_alarm_rate": sum(c["suite"] for c in benign) / n if n else None,
         "benign_client_rounds": n,
-        "paper_detection": dict(paper),
+        "paper_detection": dict(paper), "detection_before_demotion": dict(before),
+        "false_alarm_rate_before_demotion": (sum(c.get("suite_before_demotion", c["suite"]) for c in benign) / n
+                                             if n else None),
         "paper_false_alarm_rate": sum(c["paper"] for c in benign) / n if n else None,
         "false_alarms_per_detector": {k: v / n for k, v in sorted(per_detector.items())},
         "false_alarms_per_variant": {k: sum(v) / len(v) for k, v in sorted(by_variant.items())},
@@ -265,13 +270,14 @@ def table(summary: dict) -> str:
     models = sorted({m for rates in summary["detection"].values() for m in rates})
     lines = ["| attack | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for attack, rates in sorted(summary["detection"].items()):
-        cells = [f"{rates[m]:.2f} ({summary['paper_detection'][attack][m]:.2f})" if m in rates else "n/a"
-                 for m in models]
+        cells = [f"{rates[m]:.2f} / {summary['detection_before_demotion'][attack][m]:.2f} "
+                 f"({summary['paper_detection'][attack][m]:.2f})" if m in rates else "n/a" for m in models]
         lines.append(f"| {attack} | " + " | ".join(cells) + " |")
     lines.append(f"| benign false alarms ({summary['benign_client_rounds']} client-rounds) | "
-                 f"{summary['false_alarm_rate']:.4f} ({summary['paper_false_alarm_rate']:.4f}) |")
-    return ("Detection at first contact: first-contact suite (in brackets: paper 000's detectors, no remembered "
-            "round)\n\n" + "\n".join(lines) + "\n")
+                 f"{summary['false_alarm_rate']:.4f} / {summary['false_alarm_rate_before_demotion']:.4f} "
+                 f"({summary['paper_false_alarm_rate']:.4f}) |")
+    return ("Detection at first contact: the default chain FIRST_CONTACT / the chain before demotion, SIGNATURES "
+            "(in brackets: paper 000's detectors, no remembered round)\n\n" + "\n".join(lines) + "\n")
 
 
 def run_first_contact(config: FirstContactConfig, out: str | Path) -> dict:

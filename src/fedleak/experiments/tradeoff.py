@@ -1,6 +1,7 @@
 """``fedleak detect-eval --tradeoff``: the adaptive attacker's trade-off between leakage and stealth against the
-first-contact chain (paper 000 §6 claims no manipulation is both effective and stealthy; this measures where that
-holds for fedleak's own detectors).
+first-contact signatures (paper 000 §6 claims no manipulation is both effective and stealthy; this measures where
+that holds for fedleak's own detectors). "The chain" here is :data:`fedleak.detection.SIGNATURES`, every signature
+including those demoted from the default chain for their open-world false alarms (``detect-eval --open-world``).
 
 The attacker knows the detectors (:mod:`fedleak.detection.weight_forensics`): they look for rows that are zero,
 constant, parallel or mirrored within a margin above round-off. Its stealth knob is *camouflage*: every entry of
@@ -68,7 +69,7 @@ from fedleak.attacks import ATTACKS, AttackContext, Observed
 from fedleak.attacks.learned.seer import brightest, decoded_quality
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.cases.scoring import score
-from fedleak.detection import FIRST_CONTACT, build_detector, first_contact_detectors
+from fedleak.detection import SIGNATURES, build_detector, first_contact_detectors
 from fedleak.experiments.detection import classifier_features
 from fedleak.experiments.first_contact import FirstContactConfig, model_data
 from fedleak.experiments.seer import SeerReproductionConfig, client_batches, prior_ssim
@@ -221,9 +222,9 @@ def run_point(attack: str, model: nn.Module, options: dict, batch: tuple, info, 
 def chain_verdicts(sent: nn.Module, model: nn.Module, batch: tuple, seed: int) -> dict:
     """Whether the first-contact chain refuses ``sent`` (the client's own model ``model``, its samples ``batch``),
     and every detector's score, with the self-audit's beside them."""
-    detectors = first_contact_detectors() + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
+    detectors = first_contact_detectors(SIGNATURES) + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
     verdicts = {v.detector: v for v in (d(sent, model, [batch]) for d in detectors)}
-    return {"refused": any(verdicts[n].flagged for n in FIRST_CONTACT),
+    return {"refused": any(verdicts[n].flagged for n in SIGNATURES),
             "detectors": {n: {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer}
                           for n, v in verdicts.items()}}
 
@@ -253,7 +254,7 @@ def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in FIRST_CONTACT))
+    evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in SIGNATURES))
                 for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     linear = knob == "a"  # SEER's weight share runs from 0 to 1
