@@ -5,6 +5,7 @@ import pytest
 import torch
 
 pytest.importorskip("flwr")
+from fedleak.detection.first_contact import SIGNATURES  # noqa: E402
 from fedleak.experiments.loki import LokiReproductionConfig, reproduce_loki_secagg  # noqa: E402
 from fedleak.flower.secagg import SecAggSettings, arrays_state  # noqa: E402
 
@@ -27,10 +28,14 @@ def test_loki_reads_every_clients_images_from_the_unmasked_secagg_aggregate(tmp_
 
 def test_a_refusing_client_is_a_secagg_dropout_and_the_round_completes(tmp_path):
     plan = [("secagg+adapted", SecAggSettings(), True)]
+    # Client 0 runs the signature chain (SIGNATURES: the default chain plus the weight signatures demoted for their
+    # false alarms on benign models, which recognise LOKI's constant imprint rows); the default chain accepts a
+    # LOKI block that is part of the agreed architecture.
     summary = reproduce_loki_secagg(LokiReproductionConfig(**CONFIG), tmp_path, plan=plan, cpus=2,
-                                    detect_partitions=(0,))
+                                    detect_partitions=(0,), detectors=SIGNATURES)
     (cell,) = summary["rounds"]
-    assert cell["answered"] == 3 and cell["dropped"] == 1  # client 0's first-contact chain refused LOKI
+    assert cell["answered"] == 3 and cell["dropped"] == 1  # client 0 refused LOKI before SecAgg+ masked anything
+    assert any("degenerate_rows" in reason for reason in cell["dropout_reasons"])
     assert cell["images"] == 48  # the three answering clients' images; client 0 sent nothing
     assert cell["leak_rate"] >= 0.75
 

@@ -215,17 +215,19 @@ class ScaledLoki:
 
 
 def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, plan=None, cpus: int | None = None,
-                          detect_partitions: tuple[int, ...] = ()) -> dict:
+                          detect_partitions: tuple[int, ...] = (), detectors: tuple[str, ...] | None = None) -> dict:
     """LOKI through Flower's SecAgg+ (:mod:`fedleak.flower.secagg`) in Flower's simulation engine: the leak rate of
     each round of ``plan`` (default :func:`secagg_plan`), same clients, same seed, same training in every round;
-    ``detect_partitions`` run fedleak's first-contact chain (they refuse LOKI: SecAgg+ drops them). Writes
+    ``detect_partitions`` run fedleak's first-contact chain of ``detectors`` (a refusal is a SecAgg+ dropout). Writes
     ``results.json`` with ``leak_rate_mean``, ``leak_rate_secagg`` and ``sweep``."""
     from fedleak.flower.secagg import client_partitions, run_secagg
 
     plan = secagg_plan() if plan is None else list(plan)
     results = ResultsDir(out, {"config": asdict(config), "plan": [(label, None if s is None else s.to_dict(), a)
                                                                   for label, s, a in plan],
-                               "detect_partitions": list(detect_partitions)}, cells="rounds.jsonl", resume=False)
+                               "detect_partitions": list(detect_partitions),
+                               "detectors": None if detectors is None else list(detectors)},
+                         cells="rounds.jsonl", resume=False)
     spec = config.federation
     size = {"size": tuple(spec.size)} if spec.size else {}
     train, test = (load_dataset(spec.dataset, root=spec.root, split=split, **size) for split in ("train", "test"))
@@ -245,7 +247,7 @@ def reproduce_loki_secagg(config: LokiReproductionConfig, out: str | Path, *, pl
     audit = Audit(ScaledLoki(factors, **config.attack_options), threat,
                   public=test.inputs(slice(None)), seed=config.seed, device=config.device)
     rounds = run_secagg(audit, model, train, parts, fl, [s for _, s, _ in plan],
-                        detect_partitions=detect_partitions, cpus=cpus)
+                        detect_partitions=detect_partitions, detectors=detectors, cpus=cpus)
     cells = {}
     for round, ((label, settings, _), factor, seen) in enumerate(zip(plan, factors, rounds), start=1):
         record = seen.record

@@ -230,11 +230,13 @@ def client_partitions(size: int, num_clients: int, per_client: int, seed: int) -
 
 
 def run_secagg(audit: Audit, model: nn.Module, train, parts: Sequence[torch.Tensor], fl, plan: Sequence,
-               *, detect_partitions: Sequence[int] = (), cpus: int | None = None) -> list[SecAggRound]:
+               *, detect_partitions: Sequence[int] = (), detectors: Sequence[str] | None = None,
+               cpus: int | None = None) -> list[SecAggRound]:
     """Run ``audit`` (``observes="secure_aggregate"``, one attacked round per entry of ``plan``: ``None`` or
     :class:`SecAggSettings`) in Flower's simulation engine over ``len(parts)`` clients, client ``p`` training
     ``fl`` (a FedAvg :class:`fedleak.fl.FLConfig`) on ``train.subset(parts[p])`` from ``model``; the partitions
-    in ``detect_partitions`` run fedleak's first-contact chain before training (a refusal is a SecAgg+ dropout).
+    in ``detect_partitions`` run fedleak's first-contact chain (``detectors``, default
+    :data:`fedleak.detection.first_contact.FIRST_CONTACT`) before training (a refusal is a SecAgg+ dropout).
     Returns one :class:`SecAggRound` per plan entry."""
     from fedleak.data import ClientData
     from fedleak.detection.first_contact import first_contact_chain
@@ -244,7 +246,8 @@ def run_secagg(audit: Audit, model: nn.Module, train, parts: Sequence[torch.Tens
     def load_client(partition: int):
         data = ClientData(train=train.subset(parts[partition]), val=train.subset(parts[partition][:0]))
         local = copy.deepcopy(model)
-        mods = (detector_mod(first_contact_chain(local)),) if partition in detect_partitions else ()
+        chain = first_contact_chain(local, **({} if detectors is None else {"names": tuple(detectors)}))
+        mods = (detector_mod(chain),) if partition in detect_partitions else ()
         return local, Client(partition, data, fl, mods=mods)
 
     def truth(partition: int):
