@@ -11,6 +11,7 @@ from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
 from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
 from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
+from fedleak.experiments.adaptive import AdaptiveConfig, run_adaptive
 from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
 from fedleak.report.comparison import comparison_markdown
 
@@ -85,15 +86,36 @@ def run_tradeoff_eval(args) -> int:
     return 0
 
 
+def run_adaptive_eval(args) -> int:
+    """``--adaptive``: the largest leakage of any camouflaged manipulation the first-contact chain accepts, with
+    and without the leakage guard, beside the honest model's own: OUT/adaptive.json."""
+    config = AdaptiveConfig(batches=1 if args.quick else 3, seed=args.seed, device=args.device)
+    rows = run_adaptive(config, args.out)
+    for attack, row in rows.items():
+        def show(value):
+            return "-" if value is None else f"{value:.3f}"
+        print(f"{attack:18s} {row['model']:16s} accepted {row['accepted']:2d}/{len(row['camouflages'])}; guarded "
+              f"max recall {show(row['max_accepted_exact_recall'])} near {show(row['max_accepted_near_share'])} "
+              f"ssim {show(row['max_accepted_ssim'])} | unguarded recall "
+              f"{show(row['without_guard']['max_accepted_exact_recall'])} near "
+              f"{show(row['without_guard']['max_accepted_near_share'])} | honest recall "
+              f"{show(row['honest_exact_recall'])} near {show(row['honest_near_share'])} ssim "
+              f"{show(row['honest_ssim'])}; holds {row['holds']}")
+    print(f"results in {Path(args.out) / 'adaptive.json'}")
+    return 0
+
+
 def run(args) -> int:
-    if args.first_contact or args.tradeoff:
+    if args.first_contact or args.tradeoff or args.adaptive:
         if args.ray:
-            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact and --tradeoff run here "
-                             "only (leave out --ray)")
+            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact, --tradeoff and "
+                             "--adaptive run here only (leave out --ray)")
         if args.first_contact:
             run_first_contact_eval(args)
         if args.tradeoff:
             run_tradeoff_eval(args)
+        if args.adaptive:
+            run_adaptive_eval(args)
         return 0
     out = Path(args.out)
     summaries = []
@@ -147,6 +169,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tradeoff", action="store_true",
                         help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
                              "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="an attacker who knows the first-contact chain camouflages every manipulation; the "
+                             "largest leakage of an accepted model with and without the leakage guard, beside the "
+                             "honest model's own: OUT/adaptive.json (--quick: one batch of 64, else three)")
     add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 
