@@ -89,7 +89,7 @@ def _project(a: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
 
 def leaking_readouts(weight: torch.Tensor, bias: torch.Tensor, inputs: torch.Tensor, owners: torch.Tensor, *,
                      tolerance: float = DEFAULT_TOLERANCE, pairs: bool = True, projection: int = 64,
-                     chunk: int = 32, common: float = COMMON) -> tuple[torch.Tensor, torch.Tensor]:
+                     budget: int = 2 ** 22, common: float = COMMON) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of a linear layer's update ``(weight (N, D), bias (N,))`` whose Eq. 5 readout, or whose difference with
     another row (Eq. 16, every pair), lies within ``tolerance`` of one unit's ``inputs (U, D)`` (module docstring).
     Returns ``(leaking rows (N,) bool, samples reached (owners of the units read))``. Candidates are found in a
@@ -129,6 +129,7 @@ def leaking_readouts(weight: torch.Tensor, bias: torch.Tensor, inputs: torch.Ten
     if len(active):
         confirm(wp[active], bias[active], active, None)
     if pairs and n > 1:
+        chunk = max(1, min(n, budget // max(1, n * len(a))))  # rows per block: at most ~budget distances at once
         for start in range(0, n, chunk):
             i = torch.arange(start, min(start + chunk, n), device=weight.device)
             j = torch.arange(n, device=weight.device)
@@ -150,7 +151,7 @@ def capture_inputs(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> d
     handles = [model.get_submodule(name).register_forward_hook(
         lambda module, args, output, name=name: found[name].append(args[0].detach())) for name in names]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # a dropout draw here must not shift training's
             model(x)
     finally:
         for handle in handles:
