@@ -7,7 +7,8 @@ import torch
 
 from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.detection import build_detector
-from fedleak.experiments.adaptive import CAMOUFLAGES, AdaptiveConfig, run_adaptive
+from fedleak.attacks.camouflage import CAMOUFLAGES
+from fedleak.experiments.adaptive import AdaptiveConfig, run_adaptive
 from fedleak.models import build_model
 
 

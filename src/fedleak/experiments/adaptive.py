@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from fedleak import seeds
 from fedleak.attacks import ATTACKS, AttackContext
+from fedleak.attacks.camouflage import CAMOUFLAGES, ONLY
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
@@ -43,7 +44,6 @@ from fedleak.models import build_model
 from fedleak.models.anatomy import trace
 
 MARGIN = 0.05  # issue 21's bound: accepted leakage at most the honest model's own + 0.05
-NOISE = (1e-4, 1e-3, 1e-2, 1e-1)
 MODELS = {  # the small models of ``--first-contact`` (16x16 images; short token sequences)
     "fcnn": {"widths": (256, 128)}, "vgg_cnn": {"channels": (8, 16), "hidden": 128},
     "text_transformer": {"vocab_size": 10000, "width": 32, "heads": 2},
@@ -60,96 +60,6 @@ def manipulations(batch_size: int, seq_len: int) -> list[tuple[str, str, dict]]:
             ("class_fishing", "fcnn", {"target_class": 0}), ("feature_fishing", "fcnn", {}),
             ("decepticons", "text_transformer", {"tokens_per_update": batch_size * seq_len}),
             ("text_embedding", "imdb_fc", {})]
-
-
-def _changed(sent: nn.Module, honest: nn.Module):
-    """(name, parameter of ``sent``, the honest one or None) for every parameter the manipulation changed."""
-    before = dict(honest.named_parameters())
-    for name, parameter in sent.named_parameters():
-        old = before.get(name)
-        if old is None or old.shape != parameter.shape or not torch.equal(old, parameter):
-            yield name, parameter, old if old is not None and old.shape == parameter.shape else None
-
-
-def noise(level: float) -> Callable:
-    """Gaussian noise of ``level`` x the weights' std: the sent parameter's, or where it is constant (an imprint)
-    the honest one's, or else the initialiser's scale ``1/sqrt(fan_in)``."""
-    @torch.no_grad()
-    def apply(sent: nn.Module, honest: nn.Module, generator: torch.Generator) -> nn.Module:
-        for _, parameter, old in _changed(sent, honest):
-            std = 0.0
-            for reference in (parameter, old):
-                if std == 0 and reference is not None and reference.numel() > 1:
-                    std = float(reference.std())
-            if std == 0:
-                std = 1.0 / math.sqrt(max(1, parameter[0].numel() if parameter.dim() > 1 else parameter.numel()))
-            draw = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-            parameter.add_(draw.to(parameter.device) * level * std)
-        return sent
-    return apply
-
-
-def split_noise(first: float, rest: float) -> Callable:
-    """Noise tuned per layer, as an attacker who knows the thresholds would: ``first`` x std on the first changed
-    matrix (the extraction layer: the leak needs it nearly intact) and its bias, ``rest`` x std elsewhere (e.g. an
-    imprint's equal columns in the next layer, whose rows would otherwise be parallel)."""
-    light, heavy = noise(first), noise(rest)
-
-    def apply(sent: nn.Module, honest: nn.Module, generator: torch.Generator) -> nn.Module:
-        changed = [name for name, p, _ in _changed(sent, honest) if p.dim() >= 2]
-        if not changed:
-            return heavy(sent, honest, generator)
-        layer = changed[0].rsplit(".", 1)[0]
-        heavy_sent = heavy(copy.deepcopy(sent), honest, generator)
-        light(sent, honest, generator)
-        with torch.no_grad():
-            for name, parameter in heavy_sent.named_parameters():
-                if name.rsplit(".", 1)[0] == layer:
-                    parameter.copy_(sent.get_parameter(name))
-        return heavy_sent
-
-    return apply
-
-
-@torch.no_grad()
-def independent(sent: nn.Module, honest: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Positive weights drawn independently: every changed matrix's positive entries shuffled across the matrix."""
-    for _, parameter, _ in _changed(sent, honest):
-        if parameter.dim() >= 2:
-            where = (parameter > 0).nonzero(as_tuple=True)
-            values = parameter[where]
-            parameter[where] = values[torch.randperm(len(values), generator=generator).to(values.device)]
-    return sent
-
-
-@torch.no_grad()
-def mixed(sent: nn.Module, honest: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Manipulated rows mixed with benign ones: half the rows of every changed matrix (and their bias entries)
-    reset to the honest model's."""
-    changed = dict((name, (p, old)) for name, p, old in _changed(sent, honest))
-    for name, (parameter, old) in changed.items():
-        if parameter.dim() >= 2 and old is not None:
-            rows = torch.randperm(len(parameter), generator=generator)[: len(parameter) // 2].to(parameter.device)
-            parameter[rows] = old[rows]
-            bias = changed.get(name.rsplit(".", 1)[0] + ".bias")
-            if bias is not None and bias[1] is not None:
-                bias[0][rows] = bias[1][rows]
-    return sent
-
-
-def _then(*steps: Callable) -> Callable:
-    def apply(sent, honest, generator):
-        for step in steps:
-            sent = step(sent, honest, generator)
-        return sent
-    return apply
-
-
-CAMOUFLAGES: dict[str, Callable] = {"none": _then(), "independent": independent, "mixed": mixed,
-                                    **{f"noise={n:g}": noise(n) for n in NOISE},
-                                    **{f"independent+noise={n:g}": _then(independent, noise(n)) for n in NOISE},
-                                    **{f"mixed+noise={n:g}": _then(mixed, noise(n)) for n in NOISE},
-                                    **{f"noise={n:g},rest={NOISE[-1]:g}": split_noise(n, NOISE[-1]) for n in NOISE[:-1]}}
 
 
 @dataclass
@@ -169,7 +79,7 @@ class Camouflaged:
         if self.camouflage == "honest":
             return model, secret
         generator = torch.Generator().manual_seed(context.seed)
-        return CAMOUFLAGES[self.camouflage](copy.deepcopy(sent), model, generator), secret
+        return CAMOUFLAGES[self.camouflage](copy.deepcopy(sent), model, generator, context.public), secret
 
     def reconstruct(self, observed, secret, knowledge, *, device="cpu"):
         return self.inner.reconstruct(observed, secret, knowledge, device=device)
@@ -242,7 +152,7 @@ def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return seen[0].reshape(len(x), -1)
 
 
-def one_round(attack, honest: nn.Module, batch, config: AdaptiveConfig, guard: bool) -> dict:
+def one_round(attack, honest: nn.Module, batch, config: AdaptiveConfig, guard: bool, public=None) -> dict:
     """One FedSGD round of the case layer: the server sends ``attack``'s model to one client holding ``batch``
     (the chain refusing, the guard sanitising when ``guard``); the audit's scores, or the refusal."""
     x, y = batch
@@ -254,7 +164,7 @@ def one_round(attack, honest: nn.Module, batch, config: AdaptiveConfig, guard: b
     mods = [detector_mod(first_contact_chain(honest, samples=config.samples))]
     if guard:
         mods.append(leakage_guard_mod(LeakageGuard(tolerance=config.tolerance)))
-    audit = Audit(attack, ThreatModel(server="malicious"), seed=config.seed, device=config.device)
+    audit = Audit(attack, ThreatModel(server="malicious"), public=public, seed=config.seed, device=config.device)
     server = Server(copy.deepcopy(honest), [Client(0, data, fl, mods=tuple(mods))], fl, progress=False,
                     audit=audit)
     record = server.run_round(1)
@@ -291,19 +201,21 @@ def run_manipulation(attack: str, model_name: str, options: dict, config: Adapti
     data = dataset(model_name, config)
     torch.manual_seed(config.seed)
     honest = build_model(model_name, data.info.input_shape, data.info.num_classes, **MODELS[model_name])
+    public = None if model_name in TEXT else load_dataset("bundled", split="test", size=(16, 16)).inputs(
+        slice(0, 256))  # the server's own data (imprint cuts, fishing thresholds): the test split, not the clients'
     if attack == "feature_fishing":
-        features = _features(honest, data.inputs(slice(0, 256)))
+        features = _features(honest, public)
         options = {**options, "feature": int(features.var(dim=0).argmax())}
         options["threshold"] = float(features[:, options["feature"]].median())
     built = ATTACKS.build(attack, **options)
     cases = batches(data, attack, options, honest, config)
-    honest_points = [one_round(Camouflaged(built, "honest"), honest, b, config, guard=False) for b in cases]
+    honest_points = [one_round(Camouflaged(built, "honest"), honest, b, config, False, public) for b in cases]
     row = {"model": model_name, "batches": len(cases), "batch_size": config.batch_size,
            **{f"honest_{k}": _max(honest_points, k) for k in KEYS}, "camouflages": {}}
     for guard in (True, False):
         points = []
-        for name in config.camouflages:
-            tries = [one_round(Camouflaged(built, name), honest, b, config, guard) for b in cases]
+        for name in (c for c in config.camouflages if attack in ONLY.get(c, (attack,))):
+            tries = [one_round(Camouflaged(built, name), honest, b, config, guard, public) for b in cases]
             point = {"refused": all(t["refused"] for t in tries),
                      **{k: _max(tries, k) for k in KEYS}, "evidence": [t["evidence"] for t in tries]}
             points.append(point)
