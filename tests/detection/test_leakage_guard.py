@@ -100,3 +100,12 @@ def test_bad_options_fail_in_one_line():
         LeakageGuard(tolerance=0)
     with pytest.raises(TypeError, match="LeakageGuard"):
         leakage_guard_mod("strict")
+
+
+def test_guard_is_a_registered_defense_for_the_audit():
+    from fedleak.defenses import apply_defenses
+    model = build_model("fcnn", (1, 16, 16), 10, widths=(32, 16))
+    _, _, mods = apply_defenses(model, "prune:p=0.1,guard:tolerance=0.2", model_name="fcnn", input_shape=(1, 16, 16))
+    assert len(mods) == 2
+    with pytest.raises(ValueError, match="tolerance"):
+        apply_defenses(model, "guard:tolerance=-1", model_name="fcnn", input_shape=(1, 16, 16))
