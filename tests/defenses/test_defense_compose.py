@@ -15,7 +15,7 @@ def test_parse_list_with_parameters():
                      DefenseSpec("prune", {"p": 0.9}), DefenseSpec("cvb", {"K": "adaptive"})]
     assert str(specs[1]) == "dp:sigma=0.001:clip=20"
     assert parse_defenses("none") == parse_defenses("") == parse_defenses(None) == []
-    assert DEFENSES.names() == ["cvb", "dp", "dropout", "precode", "prune"]
+    assert DEFENSES.names() == ["cvb", "dp", "dropout", "guard", "precode", "prune"]
 
 
 @pytest.mark.parametrize("text,error,message", [
