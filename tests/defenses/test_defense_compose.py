@@ -19,7 +19,7 @@ def test_parse_list_with_parameters():
 
 
 @pytest.mark.parametrize("text,error,message", [
-    ("dropout,noise", UnknownNameError, "unknown defense 'noise'; valid defenses: cvb, dp, dropout, precode, prune"),
+    ("dropout,noise", UnknownNameError, "unknown defense 'noise'; valid defenses: cvb, dp, dropout, guard, precode, prune"),
     ("dp:rate=2", ValueError, "defense 'dp' has no option rate; its options: sigma, clip, seed"),
     ("dp:sigma", ValueError, "option 'sigma' is not key=value"),
     ("prune,prune", ValueError, "listed twice"),
