@@ -20,7 +20,10 @@ one local sample only gives that sample's token away, and its row is leaking.
 What it does. :meth:`LeakageGuard.sanitise` sets every leaking row of the update to zero (weight row and bias
 entry; for a FedAvg delta: those weights are sent unchanged), so the server reads nothing there, and reports the
 rows it zeroed per layer. ``refuse=True`` in :func:`leakage_guard_mod` refuses the round instead when any row
-leaks. After zeroing, a pair containing a zeroed row reads out a single row, which was checked.
+leaks. After zeroing, a pair containing a zeroed row reads out a single row, which was checked. The refusing form of
+the same readout, applied to the would-be gradient before training, is the detector
+:mod:`fedleak.detection.self_audit` (whose unit bookkeeping the guard shares); the guard acts on the update
+that is actually sent, so it also covers FedAvg deltas.
 
 Why ``tolerance`` = 0.3 (set before measuring). Images in [0, 1] whose pixels stand 0.1 or more (root mean square)
 from the batch mean, which holds for nearly every image of the offline data sets, are matched at >= 30 dB PSNR
