@@ -17,6 +17,17 @@ honest figures, and per camouflage the chain's evidence (each detector's score a
 ``holds`` says per figure whether, with the guard, the accepted maximum is at most the honest figure +
 :data:`MARGIN` (None where nothing was accepted counts as holding). Text
 manipulations read tokens: their "exact recall" is the share of the batch's (position, token) pairs declared.
+
+Measured (``--quick``: one 64-sample batch, seed 0). Accepted camouflages: trap weights 22 of 30, Robbing the Fed
+10 of 31 (the paired-bins imprint among them), input forwarding 17, curious kernels 7, class fishing 11, feature
+fishing 23, Decepticons 11 (no token read out at any accepted setting), text embedding 0 (its uniform table is
+always refused). Without the guard the largest accepted exact / near-exact shares are 0.156 / 0.188 (trap weights;
+honest 0.141 / 0.141), 0.109 / 0.125 (paired-bins imprint; honest 0 / 0), 0.109 / 0.188 (class fishing), 0.062 /
+0.156 (feature fishing), 0 / 0.062 (input forwarding) and 0 / 0.047 (curious kernels). With the guard every one is 0.000, within the honest
+figure + 0.05. SSIM does not hold on the VGG-CNN: the overlays the guard leaves score 0.54 (input forwarding) and
+0.50 (curious kernels) against the honest model's 0.01 (its readout through the attack's input map is noise); on the
+FC-NN the guarded SSIM (0.49-0.63) holds (the closest: the paired-bins imprint's 0.630 against the honest 0.590). LOKI and model inconsistency are not in the
+table (an inserted block is always refused; one client's model per round is another threat model), nor is SEER.
 """
 from __future__ import annotations
 
