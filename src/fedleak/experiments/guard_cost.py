@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from fedleak.data import load_dataset
