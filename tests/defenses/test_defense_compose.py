@@ -15,11 +15,11 @@ def test_parse_list_with_parameters():
                      DefenseSpec("prune", {"p": 0.9}), DefenseSpec("cvb", {"K": "adaptive"})]
     assert str(specs[1]) == "dp:sigma=0.001:clip=20"
     assert parse_defenses("none") == parse_defenses("") == parse_defenses(None) == []
-    assert DEFENSES.names() == ["cvb", "dp", "dropout", "precode", "prune"]
+    assert DEFENSES.names() == ["cvb", "dp", "dropout", "guard", "precode", "prune"]
 
 
 @pytest.mark.parametrize("text,error,message", [
-    ("dropout,noise", UnknownNameError, "unknown defense 'noise'; valid defenses: cvb, dp, dropout, precode, prune"),
+    ("dropout,noise", UnknownNameError, "unknown defense 'noise'; valid defenses: cvb, dp, dropout, guard, precode, prune"),
     ("dp:rate=2", ValueError, "defense 'dp' has no option rate; its options: sigma, clip, seed"),
     ("dp:sigma", ValueError, "option 'sigma' is not key=value"),
     ("prune,prune", ValueError, "listed twice"),

@@ -12,6 +12,8 @@ from fedleak.experiments.detection_figures import FiguresConfig, run_figures
 from fedleak.experiments.first_contact import FirstContactConfig, run_first_contact
 from fedleak.experiments.open_world import OpenWorldConfig, run_open_world
 from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
+from fedleak.experiments.adaptive import AdaptiveConfig, run_adaptive
+from fedleak.experiments.guard_cost import GuardCostConfig, run_guard_cost
 from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
 from fedleak.report.comparison import comparison_markdown
 
@@ -103,17 +105,54 @@ def run_tradeoff_eval(args) -> int:
     return 0
 
 
+def run_adaptive_eval(args) -> int:
+    """``--adaptive``: the largest leakage of any camouflaged manipulation the first-contact chain accepts, with
+    and without the leakage guard, beside the honest model's own: OUT/adaptive.json."""
+    config = AdaptiveConfig(batches=1 if args.quick else 3, seed=args.seed, device=args.device)
+    rows = run_adaptive(config, args.out)
+    for attack, row in rows.items():
+        def show(value):
+            return "-" if value is None else f"{value:.3f}"
+        print(f"{attack:18s} {row['model']:16s} accepted {row['accepted']:2d}/{len(row['camouflages'])}; guarded "
+              f"max recall {show(row['max_accepted_exact_recall'])} near {show(row['max_accepted_near_share'])} "
+              f"ssim {show(row['max_accepted_ssim'])} | unguarded recall "
+              f"{show(row['without_guard']['max_accepted_exact_recall'])} near "
+              f"{show(row['without_guard']['max_accepted_near_share'])} | honest recall "
+              f"{show(row['honest_exact_recall'])} near {show(row['honest_near_share'])} ssim "
+              f"{show(row['honest_ssim'])}; holds {row['holds']}")
+    print(f"results in {Path(args.out) / 'adaptive.json'}")
+    return 0
+
+
+def run_guard_cost_eval(args) -> int:
+    """``--guard-cost``: FedAvg and FedSGD accuracy with the leakage guard on and off for every registry model, and
+    its seconds against local training: OUT/guard_cost.json."""
+    options = {"models": args.model} if args.model else {}
+    rows = run_guard_cost(GuardCostConfig(**options, seed=args.seed, device=args.device), Path(args.out) / "guard-cost")
+    for model, protocols in rows.items():
+        for protocol, row in protocols.items():
+            print(f"{model:16s} {protocol:6s} accuracy {row['accuracy_off']:.3f} -> {row['accuracy_on']:.3f} with the "
+                  f"guard; {row['zeroed_rows_per_update']:.1f} rows zeroed per update; guard "
+                  f"{row['guard_seconds']:.2f}s = {row['guard_over_fit']:.2f}x local training")
+    print(f"results in {Path(args.out) / 'guard-cost' / 'guard_cost.json'}")
+    return 0
+
+
 def run(args) -> int:
-    if args.first_contact or args.tradeoff or args.open_world:
+    if args.first_contact or args.tradeoff or args.open_world or args.adaptive or args.guard_cost:
         if args.ray:
-            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact, --tradeoff and "
-                             "--open-world run here only (leave out --ray)")
+            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact, --tradeoff, "
+                             "--open-world, --adaptive and --guard-cost run here only (leave out --ray)")
         if args.open_world:
             run_open_world_eval(args)
+        if args.guard_cost:
+            run_guard_cost_eval(args)
         if args.first_contact:
             run_first_contact_eval(args)
         if args.tradeoff:
             run_tradeoff_eval(args)
+        if args.adaptive:
+            run_adaptive_eval(args)
         return 0
     out = Path(args.out)
     summaries = []
@@ -170,6 +209,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--open-world", action="store_true",
                         help="false alarms of the first-contact chain on the benign zoo (fedleak.benchmarks."
                              "benign_zoo; --model picks variants; 3 clients each with --quick): OUT/open_world.json")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="an attacker who knows the first-contact chain camouflages every manipulation; the "
+                             "largest leakage of an accepted model with and without the leakage guard, beside the "
+                             "honest model's own: OUT/adaptive.json (--quick: one batch of 64, else three)")
+    parser.add_argument("--guard-cost", action="store_true",
+                        help="FedAvg and FedSGD accuracy with the leakage guard on and off for every registry model "
+                             "(--model picks some) and its seconds per round: OUT/guard-cost/guard_cost.json")
     add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 

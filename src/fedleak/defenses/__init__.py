@@ -9,7 +9,7 @@ from fedleak.registry import Registry
 
 DEFENSES: Registry = Registry("defense", fixed=("target",))
 
-from fedleak.defenses import bottleneck, dp, dropout, pruning  # noqa: E402,F401  (registration)
+from fedleak.defenses import bottleneck, dp, dropout, guard, pruning  # noqa: E402,F401  (registration)
 from fedleak.defenses.bottleneck import ConvBottleneck, Precode, VariationalBottleneck  # noqa: E402
 from fedleak.defenses.compose import DefenseSpec, apply_defenses, parse_defenses  # noqa: E402
 from fedleak.defenses.dp import DPSGD, DPAccountant, dp_epsilon, dp_gradient_fn, privatize  # noqa: E402

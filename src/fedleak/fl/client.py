@@ -116,6 +116,15 @@ class Client:
         delta = {k: (v.detach() - before[k]) for k, v in floating_state(model).items()}
         return ClientUpdate(self.client_id, self.round, "delta", delta, seen, {"local_steps": steps})
 
+    def trained_samples(self, round: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples :meth:`fit` trains on in ``round`` (the same seeded draws, replayed without training): what
+        an update defense that runs outside the client (a Flower mod) checks the update against."""
+        cfg, generator = self.config, seeds.generator(self.config.seed, self.client_id, round)
+        if cfg.algorithm == "fedsgd":
+            return next(self.batches(cfg.batch_size, generator))
+        batches = list(itertools.islice(self._local_batches(generator), cfg.local_steps))
+        return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
     def validation_loss(self, model: nn.Module) -> float:
         if len(self.data.val) == 0:
             raise ValueError(f"client {self.client_id} has no validation data")
