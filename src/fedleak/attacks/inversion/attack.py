@@ -49,13 +49,7 @@ class InversionAttack:
         return self.config.name
 
     def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, BatchNormTargets | None]:
-        """The model unchanged; kept: the batch-norm statistics of the server's public data where the batch-norm
-        prior may use them (``bn_prior`` "proxy" or "auto")."""
-        public = getattr(context, "public", None)
-        if self.config.bn_prior not in ("proxy", "auto") or public is None or not batch_norm_layers(model):
-            return model, None
-        device = getattr(context, "device", "cpu")
-        return model, proxy_targets(attack_copy(model, device), public.to(device).float())
+        return model, proxy_secret(self.config, model, context)
 
     def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: ServerKnowledge, *,
                     device="cpu") -> Reconstruction:
@@ -87,6 +81,16 @@ def delta_as_gradient(observed: Observed, knowledge: ServerKnowledge) -> tuple[d
     scale = -1.0 / (local.lr * steps) if local is not None else -1.0
     gradients = {n: t * scale for n, t in observed.updates.items() if n in parameters}
     return gradients, dict(observed.updates), steps
+
+
+def proxy_secret(config: InversionConfig, model: nn.Module, context) -> BatchNormTargets | None:
+    """What an inversion keeps at ``prepare``: the batch-norm statistics of the server's public data
+    (``context.public``) where the batch-norm prior may use them (``bn_prior`` "proxy" or "auto"), else ``None``."""
+    public = getattr(context, "public", None)
+    if config.bn_prior not in ("proxy", "auto") or public is None or not batch_norm_layers(model):
+        return None
+    device = getattr(context, "device", "cpu")
+    return proxy_targets(attack_copy(model, device), public.to(device).float())
 
 
 def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]:
