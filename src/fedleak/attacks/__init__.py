@@ -2,7 +2,8 @@
 shape of :mod:`fedleak.attacks.base` (``prepare`` what the server sends, ``reconstruct`` from what it observed).
 
 Honest-but-curious: the gradient-inversion presets of paper 001 (:mod:`fedleak.attacks.inversion`), FedAvg
-inversion (``fedavg_inversion``, Dimitrov et al. 2022) and passive analytic extraction (``passive``, paper 002 §5.1). Malicious server: the model manipulations of papers 002 and 000
+inversion (``fedavg_inversion``, Dimitrov et al. 2022) and passive analytic extraction (``passive``, paper 002
+§5.1). Malicious server: the model manipulations of papers 002 and 000
 (:mod:`fedleak.attacks.malicious`). Learned: SEER's trained model and decoder (:mod:`fedleak.attacks.learned`).
 """
 from fedleak.registry import Registry

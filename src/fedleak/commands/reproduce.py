@@ -377,7 +377,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("bn-prior", "Yin et al. 2021 (issue 24)", "BN statistics prior vs none, ResNet-18 BN, B = 8 (SSIM)",
                "~19 min (1135 s measured, load avg 15)", add_bn_prior),
     Experiment("fedavg-inversion", "Dimitrov et al. 2022 (issue 24)",
-               "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~4 min (234 s measured, load avg 15)", add_fedavg_inversion),
+               "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~4 min (234 s measured, load avg 15)",
+               add_fedavg_inversion),
 )
 
 

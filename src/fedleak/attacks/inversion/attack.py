@@ -181,8 +181,8 @@ def bn_targets(config: InversionConfig, model: nn.Module, attacked: nn.Module, *
     mode = config.bn_prior
     if mode == "none" or not batch_norm_layers(attacked):
         return None
-    found = {"inferred": lambda: inferred_targets(model, update or {}, steps), "running": lambda: running_targets(model),
-             "proxy": lambda: proxy}
+    found = {"inferred": lambda: inferred_targets(model, update or {}, steps),
+             "running": lambda: running_targets(model), "proxy": lambda: proxy}
     if mode != "auto":
         targets = found[mode]()
         if targets is None:
@@ -243,7 +243,8 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
         raw = dummy_gradients(x, y, gm.draws(current)) if batch == 1 else dummy_gradients(x, y)
         loss = distance(gm.shared(raw, current)) + gm.penalty(current, lanes)
         if config.tv_weight:
-            loss = loss + config.tv_weight * total_variation(x.flatten(0, 1) if batch > 1 else x).view(lanes, -1).mean(1)
+            images = x.flatten(0, 1) if batch > 1 else x
+            loss = loss + config.tv_weight * total_variation(images).view(lanes, -1).mean(1)
         if prior is not None:
             loss = loss + config.bn_weight * prior(x if batch > 1 else x.unsqueeze(1))
         return loss
