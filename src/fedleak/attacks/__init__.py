@@ -1,8 +1,9 @@
 """Every attack, looked up by name in one registry: ``ATTACKS.build(name, **options)`` gives an attack with the one
 shape of :mod:`fedleak.attacks.base` (``prepare`` what the server sends, ``reconstruct`` from what it observed).
 
-Honest-but-curious: the gradient-inversion presets of paper 001 (:mod:`fedleak.attacks.inversion`) and passive
-analytic extraction (``passive``, paper 002 §5.1). Malicious server: the model manipulations of papers 002 and 000
+Honest-but-curious: the gradient-inversion presets of paper 001 (:mod:`fedleak.attacks.inversion`), FedAvg
+inversion (``fedavg_inversion``, Dimitrov et al. 2022) and passive analytic extraction (``passive``, paper 002
+§5.1). Malicious server: the model manipulations of papers 002 and 000
 (:mod:`fedleak.attacks.malicious`). Learned: SEER's trained model and decoder (:mod:`fedleak.attacks.learned`).
 """
 from fedleak.registry import Registry
@@ -14,6 +15,7 @@ from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observed, Reconstruction,  # noqa: E402
                                   analytic_factory)
 from fedleak.attacks.inversion.attack import inversion_factory  # noqa: E402
+from fedleak.attacks.inversion.fedavg import fedavg_inversion  # noqa: E402
 from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
 from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
@@ -49,8 +51,9 @@ del _name, _config, _parts, _description
 ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
+ATTACKS.register("fedavg_inversion")(fedavg_inversion)
 
-MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name != "passive")
+MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in ("passive", "fedavg_inversion"))
 
 
 def prepare(name: str, model, context: AttackContext | None = None, **options):

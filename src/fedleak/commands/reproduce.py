@@ -349,6 +349,31 @@ def add_inconsistency_secagg(experiments) -> None:
     parser.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
 
 
+def add_bn_prior(experiments) -> None:
+    add_study(experiments, "bn-prior",
+              "Yin et al. 2021 (GradInversion): the batch-norm statistics prior vs none on a batch-norm ResNet-18, "
+              "B = 8, SSIM (FedAvg: inferred statistics; FedSGD: running statistics)",
+              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
+              quick="ResNet-18 width 4, 200 IG iterations", out="results/bn-prior",
+              func=runner("bn_prior", "BNPriorConfig", "reproduce_bn_prior", "results.json, comparison.md"),
+              batch_size=(positive_int, "the client's batch size B (default 8)"),
+              iterations=(positive_int, "IG iterations (default 1000, quick 200)"),
+              width=(positive_int, "ResNet-18 first-stage width (default 8, quick 4)"))
+
+
+def add_fedavg_inversion(experiments) -> None:
+    add_study(experiments, "fedavg-inversion",
+              "Dimitrov et al. 2022: share of images >= 20 dB from multi-step FedAvg updates, FedAvg inversion vs "
+              "IG on the same updates",
+              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
+              quick="2 clients x 4 images, one epoch of 2 steps, 200 iterations", out="results/fedavg-inversion",
+              func=runner("fedavg_inversion", "FedAvgInversionConfig", "reproduce_fedavg_inversion",
+                          "results.json, comparison.md"),
+              clients=(positive_int, "clients attacked (default 4, quick 2)"),
+              epochs=(positive_int, "local epochs (default 2, quick 1)"),
+              iterations=(positive_int, "attack iterations (default 1000, quick 200)"))
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10",
                "~7 min (343 CPU-s measured)",
@@ -382,6 +407,11 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "~10 s (shipped checkpoints; training ~30 min)", add_seer),
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
                "~4-5 min", add_s4),
+    Experiment("bn-prior", "Yin et al. 2021 (issue 24)", "BN statistics prior vs none, ResNet-18 BN, B = 8 (SSIM)",
+               "~19 min (1135 s measured, load avg 15)", add_bn_prior),
+    Experiment("fedavg-inversion", "Dimitrov et al. 2022 (issue 24)",
+               "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~4 min (234 s measured, load avg 15)",
+               add_fedavg_inversion),
 )
 
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from fedleak.attacks import ATTACKS, MALICIOUS, PRESETS, AttackContext
 from fedleak.attacks.inversion import ServerKnowledge
+from fedleak.attacks.inversion.knowledge import LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import TensorDataset
 from fedleak.defenses import apply_defenses, parse_defenses
@@ -40,6 +41,7 @@ from fedleak.report import ResultsDir
 from fedleak.report.plots import image_grid
 
 HONEST_ANALYTIC = ("passive",)
+FEDAVG_INVERSION = "fedavg_inversion"  # Dimitrov et al. 2022: added to the inversions under --protocol fedavg
 QUICK_INVERSIONS = ("ig", "cdia")  # the Adam presets; DLG/iDLG's L-BFGS costs ~5x more per iteration on CPU
 DEFAULT_DEFENSES = ("dp:sigma=1e-3", "cvb")  # paper 001 §4.1's DP level; CVB needs a registry model's placement
 NONE = "none"
@@ -122,6 +124,14 @@ def protocol_options(protocol: str) -> dict:
     return fields
 
 
+def local_training(config: AuditConfig) -> LocalTraining | None:
+    """The clients' FedAvg recipe the server set up (what FedAvg inversion simulates); ``None`` under FedSGD."""
+    fields = protocol_options(config.protocol)
+    if fields["algorithm"] != "fedavg":
+        return None
+    return LocalTraining(fields["lr"], config.batch_size, steps=fields["local_steps"])
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or NONE
 
@@ -152,7 +162,7 @@ class Setup:
         dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
         names = () if defense == NONE else tuple(d.name for d in parse_defenses(defense))
         knowledge = ServerKnowledge(self.info.input_shape, self.input_range, names, dp.clip if dp else None,
-                                    dp.sigma if dp else None)
+                                    dp.sigma if dp else None, local_training=local_training(self.config))
         return model.to(self.config.device), gradient_fn, mods, knowledge
 
 
@@ -178,8 +188,9 @@ def candidate_attacks(setup: Setup) -> list[tuple[str, dict]]:
     manipulation with its first setting of ``fedleak detect-eval``."""
     config = setup.config
     inversions = [p for p in PRESETS if not config.quick or p in QUICK_INVERSIONS]
+    fedavg = (FEDAVG_INVERSION,) if protocol_options(config.protocol)["algorithm"] == "fedavg" else ()
     names = list(config.attacks) if config.attacks is not None else [
-        *HONEST_ANALYTIC, *inversions, *(MALICIOUS if config.threat == "malicious" else ())]
+        *HONEST_ANALYTIC, *inversions, *fedavg, *(MALICIOUS if config.threat == "malicious" else ())]
     settings = {}
     if any(n in MALICIOUS for n in names):
         for attack, _, name, options in attack_settings(setup.resolved.model, setup.info, setup.public,
@@ -188,9 +199,9 @@ def candidate_attacks(setup: Setup) -> list[tuple[str, dict]]:
     chosen = []
     for name in names:
         options = dict(settings.get(name, {}))
-        if name in PRESETS and config.iterations is not None:
+        if (name in PRESETS or name == FEDAVG_INVERSION) and config.iterations is not None:
             options["iterations"] = config.iterations
-        if name in PRESETS:
+        if name in PRESETS or name == FEDAVG_INVERSION:
             options["seed"] = config.seed
         chosen.append((name, options))
     return chosen

@@ -217,3 +217,11 @@ P001_TABLE5 = {
         "DO": (.92, .04, 100., 69.47, .00), "DO+DP+P": (.01, .01, 0., 69.30, .00),
         "DO+DP+C": (.06, .03, 0., 61.18, .00)},
 }
+
+# Yin et al. 2021 ("See Through Gradients", GradInversion), issue 24: the batch-norm statistics prior is reported
+# to improve batch recovery on ImageNet with a trained ResNet-50 (ablation of the regularisers, B up to 48). The
+# paper's text is not among /work/shared/papers, so no figure is copied here: the comparison states the claim only.
+YIN2021_BN_PRIOR_CLAIM = "the BN statistics prior improves batch reconstructions over no prior (ImageNet, ResNet-50)"
+# Dimitrov et al. 2022 ("Data Leakage in Federated Averaging", TMLR), issue 24: share of FEMNIST images recovered
+# (PSNR >= 20 dB) from FedAvg updates of several local epochs; the paper reports "over 45%".
+DIMITROV2022_FEMNIST_RECOVERED = 0.45

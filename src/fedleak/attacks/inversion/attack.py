@@ -7,6 +7,7 @@ backward pass per iteration for all of them.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from fedleak.attacks import ATTACKS
 from fedleak.attacks.base import Observed, Reconstruction, nothing_to_reconstruct, zero_rows
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
-from fedleak.attacks.inversion.dummy_gradients import attack_copy
+from fedleak.attacks.inversion.bn_prior import (BatchNormPrior, BatchNormTargets, batch_norm_layers,
+                                                inferred_targets, proxy_targets, running_targets)
+from fedleak.attacks.inversion.dummy_gradients import LaneBatchGradients, attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
-from fedleak.attacks.inversion.labels import idlg_labels
+from fedleak.attacks.inversion.labels import batch_labels, idlg_labels
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
@@ -35,7 +38,8 @@ from fedleak.fl.per_sample import SampleGradients
 class InversionAttack:
     """A gradient-inversion attack of an honest-but-curious server (paper 001 Algorithm 1; Algorithm 2 for
     ``cdia``): it sends the model unchanged and inverts every observed update, all of them lanes of one batched
-    optimisation, each observed update taken as one victim's B = 1 gradient; ``seed`` seeds the dummy data."""
+    optimisation, each observed update taken as one victim's gradient of ``num_examples`` samples (a FedAvg
+    delta as :func:`delta_as_gradient`); ``seed`` seeds the dummy data."""
 
     config: InversionConfig
     seed: int = 0
@@ -44,19 +48,51 @@ class InversionAttack:
     def name(self) -> str:
         return self.config.name
 
-    def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, None]:
-        return model, None
+    def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, BatchNormTargets | None]:
+        return model, proxy_secret(self.config, model, context)
 
-    def reconstruct(self, observed: Observed, secret: None, knowledge: ServerKnowledge, *,
+    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: ServerKnowledge, *,
                     device="cpu") -> Reconstruction:
-        if observed.kind != "gradient":
-            raise ValueError(f"{self.name} inverts gradients (FedSGD); it observed {observed.kind}s")
+        counts = set(observed.num_examples)
+        if len(counts) != 1:
+            raise ValueError(f"{self.name} inverts updates of one batch size; observed {sorted(counts)} samples")
+        batch = counts.pop()
+        update, steps = None, 1
+        if observed.kind == "gradient":
+            gradients = observed.updates
+        elif observed.kind == "delta":
+            gradients, update, steps = delta_as_gradient(observed, knowledge)
+        else:
+            raise ValueError(f"{self.name} inverts gradients or FedAvg deltas; it observed {observed.kind}s")
         if bool(zero_rows(observed.updates).all()):  # no gradient to match: any image would be invented
             return nothing_to_reconstruct(tuple(knowledge.input_shape), device)
-        result = reconstruct(self.config, observed.sent[0], ReceivedGradients(observed.updates), knowledge,
-                             device=device, seed=self.seed)
-        result.meta["source"] = torch.arange(len(observed.sources), device=result.inputs.device)
-        return result
+        return reconstruct(self.config, observed.sent[0], ReceivedGradients(gradients, batch_size=batch), knowledge,
+                           device=device, seed=self.seed, update=update, steps=steps, proxy=secret)
+
+
+def delta_as_gradient(observed: Observed, knowledge: ServerKnowledge) -> tuple[dict, dict, int]:
+    """A FedAvg update read as one FedSGD gradient of all its samples (the baseline of Dimitrov et al. 2022 §5:
+    a FedSGD attack on a FedAvg update): ``-delta / (lr * steps)`` of every parameter, when the server knows the
+    local training, else ``-delta`` (the scale matters only to the l2 distance). Returns that gradient, the whole
+    update (for the batch-norm buffers) and the local steps (1 when unknown)."""
+    parameters = dict(observed.sent[0].named_parameters())
+    local, steps = knowledge.local_training, 1
+    if local is not None:
+        samples = observed.num_examples[0] // local.epochs
+        steps = local.steps or local.epochs * -(-samples // local.batch_size)
+    scale = -1.0 / (local.lr * steps) if local is not None else -1.0
+    gradients = {n: t * scale for n, t in observed.updates.items() if n in parameters}
+    return gradients, dict(observed.updates), steps
+
+
+def proxy_secret(config: InversionConfig, model: nn.Module, context) -> BatchNormTargets | None:
+    """What an inversion keeps at ``prepare``: the batch-norm statistics of the server's public data
+    (``context.public``) where the batch-norm prior may use them (``bn_prior`` "proxy" or "auto"), else ``None``."""
+    public = getattr(context, "public", None)
+    if config.bn_prior not in ("proxy", "auto") or public is None or not batch_norm_layers(model):
+        return None
+    device = getattr(context, "device", "cpu")
+    return proxy_targets(attack_copy(model, device), public.to(device).float())
 
 
 def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]:
@@ -96,7 +132,7 @@ def _received(received, device) -> ReceivedGradients:
     grads = {n: g.detach().to(device=device, dtype=torch.float32) for n, g in received.gradients.items()}
     check_finite(grads, "received gradients")
     labels = None if received.labels is None else received.labels.to(device)
-    return ReceivedGradients(grads, labels)
+    return ReceivedGradients(grads, labels, received.batch_size)
 
 
 def _check_names(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> list[str]:
@@ -123,10 +159,54 @@ def recover_labels(model: nn.Module, received: ReceivedGradients, input_shape: t
     return idlg_labels(weight, received.gradients.get(f"{layer}.bias"))
 
 
+def _labels(model: nn.Module, received: ReceivedGradients, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """The received labels, else iDLG labels ``(V,)`` (B = 1) or each batch's labels ``(V, B)`` (Wainakh et al.)."""
+    if received.labels is not None:
+        return received.labels
+    if batch_norm_layers(model):  # traced on one input: batch norm must use its running statistics
+        model = copy.deepcopy(model).eval()
+    if received.batch_size == 1:
+        return recover_labels(model, received, input_shape)
+    layer = trace(model, input_shape=input_shape).output_layer().name
+    weight, bias = received.gradients.get(f"{layer}.weight"), received.gradients.get(f"{layer}.bias")
+    if weight is None:
+        raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not received")
+    return torch.stack([batch_labels(weight[v], None if bias is None else bias[v], received.batch_size)
+                        for v in range(received.victims)])
+
+
+def bn_targets(config: InversionConfig, model: nn.Module, attacked: nn.Module, *, update=None, steps: int = 1,
+               proxy: BatchNormTargets | None = None) -> BatchNormTargets | None:
+    """The batch-norm targets ``config.bn_prior`` asks for (:mod:`fedleak.attacks.inversion.bn_prior`); ``None``
+    for no prior. ``model``: as sent; ``update``: the observed FedAvg updates (BN buffers included) after
+    ``steps`` local steps; ``proxy``: the statistics of the server's public data."""
+    mode = config.bn_prior
+    if mode == "none" or not batch_norm_layers(attacked):
+        return None
+    found = {"inferred": lambda: inferred_targets(model, update or {}, steps),
+             "running": lambda: running_targets(model), "proxy": lambda: proxy}
+    if mode != "auto":
+        targets = found[mode]()
+        if targets is None:
+            raise ValueError(f"bn_prior={mode!r}: " + {
+                "inferred": "the observed update carries no batch-norm buffers (FedSGD gradients never do)",
+                "running": "the model's batch-norm layers have no trained running statistics",
+                "proxy": "the server has no public data (AttackContext.public)"}[mode])
+        return targets
+    for candidate in ("inferred", "running", "proxy"):
+        targets = found[candidate]()
+        if targets is not None:
+            return targets
+    return None
+
+
 def reconstruct(attack: str | InversionConfig, model: nn.Module, received: ReceivedGradients | Mapping,
-                knowledge: ServerKnowledge, *, device="cpu", seed: int = 0) -> Reconstruction:
-    """Invert the B = 1 gradients of ``V`` independent victims with one attack (Algorithm 1 of paper 001 with
-    the attack's gradient model; Algorithm 2 for ``cdia``). The victims' data is never an input."""
+                knowledge: ServerKnowledge, *, device="cpu", seed: int = 0, update=None, steps: int = 1,
+                proxy: BatchNormTargets | None = None) -> Reconstruction:
+    """Invert the gradients of ``V`` independent victims with one attack (Algorithm 1 of paper 001 with the
+    attack's gradient model; Algorithm 2 for ``cdia``), each the mean gradient of ``received.batch_size``
+    samples. The victims' data is never an input. ``update``/``steps``/``proxy``: sources of the batch-norm
+    targets (:func:`bn_targets`). Returns ``V * B`` images, ``meta["source"]`` the victim of each."""
     config = resolve(attack)
     if not isinstance(knowledge, ServerKnowledge):
         raise TypeError(f"knowledge must be a ServerKnowledge, got {type(knowledge).__name__}")
@@ -135,32 +215,40 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     attacked = attack_copy(model, device)
     names = _check_names(attacked, received.gradients)
     grads = {n: received.gradients[n] for n in names}
-    victims, restarts = received.victims, config.restarts
+    victims, restarts, batch = received.victims, config.restarts, received.batch_size
     lanes = victims * restarts
     lane_victim = torch.arange(victims, device=device).repeat(restarts)
+    targets = bn_targets(config, model, attacked, update=update, steps=steps, proxy=proxy)
+    prior = None if targets is None else BatchNormPrior(attacked, targets, lane_victim)
     generator = torch.Generator().manual_seed(seed)
 
-    labels = received.labels
-    if labels is None:
-        labels = recover_labels(attacked, received, knowledge.input_shape)
+    labels = _labels(model, received, knowledge.input_shape).to(device)
     gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
+    if batch > 1 and (gm.fixed_draws or gm.free_draws or gm.dp_clip is not None):
+        raise ValueError(f"attack {config.name!r} models the client's random modules or DP-SGD, which fedleak "
+                         f"supports for B = 1 victims only; got batches of {batch}")
     target = {n: g[lane_victim] for n, g in grads.items()}
-    dummy_gradients = SampleGradients(attacked, names)
+    dummy_gradients = SampleGradients(attacked, names) if batch == 1 else LaneBatchGradients(attacked, names)
     distance = DISTANCES.get(config.distance)(target, gm.names)
-    state = {"x": torch.randn((lanes, *knowledge.input_shape), generator=generator).to(device)}
+    shape = (lanes, *knowledge.input_shape) if batch == 1 else (lanes, batch, *knowledge.input_shape)
+    state = {"x": torch.randn(shape, generator=generator).to(device)}
     if config.optimise_labels:
         num_classes = attacked(torch.zeros((1, *knowledge.input_shape), device=device)).shape[-1]
-        state["y"] = torch.randn((lanes, num_classes), generator=generator).to(device)
+        state["y"] = torch.randn((*shape[:-len(knowledge.input_shape)], num_classes), generator=generator).to(device)
     state.update(gm.initial_state())
     lane_labels = labels[lane_victim]
     low, high = knowledge.input_range
 
     def objective(current: dict[str, torch.Tensor]) -> torch.Tensor:
         y = current["y"].softmax(-1) if config.optimise_labels else lane_labels
-        shared = gm.shared(dummy_gradients(current["x"], y, gm.draws(current)), current)
-        loss = distance(shared) + gm.penalty(current, lanes)
+        x = current["x"]
+        raw = dummy_gradients(x, y, gm.draws(current)) if batch == 1 else dummy_gradients(x, y)
+        loss = distance(gm.shared(raw, current)) + gm.penalty(current, lanes)
         if config.tv_weight:
-            loss = loss + config.tv_weight * total_variation(current["x"])
+            images = x.flatten(0, 1) if batch > 1 else x
+            loss = loss + config.tv_weight * total_variation(images).view(lanes, -1).mean(1)
+        if prior is not None:
+            loss = loss + config.bn_weight * prior(x if batch > 1 else x.unsqueeze(1))
         return loss
 
     def project(current: dict[str, torch.Tensor]) -> None:
@@ -171,8 +259,10 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     outcome = optimise(objective, state, project, config, signed=("x",) if config.signed else ())
     best_restart = outcome.loss.view(restarts, victims).nan_to_num(float("inf")).argmin(0)
     chosen = best_restart * victims + torch.arange(victims, device=device)
-    images = outcome.best["x"][chosen].clamp(low, high)
+    images = outcome.best["x"][chosen].clamp(low, high).reshape(victims * batch, *knowledge.input_shape)
     if config.optimise_labels:
         labels = outcome.best["y"][chosen].argmax(-1)
-    return Reconstruction(images, labels, meta={"loss": outcome.loss[chosen], "iterations": outcome.iterations[chosen]},
-                          info={"seconds": outcome.seconds})
+    meta = {"loss": outcome.loss[chosen], "iterations": outcome.iterations[chosen],
+            "source": torch.arange(victims, device=device)}
+    return Reconstruction(images, labels.reshape(-1), meta={k: v.repeat_interleave(batch) for k, v in meta.items()},
+                          info={"seconds": outcome.seconds, "bn_prior": "none" if targets is None else targets.mode})

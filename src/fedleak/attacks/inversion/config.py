@@ -11,6 +11,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 RANDOMNESS = ("fresh", "true", "optimised")
 DP_MODES = ("ignore", "true", "optimised")
 PRUNING_MODES = ("ignore", "mask", "known")
+BN_PRIORS = ("auto", "none", "running", "inferred", "proxy")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ class InversionConfig:
     "mask" (GPIA: the received gradient's zero pattern is applied to the dummy gradient, eq. 2) or "known"
     (the mask only where the server knowledge says the client pruned: CDIA). ``ignore_after_bottleneck``: PIG,
     the bottleneck decoder's and every later layer's gradients are left out of the distance.
+
+    Image prior of batch-norm models (Yin et al. 2021, eq. 5; :mod:`fedleak.attacks.inversion.bn_prior`):
+    ``bn_prior`` names the target statistics of every batch-norm layer, "running" (the sent model's running
+    statistics), "inferred" (read off the BN buffers of a FedAvg update), "proxy" (the server's public data),
+    "none", or "auto" (inferred, else running when the model has trained them, else proxy when the server has
+    public data, else none); ``bn_weight`` is its weight. A model without batch norm is unaffected.
     """
 
     name: str = "custom"
@@ -56,10 +63,13 @@ class InversionConfig:
     ignore_after_bottleneck: bool = False
     mask_weight: float = 1.0
     noise_weight: float = 1.0
+    bn_prior: str = "auto"
+    bn_weight: float = 1e-2
 
     def __post_init__(self):
         choices = {"distance": DISTANCE_NAMES, "optimizer": OPTIMIZERS, "dropout": RANDOMNESS,
-                   "bottleneck": RANDOMNESS, "dp": DP_MODES, "pruning": PRUNING_MODES}
+                   "bottleneck": RANDOMNESS, "dp": DP_MODES, "pruning": PRUNING_MODES,
+                   "bn_prior": BN_PRIORS}
         for field_name, valid in choices.items():
             if getattr(self, field_name) not in valid:
                 value = getattr(self, field_name)
@@ -68,7 +78,7 @@ class InversionConfig:
             check_number(f"inversion {field_name}", getattr(self, field_name), low=1, integer=True)
         check_number("inversion lr", self.lr, low=0, low_open=True)
         check_number("inversion lr_decay", self.lr_decay, low=0, high=1, low_open=True)
-        for field_name in ("tv_weight", "loss_threshold", "mask_weight", "noise_weight"):
+        for field_name in ("tv_weight", "loss_threshold", "mask_weight", "noise_weight", "bn_weight"):
             check_number(f"inversion {field_name}", getattr(self, field_name), low=0)
 
     def with_(self, **changes) -> "InversionConfig":

@@ -115,8 +115,9 @@ def build_gradient_model(config: InversionConfig, model: nn.Module, received: di
     names = list(received)
     example = torch.zeros((1, *knowledge.input_shape), device=device)
     randoms = stochastic_modules(model)
-    with torch.no_grad():
-        model(example)  # every random module records a draw of the shape one input needs
+    if randoms:
+        with torch.no_grad():
+            model(example)  # every random module records a draw of the shape one input needs
     gm = GradientModel(names=names, mask_weight=config.mask_weight, noise_weight=config.noise_weight)
     for name, module in randoms:
         mode = config.dropout if module.kind == "mask" else config.bottleneck

@@ -16,11 +16,12 @@ from fedleak.checks import check_number
 @dataclass
 class ReceivedGradients:
     """The victims' shared gradients, ``name -> (V, *parameter shape)``, one row per independent victim (each
-    the gradient of one B = 1 local step). ``labels`` ``(V,)`` only when the server knows them; otherwise the
-    attack recovers them analytically."""
+    the mean gradient of one local step on ``batch_size`` samples; 1 by default). ``labels`` ``(V,)`` (``(V, B)``
+    for batches) only when the server knows them; otherwise the attack recovers them analytically."""
 
     gradients: Mapping[str, torch.Tensor]
     labels: torch.Tensor | None = None
+    batch_size: int = 1
 
     def __post_init__(self):
         if not self.gradients:
@@ -28,12 +29,33 @@ class ReceivedGradients:
         counts = {name: g.shape[0] if g.dim() else 0 for name, g in self.gradients.items()}
         if len(set(counts.values())) != 1:
             raise ValueError(f"received gradients must be stacked over the same number of victims; got {counts}")
-        if self.labels is not None and tuple(self.labels.shape) != (self.victims,):
-            raise ValueError(f"received labels must have shape ({self.victims},), got {tuple(self.labels.shape)}")
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+        want = (self.victims,) if self.batch_size == 1 else (self.victims, self.batch_size)
+        if self.labels is not None and tuple(self.labels.shape) != want:
+            raise ValueError(f"received labels must have shape {want}, got {tuple(self.labels.shape)}")
 
     @property
     def victims(self) -> int:
         return next(iter(self.gradients.values())).shape[0]
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """The client's local training in FedAvg, which the server set up (Dimitrov et al. 2022 §3): plain SGD with
+    learning rate ``lr`` on mini-batches of ``batch_size``, for ``epochs`` epochs over its data, or for ``steps``
+    steps when set (one pass over ``steps * batch_size`` samples)."""
+
+    lr: float
+    batch_size: int
+    epochs: int = 1
+    steps: int | None = None
+
+    def __post_init__(self):
+        check_number("local lr", self.lr, low=0, low_open=True)
+        check_number("local batch_size", self.batch_size, low=1, integer=True)
+        check_number("local epochs", self.epochs, low=1, integer=True)
+        if self.steps is not None:
+            check_number("local steps", self.steps, low=1, integer=True)
 
 
 @dataclass
@@ -45,7 +67,7 @@ class ServerKnowledge:
     modules among them; the random modules themselves are part of the model); ``dp_clip``/``dp_sigma``: the
     DP-SGD parameters (DPIA, WIIG). The client's true randomness, which only the WIIG baseline is given:
     ``true_draws`` (random-module name -> ``(V, 1, ...)``, the draws of each victim's step) and ``true_dp_noise``
-    (parameter name -> ``(V, *shape)``).
+    (parameter name -> ``(V, *shape)``). ``local_training``: the clients' FedAvg recipe (attacks on FedAvg updates).
     """
 
     input_shape: tuple[int, ...]
@@ -55,6 +77,7 @@ class ServerKnowledge:
     dp_sigma: float | None = None
     true_draws: Mapping[str, torch.Tensor] = field(default_factory=dict)
     true_dp_noise: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    local_training: LocalTraining | None = None
 
     def __post_init__(self):
         self.input_shape = tuple(int(s) for s in self.input_shape)
@@ -68,3 +91,5 @@ class ServerKnowledge:
             check_number("dp_clip", self.dp_clip, low=0, low_open=True)
         if self.dp_sigma is not None:
             check_number("dp_sigma", self.dp_sigma, low=0)
+        if self.local_training is not None and not isinstance(self.local_training, LocalTraining):
+            raise TypeError(f"local_training must be a LocalTraining, got {type(self.local_training).__name__}")

@@ -3,6 +3,13 @@
 ``ig`` carries the settings of paper 001 §5.2 (cosine distance, TV weight 0.01, Adam from learning rate 1 decayed
 by 0.1 after 400 iterations without improvement, stop below loss 1e-5, after 4,000 iterations without
 improvement or after 20,000). The targeted attacks of §4 differ from ``ig`` only in their gradient model.
+
+Every preset has the batch-norm statistics prior of GradInversion (Yin et al. 2021, eq. 5) as its option
+``bn_prior`` (default "auto": on for a model with batch norm whose statistics are known, off otherwise, so a model
+without batch norm inverts exactly as before) with weight ``bn_weight`` = 1e-2 (chosen without tuning; deviation:
+GradInversion also adds a group-consistency prior, eq. 7, and an l2 image prior, which fedleak does not).
+FedAvg inversion (Dimitrov et al. 2022) is ``fedavg_inversion`` (:mod:`fedleak.attacks.inversion.fedavg`): IG's
+settings with the client's local training simulated.
 """
 from __future__ import annotations
 

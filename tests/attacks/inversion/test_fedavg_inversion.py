@@ -1,0 +1,54 @@
+"""FedAvg inversion (Dimitrov et al. 2022) on fedleak's FedAvg protocol, against IG on the same update."""
+import pytest
+import torch
+import torch.nn as nn
+
+from fedleak.attacks import ATTACKS
+from fedleak.attacks.inversion import ServerKnowledge
+from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.cases import Audit, ThreatModel
+from fedleak.cases.scoring import score
+from fedleak.data import load_dataset
+from fedleak.fl import FederationSpec, FLConfig, build_federation
+
+LR, BATCH, STEPS, ITERATIONS = 0.1, 2, 2, 150
+
+
+def tiny_cnn(input_shape, num_classes) -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 7 * 7, num_classes))
+    model.input_shape, model.num_classes = input_shape, num_classes
+    return model
+
+
+def test_fedavg_inversion_beats_ig_on_a_two_step_update_of_four_images():
+    data = load_dataset("bundled", size=(16, 16))
+    # the client holds four images of different classes (the inversion tests' victims), one pass of 2 steps of 2
+    train, test = data.subset(torch.tensor([0, 37, 74, 111])), data.subset(torch.arange(40, 56))
+    config = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_steps=STEPS, batch_size=BATCH, lr=LR,
+                      optimizer="sgd", seed=0)
+    knowledge = ServerKnowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, steps=STEPS))
+    audit = Audit("fedavg_inversion", ThreatModel(protocol="fedavg"), knowledge=knowledge, iterations=ITERATIONS)
+    build_federation(FederationSpec(val_fraction=0.0), config, audit=audit, model=tiny_cnn(data.info.input_shape, 10),
+                     datasets=(train, test), progress=False).run()
+    (record,) = audit.records
+    assert record.status == "attacked" and record.observed.kind == "delta"
+    images, labels = record.truth
+    assert len(images) == BATCH * STEPS == len(record.reconstruction)
+    ig = ATTACKS.build("ig", iterations=ITERATIONS).reconstruct(record.observed, None, knowledge)
+    ours, theirs = record.scores["psnr"], score(ig, images, labels)["psnr"]
+    assert ours > theirs + 2.0  # measured 18.3 dB vs 13.3 dB (150 iterations)
+
+
+def test_fedavg_inversion_needs_the_local_training_and_a_delta():
+    attack = ATTACKS.build("fedavg_inversion", iterations=1)
+    from fedleak.attacks import Observed
+
+    model = tiny_cnn((1, 16, 16), 10)
+    delta = {n: torch.zeros(1, *p.shape) for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="local_training"):
+        attack.reconstruct(Observed(delta, "delta", (0,), (4,), (model,)), None, ServerKnowledge((1, 16, 16)))
+    with pytest.raises(ValueError, match="deltas"):
+        attack.reconstruct(Observed(delta, "gradient", (0,), (4,), (model,)), None, ServerKnowledge((1, 16, 16)))
+    with pytest.raises(ValueError, match="orders"):
+        ATTACKS.build("fedavg_inversion", orders=0)
