@@ -52,6 +52,17 @@ def test_bad_insertion_points_are_explained():
         insert_module(model, "block2", nn.Identity(), after="block1")
     with pytest.raises(ValueError, match="exactly one of after= or before="):
         insert_module(model, "d", nn.Identity())
+    with pytest.raises(ValueError, match="model has no submodule 'nothing'"):
+        insert_module(model, "d", nn.Identity(), after="nothing.fc")
+
+
+def test_a_module_under_any_parent_is_spliced_in_place_and_keeps_its_name():
     vit = build_model("vit_small", (3, 16, 16), 10, depth=1, width=16, heads=2)
-    with pytest.raises(ValueError, match="its parent is a TransformerBlock, not nn.Sequential"):
-        insert_module(vit, "d", nn.Identity(), after="blocks.0.attn")
+    recorder = Recorder()
+    insert_module(vit, "probe", recorder, after="blocks.0.attn")  # parent: a TransformerBlock attribute
+    assert [n for n, _ in vit.blocks[0].attn.named_children()] == ["attn", "probe"]
+    assert "blocks.0.attn.attn.qkv.weight" in vit.state_dict()
+    vit(torch.rand(1, 3, 16, 16))
+    assert recorder.seen == (1, 17, 16)
+    insert_module(vit, "first", nn.Identity(), before="blocks.0.attn")  # a second insertion joins the splice
+    assert [n for n, _ in vit.blocks[0].attn.named_children()] == ["first", "attn", "probe"]
