@@ -147,11 +147,17 @@ class Anatomy:
         raise ValueError(f"{self.model} runs no step {name!r}")
 
     def steps_before(self, name: str) -> list[Step]:
-        """Every step that ran before step ``name`` first ran, in execution order."""
-        index = next((i for i, step in enumerate(self.steps) if step.name == name), None)
-        if index is None:
+        """Every step that ran before step ``name`` first ran, in execution order; for a layer inside an attention
+        layer (not a step of its own), the steps before that attention layer."""
+        names = [step.name for step in self.steps]
+        if name not in names and name not in self.shapes:
             raise ValueError(f"{self.model} runs no step {name!r}")
-        return list(self.steps[:index])
+        path = name
+        while path not in names and path:
+            path = path.rpartition(".")[0]
+        if path not in names:
+            raise ValueError(f"{self.model} runs no step {name!r}")
+        return list(self.steps[:names.index(path)])
 
     def readers(self, name: str) -> list[Step]:
         """The steps that read the output of step ``name`` (``"input"``: the model input)."""
