@@ -194,8 +194,8 @@ def cvb_point(anatomy: Anatomy) -> str:
         anchor = step if step.layer is not None else anatomy.producer(step)
         if anchor is None or anchor.layer.output_shape is None or len(anchor.layer.output_shape) not in (2, 3):
             continue
-        if any(layer.kind in ("attention", "embedding") for layer in anatomy.before(anchor.name)) and \
-                anatomy.layers("attention"):
+        earlier = anatomy.executed[:[layer.name for layer in anatomy.executed].index(anchor.name)]
+        if any(layer.kind == "attention" for layer in earlier):
             break  # inside a transformer block: place after the block below
         if anchor.layer.calls > 1:
             skipped.append(f"{anchor.name} runs {anchor.layer.calls} times per forward")

@@ -63,7 +63,14 @@ class DPSGD:
             if engine.randoms:
                 model(x)
         draws = {name: m.last_draw for name, m in engine.randoms.items() if m.last_draw is not None}
-        grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        try:
+            grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        except RuntimeError as error:
+            if "vmap" not in str(error):
+                raise
+            raise NotApplicable(f"DP-SGD needs per-sample gradients, and torch.func.vmap cannot compute them for "
+                                f"{type(model).__name__}: {str(error).split('. ')[0]} (e.g. an `if` on a batch "
+                                f"statistic, which also mixes the samples)") from error
         for name, module in engine.randoms.items():
             module.last_draw = draws.get(name)
         return grads

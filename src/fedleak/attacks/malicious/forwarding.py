@@ -58,13 +58,7 @@ def forward_input(anatomy: Anatomy, layer: str, *, generator: torch.Generator, l
     if anatomy.functional_note:
         raise NotApplicable(f"cannot forward the input: {anatomy.functional_note}")
     steps = [step for step in anatomy.steps_before(layer) if not _skip(step)]
-    for step in steps:
-        if step.layer is None:
-            raise NotApplicable(f"cannot forward the input through {step.name} ({step.kind} {step.function} in the "
-                                f"forward code of {step.owner or 'the model'}); supported: Conv2d and Linear, each "
-                                "followed by ReLU, and flattening")
-    leaves = [step.layer for step in steps]
-    convs = [i for i, leaf in enumerate(leaves) if isinstance(leaf.module, nn.Conv2d)]
+    convs = [i for i, step in enumerate(steps) if step.layer is not None and isinstance(step.layer.module, nn.Conv2d)]
     spatial = len(input_shape) == 3
     channels = torch.arange(input_shape[0]) if spatial else None
     positions = None if spatial else torch.arange(math.prod(input_shape))
@@ -89,7 +83,12 @@ def forward_input(anatomy: Anatomy, layer: str, *, generator: torch.Generator, l
         if spatial:
             raise NotApplicable(f"linear layer {linear.name!r} reads an input that was not flattened")
 
-    for index, leaf in enumerate(leaves):
+    for index, step in enumerate(steps):
+        if step.layer is None:
+            raise NotApplicable(f"cannot forward the input through {step.name} ({step.kind} {step.function} in the "
+                                f"forward code of {step.owner or 'the model'}); supported: Conv2d and Linear, each "
+                                "followed by ReLU, and flattening")
+        leaf = step.layer
         name, module = leaf.name, leaf.module
         if isinstance(module, nn.Conv2d):
             if not spatial:
