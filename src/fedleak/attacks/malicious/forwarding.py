@@ -34,7 +34,7 @@ def check_relu_follows(anatomy: Anatomy, name: str) -> Step:
     activation = anatomy.activation_after(name)
     if activation is None or activation.function not in PASSING:
         readers = anatomy.readers(name)
-        what = ", ".join(f"{r.name} ({r.function or r.layer.type if r.layer is not None else r.kind})"
+        what = ", ".join(f"{r.name} ({r.layer.type if r.layer is not None else r.function})"
                          for r in readers) or "nothing"
         raise NotApplicable(f"cannot forward the input through {name!r}: its output must go through a ReLU alone, "
                             f"but is read by {what}")
