@@ -142,3 +142,25 @@ def test_trap_weights_and_passive_say_truly_why_they_do_not_apply(name):
 
 def test_every_zoo_model_is_covered():
     assert set(REASONS) | {"mnist_mlp"} == set(ZOO)
+
+
+@pytest.mark.parametrize("name", ["resnet", "vit"])
+def test_loki_block_goes_in_front_of_any_image_model_and_reads_its_client(data, name):
+    from fedleak.attacks.malicious.loki import extract_loki
+    from fedleak.metrics.extraction import best_points
+    from fedleak.metrics.image import ssim
+
+    x, y, (mean, std) = data
+    torch.manual_seed(0)
+    model = build(name, SHAPE)
+    sent, secret = prepare("loki", model, AttackContext(SHAPE, 10, clients=(0, 1)), num_bins=256,
+                           feature_mean=mean, feature_std=std)
+    assert set(sent[1].state_dict()) - set(model.state_dict()) == {
+        "loki.conv.weight", "loki.conv.bias", "loki.imprint.weight", "loki.imprint.bias"}
+    update = {k: -0.01 * g for k, g in batch_gradients(sent[1], x[:16], y[:16]).items()}  # one SGD step
+    got = extract_loki(update, secret)
+    assert not (got.meta["client"] == 0).any()  # client 1's kernels write only into its own block
+    mine = got.inputs[got.meta["client"] == 1]
+    assert (ssim(best_points(mine, x[:16]).clamp(0, 1), x[:16]) > 0.9).float().mean() >= 0.7
+    with pytest.raises(NotApplicable, match="reads images"):
+        prepare("loki", build("text"), AttackContext((16,), 10, clients=(0,)), feature_mean=0.3, feature_std=0.1)
