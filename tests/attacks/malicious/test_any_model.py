@@ -164,3 +164,24 @@ def test_loki_block_goes_in_front_of_any_image_model_and_reads_its_client(data, 
     assert (ssim(best_points(mine, x[:16]).clamp(0, 1), x[:16]) > 0.9).float().mean() >= 0.7
     with pytest.raises(NotApplicable, match="reads images"):
         prepare("loki", build("text"), AttackContext((16,), 10, clients=(0,)), feature_mean=0.3, feature_std=0.1)
+
+
+@pytest.mark.parametrize("attack", ["text_embedding", "decepticons"])
+def test_text_attacks_on_an_image_model_say_it_is_not_a_text_model(attack):
+    model = build("resnet")
+    assert not any(isinstance(m, nn.Embedding) for m in model.modules())
+    with pytest.raises(NotApplicable, match="ResNetTiny has no|ResNetTiny has none"):
+        prepare(attack, model, AttackContext((3, 32, 32), 10), tokens_per_update=16) if attack == "decepticons" \
+            else prepare(attack, model, AttackContext((3, 32, 32), 10))
+
+
+def test_model_inconsistency_targets_the_rounds_first_client_by_default_and_names_its_inner_attack(data):
+    x, y, _ = data
+    torch.manual_seed(0)
+    sent, _ = prepare("model_inconsistency", build("mnist_mlp", SHAPE), AttackContext(SHAPE, 10, clients=(2, 5)))
+    assert set(sent) == {2, 5}
+    silent = batch_gradients(sent[5], x, y)  # the other client's update: zero but for the output bias
+    assert all(g.abs().max() == 0 for k, g in silent.items() if k != "out.bias")
+    assert batch_gradients(sent[2], x, y)["fc1.weight"].abs().max() > 0  # the target's trapped model
+    with pytest.raises(NotApplicable, match="trap_weights does not apply: .*'conv1'.*read by bn1"):
+        prepare("model_inconsistency", build("resnet"), AttackContext((3, 32, 32), 10, clients=(0, 1)))
