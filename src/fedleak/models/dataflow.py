@@ -48,6 +48,8 @@ def activation_name(module: nn.Module) -> str:
 def function_name(func: Any) -> str:
     """``add_``, ``__iadd__`` and ``add`` are all "add"; ``F.relu``, ``torch.relu`` and ``Tensor.relu_`` "relu"."""
     name = getattr(func, "__name__", None) or type(func).__name__
+    if name == "__get__":  # a tensor property (x.T, x.mT): its own name
+        name = getattr(getattr(func, "__self__", None), "__name__", name)
     if name.startswith("__") and name.endswith("__"):
         name = name[2:-2]
     return name.rstrip("_") or name
