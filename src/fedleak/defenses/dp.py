@@ -4,6 +4,10 @@ Each sample's gradient g_i is scaled by 1 / max(1, ||g_i||_2 / tau) (norm over a
 gradients are summed, Gaussian noise Xi ~ N(0, sigma^2 tau^2 I) is added and the sum is divided by the batch
 size B. Paper 001 uses tau = 20 with sigma = 1e-4 (ablation, §5.3) and 1e-3 (Table 1). The privacy spent is
 computed by Opacus's RDP accountant, whose ``noise_multiplier`` is this sigma (noise std = sigma * tau).
+
+Per-sample gradients do not exist where BatchNorm mixes the samples of a batch (Opacus refuses such models too):
+``dp`` refuses them with that reason, and ``dp:batchnorm=group`` trains them with GroupNorm in place of every
+BatchNorm (Wu & He 2018; :func:`replace_batchnorm`), which normalises each sample on its own.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from fedleak.models.attention import Attention
-from fedleak.models.dataflow import INPUT, Dataflow, Step, activation_name
+from fedleak.models.dataflow import INPUT, Dataflow, Step, activation_name, tensors as _tensors
 
 KINDS = ("conv", "linear", "norm", "attention", "embedding", "activation", "other")
 NORMS = {_BatchNorm: "batch", nn.GroupNorm: "group", nn.LayerNorm: "layer", _InstanceNorm: "instance"}
@@ -330,17 +330,6 @@ def _nothing() -> Iterator[None]:
 
 def _is_leaf(module: nn.Module) -> bool:
     return not any(True for _ in module.children())
-
-
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
 
 
 def _shape(*values: Any) -> tuple[int, ...] | None:

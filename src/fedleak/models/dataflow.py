@@ -103,13 +103,13 @@ class Dataflow(TorchFunctionMode):
         return list(self._records.values())
 
     def _mark(self, value: Any, name: str) -> None:
-        for tensor in _tensors(value):
+        for tensor in tensors(value):
             self._producer[id(tensor)] = name
             self._alive.append(tensor)
 
     def _reads(self, *values: Any) -> list[str]:
         reads: list[str] = []
-        for tensor in (t for v in values for t in _tensors(v)):
+        for tensor in (t for v in values for t in tensors(v)):
             source = self._producer.get(id(tensor))
             if source is not None and source not in reads:
                 reads.append(source)
@@ -133,7 +133,7 @@ class Dataflow(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         output = func(*args, **(kwargs or {}))
-        if self._depth == 0 and next(_tensors(output), None) is not None:
+        if self._depth == 0 and next(tensors(output), None) is not None:
             reads = self._reads(args, kwargs)
             if reads:
                 function = function_name(func)
@@ -145,12 +145,13 @@ class Dataflow(TorchFunctionMode):
         return output
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in ``value`` (a tensor, or tuples, lists and dicts of them), in order."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors(item)
