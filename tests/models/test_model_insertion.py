@@ -68,6 +68,11 @@ def test_a_module_under_any_parent_is_spliced_in_place_and_keeps_its_name():
     assert [n for n, _ in vit.blocks[0].attn.named_children()] == ["first", "attn", "probe"]
 
 
+class Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
 class DictHead(nn.Module):
     """A plain attribute and a ModuleDict, as ordinary models write them."""
 
@@ -96,17 +101,13 @@ def test_a_module_before_the_input_of_any_model_survives_copies_and_saving(tmp_p
 
     from fedleak.models.insertion import insert_before_input
 
-    class Double(nn.Module):
-        def forward(self, x):
-            return 2 * x
-
     model = DictHead()
     x = torch.rand(2, 4)
     expected = model(2 * x)
-    insert_before_input(model, "double", Double())
+    insert_before_input(model, "twice", Double())
     torch.testing.assert_close(model(x), expected)
     torch.testing.assert_close(copy.deepcopy(model)(x), expected)
     torch.save(model, tmp_path / "model.pt")
     torch.testing.assert_close(torch.load(tmp_path / "model.pt", weights_only=False)(x), expected)
-    with pytest.raises(ValueError, match="cannot add a module named 'double' to DictHead: the name is taken"):
-        insert_before_input(model, "double", Double())
+    with pytest.raises(ValueError, match="cannot add a module named 'twice' to DictHead: the name is taken"):
+        insert_before_input(model, "twice", Double())

@@ -84,7 +84,7 @@ def insert_before_input(model: nn.Module, name: str, module: nn.Module) -> nn.Mo
         return insert_module(model, name, module, before=next(iter(model._modules)))
     if not name or "." in name or name in model._modules or hasattr(model, name):
         raise ValueError(f"cannot add a module named {name!r} to {type(model).__name__}: the name is taken or "
-                         "not one part")
+                         "not one part (an existing child, attribute or method)")
     model.add_module(name, module)
     model.register_forward_pre_hook(RunFirst(name))
     return model
