@@ -159,7 +159,8 @@ class MobileNetV2Tiny(nn.Module):
     def __init__(self, input_shape, num_classes):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Sequential(nn.Conv2d(input_shape[0], 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True)),
+            nn.Sequential(nn.Conv2d(input_shape[0], 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
+                          nn.ReLU6(inplace=True)),
             InvertedResidual(16, 8, 1, 1), InvertedResidual(8, 12, 2, 4), InvertedResidual(12, 12, 1, 4),
             InvertedResidual(12, 16, 2, 4), InvertedResidual(16, 16, 1, 4),
             nn.Sequential(nn.Conv2d(16, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU6(inplace=True)))

@@ -108,9 +108,9 @@ def dropout_points(model: nn.Module, model_name: str, input_shape: tuple[int, ..
     if not points:
         found = ", ".join(f"{s.name} ({s.function})" for s in anatomy.activations()) or "none"
         why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+        note = f"; {anatomy.functional_note}" if anatomy.functional_note else ""
         raise NotApplicable(f"Dropout goes after hidden activations, and {anatomy.model} has none to follow "
-                            f"(activations run: {found}{why}){'; ' + anatomy.functional_note if anatomy.functional_note else ''}; "
-                            "name the submodules with dropout:at=PATH+PATH")
+                            f"(activations run: {found}{why}){note}; name the submodules with dropout:at=PATH+PATH")
     return points
 
 

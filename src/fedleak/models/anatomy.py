@@ -242,19 +242,6 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
     inputs: dict[str, tuple[int, ...] | None] = {}
     outputs: dict[str, tuple[int, ...] | None] = {}
 
-    def before_call(name):
-        def hook(_module, args, kwargs):
-            if not calls[name]:
-                order.append(name)
-                inputs[name] = _shape(args, kwargs)
-            calls[name] += 1
-        return hook
-
-    def after_call(name):
-        def hook(_module, _args, output):
-            outputs.setdefault(name, _shape(output))
-        return hook
-
     opaque = {n for n, m in units.items() if _is_leaf(m) or (n in attention and n not in nested)}
     flow = Dataflow(opaque=opaque, tracked=set(units))
 

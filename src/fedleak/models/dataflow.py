@@ -31,7 +31,9 @@ ADDS = frozenset(("add", "iadd", "radd"))
 POOLS = frozenset(f"{kind}_pool{d}d" for kind in ("max", "avg", "adaptive_avg", "adaptive_max", "lp")
                   for d in (1, 2, 3))
 REDUCTIONS = frozenset(("mean", "sum", "amax", "amin", "logsumexp"))
-RESHAPES = frozenset(("flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze", "unflatten"))
+# Reshapes that keep the order of the features, and copies and casts that keep their values (x.float(), x.to(dev)).
+RESHAPES = frozenset(("flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze", "unflatten", "view_as",
+                      "reshape_as", "to", "float", "double", "cpu", "cuda", "detach", "clone", "type_as"))
 FUNCTION_KINDS = {**dict.fromkeys(ACTIVATIONS, "activation"), **dict.fromkeys(ADDS, "add"),
                   **dict.fromkeys(POOLS, "pool"), **dict.fromkeys(REDUCTIONS, "reduce"),
                   **dict.fromkeys(RESHAPES, "reshape")}
@@ -58,10 +60,10 @@ def function_name(func: Any) -> str:
 @dataclass(frozen=True)
 class Step:
     """One step of a traced forward: a module (``layer`` set; ``kind`` its layer kind) or a functional call made
-    in the code of module ``owner`` (``layer`` None; ``kind`` "activation", "add", "pool", "reduce", "reshape" or
-    "other", ``name`` ``owner:function#k``). ``function`` names an activation ("relu", "relu6", "gelu" ...) or the
-    functional call; ``reads`` the steps whose outputs it reads (over all calls of a module; ``"input"``: the
-    model input)."""
+    in the code of module ``owner`` (``layer`` None; ``kind`` "activation", "add", "pool", "reduce", "reshape" (an
+    order-keeping reshape, or a value-keeping copy or cast) or "other", ``name`` ``owner:function#k``).
+    ``function`` names an activation ("relu", "relu6", "gelu" ...) or the functional call; ``reads`` the steps
+    whose outputs it reads (over all calls of a module; ``"input"``: the model input)."""
 
     name: str
     kind: str

@@ -185,3 +185,29 @@ def test_model_inconsistency_targets_the_rounds_first_client_by_default_and_name
     assert batch_gradients(sent[2], x, y)["fc1.weight"].abs().max() > 0  # the target's trapped model
     with pytest.raises(NotApplicable, match="trap_weights does not apply: .*'conv1'.*read by bn1"):
         prepare("model_inconsistency", build("resnet"), AttackContext((3, 32, 32), 10, clients=(0, 1)))
+
+
+class CastingMLP(nn.Module):
+    """Casts and moves its input in forward, as models written for several devices do."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(784, 200), nn.Linear(200, 10)
+
+    def forward(self, x):
+        x = x.float().to(self.fc1.weight.device).reshape(len(x), -1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class NormalisingMLP(CastingMLP):
+    """Normalises its input in forward: the first layer no longer reads the raw input."""
+
+    def forward(self, x):
+        return super().forward((x - 0.5) / 0.25)
+
+
+def test_passive_extraction_sees_through_casts_but_not_a_normalisation_in_forward():
+    _, secret = prepare("passive", CastingMLP(), AttackContext(SHAPE, 10))
+    assert secret.layer == "fc1"
+    with pytest.raises(NotApplicable, match="'fc1' runs after model:sub#1 \\(sub\\), model:div#1 \\(div\\)"):
+        prepare("passive", NormalisingMLP(), AttackContext(SHAPE, 10))

@@ -15,7 +15,8 @@ from fedleak.checks import NotApplicable
 
 
 def check_size_preserving(name: str, conv: nn.Conv2d) -> None:
-    """Raise ``ValueError`` unless ``conv`` keeps the spatial size with one centred tap (§7 "Two Dimensional Input")."""
+    """Raise :class:`NotApplicable` unless ``conv`` keeps the spatial size with one centred tap (§7 "Two
+    Dimensional Input")."""
     kernel = conv.kernel_size
     same = conv.padding == "same" or tuple(conv.padding) == (kernel[0] // 2, kernel[1] // 2)
     problems = []
@@ -44,7 +45,8 @@ def forward_conv(name: str, conv: nn.Conv2d, carried: torch.Tensor, *, last: boo
     check_size_preserving(name, conv)
     count, out_channels = len(carried), conv.out_channels
     if out_channels < count:
-        raise NotApplicable(f"convolution {name!r} has {out_channels} filters, fewer than the {count} channels to forward")
+        raise NotApplicable(f"convolution {name!r} has {out_channels} filters, fewer than the {count} channels to "
+                            "forward")
     weight, bias = conv.weight, conv.bias
     targets = torch.randperm(out_channels, generator=generator)[:count].to(weight.device)
     centre = (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)

@@ -72,8 +72,9 @@ def check_batch(model: nn.Module, anatomy, input_shape: tuple[int, ...], num_cla
 
 class ModelInconsistency:
     """Model inconsistency (module docstring) around the attack ``inner`` of :data:`fedleak.attacks.ATTACKS`
-    (built with ``inner_options``), aimed at client ``target`` (``None``: the first client the round targets). Every client of the round must receive a model
-    from it (``ThreatModel(victims=None)``): a client sent the global model instead adds its own update."""
+    (built with ``inner_options``), aimed at client ``target`` (``None``: the first client the round targets).
+    Every client of the round must receive a model from it (``ThreatModel(victims=None)``): a client sent the
+    global model instead adds its own update."""
 
     name = "model_inconsistency"
 
