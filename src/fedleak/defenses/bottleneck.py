@@ -192,7 +192,10 @@ def cvb_point(anatomy: Anatomy) -> str:
     skipped = []
     for step in anatomy.activations():
         anchor = step if step.layer is not None else anatomy.producer(step)
-        if anchor is None or anchor.layer.output_shape is None or len(anchor.layer.output_shape) not in (2, 3):
+        if anchor is None:
+            skipped.append(f"{step.name} reads {' and '.join(step.reads)}, not the output of one module")
+            continue
+        if anchor.layer.output_shape is None or len(anchor.layer.output_shape) not in (2, 3):
             continue
         earlier = anatomy.executed[:[layer.name for layer in anatomy.executed].index(anchor.name)]
         if any(layer.kind == "attention" for layer in earlier):
