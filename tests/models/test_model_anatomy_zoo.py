@@ -115,3 +115,26 @@ def test_tracing_with_the_recorder_leaves_the_model_and_its_outputs_unchanged():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics untouched
     model.eval()
     torch.testing.assert_close(model(x), model(x))
+
+
+class RefusesModesWithModules(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Linear(2 * 4 * 4, 2)
+
+    def forward(self, x):
+        if torch._C._is_torch_function_mode_enabled():
+            raise RuntimeError("no modes here")
+        return self.fc(self.act(self.conv(x)).flatten(1))
+
+
+def test_the_fallback_keeps_the_module_steps_and_the_defenses_say_what_they_could_not_see():
+    from fedleak.checks import NotApplicable
+    from fedleak.defenses import apply_defenses
+
+    anatomy = trace(RefusesModesWithModules(), input_shape=(1, 4, 4))
+    assert [s.name for s in anatomy.activations()] == ["act"] and anatomy.activation_after("conv").name == "act"
+    defended, _, _ = apply_defenses(RefusesModesWithModules(), "dropout", model_name="x", input_shape=(1, 4, 4))
+    assert [n for n, _ in defended.named_children()] == ["conv", "act", "fc"]  # spliced in place
+    with pytest.raises(NotApplicable, match="Dropout goes after hidden activations.*functional calls not traced"):
+        apply_defenses(RefusesModes(), "dropout", model_name="x", input_shape=(4,))

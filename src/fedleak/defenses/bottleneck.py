@@ -211,6 +211,7 @@ def cvb_point(anatomy: Anatomy) -> str:
             return block
     flat = ", ".join(f"{s.name} {_shape_of(anatomy, s)}" for s in anatomy.activations()) or "none"
     why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+    why += f"; {anatomy.functional_note}" if anatomy.functional_note else ""
     raise NotApplicable(f"CVB convolves a feature map (C, H, W), (C, L) or token sequence (T, D) after a hidden "
                         f"activation; {anatomy.model} has none (its activations: {flat}{why}); use PRECODE "
                         "(precode), which needs only a fully connected output layer, or name a point with "

@@ -71,7 +71,8 @@ def activation_points(anatomy: Anatomy) -> tuple[list[str], list[str]]:
     docstring), and why each activation that gets none is skipped."""
     points, skipped = [], []
     for step in anatomy.activations():
-        if step.function not in HIDDEN_ACTIVATIONS or not anatomy.readers(step.name):
+        output = not anatomy.readers(step.name) and not anatomy.functional_note  # (unknown without the dataflow)
+        if step.function not in HIDDEN_ACTIVATIONS or output:
             continue  # an output nonlinearity (softmax, a final sigmoid) is not a hidden layer
         anchor = step if step.layer is not None else anatomy.producer(step)
         if anchor is None:

@@ -284,8 +284,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
             raise ValueError(f"tracing {type(model).__name__} on an input of shape {tuple(example.shape)} "
                              f"({example.dtype}) failed: {plain_error}") from plain_error
         note = (f"functional calls not traced ({type(error).__name__}: {error}); activations, adds and pooling "
-                "written in forward code are not seen")
-        flow.reset(example)
+                "written in forward code are not seen")  # the module steps of the plain run are kept
     layers = []
     for name in (n for n in order if n in units):
         module = units[name]
