@@ -1,6 +1,6 @@
-"""Checks of numbers and tensors that come from outside: numeric options of defenses, attacks and detectors
-(finite and in range), received updates (finite) and device names (present on this machine), each failing with a
-message naming the bad value."""
+"""The explicit "does not apply" error (:class:`NotApplicable`), and checks of numbers and tensors that come from
+outside: numeric options of defenses, attacks and detectors (finite and in range), received updates (finite) and
+device names (present on this machine), each failing with a message naming the bad value."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,12 @@ import numbers
 from typing import Iterable, Mapping
 
 import torch
+
+
+class NotApplicable(ValueError):
+    """An attack or defense that does not apply to this model or data, with the real reason (what the model has
+    that the method cannot handle, and where possible the change that would make it apply). A ``ValueError``, so
+    callers that treat a ``ValueError`` of ``prepare`` or of a defense as "does not apply" keep working."""
 
 
 class NonFiniteUpdate(ValueError):

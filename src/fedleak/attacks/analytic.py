@@ -22,7 +22,7 @@ import torch.nn as nn
 from fedleak.models.anatomy import Anatomy
 
 from fedleak.attacks.base import Reconstruction
-from fedleak.checks import check_finite
+from fedleak.checks import NotApplicable, check_finite
 
 NEGLIGIBLE = 1e-10  # bias gradients this small relative to the largest are round-off
 
@@ -65,9 +65,12 @@ class LayerSecret:
 def extraction_layer(anatomy: Anatomy, name: str | None = None, *, last: bool = False) -> tuple[str, nn.Linear]:
     """The linear layer ``name`` (default: the first to run, or the last with ``last=True``) of a traced model as
     ``(name, module)``; Eq. 5 divides by its bias gradient, so it must have a bias."""
+    if name is None and not anatomy.layers("linear"):
+        raise NotApplicable(f"analytic extraction reads a fully connected layer's gradient (paper 002 Eq. 5); "
+                            f"{anatomy.model} runs no linear layer")
     layer = anatomy.pick("linear", name, last=last)
     if layer.module.bias is None:
-        raise ValueError(f"linear layer {layer.name!r} has no bias; analytic extraction needs one (paper 002 Eq. 5)")
+        raise NotApplicable(f"linear layer {layer.name!r} has no bias; analytic extraction needs one (paper 002 Eq. 5)")
     return layer.name, layer.module
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from fedleak.attacks.analytic import LayerSecret, extraction_layer, identity_map
-from fedleak.checks import check_levels
+from fedleak.checks import NotApplicable, check_levels
 from fedleak.models.anatomy import Anatomy, trace
 
 
@@ -29,24 +29,47 @@ class PassiveConfig:
         check_levels("passive", self.levels)
 
 
+def raw_input_reason(anatomy: Anatomy, name: str, input_shape: tuple[int, ...]) -> str:
+    """Why fully connected layer ``name`` of a traced model does not read the raw input of ``input_shape`` ("" when
+    it does: nothing but flattening runs before it, in modules or in the forward code, and it reads every
+    feature)."""
+    if anatomy.functional_note:
+        return anatomy.functional_note
+    before = [step for step in anatomy.steps_before(name) if not _passes_input(step)]
+    if before:
+        shown = ", ".join(f"{s.name} ({s.layer.type if s.layer is not None else s.function})" for s in before[:4])
+        more = f" and {len(before) - 4} more" if len(before) > 4 else ""
+        return f"{name!r} runs after {shown}{more}"
+    features = anatomy.layer(name).module.in_features
+    if features != math.prod(input_shape):
+        return f"{name!r} reads {features} features, not the {math.prod(input_shape)} of the input"
+    return ""
+
+
+def _passes_input(step) -> bool:
+    if step.layer is None:
+        return step.kind == "reshape"
+    return isinstance(step.layer.module, (nn.Flatten, nn.Identity)) or not step.layer.leaf
+
+
 def input_layer(anatomy: Anatomy, input_shape: tuple[int, ...] | None, layer: str | None = None, *,
                 levels: int | None = 255) -> LayerSecret | None:
     """The secret of the fully connected layer ``layer`` (default: the first) of a traced model when it reads the
     raw input of ``input_shape``, else ``None`` (also when the input shape is unknown)."""
     if input_shape is None:
         return None
-    name, linear = extraction_layer(anatomy, layer)
-    before = [leaf for leaf in anatomy.before(name) if not isinstance(leaf.module, (nn.Flatten, nn.Identity))]
-    if before or linear.in_features != math.prod(input_shape):
+    name, _ = extraction_layer(anatomy, layer)
+    if raw_input_reason(anatomy, name, input_shape):
         return None
     return LayerSecret(name, identity_map(tuple(input_shape), levels=levels))
 
 
 def passive(model: nn.Module, config: PassiveConfig) -> tuple[nn.Module, LayerSecret]:
     """Passive extraction (paper 002 §5.1): the model unchanged, and the extraction layer as the secret."""
-    secret = input_layer(trace(model, input_shape=config.input_shape), config.input_shape, config.layer,
-                         levels=config.levels)
-    if secret is None:
-        raise ValueError(f"passive extraction needs a fully connected layer that reads the raw input "
-                         f"{tuple(config.input_shape)}; the first one of {type(model).__name__} does not")
-    return model, secret
+    anatomy = trace(model, input_shape=config.input_shape)
+    name, _ = extraction_layer(anatomy, config.layer)
+    reason = raw_input_reason(anatomy, name, config.input_shape)
+    if reason:
+        raise NotApplicable(f"passive extraction needs a fully connected layer that reads the raw input "
+                            f"{tuple(config.input_shape)}; {reason}")
+    return model, LayerSecret(name, identity_map(tuple(config.input_shape), levels=config.levels))

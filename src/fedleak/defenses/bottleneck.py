@@ -18,11 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import check_number
+from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import StochasticModule
 from fedleak.defenses.target import Defended
-from fedleak.models.anatomy import trace
+from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module
 
 
@@ -150,6 +150,8 @@ CVB_PLACEMENTS = {
     "resnet18": CvbPlacement(after="layer1", beta=5e-5, kernel_size=5),  # after layer1 (K = 64 / 2 = 32)
     "vit_small": CvbPlacement(after="blocks.0", beta=0.1, kernel_size=3),  # after the first transformer block
 }
+# Any model that is not in fedleak's registry: the authors' CNN setting at the traced equivalent of its point.
+GENERIC_BETA, GENERIC_KERNEL = 0.1, 5
 
 
 def cvb_in_shape(features: tuple[int, ...]) -> tuple[int, ...]:
@@ -162,14 +164,76 @@ def cvb_in_shape(features: tuple[int, ...]) -> tuple[int, ...]:
     return features
 
 
+def output_layer_point(anatomy: Anatomy) -> str:
+    """The module path of the model's output layer, before which PRECODE goes: the last fully connected layer to
+    run, when nothing with parameters runs after it; a :class:`NotApplicable` naming what the model ends with
+    otherwise."""
+    layers = [layer for layer in anatomy.executed if layer.kind in ("conv", "linear", "attention", "embedding")]
+    if not layers:
+        raise NotApplicable(f"PRECODE goes before the output layer, and {anatomy.model} runs no conv, linear or "
+                            "attention layer")
+    linears = anatomy.layers("linear")
+    last = layers[-1]
+    if last.kind != "linear" or not linears:
+        raise NotApplicable(f"PRECODE goes before a fully connected output layer; {anatomy.model}'s last layer is "
+                            f"the {last.kind} layer {last.name!r} ({last.type})")
+    if last.calls > 1:
+        raise NotApplicable(f"PRECODE goes before the output layer {last.name!r}, which runs {last.calls} times per "
+                            "forward (a shared layer), so a module before it would run on every call")
+    return last.name
+
+
+def cvb_point(anatomy: Anatomy) -> str:
+    """Where the CVB goes in a model outside the registry (the traced equivalent of the authors' placements
+    :data:`CVB_PLACEMENTS`: after the first conv block, after the first transformer block): after the first
+    hidden activation whose output is a feature map (C, H, W), (C, L) or a token sequence (T, D) (after the module
+    that feeds it when the activation is written in the forward code), else after the first block of a model
+    whose attention layers are not its own children; a :class:`NotApplicable` naming why otherwise."""
+    skipped = []
+    for step in anatomy.activations():
+        anchor = step if step.layer is not None else anatomy.producer(step)
+        if anchor is None:
+            skipped.append(f"{step.name} reads {' and '.join(step.reads)}, not the output of one module")
+            continue
+        if anchor.layer.output_shape is None or len(anchor.layer.output_shape) not in (2, 3):
+            continue
+        earlier = anatomy.executed[:[layer.name for layer in anatomy.executed].index(anchor.name)]
+        if any(layer.kind == "attention" for layer in earlier):
+            break  # inside a transformer block: place after the block below
+        if anchor.layer.calls > 1:
+            skipped.append(f"{anchor.name} runs {anchor.layer.calls} times per forward")
+            continue
+        return anchor.name
+    for attention in anatomy.layers("attention"):
+        block = attention.name.rpartition(".")[0]
+        if block and block in anatomy.shapes and anatomy.shapes[block][1] is not None \
+                and len(anatomy.shapes[block][1]) == 2:
+            return block
+    flat = ", ".join(f"{s.name} {_shape_of(anatomy, s)}" for s in anatomy.activations()) or "none"
+    why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+    why += f"; {anatomy.functional_note}" if anatomy.functional_note else ""
+    raise NotApplicable(f"CVB convolves a feature map (C, H, W), (C, L) or token sequence (T, D) after a hidden "
+                        f"activation; {anatomy.model} has none (its activations: {flat}{why}); use PRECODE "
+                        "(precode), which needs only a fully connected output layer, or name a point with "
+                        "cvb:at=PATH:beta=B:kernel_size=K")
+
+
+def _shape_of(anatomy: Anatomy, step) -> str:
+    anchor = step if step.layer is not None else anatomy.producer(step)
+    shape = None if anchor is None else anchor.layer.output_shape
+    return "(shape unknown)" if shape is None else str(tuple(shape))
+
+
 @DEFENSES.register("precode")
 def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
-    """Insert :class:`Precode` (named ``precode``) just before the model's output layer ``classifier``."""
+    """Insert :class:`Precode` (named ``precode``) just before the model's output layer (``classifier`` in every
+    registry model; :func:`output_layer_point` in any other)."""
     check_number("precode option K", K, low=1, integer=True)
     check_number("precode option beta", beta, low=0)
-    shape = trace(target.model, input_shape=target.input_shape).feature_shape("classifier", side="input")
-    insert_module(target.model, "precode", Precode(shape, K=K, beta=beta).to(_device(target.model)),
-                  before="classifier")
+    anatomy = trace(target.model, input_shape=target.input_shape)
+    point = output_layer_point(anatomy)
+    shape = anatomy.feature_shape(point, side="input")
+    insert_module(target.model, "precode", Precode(shape, K=K, beta=beta).to(_device(target.model)), before=point)
     return target
 
 
@@ -177,21 +241,30 @@ def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
 def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = None,
             kernel_size: int | None = None, at: str | None = None) -> Defended:
     """Insert :class:`ConvBottleneck` (named ``cvb``) after ``at``, by default where the authors put it for
-    ``target.model_name`` (:data:`CVB_PLACEMENTS`), with their beta and kernel size unless given."""
+    ``target.model_name`` (:data:`CVB_PLACEMENTS`), with their beta and kernel size unless given; in a model
+    outside fedleak's registry, at :func:`cvb_point` with the authors' CNN beta and kernel size."""
+    from fedleak.models import MODELS
+
     if K != "adaptive":
         check_number("cvb option K", K, low=1, integer=True)
     if beta is not None:
         check_number("cvb option beta", beta, low=0)
     if kernel_size is not None:
         check_number("cvb option kernel_size", kernel_size, low=1, integer=True)
+    anatomy = trace(target.model, input_shape=target.input_shape)
     placement = CVB_PLACEMENTS.get(target.model_name)
-    if placement is None and (at is None or beta is None or kernel_size is None):
+    if placement is None and target.model_name in MODELS and (at is None or beta is None or kernel_size is None):
         known = ", ".join(sorted(CVB_PLACEMENTS))
-        raise ValueError(f"cvb has no default placement for model {target.model_name!r} (known: {known}); "
-                         f"give at=, beta= and kernel_size=")
+        raise NotApplicable(f"cvb has no default placement for model {target.model_name!r} (known: {known}); "
+                            f"give at=, beta= and kernel_size=")
+    if placement is None:
+        placement = CvbPlacement(at if at is not None else cvb_point(anatomy), GENERIC_BETA, GENERIC_KERNEL)
     after = at if at is not None else placement.after
-    shape = cvb_in_shape(trace(target.model, input_shape=target.input_shape).feature_shape(after))
-    module = ConvBottleneck(shape, K=K, beta=placement.beta if beta is None else beta,
+    features = anatomy.feature_shape(after)
+    if len(features) not in (2, 3):
+        raise NotApplicable(f"CVB convolves a feature map (C, H, W), (C, L) or tokens (T, D); the output of "
+                            f"{after!r} has shape {features}")
+    module = ConvBottleneck(cvb_in_shape(features), K=K, beta=placement.beta if beta is None else beta,
                             kernel_size=placement.kernel_size if kernel_size is None else kernel_size)
     insert_module(target.model, "cvb", module.to(_device(target.model)), after=after)
     return target

@@ -4,16 +4,21 @@ Each sample's gradient g_i is scaled by 1 / max(1, ||g_i||_2 / tau) (norm over a
 gradients are summed, Gaussian noise Xi ~ N(0, sigma^2 tau^2 I) is added and the sum is divided by the batch
 size B. Paper 001 uses tau = 20 with sigma = 1e-4 (ablation, §5.3) and 1e-3 (Table 1). The privacy spent is
 computed by Opacus's RDP accountant, whose ``noise_multiplier`` is this sigma (noise std = sigma * tau).
+
+Per-sample gradients do not exist where BatchNorm mixes the samples of a batch (Opacus refuses such models too):
+``dp`` refuses them with that reason, and ``dp:batchnorm=group`` trains them with GroupNorm in place of every
+BatchNorm (Wu & He 2018; :func:`replace_batchnorm`), which normalises each sample on its own.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 import torch.nn as nn
 from opacus.accountants import RDPAccountant
 
-from fedleak.checks import check_number
+from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.target import Defended
 from fedleak.fl import per_sample  # a module: fedleak.fl.per_sample imports this package
@@ -62,7 +67,14 @@ class DPSGD:
             if engine.randoms:
                 model(x)
         draws = {name: m.last_draw for name, m in engine.randoms.items() if m.last_draw is not None}
-        grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        try:
+            grads = engine(x, y, {name: d.unsqueeze(1) for name, d in draws.items()})
+        except RuntimeError as error:
+            if "vmap" not in str(error):
+                raise
+            raise NotApplicable(f"DP-SGD needs per-sample gradients, and torch.func.vmap cannot compute them for "
+                                f"{type(model).__name__}: {str(error).split('. ')[0]} (e.g. an `if` on a batch "
+                                f"statistic, which also mixes the samples)") from error
         for name, module in engine.randoms.items():
             module.last_draw = draws.get(name)
         return grads
@@ -85,11 +97,40 @@ def dp_gradient_fn(clip: float = 20.0, sigma: float = 1e-4, generator: torch.Gen
 
 
 def check_per_sample(model: nn.Module) -> None:
-    """Per-sample gradients are undefined where BatchNorm mixes the samples of a batch."""
+    """Per-sample gradients are undefined where BatchNorm mixes the samples of a batch (Opacus refuses it too)."""
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise ValueError(f"DP-SGD needs per-sample gradients, but {name!r} is a BatchNorm layer, which mixes "
-                             f"the samples of a batch; use GroupNorm (e.g. resnet18 with norm='group')")
+            raise NotApplicable(
+                f"DP-SGD needs per-sample gradients, but {name!r} is a BatchNorm layer, which mixes the samples of a "
+                f"batch; train with GroupNorm in its place (dp:batchnorm=group swaps every BatchNorm for GroupNorm, "
+                f"or build the model with GroupNorm, e.g. resnet18 with norm='group')")
+
+
+BATCHNORM_CHOICES = ("refuse", "group")
+GROUPS = 32  # GroupNorm's usual group count (Wu & He 2018), lowered to a divisor of the channels
+
+
+def replace_batchnorm(model: nn.Module) -> list[str]:
+    """Swap every BatchNorm of ``model`` in place for a GroupNorm over the same channels, with gcd(32, C) groups
+    (Wu & He 2018) and the BatchNorm's affine weight and bias; returns the swapped paths. The running statistics
+    are dropped: GroupNorm normalises each sample on its own, in training and evaluation alike."""
+    swapped = []
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            continue
+        channels = module.num_features
+        norm = nn.GroupNorm(math.gcd(GROUPS, channels), channels, eps=module.eps, affine=module.affine)
+        if module.affine:
+            with torch.no_grad():
+                norm.weight.copy_(module.weight)
+                norm.bias.copy_(module.bias)
+        reference = module.weight if module.affine else module.running_mean
+        if reference is not None:
+            norm = norm.to(reference.device)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, norm)
+        swapped.append(name)
+    return swapped
 
 
 class DPAccountant:
@@ -131,12 +172,19 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
 
 
 @DEFENSES.register("dp")
-def add_dp(target: Defended, sigma: float = 1e-4, clip: float = 20.0, seed: int | None = None) -> Defended:
-    """Train with DP-SGD (``gradient_fn`` = :class:`DPSGD`); ``seed`` seeds the noise (global RNG when None)."""
+def add_dp(target: Defended, sigma: float = 1e-4, clip: float = 20.0, seed: int | None = None,
+           batchnorm: str = "refuse") -> Defended:
+    """Train with DP-SGD (``gradient_fn`` = :class:`DPSGD`); ``seed`` seeds the noise (global RNG when None).
+    A model with BatchNorm is refused (``batchnorm="refuse"``), or trained with GroupNorm in its place
+    (``batchnorm="group"``, :func:`replace_batchnorm`)."""
     check_number("dp option sigma", sigma, low=0)
     check_number("dp option clip", clip, low=0, low_open=True)
     if seed is not None:
         check_number("dp option seed", seed, low=0, integer=True)
+    if batchnorm not in BATCHNORM_CHOICES:
+        raise ValueError(f"dp option batchnorm must be one of {', '.join(BATCHNORM_CHOICES)}, got {batchnorm!r}")
+    if batchnorm == "group":
+        replace_batchnorm(target.model)
     check_per_sample(target.model)
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     target.gradient_fn = dp_gradient_fn(clip, sigma, generator)

@@ -4,10 +4,15 @@ multiplies a layer's output, scaled by 1 / (1 - p) to keep its magnitude.
 Where it goes (``dropout`` defense, default rate p = 0.25 as in paper 001 §5.3). Paper 001 does not list the
 positions; they follow the authors' code:
 
-- ``cnn``, ``vgg_cnn``, ``fcnn`` and any model not named below: after every activation that is a child of an
-  ``nn.Sequential`` (each conv/hidden block's ReLU; the last one feeds the classifier). The authors' CNN puts
-  Dropout in each conv block ("regularization layer" before ReLU, the same thing for ReLU: relu(m x) = m relu(x)
-  for a mask m >= 0) and their MLP after each hidden layer.
+- ``cnn``, ``vgg_cnn``, ``fcnn`` and any model not named below: after every hidden activation that runs in the
+  forward pass (each conv/hidden block's ReLU; the last one feeds the classifier), found in the traced anatomy
+  (:func:`fedleak.models.anatomy.trace`), in any container. The authors' CNN puts Dropout in each conv block
+  ("regularization layer" before ReLU, the same thing for ReLU: relu(m x) = m relu(x) for a mask m >= 0) and
+  their MLP after each hidden layer. An activation written in the forward code (``F.relu(self.bn1(x))``) has no
+  module to follow, so Dropout goes on its input, after the module that feeds it (``bn1``): the same for ReLU
+  and ReLU6 (a mask m >= 0 commutes with them), a mask before the nonlinearity for GELU and the like. An
+  activation module called more than once (one ``self.relu`` reused in a block) is skipped: one Dropout there
+  would draw one mask per call and keep only the last, which an attacker mimicking the client cannot match.
 - ``resnet18``: one Dropout on the pooled features just before the classifier (the authors' ResNet).
 - ``vit_small``: on the token embeddings and, in every transformer block, after the MLP's GELU and after its
   second linear layer (the lucidrains ViT of the DIA code). The two attention Dropouts of that ViT (on the
@@ -22,13 +27,15 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_number
+from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
 from fedleak.defenses.stochastic import StochasticModule
 from fedleak.defenses.target import Defended
+from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module
 
-ACTIVATIONS = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU)
+HIDDEN_ACTIVATIONS = frozenset(("relu", "relu6", "gelu", "tanh", "sigmoid", "leaky_relu", "silu", "elu", "selu",
+                                "celu", "hardswish", "hardtanh", "mish", "prelu", "softplus"))
 
 
 class StochasticDropout(StochasticModule):
@@ -59,10 +66,22 @@ class StochasticDropout(StochasticModule):
         return f"p={self.p}"
 
 
-def _activation_points(model: nn.Module) -> list[str]:
-    return [f"{parent}.{child}" if parent else child
-            for parent, module in model.named_modules() if isinstance(module, nn.Sequential)
-            for child, sub in module.named_children() if isinstance(sub, ACTIVATIONS)]
+def activation_points(anatomy: Anatomy) -> tuple[list[str], list[str]]:
+    """The module paths after which Dropout goes for every hidden activation of a traced model (module
+    docstring), and why each activation that gets none is skipped."""
+    points, skipped = [], []
+    for step in anatomy.activations():
+        output = not anatomy.readers(step.name) and not anatomy.functional_note  # (unknown without the dataflow)
+        if step.function not in HIDDEN_ACTIVATIONS or output:
+            continue  # an output nonlinearity (softmax, a final sigmoid) is not a hidden layer
+        anchor = step if step.layer is not None else anatomy.producer(step)
+        if anchor is None:
+            skipped.append(f"{step.name} reads {' and '.join(step.reads)}, not the output of one module")
+        elif anchor.layer.calls > 1:
+            skipped.append(f"{anchor.name} runs {anchor.layer.calls} times per forward")
+        elif anchor.name not in points:
+            points.append(anchor.name)
+    return points, skipped
 
 
 def _vit_points(model: nn.Module) -> list[str]:
@@ -80,11 +99,19 @@ POINTS = {
 }
 
 
-def dropout_points(model: nn.Module, model_name: str) -> list[str]:
-    """The submodules after which the ``dropout`` defense inserts Dropout in ``model`` (see the module docstring)."""
-    points = POINTS.get(model_name, _activation_points)(model)
+def dropout_points(model: nn.Module, model_name: str, input_shape: tuple[int, ...] | None = None) -> list[str]:
+    """The submodules after which the ``dropout`` defense inserts Dropout in ``model`` (see the module docstring);
+    ``input_shape`` (default ``model.input_shape``) is what the model is traced on."""
+    if model_name in POINTS:
+        return POINTS[model_name](model)
+    anatomy = trace(model, input_shape=input_shape)
+    points, skipped = activation_points(anatomy)
     if not points:
-        raise ValueError(f"found no place for Dropout in model {model_name!r}; name the submodules with at=...")
+        found = ", ".join(f"{s.name} ({s.function})" for s in anatomy.activations()) or "none"
+        why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+        note = f"; {anatomy.functional_note}" if anatomy.functional_note else ""
+        raise NotApplicable(f"Dropout goes after hidden activations, and {anatomy.model} has none to follow "
+                            f"(activations run: {found}{why}){note}; name the submodules with dropout:at=PATH+PATH")
     return points
 
 
@@ -93,9 +120,9 @@ def add_dropout(target: Defended, p: float = 0.25, at: str | Sequence[str] | Non
     """Insert :class:`StochasticDropout` (rate ``p``) after each submodule of :func:`dropout_points`, or after
     the ``+``-separated dotted paths in ``at``; each is named ``dropout_<child>`` next to its anchor."""
     check_number("dropout rate p", p, low=0, high=1, high_open=True)
-    points = dropout_points(target.model, target.model_name) if at is None else (
+    points = dropout_points(target.model, target.model_name, target.input_shape) if at is None else (
         at.split("+") if isinstance(at, str) else list(at))
-    for path in points:
+    for path in sorted(points, key=lambda p: -p.count(".")):  # deepest first: a splice renames what is below it
         child = path.rpartition(".")[2]
         insert_module(target.model, f"dropout_{child}", StochasticDropout(p), after=path)
     return target

@@ -5,7 +5,8 @@ that outputs logits (the softmax/sigmoid is part of the loss). Attacks, defenses
 conv/linear" or "the last linear" in the traced anatomy (:func:`fedleak.models.anatomy.trace`), which follows the
 forward pass on any ``nn.Module``, not registration order.
 Defenses are inserted between children with :func:`insert_module` (insertion points are in each module's
-docstring). ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model.
+docstring); in any other model, :func:`insert_module` splices a module in at any module path and
+:func:`insert_before_input` runs one on the model input. ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import torch
 import torch.nn as nn
 
 from fedleak.models.checks import check_batch_shape, check_input_shape
-from fedleak.models.insertion import insert_module
+from fedleak.models.insertion import insert_before_input, insert_module
 from fedleak.registry import Registry
 
 MODELS: Registry = Registry("model", fixed=("input_shape", "num_classes"))
 
-__all__ = ["MODELS", "build_model", "check_batch_shape", "insert_module"]
+__all__ = ["MODELS", "build_model", "check_batch_shape", "insert_before_input", "insert_module"]
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,

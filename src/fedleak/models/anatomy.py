@@ -10,6 +10,14 @@ owns parameters directly (e.g. a learned position embedding beside its child emb
 inside an attention layer are layers of their own as well; an attention layer nested in another is not counted
 again as attention. Tracing leaves the model as it found it: train/eval flags, every plain attribute a forward
 assigns (the draws of :mod:`fedleak.defenses.stochastic` modules) and the torch RNG state are restored.
+
+The *steps* of the anatomy (:class:`Step`) add what a ``forward`` does outside modules: the same pass runs under
+a ``__torch_function__`` mode (:mod:`fedleak.models.dataflow`) that records every torch call made in a
+container's own code (``F.relu(x)``, ``x.relu()``, ``F.relu6``, ``F.gelu``, ``out + identity``,
+``torch.flatten``) and which steps' outputs each step reads, so "is conv1 followed by a ReLU" is answered from
+what runs, functional activations included. It is a run, not a symbolic trace, so data-dependent control flow
+is fine (the branch taken on the example is what is recorded). Should a model refuse to run under the mode, the
+anatomy falls back to its modules alone and says why in ``functional_note``.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from fedleak.models.attention import Attention
+from fedleak.models.dataflow import INPUT, Dataflow, Step, activation_name, tensors as _tensors
 
 KINDS = ("conv", "linear", "norm", "attention", "embedding", "activation", "other")
 NORMS = {_BatchNorm: "batch", nn.GroupNorm: "group", nn.LayerNorm: "layer", _InstanceNorm: "instance"}
@@ -59,6 +68,8 @@ class Anatomy:
     input_shape: tuple[int, ...]
     executed: tuple[Layer, ...]
     shapes: Mapping[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = field(repr=False)
+    steps: tuple[Step, ...] = field(default=(), repr=False)
+    functional_note: str = ""
 
     def layers(self, kind: str | None = None, *, subkind: str | None = None) -> list[Layer]:
         """The layers of ``kind`` (and ``subkind``), every layer when ``kind`` is None, in execution order."""
@@ -126,6 +137,51 @@ class Anatomy:
         """The last linear layer to run: the classification layer whose gradient reveals labels."""
         return self.last("linear")
 
+    # --- the steps: modules and functional calls, with what each reads ---
+
+    def step(self, name: str) -> Step:
+        """The step ``name`` (a module path, or ``owner:function#k`` for a functional call)."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise ValueError(f"{self.model} runs no step {name!r}")
+
+    def steps_before(self, name: str) -> list[Step]:
+        """Every step that ran before step ``name`` first ran, in execution order; for a layer inside an attention
+        layer (not a step of its own), the steps before that attention layer."""
+        names = [step.name for step in self.steps]
+        if name not in names and name not in self.shapes:
+            raise ValueError(f"{self.model} runs no step {name!r}")
+        path = name
+        while path not in names and path:
+            path = path.rpartition(".")[0]
+        if path not in names:
+            raise ValueError(f"{self.model} runs no step {name!r}")
+        return list(self.steps[:names.index(path)])
+
+    def readers(self, name: str) -> list[Step]:
+        """The steps that read the output of step ``name`` (``"input"``: the model input)."""
+        return [step for step in self.steps if name in step.reads]
+
+    def activations(self) -> list[Step]:
+        """Every activation in execution order: activation modules and functional calls (``F.relu``,
+        ``x.relu()``, ``F.gelu`` ...); ``step.function`` names it ("relu", "relu6", "gelu", ...)."""
+        return [step for step in self.steps if step.kind == "activation"]
+
+    def activation_after(self, name: str) -> Step | None:
+        """The activation that alone reads the output of step ``name``; ``None`` when its output goes anywhere
+        else as well (a norm, a residual add, a second reader)."""
+        readers = self.readers(name)
+        return readers[0] if len(readers) == 1 and readers[0].kind == "activation" else None
+
+    def producer(self, step: Step) -> Step | None:
+        """The module step whose output ``step`` alone reads (e.g. the convolution under ``F.relu(conv(x))``), or
+        ``None`` when it reads several steps, the model input, or a functional call's output."""
+        if len(step.reads) != 1 or step.reads[0] == INPUT:
+            return None
+        source = self.step(step.reads[0])
+        return source if source.layer is not None else None
+
 
 def classify(module: nn.Module) -> tuple[str, str | None]:
     """``(kind, subkind)`` of a module (see :data:`KINDS`); an attention layer is fedleak's :class:`Attention`,
@@ -186,30 +242,49 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
     inputs: dict[str, tuple[int, ...] | None] = {}
     outputs: dict[str, tuple[int, ...] | None] = {}
 
+    opaque = {n for n, m in units.items() if _is_leaf(m) or (n in attention and n not in nested)}
+    flow = Dataflow(opaque=opaque, tracked=set(units))
+
+    def run(record: bool) -> None:
+        order.clear()
+        inputs.clear()
+        outputs.clear()
+        calls.update(dict.fromkeys(modules, 0))
+        flow.reset(example)
+        with _untouched(model), ExitStack() as handles:
+            for name, module in modules.items():
+                handles.callback(module.register_forward_pre_hook(before_call(name), with_kwargs=True).remove)
+                handles.callback(module.register_forward_hook(after_call(name)).remove)
+            model.eval()
+            with torch.no_grad(), (flow if record else _nothing()):
+                model(example)
+
     def before_call(name):
         def hook(_module, args, kwargs):
             if not calls[name]:
                 order.append(name)
                 inputs[name] = _shape(args, kwargs)
             calls[name] += 1
+            flow.enter(name, args, kwargs)
         return hook
 
     def after_call(name):
         def hook(_module, _args, output):
             outputs.setdefault(name, _shape(output))
+            flow.leave(name, output)
         return hook
 
-    with _untouched(model), ExitStack() as handles:
-        for name, module in modules.items():
-            handles.callback(module.register_forward_pre_hook(before_call(name), with_kwargs=True).remove)
-            handles.callback(module.register_forward_hook(after_call(name)).remove)
-        model.eval()
+    note = ""
+    try:
+        run(record=True)
+    except Exception as error:
         try:
-            with torch.no_grad():
-                model(example)
-        except Exception as error:
+            run(record=False)
+        except Exception as plain_error:
             raise ValueError(f"tracing {type(model).__name__} on an input of shape {tuple(example.shape)} "
-                             f"({example.dtype}) failed: {error}") from error
+                             f"({example.dtype}) failed: {plain_error}") from plain_error
+        note = (f"functional calls not traced ({type(error).__name__}: {error}); activations, adds and pooling "
+                "written in forward code are not seen")  # the module steps of the plain run are kept
     layers = []
     for name in (n for n in order if n in units):
         module = units[name]
@@ -220,24 +295,27 @@ def trace(model: nn.Module, example: torch.Tensor | None = None, *,
         layers.append(Layer(name, kind, subkind, type(module).__name__, inputs[name], outputs.get(name),
                             tuple(f"{name}.{p}" if name else p for p, _ in owned), calls[name],
                             _is_leaf(module), module))
+    by_name = {layer.name: layer for layer in layers}
+    steps = []
+    for record in flow.records():
+        layer = by_name.get(record.name)
+        if layer is not None:
+            function = activation_name(layer.module) if layer.kind == "activation" else None
+            steps.append(Step(record.name, layer.kind, function, tuple(record.reads), record.owner, layer))
+        elif record.function is not None:
+            steps.append(Step(record.name, record.kind, record.function, tuple(record.reads), record.owner))
     shapes = {name: (inputs[name], outputs.get(name)) for name in order}
     shape = tuple(example.shape[1:])
-    return Anatomy(type(model).__name__, shape, tuple(layers), shapes)
+    return Anatomy(type(model).__name__, shape, tuple(layers), shapes, tuple(steps), note)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _is_leaf(module: nn.Module) -> bool:
     return not any(True for _ in module.children())
-
-
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
 
 
 def _shape(*values: Any) -> tuple[int, ...] | None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from fedleak.checks import NotApplicable
+
 
 def check_size_preserving(name: str, conv: nn.Conv2d) -> None:
-    """Raise ``ValueError`` unless ``conv`` keeps the spatial size with one centred tap (§7 "Two Dimensional Input")."""
+    """Raise :class:`NotApplicable` unless ``conv`` keeps the spatial size with one centred tap (§7 "Two
+    Dimensional Input")."""
     kernel = conv.kernel_size
     same = conv.padding == "same" or tuple(conv.padding) == (kernel[0] // 2, kernel[1] // 2)
     problems = []
@@ -30,7 +33,7 @@ def check_size_preserving(name: str, conv: nn.Conv2d) -> None:
     if conv.bias is None:
         problems.append("no bias")
     if problems:
-        raise ValueError(f"cannot forward the input through convolution {name!r}: {', '.join(problems)} "
+        raise NotApplicable(f"cannot forward the input through convolution {name!r}: {', '.join(problems)} "
                          "(needs stride 1, odd kernel, 'same' zero padding, a bias)")
 
 
@@ -42,7 +45,8 @@ def forward_conv(name: str, conv: nn.Conv2d, carried: torch.Tensor, *, last: boo
     check_size_preserving(name, conv)
     count, out_channels = len(carried), conv.out_channels
     if out_channels < count:
-        raise ValueError(f"convolution {name!r} has {out_channels} filters, fewer than the {count} channels to forward")
+        raise NotApplicable(f"convolution {name!r} has {out_channels} filters, fewer than the {count} channels to "
+                            "forward")
     weight, bias = conv.weight, conv.bias
     targets = torch.randperm(out_channels, generator=generator)[:count].to(weight.device)
     centre = (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)

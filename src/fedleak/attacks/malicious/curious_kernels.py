@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_levels, check_number
+from fedleak.checks import NotApplicable, check_levels, check_number
 from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import check_size_preserving
 from fedleak.models.anatomy import trace
@@ -35,7 +35,7 @@ class CuriousKernelsConfig:
         check_number("curious kernels' centre value scale", self.scale, low=0, low_open=True)
         check_levels("curious kernels", self.levels)
         if len(self.input_shape) != 3:
-            raise ValueError(f"curious kernels need image inputs (C, H, W), got {self.input_shape}")
+            raise NotApplicable(f"curious kernels need image inputs (C, H, W), got {self.input_shape}")
 
 
 def curious_kernels(model: nn.Module, config: CuriousKernelsConfig) -> tuple[nn.Module, LayerSecret]:
@@ -47,7 +47,17 @@ def curious_kernels(model: nn.Module, config: CuriousKernelsConfig) -> tuple[nn.
     source = torch.arange(channels)  # the input channel each feature map holds
     gain = 1.0
     with torch.no_grad():
-        for path, module in ((leaf.name, leaf.module) for leaf in anatomy.before(name)):
+        if anatomy.functional_note:
+            raise NotApplicable(f"cannot pass the input through the model: {anatomy.functional_note}")
+        for step in anatomy.steps_before(name):
+            if step.layer is None:
+                if step.kind == "reshape" or (step.kind == "activation" and step.function in ("relu", "relu6")):
+                    continue
+                raise NotApplicable(f"cannot pass the input through {step.name} ({step.kind} {step.function} in "
+                                    f"the forward code of {step.owner or 'the model'})")
+            if not step.layer.leaf:
+                continue
+            path, module = step.name, step.layer.module
             if isinstance(module, nn.Conv2d):
                 check_size_preserving(path, module)
                 reads = torch.arange(module.out_channels) % module.in_channels
@@ -56,10 +66,10 @@ def curious_kernels(model: nn.Module, config: CuriousKernelsConfig) -> tuple[nn.
                 module.weight[torch.arange(module.out_channels), reads, centre[0], centre[1]] = config.scale
                 module.bias.zero_()
                 source, gain = source[reads], gain * config.scale
-            elif not isinstance(module, (nn.ReLU, nn.Flatten, nn.Identity)):
-                raise ValueError(f"cannot pass the input through {path!r} ({type(module).__name__})")
+            elif not isinstance(module, (nn.ReLU, nn.ReLU6, nn.Flatten, nn.Identity)):
+                raise NotApplicable(f"cannot pass the input through {path!r} ({type(module).__name__})")
     if linear.in_features != len(source) * height * width:
-        raise ValueError(f"{name!r} reads {linear.in_features} features, not the {len(source)} x {height} x {width} "
+        raise NotApplicable(f"{name!r} reads {linear.in_features} features, not the {len(source)} x {height} x {width} "
                          "feature maps")
     first_copy = torch.stack([torch.nonzero(source == c)[0, 0] for c in range(channels)])
     positions = (first_copy.unsqueeze(1) * (height * width) + torch.arange(height * width)).flatten()

@@ -23,7 +23,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_number
+from fedleak.checks import NotApplicable, check_number
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
@@ -92,28 +92,31 @@ def _parts(model: nn.Module, input_shape: tuple[int, ...] | None) -> _Parts:
     """The attention layers in execution order, the token embedding and the position embedding beside it (a
     ``position`` parameter of the embedding's parent), and after the first attention layer the norm and the
     linear layer that reads it (the first block's ``norm2`` and ``mlp.fc1``)."""
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        raise NotApplicable(f"Decepticons attacks token transformers that embed token ids; {type(model).__name__} "
+                            "has no nn.Embedding: it is not a text model")
     anatomy = trace(model, input_shape=input_shape)
     layers = anatomy.layers("attention")
     if not layers:
-        raise ValueError(f"{anatomy.model} runs no attention layer; Decepticons needs a token transformer "
-                         "(build_model('text_transformer', ...))")
+        raise NotApplicable(f"{anatomy.model} runs no attention layer; Decepticons needs a token transformer "
+                            "(build_model('text_transformer', ...))")
     wrong = [layer for layer in layers if not isinstance(layer.module, Attention)]
     if wrong:
-        raise ValueError(f"Decepticons rewrites fedleak.models.attention.Attention layers; {wrong[0].name!r} is "
-                         f"a {wrong[0].type}")
+        raise NotApplicable(f"Decepticons rewrites fedleak.models.attention.Attention layers; {wrong[0].name!r} is "
+                            f"a {wrong[0].type}")
     embedding = anatomy.first("embedding")
     parent = model.get_submodule(embedding.name.rpartition(".")[0])
     positions = getattr(parent, "position", None)
     if not isinstance(embedding.module, nn.Embedding) or not isinstance(positions, torch.Tensor):
-        raise ValueError("Decepticons needs a token embedding (nn.Embedding) with a learned position embedding "
-                         "``position`` beside it (build_model('text_transformer', ...))")
+        raise NotApplicable("Decepticons needs a token embedding (nn.Embedding) with a learned position embedding "
+                            "``position`` beside it (build_model('text_transformer', ...))")
     later = anatomy.after(layers[0].name)
     inside = layers[0].name + "."
     linear = next((layer for layer in later if layer.kind == "linear" and not layer.name.startswith(inside)), None)
     norms = [] if linear is None else [layer for layer in later[:later.index(linear)] if layer.kind == "norm"]
     if not norms or not isinstance(norms[-1].module, nn.LayerNorm):
-        raise ValueError(f"Decepticons imprints the first linear layer after a LayerNorm that follows "
-                         f"{layers[0].name!r}; the model has none")
+        raise NotApplicable(f"Decepticons imprints the first linear layer after a LayerNorm that follows "
+                            f"{layers[0].name!r}; the model has none")
     return _Parts([layer.module for layer in layers], embedding.module, positions, norms[-1].module, linear.name)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from fedleak.checks import NotApplicable
+
 GAIN_RANGE = (0.5, 1.5)  # the random positive forwarding weights
 
 
@@ -21,9 +23,9 @@ def forward_linear(name: str, linear: nn.Linear, carried: torch.Tensor, scale: t
     neurons and the features' new scales."""
     count, out_features = len(carried), linear.out_features
     if linear.bias is None:
-        raise ValueError(f"cannot forward the input through linear layer {name!r}: it has no bias")
+        raise NotApplicable(f"cannot forward the input through linear layer {name!r}: it has no bias")
     if out_features < count:
-        raise ValueError(f"linear layer {name!r} has {out_features} neurons, fewer than the {count} features "
+        raise NotApplicable(f"linear layer {name!r} has {out_features} neurons, fewer than the {count} features "
                          "to forward")
     weight, bias = linear.weight, linear.bias
     device = weight.device

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from fedleak.attacks.analytic import NEGLIGIBLE, individual_rows, layer_gradients
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
-from fedleak.checks import check_levels, check_number
-from fedleak.models.insertion import insert_module
+from fedleak.checks import NotApplicable, check_levels, check_number
+from fedleak.models.insertion import insert_before_input
 
 BLOCK = "loki"  # the name of the LOKI block in front of the model
 SNAP_WINDOW = 16  # levels tried on either side of the brightest entry's nearest level
@@ -115,14 +115,16 @@ def bin_edges(num_bins: int, mean: float, std: float) -> torch.Tensor:
 
 def with_loki_block(model: nn.Module, input_shape: tuple[int, ...], num_clients: int, num_bins: int = 512
                     ) -> nn.Module:
-    """A copy of ``model`` (an ``nn.Sequential``) with a freshly initialised :class:`LokiBlock` in front: the
-    architecture the LOKI server chooses, to build a federation's global model from (every round's update then
-    has the same keys as the global model)."""
-    if not isinstance(model, nn.Sequential) or not len(model):
-        raise ValueError("the LOKI block is inserted before the first child of an nn.Sequential model")
+    """A copy of ``model`` (any ``nn.Module`` that reads images) with a freshly initialised :class:`LokiBlock` in
+    front (:func:`fedleak.models.insertion.insert_before_input`): the architecture the LOKI server chooses, to build
+    a federation's global model from (every round's update then has the same keys as the global model)."""
+    if len(input_shape) != 3:
+        raise NotApplicable(f"LOKI's convolution reads images (C, H, W); this model's inputs have shape "
+                            f"{tuple(input_shape)}")
     model = copy.deepcopy(model)
-    block = LokiBlock(input_shape, num_clients, num_bins).to(next(model.parameters()).device)
-    return insert_module(model, BLOCK, block, before=next(iter(model._modules)))
+    block = LokiBlock(input_shape, num_clients, num_bins)
+    parameter = next(model.parameters(), None)
+    return insert_before_input(model, BLOCK, block if parameter is None else block.to(parameter.device))
 
 
 def find_block(model: nn.Module) -> tuple[str, LokiBlock] | None:

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from fedleak.attacks import ATTACKS
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
+from fedleak.checks import NotApplicable
 from fedleak.fl.training import batch_gradients
 from fedleak.models.anatomy import trace
 
@@ -33,7 +34,7 @@ def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | 
     anatomy = trace(model, input_shape=input_shape)
     layers = [layer for layer in anatomy.executed if layer.kind in ("conv", "linear")]
     if not layers:
-        raise ValueError("model inconsistency silences conv and linear layers; the model has none")
+        raise NotApplicable("model inconsistency silences conv and linear layers; the model has none")
     *hidden, output = layers
     with torch.no_grad():
         for layer in hidden:
@@ -45,7 +46,9 @@ def silenced(model: nn.Module, input_shape: tuple[int, ...], num_classes: int | 
     moving = [name for name, grad in batch_gradients(model, x, y).items()
               if name not in allowed and bool(grad.abs().max() > 0)]
     if moving:
-        raise ValueError(f"cannot silence this model: {', '.join(moving[:3])} still receive a gradient")
+        norms = [layer.name for layer in anatomy.layers("norm")]
+        why = f" (its normalisation layers {', '.join(norms[:3])} re-centre the dead activations)" if norms else ""
+        raise NotApplicable(f"cannot silence this model: {', '.join(moving[:3])} still receive a gradient{why}")
     return model
 
 
@@ -69,13 +72,15 @@ def check_batch(model: nn.Module, anatomy, input_shape: tuple[int, ...], num_cla
 
 class ModelInconsistency:
     """Model inconsistency (module docstring) around the attack ``inner`` of :data:`fedleak.attacks.ATTACKS`
-    (built with ``inner_options``), aimed at client ``target``. Every client of the round must receive a model
-    from it (``ThreatModel(victims=None)``): a client sent the global model instead adds its own update."""
+    (built with ``inner_options``), aimed at client ``target`` (``None``: the first client the round targets).
+    Every client of the round must receive a model from it (``ThreatModel(victims=None)``): a client sent the
+    global model instead adds its own update."""
 
     name = "model_inconsistency"
 
-    def __init__(self, target: int, inner: str = "trap_weights", inner_options: Mapping[str, Any] | None = None):
-        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+    def __init__(self, target: int | None = None, inner: str = "trap_weights",
+                 inner_options: Mapping[str, Any] | None = None):
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
             raise ValueError(f"model inconsistency needs a target client id >= 0, got {target!r}")
         if inner == self.name:
             raise ValueError("model inconsistency cannot wrap itself")
@@ -83,13 +88,21 @@ class ModelInconsistency:
 
     def prepare(self, model: nn.Module, context: AttackContext) -> tuple[dict[int, nn.Module], tuple]:
         """The inner attack's model for the target, a silenced model for every other client of the round."""
-        if self.target not in context.clients:
-            raise ValueError(f"model inconsistency targets client {self.target}, which is not among the round's "
+        if not context.clients:
+            raise ValueError("model inconsistency sends each client of the round its own model; the context names "
+                             "no clients (AttackContext(clients=...))")
+        target = context.clients[0] if self.target is None else self.target
+        if target not in context.clients:
+            raise ValueError(f"model inconsistency targets client {target}, which is not among the round's "
                              f"targeted clients {list(context.clients)}")
-        sent, secret = self.inner.prepare(model, replace(context, clients=(self.target,)))
-        own = sent[self.target] if isinstance(sent, Mapping) else sent
+        try:
+            sent, secret = self.inner.prepare(model, replace(context, clients=(target,)))
+        except NotApplicable as error:
+            raise NotApplicable(f"model inconsistency sends the target what {self.inner.name} would, and "
+                                f"{self.inner.name} does not apply: {error}") from error
+        own = sent[target] if isinstance(sent, Mapping) else sent
         silent = silenced(model, context.input_shape, context.num_classes)
-        return {c: own if c == self.target else silent for c in context.clients}, (secret, own)
+        return {c: own if c == target else silent for c in context.clients}, (secret, own)
 
     def reconstruct(self, observed: Observed, secret: tuple, knowledge=None, *,
                     device: str | torch.device = "cpu") -> Reconstruction:
@@ -101,7 +114,7 @@ class ModelInconsistency:
         return self.inner.reconstruct(seen, inner_secret, knowledge, device=device)
 
 
-def model_inconsistency(*, target: int, inner: str = "trap_weights",
+def model_inconsistency(*, target: int | None = None, inner: str = "trap_weights",
                         inner_options: Mapping[str, Any] | None = None) -> ModelInconsistency:
     """Model inconsistency: the target gets the inner attack's model, every other client a model with a zero update,
     so the secure aggregate is the target's update (Pasquini et al., CCS 2022)."""

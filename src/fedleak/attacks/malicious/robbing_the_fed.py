@@ -9,7 +9,8 @@ inputs whose ``h`` falls into that bin, and ``x = (G_W[i] - G_W[i+1]) / (G_b[i] 
 that is alone in its bin.
 
 Two variants: ``"insert"`` adds an imprint block before the model (extra state-dict keys ``imprint.*``: an
-architecture change that strict loading rejects, paper 000 §3.1); ``"reuse"`` rewrites the model's first fully
+architecture change that strict loading rejects, paper 000 §3.1), on any model that reads real-valued inputs
+(:func:`fedleak.models.insertion.insert_before_input`); ``"reuse"`` rewrites the model's first fully
 connected layer into the imprint and makes the next layer's columns equal, so that all rows get the same
 ``dL/dy`` (same architecture, but only for models whose first layer reads the input).
 """
@@ -24,12 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import check_levels, check_number
+from fedleak.checks import NotApplicable, check_levels, check_number
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.base import Reconstruction
+from fedleak.attacks.passive import raw_input_reason
 from fedleak.models.anatomy import trace
-from fedleak.models.insertion import insert_module
+from fedleak.models.insertion import insert_before_input
 
 VARIANTS = ("insert", "reuse")
 
@@ -106,25 +108,29 @@ def robbing_the_fed(model: nn.Module, config: RobbingConfig) -> tuple[nn.Module,
     model = copy.deepcopy(model)
     features = math.prod(config.input_shape)
     edges = bin_edges(config)
-    if config.variant == "insert":
-        if not isinstance(model, nn.Sequential) or not len(model):
-            raise ValueError("the imprint block is inserted before the first child of an nn.Sequential model")
-        block = ImprintBlock(features, config.num_bins).to(next(model.parameters()).device)
-        _imprint(block.linear, edges)
-        insert_module(model, "imprint", block, before=next(iter(model._modules)))
-        return model, ImprintSecret("imprint.linear", identity_map(config.input_shape, levels=config.levels))
     anatomy = trace(model, input_shape=config.input_shape)
+    tokens = [step.name for step in anatomy.readers("input") if step.kind == "embedding"]
+    if tokens:
+        raise NotApplicable(f"the imprint layer measures real-valued inputs (mean brightness), but this model reads "
+                            f"token ids into the embedding {tokens[0]!r}: a text model")
+    if config.variant == "insert":
+        parameter = next(model.parameters(), None)
+        block = ImprintBlock(features, config.num_bins)
+        if parameter is not None:
+            block = block.to(parameter.device)
+        _imprint(block.linear, edges)
+        insert_before_input(model, "imprint", block)
+        return model, ImprintSecret("imprint.linear", identity_map(config.input_shape, levels=config.levels))
     name, linear = extraction_layer(anatomy)
-    before = [leaf.name for leaf in anatomy.before(name) if not isinstance(leaf.module, (nn.Flatten, nn.Identity))]
-    if before or linear.in_features != features:
-        raise ValueError(f"the 'reuse' imprint needs a first linear layer that reads the input; {name!r} comes "
-                         f"after {', '.join(before) or 'nothing'} and reads {linear.in_features} features")
+    reason = raw_input_reason(anatomy, name, config.input_shape)
+    if reason:
+        raise NotApplicable(f"the 'reuse' imprint needs a first linear layer that reads the input; {reason}")
     names = [layer.name for layer in anatomy.layers("linear")]
     if len(names) < 2:
-        raise ValueError("the 'reuse' imprint needs a linear layer after the first")
+        raise NotApplicable("the 'reuse' imprint needs a linear layer after the first")
     _, following = extraction_layer(anatomy, names[1])
     if following.in_features != linear.out_features:
-        raise ValueError(f"{names[1]!r} does not read the output of {name!r}")
+        raise NotApplicable(f"{names[1]!r} does not read the output of {name!r}")
     _imprint(linear, bin_edges(RobbingConfig(config.input_shape, linear.out_features, config.feature_mean,
                                              config.feature_std)))
     with torch.no_grad():

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_number
+from fedleak.checks import NotApplicable, check_number
 from fedleak.attacks.analytic import extract_linear, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
@@ -53,6 +53,9 @@ class TextSecret:
 
 def text_embedding(model: nn.Module, config: TextEmbeddingConfig) -> tuple[nn.Module, TextSecret]:
     """A copy of ``model`` with uniform(0, 1) embeddings and trap weights on the dense layer, and the secret."""
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        raise NotApplicable(f"text extraction reads token ids through an embedding layer (nn.Embedding); "
+                            f"{type(model).__name__} has none: it is not a text model")
     model = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(config.seed)
     anatomy = trace(model, input_shape=(config.seq_len,))
@@ -60,7 +63,7 @@ def text_embedding(model: nn.Module, config: TextEmbeddingConfig) -> tuple[nn.Mo
     name, linear = extraction_layer(anatomy, config.layer)
     features = config.seq_len * embedding.embedding_dim
     if linear.in_features != features:
-        raise ValueError(f"{name!r} reads {linear.in_features} features, not the {config.seq_len} x "
+        raise NotApplicable(f"{name!r} reads {linear.in_features} features, not the {config.seq_len} x "
                          f"{embedding.embedding_dim} flattened embeddings")
     with torch.no_grad():
         table = torch.rand(embedding.weight.shape, generator=generator)
