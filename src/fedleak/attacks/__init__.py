@@ -10,6 +10,7 @@ from fedleak.registry import Registry
 ATTACKS: Registry = Registry("attack")
 
 from fedleak.attacks import passive  # noqa: E402
+from fedleak.attacks import dager  # noqa: E402
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observed, Reconstruction,  # noqa: E402
                                   analytic_factory)
@@ -49,8 +50,10 @@ del _name, _config, _parts, _description
 ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
+ATTACKS.register("dager")(dager.dager)
 
-MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name != "passive")
+HONEST = ("passive", "dager")  # honest-but-curious readouts beside the inversion presets
+MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
 
 
 def prepare(name: str, model, context: AttackContext | None = None, **options):
