@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 
-QUERY = re.compile(r"(^|\.)(c_attn|q_proj|query|qkv|Wqkv)$")  # the module whose input is an attention layer's input
+PROJECTION = re.compile(r"(^|\.)(c_attn|q_proj|k_proj|v_proj|query|key|value|qkv|Wqkv)$")  # read a layer's input
 CHUNK = 256  # sequences per forward pass
 
 
@@ -43,7 +43,7 @@ class DagerConfig:
 
     span_threshold_1: float = 0.01
     span_threshold_2: float = 0.01
-    rank_tolerance: float = 1e-4
+    rank_tolerance: float = 1e-6
     max_prefixes: int = 2048
     restarts: int = 3
     sweeps: int = 4
@@ -64,31 +64,42 @@ class _Captured(Exception):
 
 @dataclass
 class _Layer:
-    """One attention layer's check: its query module, the input-side basis of its gradient, the projection of a
-    candidate before the check (LoRA's A; ``None``: identity) and the basis's rank out of the checked dimension."""
+    """One attention layer's check: the module whose input is checked and, per span, its orthonormal basis and the
+    projection of a candidate before the check (LoRA's A; ``None``: identity). ``rank`` is the largest span's rank
+    out of its ``dimension``; ``full``: some span fills its space (then every vector is in it)."""
 
     module: nn.Module
-    basis: torch.Tensor
-    projection: torch.Tensor | None
+    spans: list[tuple[torch.Tensor, torch.Tensor | None]]
     rank: int
     dimension: int
+    full: bool
 
     def distance(self, z: torch.Tensor) -> torch.Tensor:
-        """Relative distance of each vector of ``z`` (..., d) to the span (paper Eq. 4)."""
-        z = z.to(self.basis.dtype)
-        if self.projection is not None:
-            z = z @ self.projection.T
-        z = z / z.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
-        return (z - (z @ self.basis) @ self.basis.T).norm(dim=-1)
+        """Relative distance of each vector of ``z`` (..., d) to the nearest span (paper Eq. 4): a true input lies
+        in the span of every projection whose output gradient at its position is not zero, so in at least one."""
+        best = None
+        for basis, projection in self.spans:
+            v = z.to(basis.dtype)
+            if projection is not None:
+                v = v @ projection.T
+            v = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+            d = (v - (v @ basis) @ basis.T).norm(dim=-1)
+            best = d if best is None else torch.minimum(best, d)
+        return best
 
 
-def query_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The attention layers' query (or fused QKV) projections, in order (PEFT's inner layers excluded)."""
-    found = [(n, m) for n, m in model.named_modules() if QUERY.search(n) and "lora_" not in n]
-    if len(found) < 2:
-        raise ValueError("dager needs a transformer with at least two attention layers (query/q_proj/c_attn "
-                         f"modules); found {len(found)}")
-    return found
+def attention_layers(model: nn.Module) -> list[list[tuple[str, nn.Module]]]:
+    """Per attention layer, in order, the projections that read its input (query/key/value, or a fused QKV),
+    grouped by their parent module (PEFT's inner layers excluded)."""
+    groups: dict[str, list[tuple[str, nn.Module]]] = {}
+    for name, module in model.named_modules():
+        if PROJECTION.search(name) and "lora_" not in name and "base_layer" not in name:
+            groups.setdefault(name.rpartition(".")[0], []).append((name, module))
+    layers = list(groups.values())
+    if len(layers) < 2:
+        raise ValueError("dager needs a transformer with at least two attention layers (query/key/value, q_proj or "
+                         f"c_attn modules); found {len(layers)}")
+    return layers
 
 
 def input_basis(grad: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, int]:
@@ -98,21 +109,33 @@ def input_basis(grad: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, int
     return u[:, :rank], rank
 
 
-def layer_check(model: nn.Module, name: str, module: nn.Module, update: dict[str, torch.Tensor],
-                tolerance: float, device) -> _Layer:
-    """The span check of the query module ``name``: from its weight gradient, or from LoRA's B gradient with A."""
-    lora = hasattr(module, "lora_B")
-    adapter = next(iter(module.lora_B)) if lora else None
-    key = f"{name}.lora_B.{adapter}.weight" if lora else f"{name}.weight"
-    if key not in update:
-        raise ValueError(f"dager: the update holds no {key}")
-    grad = update[key].to(device)
-    if lora:  # (out, r): B's gradient rows live in the span of A x
-        projection, grad = module.lora_A[adapter].weight.detach().to(device, torch.float64), grad.T
-    else:  # Conv1D keeps (in, out), Linear (out, in)
-        projection, grad = None, grad if type(module).__name__ == "Conv1D" else grad.T
-    basis, rank = input_basis(grad, tolerance)
-    return _Layer(module, basis, projection, rank, grad.shape[0])
+def layer_check(projections: list[tuple[str, nn.Module]], update: dict[str, torch.Tensor], tolerance: float,
+                device) -> _Layer:
+    """The span check of one attention layer: the stacked weight gradients of its projections (all read the same
+    input), or each LoRA adapter's B gradient with its A."""
+    full, spans = [], []
+    for name, module in projections:
+        lora = hasattr(module, "lora_B")
+        adapter = next(iter(module.lora_B)) if lora else None
+        key = f"{name}.lora_B.{adapter}.weight" if lora else f"{name}.weight"
+        if key not in update:
+            raise ValueError(f"dager: the update holds no {key}")
+        grad = update[key].to(device)
+        if lora:  # (out, r): B's gradient rows live in the span of A x
+            spans.append((grad.T, module.lora_A[adapter].weight.detach().to(device, torch.float64)))
+        else:  # Conv1D keeps (in, out), Linear (out, in)
+            full.append(grad if type(module).__name__ == "Conv1D" else grad.T)
+    if full:
+        spans.append((torch.cat(full, dim=1), None))
+    checks, rank, dimension, filled = [], 0, 0, False
+    for grad, projection in spans:
+        basis, r = input_basis(grad, tolerance)
+        if r == 0:
+            continue
+        checks.append((basis, projection))
+        rank, dimension = max(rank, r), max(dimension, grad.shape[0])
+        filled |= r >= grad.shape[0]
+    return _Layer(projections[0][1], checks, rank, dimension, filled or not checks)
 
 
 def layer_inputs(model: nn.Module, module: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -252,11 +275,10 @@ class Dager:
         was_training = model.training
         model.eval()
         try:
-            (name1, module1), (name2, module2) = query_modules(model)[:2]
-            first = layer_check(model, name1, module1, update, config.rank_tolerance, device)
-            second = layer_check(model, name2, module2, update, config.rank_tolerance, device)
+            layers = attention_layers(model)
+            first, second = (layer_check(layers[i], update, config.rank_tolerance, device) for i in (0, 1))
             info = {"rank_1": first.rank, "rank_2": second.rank, "dimension": first.dimension}
-            if first.rank >= first.dimension or second.rank >= second.dimension or first.rank == 0:
+            if first.full or second.full:
                 info["refused"] = "the gradient's span fills the space: no token can be told apart"
                 sequences = torch.zeros(0, seq_len, dtype=torch.long, device=device)
                 flags = torch.zeros(0, dtype=torch.bool, device=device)
@@ -278,7 +300,7 @@ class Dager:
         return Reconstruction(sequences, None, flags, {}, info)
 
 
-def dager(span_threshold_1: float = 0.01, span_threshold_2: float = 0.01, rank_tolerance: float = 1e-4,
+def dager(span_threshold_1: float = 0.01, span_threshold_2: float = 0.01, rank_tolerance: float = 1e-6,
           max_prefixes: int = 2048, restarts: int = 3, sweeps: int = 4) -> Dager:
     """DAGER (Petrov et al. 2024): exact token sequences from the span of the first two attention layers'
     gradients, decoder, encoder and LoRA (module docstring)."""
