@@ -5,6 +5,7 @@ import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
+pytestmark = pytest.mark.llm
 
 from fedleak.attacks import ATTACKS, HONEST, MALICIOUS, Observed  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402

@@ -319,6 +319,17 @@ def add_s4(experiments) -> None:
                           "table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json"))
 
 
+def add_dager(experiments) -> None:
+    add_study(experiments, "dager",
+              "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's gradient, "
+              "full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
+              data=("fortunes", "text (fortunes: Debian's fortunes corpus, tokenised by a BPE trained here)"),
+              quick="one run per cell (~5 min on 2 cores)", out="results/reproduce-dager",
+              func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
+                          "results.json, table.txt, comparison.md, cells.jsonl"),
+              runs=(positive_int, "runs per cell (default 3, quick 1)"))
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10",
                "~7 min (343 CPU-s measured)",
@@ -349,6 +360,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "~10 s (shipped checkpoints; training ~30 min)", add_seer),
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
                "~4-5 min", add_s4),
+    Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
+               "~5 min", add_dager),
 )
 
 

@@ -69,15 +69,15 @@ def hf_options(text: str) -> dict:
                 raise ValueError(f"model {text!r}: two architectures ({options['arch']}, {part})")
             options["arch"] = part
             continue
-        key, _, value = part.partition("=")
-        if "," in part or key.strip() not in OWN:
-            fields.append(part)
-        elif key.strip() == "config":
+        key, _, value = (piece.strip() for piece in part.partition("="))
+        if key == "config":
             fields.append(value)
-        elif key.strip() in options:
-            raise ValueError(f"model {text!r}: option {key.strip()!r} is given twice")
+        elif key not in OWN:
+            fields.append(part)
+        elif key in options:
+            raise ValueError(f"model {text!r}: option {key!r} is given twice")
         else:
-            options[key.strip()] = value.strip()
+            options[key] = value
     if fields:
         options["config"] = ",".join(fields)
     return options
