@@ -208,12 +208,15 @@ def decode_causal(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], con
 
 def decode_encoder(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], count: int, config: DagerConfig,
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` x ``restarts`` coordinate-descent searches over the positions' token sets on the mean layer-2
-    distance of the whole sequence; returns (distinct sequences found, in the span (K,))."""
+    """Up to ``count`` x ``restarts`` coordinate-descent searches over the positions' token sets on the mean
+    layer-2 distance of the whole sequence, restart k starting from the k-th first token, until ``count`` distinct
+    sequences lie in the span; returns (distinct sequences found, in the span (K,))."""
     n, device = len(sets), sets[0].device
     found: dict[tuple, bool] = {}
-    for _ in range(count * config.restarts):
-        sequence = torch.stack([s[torch.randint(len(s), (1,), generator=generator).item()] for s in sets])
+    for restart in range(count * config.restarts):
+        picks = [s[torch.randint(len(s), (1,), generator=generator)] for s in sets]
+        picks[0] = sets[0][restart % len(sets[0])].view(1)
+        sequence = torch.cat(picks)
         for _sweep in range(config.sweeps):
             changed = False
             for p in range(n):
@@ -221,15 +224,17 @@ def decode_encoder(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], co
                     continue
                 trial = sequence.repeat(len(sets[p]), 1)
                 trial[:, p] = sets[p]
-                cost = chunked_distance(model, layer, trial, last=False).mean(dim=1)
-                best = trial[cost.argmin()]
-                changed |= not torch.equal(best, sequence)
-                sequence = best
-            if not changed:
+                cost = chunked_distance(model, layer, trial, last=False)
+                best = int(cost.mean(dim=1).argmin())
+                changed |= not torch.equal(trial[best], sequence)
+                sequence, worst = trial[best], cost[best].max()
+            if not changed or worst < config.span_threshold_2:
                 break
         worst = chunked_distance(model, layer, sequence.unsqueeze(0), last=False).max()
         key = tuple(sequence.tolist())
         found[key] = found.get(key, False) or bool(worst < config.span_threshold_2)
+        if sum(found.values()) >= count:
+            break
     if not found:
         return torch.zeros(0, n, dtype=torch.long, device=device), torch.zeros(0, dtype=torch.bool, device=device)
     return (torch.tensor(list(found), dtype=torch.long, device=device),

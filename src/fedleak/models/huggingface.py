@@ -11,7 +11,8 @@ Heads: ``lm`` (a causal language model: logits ``(B, seq_len, num_classes)`` ove
 tokens, for next-token labels) or ``classify`` (``(B, num_classes)`` from a sequence-classification head);
 ``auto`` picks ``classify`` for the encoder families (BERT and kin) and ``lm`` otherwise. Attention is the eager
 (math) implementation, so double backward works on CPU. Dropout is 0 unless the config sets it (LLaMA's default;
-GPT-2 and BERT ship 0.1, which a client may set with e.g. ``resid_pdrop=0.1``).
+GPT-2 and BERT ship 0.1, which a client may set with e.g. ``resid_pdrop=0.1``). A width given without a head count
+gets heads of 64 dimensions (``n_embd=128``: 2 heads) where the default count does not divide it.
 """
 from __future__ import annotations
 
@@ -109,6 +110,20 @@ def _no_dropout(config, given: dict) -> None:
             setattr(config, key, 0.0)
 
 
+def _fit_heads(config, given: dict) -> None:
+    """Where only the width was given (``n_embd=128``), as many heads of 64 dimensions as it holds (GPT-2's head
+    size), at most the config's default, instead of a default head count that does not divide it."""
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if not isinstance(hidden, int) or not isinstance(heads, int) or heads < 1 or hidden % heads == 0:
+        return
+    if {"n_head", "num_attention_heads", "num_heads"} & set(given):
+        return  # the user's own choice: transformers names the problem
+    fitted = max([h for h in range(1, heads + 1) if hidden % h == 0 and hidden // h >= 64] or [1])
+    config.num_attention_heads = fitted
+    if hasattr(config, "num_key_value_heads") and "num_key_value_heads" not in given:
+        config.num_key_value_heads = fitted
+
+
 @MODELS.register("hf")
 def build_hf(input_shape: tuple[int, ...], num_classes: int, arch: str = "gpt2", config: str = "",
              lora: str | int | None = None, head: str = "auto", path: str | None = None) -> HFModel:
@@ -143,6 +158,7 @@ def build_hf(input_shape: tuple[int, ...], num_classes: int, arch: str = "gpt2",
         if getattr(hf_config, "pad_token_id", None) is None:
             hf_config.pad_token_id = 0
     _no_dropout(hf_config, fields)
+    _fit_heads(hf_config, fields)
     positions = getattr(hf_config, "max_position_embeddings", None) or getattr(hf_config, "n_positions", None)
     if positions is not None and seq_len > positions:
         raise ValueError(f"hf: sequences of {seq_len} tokens exceed the model's {positions} positions")
