@@ -140,22 +140,10 @@ def layer_check(projections: list[tuple[str, nn.Module]], update: dict[str, torc
 
 def layer_inputs(model: nn.Module, module: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """The input of ``module`` (B, n, d) when ``model`` reads ``tokens`` (B, n); the forward stops there."""
-    seen = []
-
-    def hook(_, args):
-        seen.append(args[0].detach())
-        raise _Captured
-
-    handle = module.register_forward_pre_hook(hook)
-    try:
-        model(tokens)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-    if not seen:
+    seen = _until(module, lambda: model(tokens))
+    if seen is None:
         raise ValueError("dager: the attention layer was not reached by the forward pass")
-    return seen[0]
+    return seen
 
 
 def chunked_distance(model: nn.Module, layer: _Layer, tokens: torch.Tensor, *, last: bool) -> torch.Tensor:
@@ -175,6 +163,47 @@ def token_sets(model: nn.Module, layer: _Layer, vocab: int, seq_len: int, thresh
     return [torch.nonzero(distances[:, p] < threshold).flatten() for p in range(seq_len)]
 
 
+def extension_distance(model: nn.Module, layer: _Layer, prefixes: torch.Tensor, tokens: torch.Tensor
+                       ) -> torch.Tensor:
+    """Layer distances at the last position of every prefix (K, p) extended by every token (T,), prefix-major
+    (K * T,). A causal model's layer-1 keys and values of a prefix do not depend on what follows, so each prefix is
+    read once into a key/value cache and every extension reads one token against it."""
+    from transformers import DynamicCache
+
+    net, p = model.net, prefixes.shape[1]
+    per_chunk = max(1, CHUNK * 16 // len(tokens))  # prefixes per pass: at most ~4096 extensions
+    parts = []
+    for start in range(0, len(prefixes), per_chunk):
+        chunk = prefixes[start:start + per_chunk]
+        cache = DynamicCache(config=net.config)
+        _until(layer.module, lambda: net(input_ids=chunk, cache=cache, use_cache=True))
+        cache.batch_repeat_interleave(len(tokens))
+        last = tokens.repeat(len(chunk)).unsqueeze(1)
+        positions = torch.full_like(last, p)
+        z = _until(layer.module, lambda: net(input_ids=last, cache=cache, position_ids=positions,
+                                             use_cache=True))
+        parts.append(layer.distance(z[:, -1]))
+    return torch.cat(parts)
+
+
+def _until(module: nn.Module, forward) -> torch.Tensor | None:
+    """``module``'s input in ``forward()``, which stops there."""
+    seen = []
+
+    def hook(_, args):
+        seen.append(args[0].detach())
+        raise _Captured
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        forward()
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return seen[0] if seen else None
+
+
 def decode_causal(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], config: DagerConfig
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences grown position by position, each prefix kept while its layer-2 vector is in the span (§5.2);
@@ -186,9 +215,10 @@ def decode_causal(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], con
         if p > 0:
             grow = torch.cat([prefixes.repeat_interleave(len(sets[p]), 0), sets[p].repeat(len(prefixes)).unsqueeze(1)],
                              dim=1)
+            distance = extension_distance(model, layer, prefixes, sets[p])
         else:
             grow = prefixes
-        distance = chunked_distance(model, layer, grow, last=True)
+            distance = chunked_distance(model, layer, grow, last=True)
         keep = distance < config.span_threshold_2
         if len(grow) and not keep.any():
             finished.append(prefixes)  # nothing extends these: they stop here, undeclared
