@@ -32,7 +32,7 @@ def require_tokenizers():
     try:
         import tokenizers
     except ImportError as error:
-        raise RuntimeError("language models need the llm extra: pip install 'fedleak[llm]' (transformers, peft, "
+        raise ValueError("language models need the llm extra: pip install 'fedleak[llm]' (transformers, peft, "
                            "tokenizers)") from error
     return tokenizers
 

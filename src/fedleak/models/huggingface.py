@@ -36,7 +36,7 @@ def require_transformers():
     try:
         import transformers
     except ImportError as error:
-        raise RuntimeError("hf models need the llm extra: pip install 'fedleak[llm]' (transformers, peft, "
+        raise ValueError("hf models need the llm extra: pip install 'fedleak[llm]' (transformers, peft, "
                            "tokenizers)") from error
     return transformers
 
@@ -178,7 +178,7 @@ def with_lora(net: nn.Module, rank: int) -> nn.Module:
     try:
         import peft
     except ImportError as error:
-        raise RuntimeError("lora needs the llm extra: pip install 'fedleak[llm]'") from error
+        raise ValueError("lora needs the llm extra: pip install 'fedleak[llm]'") from error
     kind = net.config.model_type
     config = peft.LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, fan_in_fan_out=kind == "gpt2",
                              target_modules=None if kind != "bert" else ["query", "key", "value"])
