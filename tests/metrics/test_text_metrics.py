@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fedleak.metrics.text import rouge_n, text_scores
+from fedleak.metrics.text import pairing, rouge_n, text_scores
 
 
 def test_rouge_by_hand():
@@ -23,3 +23,9 @@ def test_one_recovered_sentence_cannot_stand_for_two():
 def test_nothing_recovered():
     scores = text_scores(torch.zeros(0, 3, dtype=torch.long), torch.tensor([[1, 2, 3]]))
     assert scores == {"exact": 0.0, "rouge1": 0.0, "rouge2": 0.0, "token_recall": 0.0}
+
+
+def test_pairing_gives_each_true_row_its_own_partner():
+    truth = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    recovered = torch.tensor([[4, 5, 0], [1, 2, 3]])
+    assert pairing(recovered, truth) == [1, 0, None]

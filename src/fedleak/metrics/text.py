@@ -33,6 +33,18 @@ def _rows(tokens: torch.Tensor) -> list[list[int]]:
     return [row for row in tokens.detach().cpu().tolist()]
 
 
+def pairing(recovered: torch.Tensor, truth: torch.Tensor) -> list[int | None]:
+    """For each true sequence, the index of its recovered partner in the one-to-one pairing that maximises the
+    summed ROUGE-1 (module docstring), ``None`` where it has none: the rows of a text grid (original | recovered)."""
+    true_rows, ours = _rows(truth), _rows(recovered)
+    partner: list[int | None] = [None] * len(true_rows)
+    if ours and true_rows:
+        rows, cols = linear_sum_assignment(-np.array([[rouge_n(c, t, 1) for c in ours] for t in true_rows]))
+        for row, col in zip(rows, cols):
+            partner[row] = int(col)
+    return partner
+
+
 def text_scores(recovered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """``exact`` (share of true sequences recovered token for token), ``rouge1``, ``rouge2`` (mean F-measure of the
     one-to-one pairing, module docstring) and ``token_recall`` (share of the true tokens, counted with
