@@ -73,3 +73,11 @@ def test_fedavg_delta_refused(decoder, batch):
     delta = Observed(observed.updates, "delta", (0,), (BATCH,), (decoder,))
     with pytest.raises(ValueError, match="FedSGD"):
         ATTACKS.build("dager").reconstruct(delta, None)
+
+
+def test_an_update_of_the_wrong_shape_is_refused_in_one_line(decoder, batch):
+    observed = gradient(decoder, *batch)
+    key = next(k for k in observed.updates if k.endswith("h.0.attn.c_attn.weight"))
+    bad = Observed({**observed.updates, key: observed.updates[key][:, :5]}, "gradient", (0,), (BATCH,), (decoder,))
+    with pytest.raises(ValueError, match="c_attn.weight is"):
+        ATTACKS.build("dager").reconstruct(bad, None)

@@ -120,6 +120,10 @@ def layer_check(projections: list[tuple[str, nn.Module]], update: dict[str, torc
         key = f"{name}.lora_B.{adapter}.weight" if lora else f"{name}.weight"
         if key not in update:
             raise ValueError(f"dager: the update holds no {key}")
+        expected = (module.lora_B[adapter] if lora else module).weight.shape
+        if tuple(update[key].shape) != tuple(expected) or not update[key].is_floating_point():
+            raise ValueError(f"dager: {key} is {tuple(update[key].shape)} {update[key].dtype}, the model's is "
+                             f"{tuple(expected)}")
         grad = update[key].to(device)
         if lora:  # (out, r): B's gradient rows live in the span of A x
             spans.append((grad.T, module.lora_A[adapter].weight.detach().to(device, torch.float64)))

@@ -321,8 +321,8 @@ def add_s4(experiments) -> None:
 
 def add_dager(experiments) -> None:
     add_study(experiments, "dager",
-              "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's gradient, "
-              "full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
+              "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's "
+              "gradient, full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
               data=("fortunes", "text (fortunes: Debian's fortunes corpus, tokenised by a BPE trained here)"),
               quick="one run per cell, encoder B = 1 and 8 only (~5 min on 2 cores)", out="results/reproduce-dager",
               func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
