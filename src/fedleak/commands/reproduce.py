@@ -324,7 +324,7 @@ def add_dager(experiments) -> None:
               "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's "
               "gradient, full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
               data=("fortunes", "text (fortunes: Debian's fortunes corpus, tokenised by a BPE trained here)"),
-              quick="one run per cell, encoder B = 1 and 8 only (~5 min on 2 cores)", out="results/reproduce-dager",
+              quick="one run per cell, encoder B = 1 and 8 only (~3 min on 2 loaded cores)", out="results/reproduce-dager",
               func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
                           "results.json, table.txt, comparison.md, cells.jsonl"),
               runs=(positive_int, "runs per cell (default 3, quick 1)"))
@@ -361,7 +361,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
                "~4-5 min", add_s4),
     Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
-               "~5 min", add_dager),
+               "~3 min (3m07s measured, loaded)", add_dager),
 )
 
 
