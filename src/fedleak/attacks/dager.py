@@ -18,6 +18,11 @@ LoRA (§6 / App. on LoRA): with ``W + B A`` the gradient of ``B`` is ``(dL/dY)^T
 projected inputs ``A x``, so candidates are projected by ``A`` (which the server sent) before the check; it holds
 while B·n is below the rank r (the paper fine-tunes with r = 256). A gradient whose span fills the whole space
 (DP noise, too many tokens) makes every check pass: the attack then declares nothing and says why in ``info``.
+
+Known limit (measured on a 2-layer LLaMA, B = 4): with rotary positions the layer-1 token sets do not depend on the
+position, and a sequence that repeats a true first token ("t t t ...") has the same layer-2 vector at every position
+as "t" alone, so it passes the check: those extra sequences are declared beside the true ones (GPT-2's learned
+positions and BERT do not show this).
 """
 from __future__ import annotations
 
