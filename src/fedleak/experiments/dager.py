@@ -14,6 +14,12 @@ paper's heuristic search; LoRA at r = 256 (the paper's) on every attention proje
 first round; the quick profile runs the encoder at B = 1 and 8 only (its search at B = 32 takes ~30 CPU-s per
 sequence here). B·n must stay below the width (and below r for LoRA) for the gradient to be low rank (paper §4): at
 the quick widths B = 32 exceeds r = 256 under LoRA, which the table shows.
+
+Measured (quick, seed 0, 2 loaded CPU cores, 3.5 min): decoder full and LoRA B = 1, 8 and decoder full B = 32 exact
+(ROUGE-1/2 1.000); LoRA B = 32 refused (320 tokens > r); encoder full and LoRA B = 1, 8 exact. Encoder full B = 32
+(full profile, one run): exact 0.06, ROUGE-1 0.36, ROUGE-2 0.13 in 11 min, with 30 of the 32 declared sequences
+mixtures of the true ones: at random initialisation the encoder's attention is nearly uniform, so its layer-2 vector
+hardly depends on the other positions' tokens and the span check cannot tell which tokens belong together.
 """
 from __future__ import annotations
 
