@@ -4,7 +4,7 @@ import torch
 from fedleak.data import DATASETS, UnknownNameError, dataset_options, iid_partition, load_dataset, split_clients
 
 EXPECTED = {"mnist", "fashion_mnist", "emnist", "cifar10", "cifar100", "imagefolder", "imdb", "bundled", "digits",
-            "skimage_photos", "fortunes"}
+            "skimage_photos", "fortunes", "fortunes_lm"}
 TEXT = {"imdb", "fortunes"}
 
 
@@ -19,7 +19,8 @@ def test_unknown_name_lists_valid_ones():
 
 def test_options_are_checked():
     assert all(dataset_options(name) == ["vocab_size", "seq_len"] for name in TEXT)
-    assert all("size" in dataset_options(name) for name in EXPECTED - TEXT)
+    assert all("size" in dataset_options(name) for name in EXPECTED - TEXT - {"fortunes_lm"})
+    assert dataset_options("fortunes_lm") == ["vocab_size", "seq_len", "cache_dir"]  # BPE tokens (fedleak[llm])
     with pytest.raises(ValueError, match="dataset 'bundled' has no option seq_len; its options: size"):
         load_dataset("bundled", seq_len=3)
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):

@@ -4,7 +4,7 @@ import torch
 from fedleak.models import MODELS, build_model
 from fedleak.registry import UnknownNameError
 
-ALL = ["cnn", "embedding_lm", "fcnn", "imdb_fc", "resnet18", "text_transformer", "vgg_cnn", "vit_small"]
+ALL = ["cnn", "embedding_lm", "fcnn", "hf", "imdb_fc", "resnet18", "text_transformer", "vgg_cnn", "vit_small"]
 
 
 def test_every_model_is_registered():

@@ -11,6 +11,7 @@ from fedleak.registry import Registry
 ATTACKS: Registry = Registry("attack")
 
 from fedleak.attacks import passive  # noqa: E402
+from fedleak.attacks import dager  # noqa: E402
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observed, Reconstruction,  # noqa: E402
                                   analytic_factory)
@@ -52,8 +53,10 @@ ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
 ATTACKS.register("fedavg_inversion")(fedavg_inversion)
+ATTACKS.register("dager")(dager.dager)
 
-MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in ("passive", "fedavg_inversion"))
+HONEST = ("passive", "dager", "fedavg_inversion")  # honest-but-curious attacks beside the inversion presets
+MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
 
 
 def prepare(name: str, model, context: AttackContext | None = None, **options):

@@ -164,6 +164,13 @@ def parse_model(text: str) -> ModelChoice:
     from fedleak.registry import UnknownNameError, UnknownOptionError
 
     name, *pairs = [part.strip() for part in text.split(":")]
+    if name == "hf":  # hf:ARCH:f=v,f=v:lora=r8 (fedleak.models.huggingface.hf_options)
+        from fedleak.models.huggingface import hf_options
+
+        try:
+            return ModelChoice(name, hf_options(text))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     options = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")

@@ -372,6 +372,15 @@ def add_fedavg_inversion(experiments) -> None:
               clients=(positive_int, "clients attacked (default 4, quick 2)"),
               epochs=(positive_int, "local epochs (default 2, quick 1)"),
               iterations=(positive_int, "attack iterations (default 1000, quick 200)"))
+def add_dager(experiments) -> None:
+    add_study(experiments, "dager",
+              "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's "
+              "gradient, full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
+              data=("fortunes", "text (fortunes: Debian's fortunes corpus, tokenised by a BPE trained here)"),
+              quick="one run per cell, encoder B = 1 and 8 only (~3 min on 2 loaded cores)", out="results/reproduce-dager",
+              func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
+                          "results.json, table.txt, comparison.md, cells.jsonl"),
+              runs=(positive_int, "runs per cell (default 3, quick 1)"))
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -412,6 +421,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("fedavg-inversion", "Dimitrov et al. 2022 (issue 24)",
                "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~4 min (234 s measured, load avg 15)",
                add_fedavg_inversion),
+    Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
+               "~3 min (3m07s measured, loaded)", add_dager),
 )
 
 

@@ -26,7 +26,7 @@ def dataset_options(name: str) -> list[str]:
 
 
 from fedleak.data import (bundled_sample, cifar, digits, fortunes, idx, image_folder, imdb,  # noqa: E402,F401
-                          skimage_photos)
+                          skimage_photos, text_tokenizer)
 from fedleak.data.partition import ClientData, dirichlet_partition, iid_partition, split_clients  # noqa: E402
 
 __all__ = ["DATASETS", "ClientData", "DataFormatError", "DatasetInfo", "TensorDataset", "UnknownNameError",

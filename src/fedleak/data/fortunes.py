@@ -42,6 +42,24 @@ def read_fortunes(root: Path) -> tuple[list[list[str]], list[int], tuple[str, ..
     return texts, labels, tuple(categories)
 
 
+def fortune_texts(root: Path | None = None) -> tuple[list[str], list[int], tuple[str, ...]]:
+    """The raw text of every non-empty fortune of ``root`` (default /usr/share/games/fortunes), its category label
+    and the category names, in sorted file order (for a subword tokenizer, :mod:`fedleak.data.text_tokenizer`)."""
+    root = DEFAULT_ROOT if root is None else Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: folder not found (install Debian's fortunes: apt-get install fortunes)")
+    texts, labels, categories = [], [], []
+    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.suffix):
+        entries = [chunk.strip() for chunk in _split(path) if chunk.strip()]
+        if entries:
+            texts += entries
+            labels += [len(categories)] * len(entries)
+            categories.append(path.name)
+    if not texts:
+        raise DataFormatError(f"{root}: no fortune files (files without extension holding '%'-separated text)")
+    return texts, labels, tuple(categories)
+
+
 def _split(path: Path) -> list[str]:
     """The fortunes of one file: the text between lines that hold only ``%``."""
     chunks, current = [], []

@@ -37,3 +37,4 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
 
 
 from fedleak.models import cnn, fcnn, vgg_cnn, imdb_fc, resnet, vit, transformer, embedding_lm  # noqa: E402,F401  (registration)
+from fedleak.models import huggingface  # noqa: E402,F401  (registration; transformers is imported on use)

@@ -1,0 +1,358 @@
+"""DAGER (Petrov et al., NeurIPS 2024, "DAGER: Exact Gradient Inversion for Large Language Models"): exact text from
+a transformer's gradient, by checking which token sequences lie in the span the gradient of an attention projection
+spans.
+
+The gradient of a linear map ``Y = X W^T`` is ``dL/dW = (dL/dY)^T X``, so its rows lie in the span of the rows of
+``X``, the layer's B·n input vectors; while B·n is below the width d the gradient is low rank and this span is all
+it can be (paper §4, Theorem 4.1). Layer 1: ``X`` is the normalised token + position embedding, one vector per
+(token, position) pair that the server computes for every vocabulary token, so the tokens at each position are those
+whose vector is within ``span_threshold_1`` of the span (§5.1, the token filter). Layer 2: its input at position p is
+a function of the whole prefix in a causal (decoder) model, so sequences grow position by position, each prefix
+extended by the position's tokens and kept when its layer-2 vector is in the layer-2 span (§5.2, the greedy decoder
+search). In an encoder every position sees the whole sequence: fedleak searches each sequence by coordinate descent
+over the positions' token sets on the mean layer-2 distance and keeps those in the span (a simpler search than the
+paper's exhaustive heuristic, §5.3). The distance is ``||z - Q Q^T z|| / ||z||`` with ``Q`` an orthonormal basis of
+the gradient's input-side singular vectors above ``rank_tolerance`` times the largest, at most B·n of them (B
+from the example count the client reports; as the paper's known batch size, it keeps small noise from filling the
+span: measured on a 128-wide decoder, B = 4, exact up to Gaussian noise sigma = 1e-6 on every entry, nothing at
+1e-5, with entries of mean size 2e-3).
+
+LoRA (§6 / App. on LoRA): with ``W + B A`` the gradient of ``B`` is ``(dL/dY)^T (X A^T)``: its rows span the
+projected inputs ``A x``, so candidates are projected by ``A`` (which the server sent) before the check; it holds
+while B·n is below the rank r (the paper fine-tunes with r = 256). A gradient whose span fills the whole space
+(DP noise, too many tokens) makes every check pass: the attack then declares nothing and says why in ``info``.
+
+Known limit (measured on a 2-layer LLaMA, B = 4): with rotary positions the layer-1 token sets do not depend on the
+position, and a sequence that repeats a true first token ("t t t ...") has the same layer-2 vector at every position
+as "t" alone, so it passes the check: those extra sequences are declared beside the true ones (GPT-2's learned
+positions and BERT do not show this).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from fedleak.attacks.base import AttackContext, Observed, Reconstruction
+
+PROJECTION = re.compile(r"(^|\.)(c_attn|q_proj|k_proj|v_proj|query|key|value|qkv|Wqkv)$")  # read a layer's input
+CHUNK = 256  # sequences per forward pass
+
+
+@dataclass(frozen=True)
+class DagerConfig:
+    """The span thresholds of the layer-1 token filter and the layer-2 sequence check (paper §5, tau_1 and tau_2),
+    the relative singular value below which the gradient's rank stops, the most prefixes kept per position, and the
+    coordinate-descent restarts per sequence of an encoder batch."""
+
+    span_threshold_1: float = 0.01
+    span_threshold_2: float = 0.01
+    rank_tolerance: float = 1e-6
+    max_prefixes: int = 2048
+    restarts: int = 3
+    sweeps: int = 4
+
+    def __post_init__(self):
+        for name in ("span_threshold_1", "span_threshold_2", "rank_tolerance"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"dager: {name} must be in (0, 1), got {getattr(self, name)!r}")
+        for name in ("max_prefixes", "restarts", "sweeps"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < 1:
+                raise ValueError(f"dager: {name} must be an int >= 1, got {getattr(self, name)!r}")
+
+
+class _Captured(Exception):
+    """Stops a forward pass once the hooked layer's input is read."""
+
+
+@dataclass
+class _Layer:
+    """One attention layer's check: the module whose input is checked and, per span, its orthonormal basis and the
+    projection of a candidate before the check (LoRA's A; ``None``: identity). ``rank`` is the largest span's rank
+    out of its ``dimension``; ``full``: some span fills its space (then every vector is in it)."""
+
+    module: nn.Module
+    spans: list[tuple[torch.Tensor, torch.Tensor | None]]
+    rank: int
+    dimension: int
+    full: bool
+
+    def distance(self, z: torch.Tensor) -> torch.Tensor:
+        """Relative distance of each vector of ``z`` (..., d) to the nearest span (paper Eq. 4): a true input lies
+        in the span of every projection whose output gradient at its position is not zero, so in at least one."""
+        best = None
+        for basis, projection in self.spans:
+            v = z.to(basis.dtype)
+            if projection is not None:
+                v = v @ projection.T
+            v = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+            d = (v - (v @ basis) @ basis.T).norm(dim=-1)
+            best = d if best is None else torch.minimum(best, d)
+        return best
+
+
+def attention_layers(model: nn.Module) -> list[list[tuple[str, nn.Module]]]:
+    """Per attention layer, in order, the projections that read its input (query/key/value, or a fused QKV),
+    grouped by their parent module (PEFT's inner layers excluded)."""
+    groups: dict[str, list[tuple[str, nn.Module]]] = {}
+    for name, module in model.named_modules():
+        if PROJECTION.search(name) and "lora_" not in name and "base_layer" not in name:
+            groups.setdefault(name.rpartition(".")[0], []).append((name, module))
+    layers = list(groups.values())
+    if len(layers) < 2:
+        raise ValueError("dager needs a transformer with at least two attention layers (query/key/value, q_proj or "
+                         f"c_attn modules); found {len(layers)}")
+    return layers
+
+
+def input_basis(grad: torch.Tensor, tolerance: float, most: int) -> tuple[torch.Tensor, int]:
+    """Orthonormal basis (d, rank) of the span of the inputs whose outer products make ``grad`` (d, out): the
+    singular vectors above ``tolerance`` times the largest, at most ``most`` (the batch's B·n input vectors, which
+    the server knows from the reported example count; noise cannot raise the rank past them)."""
+    u, s, _ = torch.linalg.svd(grad.double(), full_matrices=False)
+    rank = min(int((s > tolerance * s[0]).sum()), most) if s.numel() and s[0] > 0 else 0
+    return u[:, :rank], rank
+
+
+def layer_check(projections: list[tuple[str, nn.Module]], update: dict[str, torch.Tensor], tolerance: float,
+                most: int, device) -> _Layer:
+    """The span check of one attention layer: the stacked weight gradients of its projections (all read the same
+    input), or each LoRA adapter's B gradient with its A."""
+    full, spans = [], []
+    for name, module in projections:
+        lora = hasattr(module, "lora_B")
+        adapter = next(iter(module.lora_B)) if lora else None
+        key = f"{name}.lora_B.{adapter}.weight" if lora else f"{name}.weight"
+        if key not in update:
+            raise ValueError(f"dager: the update holds no {key}")
+        expected = (module.lora_B[adapter] if lora else module).weight.shape
+        if tuple(update[key].shape) != tuple(expected) or not update[key].is_floating_point():
+            raise ValueError(f"dager: {key} is {tuple(update[key].shape)} {update[key].dtype}, the model's is "
+                             f"{tuple(expected)}")
+        grad = update[key].to(device)
+        if lora:  # (out, r): B's gradient rows live in the span of A x
+            spans.append((grad.T, module.lora_A[adapter].weight.detach().to(device, torch.float64)))
+        else:  # Conv1D keeps (in, out), Linear (out, in)
+            full.append(grad if type(module).__name__ == "Conv1D" else grad.T)
+    if full:
+        spans.append((torch.cat(full, dim=1), None))
+    checks, rank, dimension, filled = [], 0, 0, False
+    for grad, projection in spans:
+        basis, r = input_basis(grad, tolerance, most)
+        if r == 0:
+            continue
+        checks.append((basis, projection))
+        rank, dimension = max(rank, r), max(dimension, grad.shape[0])
+        filled |= r >= grad.shape[0]
+    return _Layer(projections[0][1], checks, rank, dimension, filled or not checks)
+
+
+def layer_inputs(model: nn.Module, module: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """The input of ``module`` (B, n, d) when ``model`` reads ``tokens`` (B, n); the forward stops there."""
+    seen = _until(module, lambda: model(tokens))
+    if seen is None:
+        raise ValueError("dager: the attention layer was not reached by the forward pass")
+    return seen
+
+
+def chunked_distance(model: nn.Module, layer: _Layer, tokens: torch.Tensor, *, last: bool) -> torch.Tensor:
+    """Layer distances of ``tokens`` (K, n): at the last position (K,) or at every position (K, n)."""
+    parts = []
+    for start in range(0, len(tokens), CHUNK):
+        z = layer_inputs(model, layer.module, tokens[start:start + CHUNK])
+        parts.append(layer.distance(z[:, -1] if last else z))
+    return torch.cat(parts) if parts else torch.zeros(0, device=tokens.device)
+
+
+def token_sets(model: nn.Module, layer: _Layer, vocab: int, seq_len: int, threshold: float, device
+               ) -> list[torch.Tensor]:
+    """The tokens whose layer-1 vector at position p is in the span, for every p (paper §5.1)."""
+    every = torch.arange(vocab, device=device).unsqueeze(1).expand(vocab, seq_len)
+    distances = chunked_distance(model, layer, every, last=False)  # (V, n): token v at every position
+    return [torch.nonzero(distances[:, p] < threshold).flatten() for p in range(seq_len)]
+
+
+def extension_distance(model: nn.Module, layer: _Layer, prefixes: torch.Tensor, tokens: torch.Tensor
+                       ) -> torch.Tensor:
+    """Layer distances at the last position of every prefix (K, p) extended by every token (T,), prefix-major
+    (K * T,). A causal model's layer-1 keys and values of a prefix do not depend on what follows, so each prefix is
+    read once into a key/value cache and every extension reads one token against it."""
+    from transformers import DynamicCache
+
+    net, p = model.net, prefixes.shape[1]
+    per_chunk = max(1, CHUNK * 16 // len(tokens))  # prefixes per pass: at most ~4096 extensions
+    parts = []
+    for start in range(0, len(prefixes), per_chunk):
+        chunk = prefixes[start:start + per_chunk]
+        cache = DynamicCache(config=net.config)
+        _until(layer.module, lambda: net(input_ids=chunk, cache=cache, use_cache=True))
+        cache.batch_repeat_interleave(len(tokens))
+        last = tokens.repeat(len(chunk)).unsqueeze(1)
+        positions = torch.full_like(last, p)
+        z = _until(layer.module, lambda: net(input_ids=last, cache=cache, position_ids=positions,
+                                             use_cache=True))
+        parts.append(layer.distance(z[:, -1]))
+    return torch.cat(parts)
+
+
+def _until(module: nn.Module, forward) -> torch.Tensor | None:
+    """``module``'s input in ``forward()``, which stops there."""
+    seen = []
+
+    def hook(_, args):
+        seen.append(args[0].detach())
+        raise _Captured
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        forward()
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return seen[0] if seen else None
+
+
+def decode_causal(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], config: DagerConfig
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences grown position by position, each prefix kept while its layer-2 vector is in the span (§5.2);
+    returns (sequences (K, n) with -1 past where a prefix stopped, complete (K,))."""
+    n = len(sets)
+    prefixes = sets[0].unsqueeze(1)
+    finished = []
+    for p in range(n):
+        if p > 0:
+            grow = torch.cat([prefixes.repeat_interleave(len(sets[p]), 0), sets[p].repeat(len(prefixes)).unsqueeze(1)],
+                             dim=1)
+            distance = extension_distance(model, layer, prefixes, sets[p])
+        else:
+            grow = prefixes
+            distance = chunked_distance(model, layer, grow, last=True)
+        keep = distance < config.span_threshold_2
+        if len(grow) and not keep.any():
+            finished.append(prefixes)  # nothing extends these: they stop here, undeclared
+            prefixes = grow[:0]
+            break
+        kept, distance = grow[keep], distance[keep]
+        if len(kept) > config.max_prefixes:
+            kept = kept[distance.argsort()[:config.max_prefixes]]
+        prefixes = kept
+    complete = prefixes if prefixes.shape[1] == n else prefixes[:0].new_zeros(0, n)
+    partial = [torch.cat([f, f.new_full((len(f), n - f.shape[1]), -1)], dim=1) for f in finished if f.shape[1] < n]
+    sequences = torch.cat([complete, *partial]) if partial else complete
+    flags = torch.zeros(len(sequences), dtype=torch.bool, device=sequences.device)
+    flags[:len(complete)] = True
+    return sequences, flags
+
+
+def decode_encoder(model: nn.Module, layer: _Layer, sets: list[torch.Tensor], count: int, config: DagerConfig,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``count`` x ``restarts`` coordinate-descent searches over the positions' token sets on the mean
+    layer-2 distance of the whole sequence, restart k starting from the k-th first token, until ``count`` distinct
+    sequences lie in the span; returns (distinct sequences found, in the span (K,))."""
+    n, device = len(sets), sets[0].device
+    found: dict[tuple, bool] = {}
+    for restart in range(count * config.restarts):
+        picks = [s[torch.randint(len(s), (1,), generator=generator)] for s in sets]
+        picks[0] = sets[0][restart % len(sets[0])].view(1)
+        sequence = torch.cat(picks)
+        for _sweep in range(config.sweeps):
+            changed = False
+            for p in range(n):
+                if len(sets[p]) < 2:
+                    continue
+                trial = sequence.repeat(len(sets[p]), 1)
+                trial[:, p] = sets[p]
+                cost = chunked_distance(model, layer, trial, last=False)
+                best = int(cost.mean(dim=1).argmin())
+                changed |= not torch.equal(trial[best], sequence)
+                sequence, worst = trial[best], cost[best].max()
+            if not changed or worst < config.span_threshold_2:
+                break
+        worst = chunked_distance(model, layer, sequence.unsqueeze(0), last=False).max()
+        key = tuple(sequence.tolist())
+        found[key] = found.get(key, False) or bool(worst < config.span_threshold_2)
+        if sum(found.values()) >= count:
+            break
+    if not found:
+        return torch.zeros(0, n, dtype=torch.long, device=device), torch.zeros(0, dtype=torch.bool, device=device)
+    return (torch.tensor(list(found), dtype=torch.long, device=device),
+            torch.tensor(list(found.values()), dtype=torch.bool, device=device))
+
+
+class Dager:
+    """The DAGER attack (module docstring) with the one attack shape: an honest server, so ``prepare`` sends the
+    model unchanged; ``reconstruct`` reads each observed gradient on its own."""
+
+    name = "dager"
+
+    def __init__(self, **options):
+        self.config = DagerConfig(**options)
+
+    def prepare(self, model: nn.Module, context: AttackContext) -> tuple[nn.Module, Any]:
+        return model, {"seq_len": context.input_shape[-1], "seed": context.seed}
+
+    @torch.no_grad()
+    def reconstruct(self, observed: Observed, secret: Any, knowledge=None, *,
+                    device: str | torch.device = "cpu") -> Reconstruction:
+        if observed.kind != "gradient":
+            raise ValueError("dager reads one batch's gradient (FedSGD); got a FedAvg delta")
+        secret = secret or {}
+        parts = []
+        for index in range(len(observed.sources)):
+            model = observed.sent[index]
+            seq_len = secret.get("seq_len") or (getattr(model, "input_shape", None) or (None,))[-1]
+            if seq_len is None:
+                raise ValueError("dager needs the sequence length (the model's input_shape or the round's context)")
+            generator = torch.Generator().manual_seed(int(secret.get("seed", 0)) + index)
+            parts.append(self.read(model, observed.row(index), int(seq_len), observed.num_examples[index],
+                                   generator, device))
+        return Reconstruction.concat(parts)
+
+    def read(self, model: nn.Module, update: dict[str, torch.Tensor], seq_len: int, count: int,
+             generator: torch.Generator, device) -> Reconstruction:
+        """One gradient's sequences (module docstring)."""
+        start, config = time.perf_counter(), self.config
+        causal = getattr(model, "causal", None)
+        if causal is None:
+            raise ValueError("dager needs to know whether the model's attention is causal (an fedleak hf model)")
+        was_training = model.training
+        model.eval()
+        try:
+            layers = attention_layers(model)
+            first, second = (layer_check(layers[i], update, config.rank_tolerance, count * seq_len, device)
+                             for i in (0, 1))
+            info = {"rank_1": first.rank, "rank_2": second.rank, "dimension": first.dimension}
+            if first.full or second.full:
+                info["refused"] = "the gradient's span fills the space: no token can be told apart"
+                sequences = torch.zeros(0, seq_len, dtype=torch.long, device=device)
+                flags = torch.zeros(0, dtype=torch.bool, device=device)
+            else:
+                vocab = getattr(model, "net", model).get_input_embeddings().num_embeddings
+                sets = token_sets(model, first, vocab, seq_len, config.span_threshold_1, device)
+                info["tokens_per_position"] = [len(s) for s in sets]
+                if any(len(s) == 0 for s in sets):
+                    info["refused"] = "a position has no token in the span"
+                    sequences = torch.zeros(0, seq_len, dtype=torch.long, device=device)
+                    flags = torch.zeros(0, dtype=torch.bool, device=device)
+                elif causal:
+                    sequences, flags = decode_causal(model, second, sets, config)
+                else:
+                    sequences, flags = decode_encoder(model, second, sets, count, config, generator)
+        finally:
+            model.train(was_training)
+        info["seconds"] = time.perf_counter() - start
+        return Reconstruction(sequences, None, flags, {}, info)
+
+
+def dager(span_threshold_1: float = 0.01, span_threshold_2: float = 0.01, rank_tolerance: float = 1e-6,
+          max_prefixes: int = 2048, restarts: int = 3, sweeps: int = 4) -> Dager:
+    """DAGER (Petrov et al. 2024): exact token sequences from the span of the first two attention layers'
+    gradients, decoder, encoder and LoRA (module docstring)."""
+    return Dager(span_threshold_1=span_threshold_1, span_threshold_2=span_threshold_2, rank_tolerance=rank_tolerance,
+                 max_prefixes=max_prefixes, restarts=restarts, sweeps=sweeps)
