@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from PIL import Image
 
-from fedleak.experiments.audit import AuditConfig, run_audit
+from fedleak.audit import AuditConfig, run_audit
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 WIDTH, HEIGHT = 1200, 4000  # tall enough for the whole page
