@@ -110,7 +110,7 @@ def test_default_malicious_audit_of_the_registry_cnn(tmp_path):
     assert _row(report, "loki", "none")["status"] == "attacked"  # its bins from the public data the audit holds
     checked = {d["model"]: d for d in report["detection"] if d["status"] == "checked"}
     assert checked["honest"]["flagged_by"] == [] and "architecture" in checked["robbing_the_fed"]["flagged_by"]
-    assert not any(r["attack"] == "cdia" and r["defense"] in ("none", "dp:sigma=0.001") for r in report["leakage"])
+    assert not any(r["attack"] == "cdia" and r["defense"] in ("none", "dp:sigma=1e-3") for r in report["leakage"])
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys):

@@ -1,0 +1,85 @@
+"""The audit's checks before any work (issues 20, 22): a model that cannot read the data, answers with the wrong
+number of classes or holds impossible weights is refused with one line naming the fix, and nothing is written."""
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fedleak.cli import main
+
+MODEL = textwrap.dedent("""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+
+    class Net(nn.Module):
+        def __init__(self, channels, outputs):
+            super().__init__()
+            self.conv = nn.Conv2d(channels, 4, 3, padding=1)
+            self.norm = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 8 * 8, outputs)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.norm(self.conv(x))), 4)
+            return self.fc(x.flatten(1))
+
+
+    def make(input_shape, num_classes, outputs=None, channels=None):
+        return Net(channels or input_shape[0], outputs or num_classes)
+""")
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "checked_model.py"
+    path.write_text(MODEL)
+    return path
+
+
+def _refused(capsys, out, *argv) -> str:
+    assert main(["audit", "--data", "bundled", "--quick", "--out", str(out), *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error  # one line, no traceback
+    assert not out.exists()  # checked before --out is touched: the corrected command may use it
+    return error
+
+
+@pytest.mark.parametrize("outputs, words", [(5, "5 outputs per sample but the data has 10 classes (too few)"),
+                                            (1000, "1000 outputs per sample but the data has 10 classes (too many)")])
+def test_wrong_output_width_is_refused(tmp_path, capsys, model_file, outputs, words):
+    error = _refused(capsys, tmp_path / "out", "--model", f"{model_file}:make:outputs={outputs}")
+    assert words in error and "nn.Linear(..., 10)" in error
+
+
+def test_a_model_for_other_channels_is_refused(tmp_path, capsys, model_file):
+    error = _refused(capsys, tmp_path / "out", "--model", f"{model_file}:make:channels=3")
+    assert "cannot read the data" in error and "(4, 1, 32, 32)" in error and "1 channel(s)" in error
+
+
+@pytest.mark.parametrize("tensor, value, words", [("conv.weight", float("nan"), "NaN"),
+                                                  ("norm.running_var", -1.0, "negative batch-norm variances")])
+def test_impossible_weights_are_refused(tmp_path, capsys, model_file, tensor, value, words):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("checked_model_weights", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    state = {k: v.clone() for k, v in module.make((1, 32, 32), 10).state_dict().items()}
+    state[tensor].view(-1)[0] = value
+    weights = tmp_path / "weights.safetensors"
+    save_file(state, str(weights))
+    error = _refused(capsys, tmp_path / "out", "--model", f"{model_file}:make", "--weights", str(weights))
+    assert words in error and tensor in error
+
+
+def test_a_model_that_reads_the_data_passes_the_checks(tmp_path, model_file):
+    from fedleak.audit.checks import check_model
+    from fedleak.audit.inputs import resolve_data, resolve_model
+
+    train, _ = resolve_data("bundled", size=(32, 32))
+    resolved = resolve_model(f"{model_file}:make", train.info.input_shape, train.info.num_classes)
+    before = {k: v.clone() for k, v in resolved.model.state_dict().items()}
+    check_model(resolved.model, train, what="model")
+    after = resolved.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the probe leaves the running statistics alone
+    assert resolved.model.training
