@@ -42,6 +42,8 @@ def _verdict(report: dict) -> str:
 
 
 def _samples(row: dict) -> str | None:
+    if "declared" in row and "ssim" not in row and "leaked" not in row:
+        return f"{row['declared']:.3g} points, not inputs (e.g. features)"
     if "leaked" in row:
         return f"{row['leaked']} of {row['true_points']}"
     if "asr" in row and "true_points" in row:

@@ -22,7 +22,7 @@ def privacy_accuracy_plots(defenses: list[dict], path: str | Path, *, title: str
               if any(d.get("accuracy") is not None and d.get(key) is not None for d in defenses)]
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 3.8), squeeze=False)
     for axis, (key, label) in zip(axes[0], panels):
         for index, d in enumerate(defenses):
             if d.get("accuracy") is None or d.get(key) is None:
@@ -37,7 +37,7 @@ def privacy_accuracy_plots(defenses: list[dict], path: str | Path, *, title: str
         axis.set_xlim(0, 100)
         axis.set_ylim(-0.05, 1.05)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="upper left", framealpha=0.9)
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     if title:
         fig.suptitle(f"{title}: lower right is better", fontsize=10)
     fig.tight_layout()

@@ -25,6 +25,8 @@ def write_records_report(audit, model, *, accuracy: float | None = None, descrip
             continue
         row = {"attack": what, "defense": baseline, "status": "attacked",
                **{k: v for k, v in record.scores.items() if k in SCORES}, "seconds": record.seconds}
+        if record.truth is None and "leaked" in row:
+            row.update(own_samples(record, row["leaked"]))
         truth = record.truth[0] if record.truth is not None else None
         points = record.reconstruction.declared_points()
         if truth is None and audit.reference is not None:
@@ -43,8 +45,9 @@ def write_records_report(audit, model, *, accuracy: float | None = None, descrip
                  "worst_recall": max((r["recall"] for r in leakage if "recall" in r), default=None)}]
     scored = ("Each attacked update of the federation, scored against the attacked clients' own samples"
               if any(r.truth is not None for r in audit.records) else
-              "Each attacked update of the federation, scored against the reference data (the engine handed the "
-              "server no client data; every reference sample counts as a true point)")
+              "Each attacked update of the federation: its reconstructions matched against the reference data (the "
+              "engine hands the server no client data), recall counted against the attacked client's own samples "
+              "(the num-examples of its reply)")
     report = {"title": f"fedleak audit of a Flower federation: {audit.name} on {type(model).__name__}",
               "description": description, "config": results_config(results), "baseline": baseline,
               "engine": "flower", "scored": scored,
@@ -54,6 +57,17 @@ def write_records_report(audit, model, *, accuracy: float | None = None, descrip
               "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds}
     report = {"verdict": _verdict(leakage, detection), **report}
     return finish(results, report, title=f"{audit.name} in a Flower federation")
+
+
+def own_samples(record, leaked: int) -> dict:
+    """Scores of an update scored against reference data, as shares of the attacked client's own samples: the
+    number its reply declared (``num-examples``) is the true count, not the size of the reference set."""
+    observed = record.observed
+    if observed is None or record.source not in observed.sources:
+        return {}
+    own = int(observed.num_examples[observed.sources.index(record.source)])
+    return {"true_points": own, "leaked": min(leaked, own), "recall": min(leaked, own) / max(1, own),
+            "reference_points": record.scores.get("true_points")}
 
 
 def _verdict(leakage: list[dict], detection: list[dict]) -> dict:

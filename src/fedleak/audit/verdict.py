@@ -63,9 +63,12 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
     pool = learning or applied
     best = min(pool, key=lambda d: (d["worst_leak"] if d["worst_leak"] is not None else 1.0, -(d["accuracy"] or 0)))
     cost = best.get("accuracy_cost")
-    cost_text = "" if cost is None else f", {100 * cost:+.1f} percentage points against no defense"
-    leak = "" if best["worst_leak"] is None else f"; worst leak behind it {best['worst_leak']:.2f}"
+    cost_text = "" if cost is None else \
+        f", {abs(100 * cost):.1f} percentage points {'below' if cost > 0 else 'above'} no defense"
+    leak = "" if best["worst_leak"] is None else f"; the worst leak behind it: {best['worst_leak']:.2f}"
     text = f"Use {best['defense']}: accuracy {percent(best['accuracy'])}{cost_text}{leak}."
+    if best["worst_leak"] is not None and best["worst_leak"] >= SSIM_LEAK:
+        text += " It does not stop every attack (a leak of 0.5 or more is a successful reconstruction)."
     if not learning:
         text += " No defended run learned beyond chance, so the costs are not informative."
     return {"defense": best["defense"], "accuracy": best["accuracy"], "accuracy_cost": cost,
