@@ -83,3 +83,14 @@ def test_a_model_that_reads_the_data_passes_the_checks(tmp_path, model_file):
     after = resolved.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the probe leaves the running statistics alone
     assert resolved.model.training
+
+
+@pytest.mark.parametrize("source, words", [("import torch\nraise RuntimeError('no GPU here')\n",
+                                            "importing"),
+                                           ("def make(input_shape, num_classes):\n    return 1 / 0\n",
+                                            "calling it with input_shape=(1, 32, 32), num_classes=10 raised")])
+def test_a_model_file_that_raises_is_one_line(tmp_path, capsys, source, words):
+    path = tmp_path / "raising_model.py"
+    path.write_text(source)
+    error = _refused(capsys, tmp_path / "out", "--model", f"{path}:make")
+    assert words in error and "raising_model.py line" in error
