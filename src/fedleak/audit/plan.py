@@ -84,6 +84,7 @@ def manipulation_options(model: nn.Module, info: DatasetInfo, public: torch.Tens
         options["loki"] = {"feature_mean": mean, "feature_std": std}
     if info.kind == "text":
         options["decepticons"] = {"tokens_per_update": config.batch_size * info.input_shape[0]}
+        options["text_embedding"] = {"seq_len": info.input_shape[0]}
     try:
         features = classifier_features(model, public)
     except ValueError:  # no output layer the anatomy can name: feature fishing's prepare says why
@@ -105,8 +106,10 @@ def attack_names(config: AuditConfig) -> list[str]:
 def attack_reason(name: str, options: dict, model: nn.Module, info: DatasetInfo, public: torch.Tensor,
                   config: AuditConfig) -> str:
     """Why attack ``name`` does not apply to the audited model, data and protocol ("" when it does)."""
-    kind = DATA_KIND.get(name)
+    kind = DATA_KIND.get(name) or ("image" if name in PRESETS else None)  # the presets optimise continuous inputs
     if kind is not None and kind != info.kind:
+        if name in PRESETS:
+            return f"{name} optimises continuous inputs (images); this {info.kind} model reads token ids"
         return f"a {kind} attack; this is an {info.kind} model" if info.kind == "image" else \
             f"an {kind} attack; this is a {info.kind} model"
     if name in PRESETS and config.protocol.startswith("fedavg"):

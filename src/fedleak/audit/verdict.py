@@ -71,6 +71,9 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
         text += " It does not stop every attack (a leak of 0.5 or more is a successful reconstruction)."
     if not learning:
         text += " No defended run learned beyond chance, so the costs are not informative."
+    skipped = [name for name in chosen if reasons.get(name)]
+    if skipped:
+        text += " Not evaluated: " + "; ".join(f"{name} ({reasons[name]})" for name in skipped) + "."
     return {"defense": best["defense"], "accuracy": best["accuracy"], "accuracy_cost": cost,
             "worst_leak": best["worst_leak"], "text": text}
 
