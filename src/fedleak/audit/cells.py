@@ -117,9 +117,12 @@ def utility_cell(setup: Setup, cell: Cell) -> dict:
     model, gradient_fn, mods, knowledge = setup.defended(cell.defense)
     fl = FLConfig(algorithm="fedavg", num_clients=config.utility_clients, rounds=config.utility_rounds,
                   batch_size=UTILITY_BATCH, lr=UTILITY_LR, seed=config.seed, device=config.device)
+    train, limit = setup.train, config.utility_samples
+    if limit is not None and len(train) > limit:  # a seeded draw, the same for every defense
+        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))[:limit])
     start = time.perf_counter()
     server = build_federation(FederationSpec(), fl, gradient_fn=gradient_fn, mods=mods, model=model,
-                              datasets=(setup.train, setup.test), progress=False)
+                              datasets=(train, setup.test), progress=False)
     history = server.run()
     result = {"status": "trained", "accuracy": history.final_accuracy, "rounds": len(history.rounds),
               "chance": 1.0 / setup.info.num_classes, "seconds": time.perf_counter() - start}

@@ -26,7 +26,8 @@ class AuditConfig:
     their weighted mean (0: each update); ``defenses``: each a combination of :func:`fedleak.defenses.
     apply_defenses`; ``attacks``: names (``None``: every attack that applies); ``victims`` clients of
     ``batch_size`` per attacked round; ``iterations``: inversion budget (``None``: the preset's full schedule);
-    ``utility_rounds``/``utility_clients``: the FedAvg run that prices each defense; ``seed``: every draw of every
+    ``utility_rounds``/``utility_clients``/``utility_samples``: the FedAvg run that prices each defense (on at most
+    ``utility_samples`` training samples, a seeded draw; ``None``: all); ``seed``: every draw of every
     cell derives from it (:mod:`fedleak.seeds`)."""
 
     model: str
@@ -44,6 +45,7 @@ class AuditConfig:
     iterations: int | None = None
     utility_rounds: int = 10
     utility_clients: int = 10
+    utility_samples: int | None = None
     quick: bool = False
     seed: int = 0
     device: str = "cpu"
@@ -65,6 +67,8 @@ class AuditConfig:
                                  f"(use --threat malicious)")
         for name in ("batch_size", "victims", "utility_rounds", "utility_clients"):
             check_number(f"--{name.replace('_', '-')}", getattr(self, name), low=1, integer=True)
+        if self.utility_samples is not None:
+            check_number("utility_samples", self.utility_samples, low=1, integer=True)
         if self.iterations is not None:
             check_number("--iterations", self.iterations, low=1, integer=True)
         check_number("--secure-aggregation", self.secure_aggregation, low=0, integer=True)
@@ -74,9 +78,9 @@ class AuditConfig:
     @classmethod
     def quick_profile(cls, **overrides) -> AuditConfig:
         """A few minutes on 2 CPU cores: 4 victims, 200 inversion iterations, the Adam inversion presets only,
-        3 FedAvg rounds of 5 clients per defense."""
-        return cls(**{"victims": 4, "iterations": 200, "utility_rounds": 3, "utility_clients": 5, "quick": True,
-                      **overrides})
+        3 FedAvg rounds of 5 clients on at most 2000 training samples per defense."""
+        return cls(**{"victims": 4, "iterations": 200, "utility_rounds": 3, "utility_clients": 5,
+                      "utility_samples": 2000, "quick": True, **overrides})
 
     @property
     def clients_per_round(self) -> int:

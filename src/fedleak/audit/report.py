@@ -37,8 +37,10 @@ def rerun_command(config: dict) -> str:
     argv += ["--victims", str(config["victims"])]
     if config.get("iterations") is not None:
         argv += ["--iterations", str(config["iterations"])]
-    argv += ["--utility-rounds", str(config["utility_rounds"]), "--utility-clients", str(config["utility_clients"]),
-             "--seed", str(config["seed"]), "--device", config["device"]]
+    argv += ["--utility-rounds", str(config["utility_rounds"]), "--utility-clients", str(config["utility_clients"])]
+    if config.get("utility_samples") is not None:
+        argv += ["--utility-samples", str(config["utility_samples"])]
+    argv += ["--seed", str(config["seed"]), "--device", config["device"]]
     return shlex.join(argv)
 
 
