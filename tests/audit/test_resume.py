@@ -26,7 +26,7 @@ class Interrupted(Exception):
 def _without_timing(value):
     """The report without wall-clock figures (seconds, and the sentence that quotes them)."""
     if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k not in ("seconds", "description")}
+        return {k: _without_timing(v) for k, v in value.items() if not k.endswith("seconds") and k != "description"}
     if isinstance(value, list):
         return [_without_timing(v) for v in value]
     return value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fedleak.audit.verdict import SSIM_LEAK, percent
+from fedleak.audit.verdict import SSIM_LEAK, percent, samples_leaked
 from fedleak.report.html import escape, image, page, table
 
 PLOT = "privacy_vs_accuracy.png"
@@ -43,13 +43,12 @@ def _verdict(report: dict) -> str:
 
 def _samples(row: dict) -> str | None:
     if "declared" in row and "ssim" not in row and "leaked" not in row:
-        return f"{row['declared']:.3g} points, not inputs (e.g. features)"
-    if "leaked" in row:
-        return f"{row['leaked']} of {row['true_points']}"
-    if "asr" in row and "true_points" in row:
-        total = round(row["true_points"] * row.get("records", {}).get("attacked", 1))
-        return f"{round(row['asr'] * total)} of {total}"
-    return None
+        return "features, not inputs"
+    counted = samples_leaked(row)
+    if counted is None:
+        return None
+    leaked, total, measure = counted
+    return f"{leaked} of {total} ({'exact' if measure == 'exact copies' else f'SSIM > {SSIM_LEAK}'})"
 
 
 def _leak_rows(rows: list[dict]) -> tuple[list[list], list[list[str]]]:
@@ -89,14 +88,14 @@ def _defense_section(report: dict, folder: Path) -> str:
     if not rows:
         return "<p>No accuracy was measured.</p>"
     body = [[d["defense"], percent(d["accuracy"]),
-             None if d.get("accuracy_cost") is None else f"{100 * d['accuracy_cost']:+.1f} points",
+             None if d.get("accuracy_cost") is None else f"{100 * d['accuracy_cost']:.1f} points",
              None if d.get("epsilon") is None else f"{d['epsilon']:.3g}", d.get("worst_ssim"),
              percent(d["worst_recall"]) if d.get("worst_recall") is not None else None] for d in rows]
     chance = next((d["chance"] for d in rows if d.get("chance")), None)
     text = ("<p>Test accuracy after the short FedAvg run of clients that use each defense (chance: "
             f"{percent(chance)}), its cost in percentage points against no defense, the DP epsilon spent "
             "(delta 1e-5; above ~10 it guarantees nothing), and the worst leak any attack reached behind it.</p>"
-            + table(("defense", "accuracy", "accuracy cost", "epsilon", "worst SSIM", "worst exact recall"), body))
+            + table(("defense", "accuracy", "accuracy lost", "epsilon", "worst SSIM", "worst exact recall"), body))
     if "privacy_vs_accuracy" in report.get("figures", {}):
         text += image(folder / PLOT, PLOT, "accuracy vs worst leak, one panel per measure, one marker per defense")
     defended = [r for r in report["leakage"] if r["defense"] != report.get("baseline", "none")

@@ -57,8 +57,9 @@ def describe(config: dict, about: dict, seconds: float) -> str:
             f"{'registry model' if model['registered'] else 'your own model'}), data {data['spec']} ({data['train']} "
             f"training / {data['test']} test samples of shape {tuple(model['input_shape'])}, {model['num_classes']} "
             f"classes). Server: {config['threat']}, protocol {config['protocol']}, batch size {config['batch_size']}, "
-            f"{config['victims']} victims{secure}. Seed {config['seed']}; inputs digest {about['digest']}; the "
-            f"audit took {seconds:.0f} s.")
+            f"{config['victims']} victims{secure}. Seed {config['seed']}; inputs digest {about['digest']}; its cells "
+            f"computed for {about['cell_seconds']:.0f} s in all, this run took {seconds:.0f} s (finished cells "
+            "resume).")
 
 
 def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
@@ -119,7 +120,9 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
              "data": {"spec": setup.config.data, "kind": setup.info.kind, "train": len(setup.train),
                       "test": len(setup.test), "input_range": list(setup.input_range)},
              "digest": setup.digest, "defense_reasons": reasons}
-    report = build_report(results.finished(), cells, config, about, seconds)
+    finished = results.finished()
+    about["cell_seconds"] = sum(finished[c.key].get("seconds", 0.0) for c in cells if c.key in finished)
+    report = build_report(finished, cells, config, about, seconds)
     return finish(results, report, title=f"{setup.config.model} on {setup.config.data}")
 
 

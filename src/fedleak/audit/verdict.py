@@ -19,14 +19,18 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def samples_leaked(row: dict) -> tuple[int, int] | None:
-    """(samples leaked, samples attacked) of one attacked leak row."""
-    if "leaked" in row and "true_points" in row:
-        return int(row["leaked"]), int(row["true_points"])
-    if "asr" in row and "true_points" in row:
-        total = int(round(row["true_points"] * row.get("records", {}).get("attacked", 1)))
-        return int(round(row["asr"] * total)), total
-    return None
+def samples_leaked(row: dict) -> tuple[int, int, str] | None:
+    """(samples leaked, samples attacked, how they count) of one attacked leak row: exact copies, or for images
+    the reconstructions with SSIM above :data:`SSIM_LEAK` when those are more."""
+    if "true_points" not in row or not ("leaked" in row or "asr" in row):
+        return None
+    # a row with "leaked" holds its records' sums (fedleak.audit.cells.leak_cell), otherwise their means
+    total = int(round(row["true_points"] * (1 if "leaked" in row else row.get("records", {}).get("attacked", 1))))
+    exact = int(row.get("leaked", 0))
+    similar = int(round(row["asr"] * total)) if "asr" in row else 0
+    if similar > exact:
+        return similar, total, f"reconstructions with SSIM above {SSIM_LEAK}"
+    return exact, total, "exact copies"
 
 
 def leak_answer(rows: list[dict]) -> dict:
@@ -37,8 +41,8 @@ def leak_answer(rows: list[dict]) -> dict:
     if not counted:
         return {"leaks": None, "samples": None, "of": None, "attack": None,
                 "text": "Not measured: no attack applied to this model and protocol (see why below)."}
-    row, (leaked, total) = max(counted, key=lambda rc: (rc[1][0] / max(1, rc[1][1]), rc[0].get("ssim", 0.0)))
-    measure = (f"exact copies" if "leaked" in row else f"reconstructions with SSIM above {SSIM_LEAK}")
+    row, (leaked, total, measure) = max(counted, key=lambda rc: (rc[1][0] / max(1, rc[1][1]),
+                                                                 rc[1][2] == "exact copies", rc[0].get("ssim", 0.0)))
     best = f", mean SSIM {row['ssim']:.2f}" if "ssim" in row else ""
     if leaked == 0:
         text = (f"No sample leaked: the strongest attack, {row['attack']}, gave no {measure} of the {total} "
@@ -100,7 +104,7 @@ def manipulation_answer(detection: list[dict], leakage: list[dict]) -> dict:
 
     def named(name):
         count = leaked.get(name)
-        return f"{name} ({count[0]} of {count[1]} samples)" if count else name
+        return f"{name} ({count[0]} of {count[1]} samples leaked)" if count else name
 
     if passing:
         text = (f"{len(passing)} of {len(checked)} manipulations get past the client's first-contact checks: "
