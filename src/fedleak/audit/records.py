@@ -8,6 +8,7 @@ import torch
 
 from fedleak.audit.grids import save_grid
 from fedleak.audit.report import SCORES, finish, leak_of, results_config
+from fedleak.audit.verdict import leak_answer
 
 
 def write_records_report(audit, model, *, accuracy: float | None = None, description: str = "",
@@ -71,8 +72,6 @@ def own_samples(record, leaked: int) -> dict:
 
 
 def _verdict(leakage: list[dict], detection: list[dict]) -> dict:
-    from fedleak.audit.verdict import leak_answer
-
     rows = [{**r, "defense": "none"} for r in leakage]
     refused = [d for d in detection if d["status"] == "refused"]
     return {"leak": leak_answer(rows),

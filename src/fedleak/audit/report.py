@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
+from fedleak.audit.page import render
 from fedleak.audit.plan import Cell
 from fedleak.audit.plots import privacy_accuracy_plots
 from fedleak.audit.verdict import verdict
@@ -128,8 +129,6 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
 
 def finish(results: ResultsDir, report: dict, *, title: str) -> dict:
     """Draw the accuracy-vs-privacy plots and write ``report.json`` and ``report.html``."""
-    from fedleak.audit.page import render
-
     report["figures"] = {"grids": sorted(f"grids/{r['grid']}" for r in report["leakage"] if "grid" in r)}
     if privacy_accuracy_plots(report["defenses"], results.path / PLOT, title=title):
         report["figures"]["privacy_vs_accuracy"] = PLOT

@@ -31,6 +31,7 @@ from fedleak.audit.checks import check_clients, check_model, inputs_digest
 from fedleak.audit.config import NONE, AuditConfig
 from fedleak.audit.inputs import resolve_data, resolve_model
 from fedleak.audit.plan import plan
+from fedleak.audit.report import write_report
 from fedleak.defenses import stochastic_modules
 from fedleak.detection import load_received_model
 from fedleak.report import ResultsDir
@@ -94,8 +95,6 @@ def run_audit(config: AuditConfig, out: str | Path, *, progress: bool = True,
               after_cell: Callable[[Cell], None] | None = None) -> dict:
     """Run (or resume) the audit of ``config`` into ``out``; write ``report.json``, ``report.html`` and the PNGs;
     return the report. ``after_cell`` is called after each cell is recorded."""
-    from fedleak.audit.report import write_report
-
     start = time.perf_counter()
     setup = build_setup(config)
     out = Path(out)
