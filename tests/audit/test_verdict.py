@@ -44,7 +44,7 @@ def test_no_defense_applied_says_which_to_add():
     reasons = {"cvb": "CVB cannot follow a BatchNorm layer"}
     answer = verdict(_report(LEAKS[:2], DEFENSES[:1]), ("cvb",), reasons)
     assert answer["defense"]["defense"] is None
-    assert "Swap BatchNorm for GroupNorm to use CVB" in answer["defense"]["text"]
+    assert "Swap BatchNorm for GroupNorm" in answer["defense"]["text"] and "prune:p=0.9" in answer["defense"]["text"]
     assert any(w.startswith("No defense was applied") for w in answer["warnings"])
     assert "--threat malicious" in answer["manipulations"]["text"]
 

@@ -86,9 +86,9 @@ def suggestion(chosen: tuple[str, ...], reasons: dict[str, str]) -> str:
     """What to add when no defense could be evaluated."""
     text = " ".join(reasons.get(name, "") for name in chosen).lower()
     if "batchnorm" in text or "batch norm" in text or "batch-norm" in text:
-        return ("Swap BatchNorm for GroupNorm to use CVB, or add --defense dp:sigma=1e-3 (DP-SGD applies to "
-                "any model).")
-    return "Add --defense dp:sigma=1e-3 (DP-SGD applies to any model) or --defense prune:p=0.9."
+        return ("Swap BatchNorm for GroupNorm (DP-SGD needs per-sample gradients, which batch statistics mix), "
+                "or add --defense prune:p=0.9 (gradient pruning applies to any model).")
+    return "Add --defense dp:sigma=1e-3 (DP-SGD) or --defense prune:p=0.9 (gradient pruning applies to any model)."
 
 
 def manipulation_answer(detection: list[dict], leakage: list[dict]) -> dict:
