@@ -76,15 +76,16 @@ def check_model(model: nn.Module, train: TensorDataset, *, what: str, device: st
 
 
 def check_clients(train: TensorDataset, *, batch_size: int, victims: int, secure_aggregation: int,
-                  utility_clients: int) -> None:
+                  utility_clients: int, utility_samples: int | None = None) -> None:
     """The data can give every client of the options its own batch: an error naming the option otherwise."""
     samples = len(train)
-    for option, clients, per_client in (("--victims", victims, batch_size),
-                                        ("--secure-aggregation", secure_aggregation, batch_size),
-                                        ("--utility-clients", utility_clients, 1)):
-        if clients * per_client > samples:
+    for option, clients, per_client, available in (
+            ("--victims", victims, batch_size, samples),
+            ("--secure-aggregation", secure_aggregation, batch_size, samples),
+            ("--utility-clients", utility_clients, 1, min(samples, utility_samples or samples))):
+        if clients * per_client > available:
             raise InputError(f"{option} {clients}: {clients} client(s) x {per_client} sample(s) exceed the "
-                             f"{samples} training samples of the data; use at most {samples // per_client}")
+                             f"{available} training samples it draws from; use at most {available // per_client}")
 
 
 def _file_bytes(path: Path) -> bytes:

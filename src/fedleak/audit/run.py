@@ -53,7 +53,8 @@ def build_setup(config: AuditConfig) -> Setup:
     resolved.model.to(config.device)
     check_model(resolved.model, train, what=what, device=config.device)
     check_clients(train, batch_size=config.batch_size, victims=config.victims,
-                  secure_aggregation=config.secure_aggregation, utility_clients=config.utility_clients)
+                  secure_aggregation=config.secure_aggregation, utility_clients=config.utility_clients,
+                  utility_samples=config.utility_samples)
     sample = train.inputs(slice(0, 1000))
     low, high = (0.0, 1.0) if train.x.dtype == torch.uint8 else (float(sample.min()), float(sample.max()))
     public = test.inputs(slice(0, PUBLIC)).to(config.device)
