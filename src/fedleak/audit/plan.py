@@ -103,15 +103,18 @@ def attack_names(config: AuditConfig) -> list[str]:
     return [*HONEST_ANALYTIC, *inversions, *(MALICIOUS if config.threat == "malicious" else ())]
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def attack_reason(name: str, options: dict, model: nn.Module, info: DatasetInfo, public: torch.Tensor,
                   config: AuditConfig) -> str:
     """Why attack ``name`` does not apply to the audited model, data and protocol ("" when it does)."""
-    kind = DATA_KIND.get(name) or ("image" if name in PRESETS else None)  # the presets optimise continuous inputs
+    if name in PRESETS and info.kind == "text":
+        return f"{name} optimises continuous inputs (images); this text model reads token ids"
+    kind = DATA_KIND.get(name)
     if kind is not None and kind != info.kind:
-        if name in PRESETS:
-            return f"{name} optimises continuous inputs (images); this {info.kind} model reads token ids"
-        return f"a {kind} attack; this is an {info.kind} model" if info.kind == "image" else \
-            f"an {kind} attack; this is a {info.kind} model"
+        return f"{_article(kind)} {kind} attack; this is {_article(info.kind)} {info.kind} model"
     if name in PRESETS and config.protocol.startswith("fedavg"):
         return f"{name} inverts FedSGD gradients; under --protocol fedavg the server sees weight changes"
     if name in NEEDS_SECURE_AGGREGATION and not config.secure_aggregation:
