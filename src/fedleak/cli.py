@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ValueError, FileNotFoundError) as error:
         print(f"fedleak {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a folder that vanished: one line naming the file
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"fedleak {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

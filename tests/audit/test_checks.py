@@ -94,3 +94,30 @@ def test_a_model_file_that_raises_is_one_line(tmp_path, capsys, source, words):
     path.write_text(source)
     error = _refused(capsys, tmp_path / "out", "--model", f"{path}:make")
     assert words in error and "raising_model.py line" in error
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    import fedleak.report.results as results
+
+    real = Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        if self.name == ".report.html.tmp":
+            real(self, text[:1000])  # part of the page written, then the disk is full
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(results.Path, "write_text", full)
+    model = tmp_path / "fc.py"
+    model.write_text("import torch.nn as nn\n\ndef make(input_shape, num_classes):\n"
+                     "    return nn.Sequential(nn.Flatten(), nn.Linear(1024, 32), nn.ReLU(), nn.Linear(32, num_classes))\n")
+    out = tmp_path / "out"
+    assert main(["audit", "--model", f"{model}:make", "--data", "bundled", "--quick", "--attacks", "passive",
+                 "--victims", "1", "--defense", "none", "--utility-rounds", "1", "--utility-clients", "2",
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()  # the progress bar, then one line
+    assert "Traceback" not in error and error.splitlines()[-1].startswith("fedleak audit: error: No space left")
+    assert "report.html" in error.splitlines()[-1]
+    assert not list(out.glob(".*.tmp"))

@@ -110,8 +110,12 @@ def _short(value: Any, missing: Any = None) -> str:
 def _write_atomic(target: Path, text: str) -> None:
     """Write ``target`` through a temporary file and a rename, so that a reader never sees half of it."""
     temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    except BaseException:  # a full disk, a kill: no half-written temporary file is left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 class ResultsDir:
