@@ -99,7 +99,8 @@ def test_default_malicious_audit_of_the_registry_cnn(tmp_path):
     crash on model_inconsistency's missing target."""
     out = tmp_path / "malicious-cnn"
     assert main(["audit", "--model", "cnn", "--data", "bundled", "--threat", "malicious", "--quick", "--victims", "2",
-                 "--iterations", "20", "--utility-rounds", "1", "--utility-clients", "2", "--out", str(out)]) == 0
+                 "--iterations", "20", "--utility-rounds", "1", "--utility-clients", "2", "--utility-samples", "300",
+                 "--out", str(out)]) == 0
     report = _report(out)
     verdict = report["verdict"]
     assert set(verdict) == {"leak", "defense", "manipulations", "warnings"}

@@ -56,7 +56,7 @@ def test_changed_weights_are_a_new_run(tmp_path):
 def test_interrupted_audit_resumes_to_the_uninterrupted_report(tmp_path):
     config = AuditConfig.quick_profile(model="cnn", data="bundled", attacks=("ig", "cdia"), victims=1,
                                        iterations=5, defenses=("dp:sigma=1e-3", "cvb"), utility_rounds=1,
-                                       utility_clients=2)
+                                       utility_clients=2, utility_samples=300)
     whole = run_audit(config, tmp_path / "whole", progress=False)
     done = []
 
