@@ -53,3 +53,11 @@ def test_nothing_leaked_is_said_plainly():
     rows = [{**LEAKS[0], "asr": 0.0, "ssim": 0.2}]
     answer = verdict(_report(rows, DEFENSES[:2]), ("dp:sigma=1e-1",), {})
     assert answer["leak"]["leaks"] is False and answer["leak"]["text"].startswith("No sample leaked")
+
+
+def test_an_inversion_that_leaks_nothing_is_measured_by_ssim():
+    rows = [{"attack": "ig", "defense": "none", "status": "attacked", "ssim": 0.01, "asr": 0.0, "leaked": 0,
+             "true_points": 4}]
+    text = verdict(_report(rows, DEFENSES[:1]), (), {})["leak"]["text"]
+    assert text == "No sample leaked: the strongest attack, ig, gave no reconstructions with SSIM above 0.5 of the 4 " \
+                   "attacked samples, mean SSIM 0.01."

@@ -28,7 +28,7 @@ def samples_leaked(row: dict) -> tuple[int, int, str] | None:
     total = int(round(row["true_points"] * (1 if "leaked" in row else row.get("records", {}).get("attacked", 1))))
     exact = int(row.get("leaked", 0))
     similar = int(round(row["asr"] * total)) if "asr" in row else 0
-    if similar > exact:
+    if "asr" in row and (similar > exact or exact == 0):
         return similar, total, f"reconstructions with SSIM above {SSIM_LEAK}"
     return exact, total, "exact copies"
 
