@@ -86,3 +86,17 @@ def test_list_prints_every_attack_of_the_one_registry_with_its_options(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(f"{kind} (" in out for kind in ("attacks", "defenses", "detectors", "models", "datasets"))
+
+
+def test_list_defenses_prints_plain_text_and_the_audit_defaults(capsys):
+    assert main(["list", "defenses"]) == 0
+    out = capsys.readouterr().out
+    assert ":class:" not in out and ":func:" not in out and "``" not in out
+    assert "sigma=1e-4" in out  # the library's default, written as users write it
+    assert "fedleak audit applies by default: dp:sigma=1e-3 and cvb" in out
+
+
+def test_data_info_states_what_the_audit_feeds_the_model(capsys):
+    assert main(["data", "info", "bundled"]) == 0
+    out = capsys.readouterr().out
+    assert "shape (1, 28, 28)" in out and "reads (1, 32, 32) float32 in [0, 1], channels first" in out

@@ -73,5 +73,7 @@ def test_audit_strategy_writes_the_audit_report(tmp_path):
     assert [r["attack"] for r in rows] == [f"trap_weights, round 1, client {n}" for n in NODES]
     for row in rows:  # exact extractions among the 16 reference images (the two true batches)
         assert row["leaked"] >= BATCH // 2  # measured: each client's whole batch, 8 of 8
+        # recall counts the client's own samples (its reply's num-examples), not all 16 reference images
+        assert row["true_points"] == BATCH and row["recall"] == row["leaked"] / BATCH
         assert (tmp_path / "grids" / row["grid"]).is_file()
     assert "How much does an update leak?" in (tmp_path / "report.html").read_text()

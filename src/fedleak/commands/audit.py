@@ -6,7 +6,7 @@ import argparse
 
 from fedleak.commands.common import (add_profile_options, add_run_arguments, non_negative_int, parse_size,
                                      positive_int, profile_overrides)
-from fedleak.experiments.audit import DEFAULT_DEFENSES, AuditConfig, run_audit
+from fedleak.audit import DEFAULT_DEFENSES, AuditConfig, run_audit
 
 
 def size_or_none(text: str):
@@ -25,19 +25,13 @@ def config_from_args(args) -> AuditConfig:
 
 def run(args) -> int:
     report = run_audit(config_from_args(args), args.out)
-    attacked = [r for r in report["leakage"] if r["status"] == "attacked"]
-    print(f"\n{len(attacked)} attack cells run, {len(report['leakage']) - len(attacked)} not applicable; "
-          f"{len(report['defenses'])} utility runs; {sum(d['status'] == 'checked' for d in report['detection'])} "
-          f"models checked by the detectors ({report['seconds']:.0f} s)")
-    for row in attacked:
-        figures = ", ".join(f"{k} {row[k]:.3g}" for k in ("ssim", "psnr", "asr", "recall") if k in row) or \
-            f"{row.get('declared', 0):.3g} points declared (not comparable with the data: e.g. features)"
-        print(f"    {row['attack']:>18} / {row['defense']:<16} {figures}")
-    for row in report["defenses"]:
-        if row["accuracy"] is not None:
-            cost = "" if row["accuracy_cost"] is None else f" (cost {row['accuracy_cost']:+.3f})"
-            print(f"    defense {row['defense']:<16} accuracy {row['accuracy']:.3f}{cost}")
-    print(f"\nreport: {args.out}/report.html (figures in report.json)")
+    verdict = report["verdict"]
+    print()
+    for label, key in (("leak", "leak"), ("defense", "defense"), ("manipulations", "manipulations")):
+        print(f"{label:>13}: {verdict[key]['text']}")
+    for warning in verdict["warnings"]:
+        print(f"      warning: {warning}")
+    print(f"\nreport: {args.out}/report.html (figures in report.json; {report['seconds']:.0f} s)")
     return 0
 
 
@@ -70,11 +64,12 @@ def register(subparsers) -> None:
     parser.add_argument("--attacks", default=None,
                         help="comma-separated attacks (default: every one that applies; `fedleak list attacks`)")
     add_profile_options(
-        parser, quick="4 victims, 200 inversion iterations (ig, cdia), 3 FedAvg rounds of 5 clients per defense: "
-                      "minutes on 2 CPU cores",
+        parser, quick="4 victims, 200 inversion iterations (ig, cdia), 3 FedAvg rounds of 5 clients on 2000 "
+                      "samples per defense: minutes on 2 CPU cores",
         victims=(positive_int, "victim clients (default 8, quick 4)"),
         iterations=(positive_int, "inversion iterations (default: each preset's full schedule; quick 200)"),
         utility_rounds=(positive_int, "FedAvg rounds pricing each defense (default 10, quick 3)"),
-        utility_clients=(positive_int, "clients of that run (default 10, quick 5)"))
+        utility_clients=(positive_int, "clients of that run (default 10, quick 5)"),
+        utility_samples=(positive_int, "training samples of that run, a seeded draw (default all, quick 2000)"))
     add_run_arguments(parser, out="results/audit")
     parser.set_defaults(func=run)

@@ -18,6 +18,14 @@ def run_info(args) -> int:
           f"{info.num_classes} classes, kind {info.kind}")
     if info.mean:
         print(f"  mean {info.mean}  std {info.std}")
+    if info.kind == "image" and "size" in DATASETS.options(args.name):
+        from fedleak.audit.config import AuditConfig
+
+        height, width = AuditConfig.size
+        print(f"  fedleak audit resizes it to {height}x{width} by default (--size): the model reads "
+              f"({info.input_shape[0]}, {height}, {width}) float32 in [0, 1], channels first, unnormalised")
+    elif info.kind == "text":
+        print("  the model reads int64 token ids, shape (batch, length)")
     return 0
 
 

@@ -159,7 +159,7 @@ class AuditStrategy(Strategy):
         """``report.html`` and ``report.json`` in the audit's folder, as ``fedleak audit`` writes them: what each
         attacked update leaked (against ``reference``), the clients' refusals, and the final accuracy of the
         server-side evaluation (``evaluate_fn``'s metric named like "accuracy") when ``result`` holds one."""
-        from fedleak.experiments.audit_report import write_records_report
+        from fedleak.audit.records import write_records_report
 
         accuracy = None
         if result is not None and result.evaluate_metrics_serverapp:

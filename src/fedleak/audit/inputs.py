@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,10 @@ def import_object(path: str, what: str) -> tuple[Any, dict[str, Any]]:
         spec = importlib.util.spec_from_file_location(f"fedleak_user_{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # the user's file: any failure is an input error to name, not a traceback
+            raise ValueError(f"{what} {path!r}: importing {file} raised {_described(error)}") from None
     else:
         try:
             module = importlib.import_module(module_name)
@@ -59,6 +63,13 @@ def import_object(path: str, what: str) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"{what} {path!r}: {module_name} has no attribute {attr!r}")
         target = getattr(target, part)
     return target, options
+
+
+def _described(error: BaseException) -> str:
+    """``Type: message (file line N)`` of an exception raised in user code, on one line."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}{where}"
 
 
 def _registered(text: str, registry) -> tuple[str, dict[str, Any]] | None:
@@ -91,7 +102,12 @@ def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> 
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         parameters = {}
-    model = factory(**{k: v for k, v in known.items() if k in parameters}, **options)
+    arguments = {**{k: v for k, v in known.items() if k in parameters}, **options}
+    try:
+        model = factory(**arguments)
+    except Exception as error:  # the user's factory: name what it raised, with what it was called
+        called = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) or "no arguments"
+        raise ValueError(f"model {spec!r}: calling it with {called} raised {_described(error)}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {spec!r} returned a {type(model).__name__}, not a torch nn.Module")
     model.input_shape, model.num_classes = tuple(input_shape), num_classes

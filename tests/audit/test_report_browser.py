@@ -2,6 +2,7 @@
 image on the page is an embedded PNG whose file exists beside the page. Skipped where Chromium is absent."""
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import textwrap
 import pytest
 from PIL import Image
 
-from fedleak.experiments.audit import AuditConfig, run_audit
+from fedleak.audit import AuditConfig, run_audit
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 WIDTH, HEIGHT = 1200, 4000  # tall enough for the whole page
@@ -65,3 +66,12 @@ def test_the_page_renders_in_headless_chromium(report_folder, tmp_path):
     embedded = sum(_dark_pixels(Image.open(report_folder / name)) for name in re.findall(r'data-file="([^"]+)"', page))
     drawn = _dark_pixels(picture) - _dark_pixels(without_images)
     assert drawn > 0.5 * embedded  # the images are drawn at their size (measured 106k of 111k)
+
+
+def test_the_verdict_leads_the_page(report_folder):
+    page = (report_folder / "report.html").read_text()
+    report = json.loads((report_folder / "report.json").read_text())
+    assert list(report)[0] == "verdict" and report["verdict"]["leak"]["leaks"] is True  # passive: exact copies
+    assert page.index(">Verdict<") < page.index("1. How much does an update leak?")
+    assert report["verdict"]["leak"]["text"] in page.replace("&#x27;", "'")
+    assert "passed (" not in page  # no "passed (0 vs 0)" noise

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fedleak.experiments.audit_inputs import resolve_data, resolve_model
+from fedleak.audit.inputs import resolve_data, resolve_model
 
 USER_CODE = textwrap.dedent("""
     import torch

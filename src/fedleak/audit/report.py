@@ -1,0 +1,142 @@
+"""The audit's report: ``report.json`` (every figure, for machines, led by the ``verdict`` object of
+:mod:`fedleak.audit.verdict`) and ``report.html`` (:mod:`fedleak.audit.page`), built from the plan's cells of this
+audit's input digest."""
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Sequence
+
+from fedleak.audit.page import render
+from fedleak.audit.plan import Cell
+from fedleak.audit.plots import privacy_accuracy_plots
+from fedleak.audit.verdict import verdict
+from fedleak.report import ResultsDir
+
+PLOT = "privacy_vs_accuracy.png"
+SCORES = ("ssim", "psnr", "asr", "label_accuracy", "recall", "leaked", "true_points", "declared", "A", "P", "R",
+          "records", "seconds")
+
+
+def rerun_command(config: dict) -> str:
+    """The ``fedleak audit`` command line of ``config``."""
+    argv = ["fedleak", "audit", "--model", config["model"], "--data", config["data"]]
+    for flag, key in (("--weights", "weights"), ("--root", "root")):
+        if config.get(key):
+            argv += [flag, config[key]]
+    argv += ["--size", "x".join(str(s) for s in config["size"]) if config.get("size") else "none"]
+    argv += ["--threat", config["threat"], "--protocol", config["protocol"], "--batch-size", str(config["batch_size"])]
+    if config.get("secure_aggregation"):
+        argv += ["--secure-aggregation", str(config["secure_aggregation"])]
+    for defense in config["defenses"] or ["none"]:
+        argv += ["--defense", defense]
+    if config.get("attacks") is not None:
+        argv += ["--attacks", ",".join(config["attacks"])]
+    if config.get("quick"):
+        argv.append("--quick")
+    argv += ["--victims", str(config["victims"])]
+    if config.get("iterations") is not None:
+        argv += ["--iterations", str(config["iterations"])]
+    argv += ["--utility-rounds", str(config["utility_rounds"]), "--utility-clients", str(config["utility_clients"])]
+    if config.get("utility_samples") is not None:
+        argv += ["--utility-samples", str(config["utility_samples"])]
+    argv += ["--seed", str(config["seed"]), "--device", config["device"]]
+    return shlex.join(argv)
+
+
+def leak_of(row: dict) -> float | None:
+    """One leakage figure per row: the mean SSIM of the reconstructions (images), else the exact recall."""
+    return row.get("ssim", row.get("recall"))
+
+
+def describe(config: dict, about: dict, seconds: float) -> str:
+    """The report's opening sentence."""
+    model, data = about["model"], about["data"]
+    secure = f", secure aggregation of {config['secure_aggregation']} clients" if config["secure_aggregation"] else ""
+    return (f"Model {model['spec']} ({model['parameters']:,} parameters, "
+            f"{'registry model' if model['registered'] else 'your own model'}), data {data['spec']} ({data['train']} "
+            f"training / {data['test']} test samples of shape {tuple(model['input_shape'])}, {model['num_classes']} "
+            f"classes). Server: {config['threat']}, protocol {config['protocol']}, batch size {config['batch_size']}, "
+            f"{config['victims']} victims{secure}. Seed {config['seed']}; inputs digest {about['digest']}; its cells "
+            f"computed for {about['cell_seconds']:.0f} s in all, this run took {seconds:.0f} s (finished cells "
+            "resume).")
+
+
+def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
+    """One row per defense: accuracy, its cost against no defense, epsilon, the worst leak behind it."""
+    baseline = utility.get("none", {}).get("accuracy")
+    rows = []
+    for defense, cell in utility.items():
+        attacked = [r for r in leakage if r["defense"] == defense and r["status"] == "attacked"]
+        leaks = [leak_of(r) for r in attacked if leak_of(r) is not None]
+        accuracy = cell.get("accuracy")
+        row = {"defense": defense, "status": cell["status"], "accuracy": accuracy, "chance": cell.get("chance"),
+               "accuracy_cost": None if baseline is None or accuracy is None else baseline - accuracy,
+               "epsilon": cell.get("epsilon"), "worst_leak": max(leaks) if leaks else None,
+               "worst_ssim": max((r["ssim"] for r in attacked if "ssim" in r), default=None),
+               "worst_recall": max((r["recall"] for r in attacked if "recall" in r), default=None)}
+        if cell.get("reason"):
+            row["reason"] = cell["reason"]
+        rows.append(row)
+    return rows
+
+
+def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict, about: dict,
+                 seconds: float) -> dict:
+    """The report's figures from the audit's ``cells`` (plan order) and the ``finished`` results."""
+    leakage, utility, detection = [], {}, []
+    for cell in cells:
+        result = finished.get(cell.key)
+        if cell.reason:
+            result = {"status": cell.status, "reason": cell.reason}
+        if result is None:
+            continue
+        if cell.kind == "leak":
+            row = {"attack": cell.attack, "defense": cell.defense, "status": result["status"]}
+            row.update({k: result[k] for k in (*SCORES, "reason", "grid") if k in result})
+            leakage.append(row)
+        elif cell.kind == "utility":
+            utility[cell.defense] = result
+        else:
+            detection.append({"model": cell.attack or "honest",
+                              **{k: v for k, v in result.items() if k not in ("key", "kind", "digest")}})
+    defenses = defense_rows(utility, leakage)
+    report = {"title": f"fedleak audit: {about['model']['spec']} on {about['data']['spec']}",
+              "description": describe(config, about, seconds), "config": config, "command": rerun_command(config),
+              **{k: v for k, v in about.items() if k != "defense_reasons"},
+              "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds}
+    reasons = about["defense_reasons"]
+    return {"verdict": verdict(report, tuple(config["defenses"]), reasons), **report}
+
+
+def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: float) -> dict:
+    """Write ``report.json``, the accuracy-vs-privacy plot and ``report.html`` into the results folder."""
+    config = results_config(results)
+    model = setup.resolved.model
+    reasons = {c.defense: c.reason for c in cells if c.kind == "utility"}
+    about = {"model": {"spec": setup.config.model, "registered": setup.resolved.registered,
+                       "parameters": sum(p.numel() for p in model.parameters()),
+                       "input_shape": list(setup.info.input_shape), "num_classes": setup.info.num_classes},
+             "data": {"spec": setup.config.data, "kind": setup.info.kind, "train": len(setup.train),
+                      "test": len(setup.test), "input_range": list(setup.input_range)},
+             "digest": setup.digest, "defense_reasons": reasons}
+    finished = results.finished()
+    about["cell_seconds"] = sum(finished[c.key].get("seconds", 0.0) for c in cells if c.key in finished)
+    report = build_report(finished, cells, config, about, seconds)
+    return finish(results, report, title=f"{setup.config.model} on {setup.config.data}")
+
+
+def finish(results: ResultsDir, report: dict, *, title: str) -> dict:
+    """Draw the accuracy-vs-privacy plots and write ``report.json`` and ``report.html``."""
+    report["figures"] = {"grids": sorted(f"grids/{r['grid']}" for r in report["leakage"] if "grid" in r)}
+    if privacy_accuracy_plots(report["defenses"], results.path / PLOT, title=title):
+        report["figures"]["privacy_vs_accuracy"] = PLOT
+    results.write_json("report.json", report)
+    results.write_text("report.html", render(report, results.path))
+    return report
+
+
+def results_config(results: ResultsDir) -> dict:
+    config = dict(json.loads((results.path / "config.json").read_text())["config"])
+    config.pop("kind", None)
+    return config
