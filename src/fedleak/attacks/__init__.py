@@ -15,6 +15,7 @@ from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observe
                                   analytic_factory)
 from fedleak.attacks.inversion.attack import inversion_factory  # noqa: E402
 from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
+from fedleak.attacks import spear  # noqa: E402
 from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
                                        model_inconsistency, robbing_the_fed, text_embedding, trap_weights)
@@ -49,8 +50,9 @@ del _name, _config, _parts, _description
 ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
+ATTACKS.register("spear")(spear.spear)
 
-MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name != "passive")
+MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in ("passive", "spear"))
 
 
 def prepare(name: str, model, context: AttackContext | None = None, **options):
