@@ -18,7 +18,8 @@ from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
 from fedleak.attacks import spear  # noqa: E402
 from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
-                                       model_inconsistency, robbing_the_fed, text_embedding, trap_weights)
+                                       model_inconsistency, qbi, robbing_the_fed, text_embedding,
+                                       trap_weights)
 
 for _name, _config in PRESETS.items():
     ATTACKS.register(_name)(inversion_factory(_config))
@@ -51,6 +52,7 @@ ATTACKS.register("loki")(loki.loki)
 ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
 ATTACKS.register("spear")(spear.spear)
+ATTACKS.register("qbi")(qbi.qbi)
 
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in ("passive", "spear"))
 
