@@ -41,11 +41,12 @@ from fedleak.models.anatomy import trace
 
 RANK_TOLERANCE = 1e-5  # singular values below this share of the largest are float round-off
 ZERO = 1e-6  # an entry of L q below this share of the column's largest counts as zero
+NOISE_MARGIN = 100.0  # ... or below this many times the update's noise floor (its first discarded singular value)
 RESIDUAL = 1e-4  # relative residual of dL/db that an exact disaggregation leaves at most
 SPARE = 2  # zero rows outside a sparser direction's zero set that a mixture may have
-ALLOWED_VIOLATIONS = 0.01
+ALLOWED_VIOLATIONS = 0.01  # share of a sample's neurons whose ReLU state may disagree (FedAvg drift)
 FLOW = 1e-4  # a recovered output gradient above this share of the sample's largest passes through its neuron
-PRE_MARGIN = 1e-3  # pre-activations within this share of a sample's largest are too close to 0 to judge  # share of a sample's neurons whose ReLU state may disagree (FedAvg drift)
+PRE_MARGIN = 1e-3  # pre-activations within this share of a sample's largest are too close to 0 to judge
 
 
 @dataclass
@@ -81,7 +82,8 @@ class SpearSecret:
 @dataclass
 class Disaggregation:
     """What :func:`disaggregate` found: ``inputs`` (K, D) and their output gradients ``grads`` (K, M), the
-    estimated ``batch`` size (rank), the relative bias ``residual``, the ``proposals`` drawn and a ``status``."""
+    estimated ``batch`` size (rank), the relative bias ``residual``, the ``proposals`` drawn, a ``status`` and the
+    ``flow`` share above which an output gradient is no round-off (for :func:`relu_violations`)."""
 
     inputs: torch.Tensor
     grads: torch.Tensor
@@ -89,6 +91,7 @@ class Disaggregation:
     residual: float
     proposals: int
     status: str
+    flow: float = 0.0
 
 
 def _sign_normalised(q: torch.Tensor) -> torch.Tensor:
@@ -114,13 +117,13 @@ def _merge(q: torch.Tensor, zeros: torch.Tensor, hits: torch.Tensor, keep: int
     return q[order], zeros[order], hits[order]
 
 
-def _undominated(left: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+def _undominated(left: torch.Tensor, pool: torch.Tensor, zero_share: float) -> torch.Tensor:
     """Which directions of ``pool`` (K, B) are not mixtures: a mixture of s samples' directions is zero where all
     of them are, plus at most s - 1 rows its proposal forced, so its zero set lies (but for :data:`SPARE` rows)
     inside a sparser direction's zero set. Correlated inputs (Fashion-MNIST) share most inactive neurons, so a
     mixture can be nearly as sparse as a true direction; this test, not the count alone, ranks them below."""
     columns = left @ pool.T
-    zero = (columns.abs() <= ZERO * columns.abs().amax(dim=0).clamp_min(1e-300)).T.to(left.dtype)  # (K, M')
+    zero = (columns.abs() <= zero_share * columns.abs().amax(dim=0).clamp_min(1e-300)).T.to(left.dtype)  # (K, M')
     sizes = zero.sum(dim=1)
     shared = zero @ zero.T  # |Z_w & Z_q|
     outside = sizes.unsqueeze(1) - shared  # |Z_w \ Z_q|
@@ -156,11 +159,12 @@ def _proposals(left: torch.Tensor, size: int, generator: torch.Generator) -> tor
 
 
 def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: SpearConfig, *,
-                 generator: torch.Generator, accept: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 generator: torch.Generator, accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
                  device=None) -> Disaggregation:
     """SPEAR (Alg. 1) on one weight gradient (M, D) and bias gradient (M,): the batch's inputs and their output
     gradients, computed in float64 on ``device``. Proposals are drawn until the B best directions give inputs
-    that ``accept(inputs (B, D), grads (B, M))`` passes (every one of them; by default: any) or the budget is
+    that ``accept(inputs (B, D), grads (B, M), flow)`` passes (``flow``: the share of a
+    sample's largest output gradient above which it is no round-off) (every one of them; by default: any) or the budget is
     spent."""
     device = device if device is not None else weight_grad.device
     grad = weight_grad.to(device, torch.float64)
@@ -179,6 +183,9 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
         return dataclasses.replace(empty, batch=batch, status=f"rank {batch} needs more than {len(active)} "
                                                               f"active neurons")
     left, right = u[:, :batch] * s[:batch], vh[:batch]  # dL/dW = L R
+    # the update's own noise floor (float32 round-off of a FedAvg delta is far above a gradient's) sets what "zero" is
+    floor = float(s[batch] / s[0]) if batch < len(s) else 0.0
+    zero = max(ZERO, NOISE_MARGIN * floor)
     need = max(batch, math.ceil(config.sparsity * len(active)))
     keep = 64 * batch
     pool = grad.new_zeros(0, batch)
@@ -189,11 +196,11 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
         drawn += size
         q = grad.new_ones(1, 1) if batch == 1 else _proposals(left, size, generator)
         magnitude = (left @ q.T).abs_()  # (M', K): each proposal's output gradient over the active neurons
-        count = (magnitude <= ZERO * magnitude.amax(dim=0).clamp_min(1e-300)).sum(dim=0)
+        count = (magnitude <= zero * magnitude.amax(dim=0).clamp_min(1e-300)).sum(dim=0)
         sparse = (count >= need) | (batch == 1)
         pool, zeros, hits = _merge(torch.cat([pool, _sign_normalised(q[sparse])]), torch.cat([zeros, count[sparse]]),
                                    torch.cat([hits, torch.ones_like(count[sparse])]), keep)
-        plain = _undominated(left, pool)  # mixtures last: a true direction may itself look dominated
+        plain = _undominated(left, pool, zero)  # mixtures last: a true direction may itself look dominated
         chosen = _greedy(torch.cat([pool[plain], pool[~plain]]), batch) if len(pool) >= batch else pool[:0]
         if len(chosen) < batch or (tried is not None and torch.equal(chosen, tried)):
             continue
@@ -204,8 +211,8 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
         inputs = torch.linalg.solve(disaggregation, right)  # X = Q^-1 R
         grads = grad.new_zeros(batch, grad.shape[0])
         grads[:, active] = (left @ disaggregation).T
-        best = Disaggregation(inputs, grads, batch, residual, drawn, "exact")
-        if residual <= RESIDUAL and (accept is None or bool(accept(inputs, grads).all())):
+        best = Disaggregation(inputs, grads, batch, residual, drawn, "exact", max(FLOW, zero))
+        if residual <= RESIDUAL and (accept is None or bool(accept(inputs, grads, max(FLOW, zero)).all())):
             return best
     if best is None:
         return dataclasses.replace(empty, batch=batch, proposals=drawn,
@@ -214,15 +221,15 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
                                                              f"returned the best {batch} directions")
 
 
-def relu_violations(inputs: torch.Tensor, grads: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-                    ) -> torch.Tensor:
+def relu_violations(inputs: torch.Tensor, grads: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    flow: float = FLOW) -> torch.Tensor:
     """Per recovered sample (K,): the share of neurons where it passes a gradient although its own pre-activation
     ``x W^T + b`` is negative, which ReLU forbids."""
     if len(inputs) == 0:
         return inputs.new_zeros(0)
     weight, bias = weight.to(inputs), bias.to(inputs)
     pre = inputs @ weight.T + bias
-    flowing = grads.abs() > FLOW * grads.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+    flowing = grads.abs() > flow * grads.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
     margin = PRE_MARGIN * pre.abs().amax(dim=1, keepdim=True)
     return (flowing & (pre < -margin)).float().mean(dim=1)
 
@@ -264,12 +271,12 @@ class SpearAttack:
         linear = sent.get_submodule(secret.layer)
         weight, bias = linear.weight.detach().to(device), linear.bias.detach().to(device)
 
-        def consistent(inputs: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-            return relu_violations(inputs, grads, weight, bias) <= ALLOWED_VIOLATIONS
+        def consistent(inputs: torch.Tensor, grads: torch.Tensor, flow: float) -> torch.Tensor:
+            return relu_violations(inputs, grads, weight, bias, flow) <= ALLOWED_VIOLATIONS
 
         found = disaggregate(weight_grad, bias_grad, self.config, generator=generator, accept=consistent,
                              device=device)
-        violations = relu_violations(found.inputs, found.grads, weight, bias)
+        violations = relu_violations(found.inputs, found.grads, weight, bias, found.flow or FLOW)
         declared = violations <= ALLOWED_VIOLATIONS
         inputs = found.inputs.to(weight_grad.dtype)
         if secret.input_shape is not None:

@@ -319,6 +319,35 @@ def add_s4(experiments) -> None:
                           "table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json"))
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"1+4+8"`` -> (1, 4, 8), each positive."""
+    return tuple(positive_int(t) for t in text.split("+"))
+
+
+def add_spear(experiments) -> None:
+    add_study(experiments, "spear",
+              "Dimitrov et al. (SPEAR, NeurIPS 2024): share of client batches recovered whole and exactly per batch "
+              "size, from FedSGD gradients and a FedAvg update of an FC-ReLU layer",
+              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
+              quick="B = 1, 4, 8, 16, 24, 3 batches each, 500,000 proposals per update",
+              out="results/reproduce-spear",
+              func=runner("spear", "SpearReproductionConfig", "reproduce_spear",
+                          "results.json, table.txt, comparison.md"),
+              batch_sizes=(parse_sizes, "batch sizes, e.g. 1+4+8+16 (default 1+4+8+12+16+20+24)"),
+              batches=(positive_int, "client batches per batch size (default 10, quick 3)"),
+              proposals=(positive_int, "SPEAR's budget of proposals per update (default 2,000,000)"))
+
+
+def add_qbi(experiments) -> None:
+    add_study(experiments, "qbi",
+              "Nowak et al. (QBI, 2024): exact and near-exact recall of quantile-based biases vs trap weights and "
+              "Robbing the Fed at the same neurons N and batch size B",
+              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
+              quick="N = 200, 1000 x B = 20, 50, 100, 3 runs", out="results/reproduce-qbi",
+              func=runner("qbi", "QbiReproductionConfig", "reproduce_qbi", "results.json, table.txt, comparison.md"),
+              runs=(positive_int, "runs per cell (default 10, quick 3)"))
+
+
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trap-weights", "002 Boenisch et al.", "Tables 2, 5, 6, 9; Figs. 9-10",
                "~7 min (343 CPU-s measured)",
@@ -349,6 +378,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "~10 s (shipped checkpoints; training ~30 min)", add_seer),
     Experiment("hear-no-evil-s4", "000 Wang & Li", "§4: SEER vs BN/GN/LN and batch size, FedSGD/FedAvg, detectors",
                "~4-5 min", add_s4),
+    Experiment("spear", "Dimitrov et al. (NeurIPS 2024)", "SPEAR exact batch recovery rate per B (FedSGD, FedAvg)",
+               "TBD", add_spear),
+    Experiment("qbi", "Nowak et al. (2024)", "QBI vs trap weights / Robbing the Fed (recall at the same N, B)",
+               "TBD", add_qbi),
 )
 
 

@@ -217,3 +217,14 @@ P001_TABLE5 = {
         "DO": (.92, .04, 100., 69.47, .00), "DO+DP+P": (.01, .01, 0., 69.30, .00),
         "DO+DP+C": (.06, .03, 0., 61.18, .00)},
 }
+
+# SPEAR (Dimitrov et al., NeurIPS 2024; not in /work/shared/papers): its abstract's headline, the only figure fedleak
+# takes from it (the per-batch-size success plots were not available offline to copy numbers from).
+SPEAR = {"exact_batches_up_to": 25, "claim": "recovers ImageNet inputs in batches of up to b ~ 25 exactly "
+                                            "(GPU; FC-ReLU networks), also from FedAvg updates"}
+
+# QBI (Nowak et al. 2024; not in /work/shared/papers): its abstract's headline gains in perfectly reconstructed
+# samples over the earlier malicious initialisations.
+QBI = {"gain_imagenet": 0.50, "gain_imdb": 0.60,
+       "claim": "up to +50% perfectly reconstructed samples on ImageNet and +60% on IMDB over earlier "
+                "initialisations (percentage points of the batch)"}
