@@ -1,25 +1,30 @@
 """SPEAR: exact recovery of a whole batch from the gradient of a linear layer followed by ReLU (Dimitrov et al.,
-"SPEAR: Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024, Sec. 3-4 and Alg. 1).
+"SPEAR: Exact Gradient Inversion of Batches in Federated Learning", NeurIPS 2024, arXiv:2403.03945; section
+numbers below are not given: the paper's text is not among /work/shared/papers).
 
 For ``Z = X W^T + b`` (batch ``X`` of B inputs) and ``Y = ReLU(Z)`` the weight gradient is
-``dL/dW = dL/dZ^T X`` (Eq. 1): of rank at most B. Decompose it as ``dL/dW = L R`` (here by the SVD,
+``dL/dW = dL/dZ^T X``: of rank at most B. Decompose it as ``dL/dW = L R`` (here by the SVD,
 ``L = U_B S_B``, ``R = V_B^T``); then ``dL/dZ^T = L Q`` and ``X = Q^{-1} R`` for an unknown B x B
-*disaggregation matrix* Q (Thm. 3.1). ReLU makes every column of ``dL/dZ^T`` sparse: sample i has no gradient at
+*disaggregation matrix* Q. ReLU makes every column of ``dL/dZ^T`` sparse: sample i has no gradient at
 the neurons it leaves inactive. So a random set of B - 1 rows of L that all lie in the zero set of one sample
 spans the orthogonal complement of that sample's column ``q_i`` of Q: the null space of those rows is ``q_i``
-(Sec. 4.1, "sampling"). Proposals are drawn in batches; those whose ``L q`` is not sparse are filtered out (Sec.
-4.2), the distinct sparse ones are picked greedily (sparsest first, each raising the rank; Sec. 4.3), and the
-column scales come from the bias gradient ``dL/db = dL/dZ^T 1 = L Q 1`` (Sec. 4.4, least squares).
+(sampling). Proposals are drawn in batches; those whose ``L q`` is not sparse are filtered out, the distinct
+sparse ones are picked greedily (each raising the rank), and the column scales come from the bias gradient
+``dL/db = dL/dZ^T 1 = L Q 1`` (least squares). fedleak's additions, each said where it is: proposals are ranked by
+how often they recur (:func:`_merge`) and mixtures of two samples' directions are ranked last
+(:func:`_undominated`); sampling stops when the chosen batch passes the ReLU check below.
 
 The attacker checks its own answer without the truth (``declared``): the bias gradient must be reproduced
-(residual below :data:`RESIDUAL`), and each recovered input must agree with ReLU, i.e. pass no gradient through a
+(residual below :data:`RESIDUAL`; a weak test, since any B independent directions reproduce it), and each
+recovered input must agree with ReLU, i.e. pass no gradient through a
 neuron its own pre-activation ``x W^T + b`` (with the weights the client was sent) keeps negative. DP noise makes
 the weight gradient full-rank (the rank estimate exceeds ``max_batch``: nothing is reconstructed) or fills the
-zeros (no sparse proposal: nothing declared). The number of proposals needed grows like ``2^(B-1)`` (Sec. 5):
+zeros (no sparse proposal: nothing declared). The number of proposals needed grows like ``(1/p)^(B-1)`` for a
+share p of inactive neurons per sample (about ``2^(B-1)``):
 the ``proposals`` budget bounds B on this machine.
 
 A FedAvg update of plain SGD on one client is ``-lr`` times a sum of such gradients: still of rank at most the
-number of distinct inputs and still sparse, so the same readout applies (the paper's Sec. 6, FedAvg); the ReLU
+number of distinct inputs and still sparse, so the same readout applies (the paper reports FedAvg too); the ReLU
 check then uses the sent weights, from which the local steps drift slightly (:data:`ALLOWED_VIOLATIONS`).
 """
 from __future__ import annotations
@@ -132,7 +137,7 @@ def _undominated(left: torch.Tensor, pool: torch.Tensor, zero_share: float) -> t
 
 
 def _greedy(pool: torch.Tensor, batch: int) -> torch.Tensor:
-    """Alg. 1's greedy selection: the best directions of ``pool`` (sorted) that each raise the rank, up to
+    """The greedy selection: the best directions of ``pool`` (sorted) that each raise the rank, up to
     ``batch`` of them (fewer when the pool does not span B dimensions)."""
     chosen: list[int] = []
     for index in range(len(pool)):
@@ -161,7 +166,7 @@ def _proposals(left: torch.Tensor, size: int, generator: torch.Generator) -> tor
 def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: SpearConfig, *,
                  generator: torch.Generator, accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
                  device=None) -> Disaggregation:
-    """SPEAR (Alg. 1) on one weight gradient (M, D) and bias gradient (M,): the batch's inputs and their output
+    """SPEAR on one weight gradient (M, D) and bias gradient (M,): the batch's inputs and their output
     gradients, computed in float64 on ``device``. Proposals are drawn until the B best directions give inputs
     that ``accept(inputs (B, D), grads (B, M), flow)`` passes (``flow``: the share of a
     sample's largest output gradient above which it is no round-off) (every one of them; by default: any) or the budget is

@@ -1,16 +1,16 @@
 """QBI: quantile-based bias initialisation of the extraction layer (Nowak et al., "QBI: Quantile-based Bias
-Initialization for Efficient Private Data Reconstruction in Federated Learning", 2024, Sec. 3).
+Initialization for Efficient Private Data Reconstruction in Federated Learning", 2024, arXiv:2406.18745; not
+among /work/shared/papers, so no section numbers).
 
 Row i of ``y = ReLU(W x + b)`` yields an input exactly when one input of the batch of B activates it (paper 002
 §5.2). If each row fires for a share p of the data, a batch leaves it with exactly one active input with
-probability ``B p (1 - p)^(B - 1)``, largest at ``p = 1 / B``. QBI draws the weights at random (N(0, 1), the
-paper's choice) and solves for the bias that gives that share: ``b_i = -q_i`` with ``q_i`` the ``1 - 1/B``
+probability ``B p (1 - p)^(B - 1)``, largest at ``p = 1 / B``. QBI draws the weights at random (here N(0, ``std``)) and
+solves for the bias that gives that share: ``b_i = -q_i`` with ``q_i`` the ``1 - 1/B``
 quantile of ``w_i . x`` over the server's public data, so that row i fires for about one input in B. Trap weights
 (paper 002 Algorithm 1) instead shape the weights and leave the bias at zero; Robbing the Fed bins one measurement.
 Readout: :func:`fedleak.attacks.analytic.extract_at_layer` (Eq. 5 per row).
 
-Deviations: the quantile is the empirical one of the public sample (the paper fits it the same way on its public
-split); PAIRS (the paper's search over weights on data of the client's own distribution) is not built here.
+Here the quantile is the empirical one of the server's public sample; PAIRS (the paper's search over weights on data of the client's own distribution) is not built here.
 When the layer is not the first, the layers before it forward the input (paper 002 §7; :mod:`forwarding`).
 """
 from __future__ import annotations
