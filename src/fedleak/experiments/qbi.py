@@ -10,7 +10,7 @@ ImageNet and IMDB models; PAIRS is not run; the paper's gains are percentage poi
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior

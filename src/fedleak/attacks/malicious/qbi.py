@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import LayerSecret, extraction_layer
+from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
-from fedleak.attacks.analytic import extract_at_layer
 from fedleak.attacks.malicious.forwarding import forward_input
 from fedleak.checks import check_levels, check_number
 from fedleak.models.anatomy import trace
