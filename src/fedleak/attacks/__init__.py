@@ -18,9 +18,11 @@ from fedleak.attacks.base import (AnalyticAttack, Attack, AttackContext, Observe
 from fedleak.attacks.inversion.attack import inversion_factory  # noqa: E402
 from fedleak.attacks.inversion.fedavg import fedavg_inversion  # noqa: E402
 from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
+from fedleak.attacks import spear  # noqa: E402
 from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
-                                       model_inconsistency, robbing_the_fed, text_embedding, trap_weights)
+                                       model_inconsistency, qbi, robbing_the_fed, text_embedding,
+                                       trap_weights)
 
 for _name, _config in PRESETS.items():
     ATTACKS.register(_name)(inversion_factory(_config))
@@ -54,8 +56,10 @@ ATTACKS.register("model_inconsistency")(model_inconsistency.model_inconsistency)
 ATTACKS.register("seer")(seer.seer)
 ATTACKS.register("fedavg_inversion")(fedavg_inversion)
 ATTACKS.register("dager")(dager.dager)
+ATTACKS.register("spear")(spear.spear)
+ATTACKS.register("qbi")(qbi.qbi)
 
-HONEST = ("passive", "dager", "fedavg_inversion")  # honest-but-curious attacks beside the inversion presets
+HONEST = ("passive", "dager", "fedavg_inversion", "spear")  # honest-but-curious attacks beside the inversion presets
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
 
 

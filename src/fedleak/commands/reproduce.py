@@ -381,6 +381,33 @@ def add_dager(experiments) -> None:
               func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
                           "results.json, table.txt, comparison.md, cells.jsonl"),
               runs=(positive_int, "runs per cell (default 3, quick 1)"))
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"1+4+8"`` -> (1, 4, 8), each positive."""
+    return tuple(positive_int(t) for t in text.split("+"))
+
+
+def add_spear(experiments) -> None:
+    add_study(experiments, "spear",
+              "Dimitrov et al. (SPEAR, NeurIPS 2024): share of client batches recovered whole and exactly per batch "
+              "size, from FedSGD gradients and a FedAvg update of an FC-ReLU layer",
+              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
+              quick="B = 1, 4, 8, 16, 24, 3 batches each, 500,000 proposals per update",
+              out="results/reproduce-spear",
+              func=runner("spear", "SpearReproductionConfig", "reproduce_spear",
+                          "results.json, table.txt, comparison.md"),
+              batch_sizes=(parse_sizes, "batch sizes, e.g. 1+4+8+16 (default 1+4+8+12+16+20+24)"),
+              batches=(positive_int, "client batches per batch size (default 10, quick 3)"),
+              proposals=(positive_int, "SPEAR's budget of proposals per update (default 2,000,000)"))
+
+
+def add_qbi(experiments) -> None:
+    add_study(experiments, "qbi",
+              "Nowak et al. (QBI, 2024): exact and near-exact recall of quantile-based biases vs trap weights and "
+              "Robbing the Fed at the same neurons N and batch size B",
+              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
+              quick="N = 200, 1000 x B = 20, 50, 100, 3 runs", out="results/reproduce-qbi",
+              func=runner("qbi", "QbiReproductionConfig", "reproduce_qbi", "results.json, table.txt, comparison.md"),
+              runs=(positive_int, "runs per cell (default 10, quick 3)"))
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -423,6 +450,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                add_fedavg_inversion),
     Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
                "~3 min (3m07s measured, loaded)", add_dager),
+    Experiment("spear", "Dimitrov et al. (NeurIPS 2024)", "SPEAR exact batch recovery rate per B (FedSGD, FedAvg)",
+               "~8 min on a loaded machine (77 CPU-s measured)", add_spear),
+    Experiment("qbi", "Nowak et al. (2024)", "QBI vs trap weights / Robbing the Fed (recall at the same N, B)",
+               "~1 min (17 CPU-s measured)", add_qbi),
 )
 
 

@@ -12,10 +12,10 @@ from fedleak.registry import UnknownNameError
 
 def test_registry_lists_every_manipulation_of_the_issue():
     assert list(MALICIOUS) == ["class_fishing", "curious_kernels", "decepticons", "feature_fishing",
-                               "input_forwarding", "loki", "model_inconsistency", "robbing_the_fed",
+                               "input_forwarding", "loki", "model_inconsistency", "qbi", "robbing_the_fed",
                                "seer", "text_embedding", "trap_weights"]
     assert set(ATTACKS.names()) == {*MALICIOUS, "passive", "dager", "dlg", "idlg", "ig", "wiig", "dia", "dpia",
-                                    "gpia", "vbia", "pig", "cdia", "fedavg_inversion"}
+                                    "gpia", "vbia", "pig", "cdia", "fedavg_inversion", "spear"}
     with pytest.raises(UnknownNameError, match="valid attacks"):
         ATTACKS.get("no-such-attack")
     with pytest.raises(ValueError, match="attack 'trap_weights' has no option rate; its options: scale_factor"):
