@@ -256,9 +256,9 @@ class SpearAttack:
         activation = anatomy.activation_after(layer.name)  # from the traced run: F.relu in forward counts too
         if activation is None or activation.function != "relu":
             readers = ", ".join(r.layer.type if r.layer is not None else str(r.function)
-                                for r in anatomy.readers(layer.name)) or "nothing"
-            raise ValueError(f"SPEAR needs a ReLU alone after linear layer {layer.name!r}; its output is read by "
-                             f"{readers}")
+                                for r in anatomy.readers(layer.name))
+            what = f"its output is read by {readers}" if readers else "it is the model's output layer"
+            raise ValueError(f"SPEAR needs a ReLU alone after linear layer {layer.name!r}; {what}")
         secret = input_layer(anatomy, context.input_shape, layer.name, levels=None)
         return model, SpearSecret(layer.name, None if secret is None else tuple(context.input_shape))
 

@@ -136,6 +136,11 @@ def warnings_of(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[str
                          f"~{EPSILON_MEANINGLESS:g}); only the measured leakage behind it counts.")
         chance = d.get("chance")
         if d.get("accuracy") is not None and chance is not None and d["accuracy"] <= chance + ABOVE_CHANCE:
+            if d["defense"] == "none":
+                found.append(f"none: the undefended model's accuracy {percent(d['accuracy'])} is at chance "
+                             f"({percent(chance)}): the short FedAvg run did not learn, so no accuracy cost is "
+                             "measured against a trained model (raise --utility-rounds).")
+                continue
             others = [o["defense"] for o in learning if o["defense"] != d["defense"]]
             instead = (f"use {others[0]}, which learned" if others else
                        "try another defense (--defense prune:p=0.9: gradient pruning applies to any model)")
