@@ -43,7 +43,8 @@ DELTA = 1e-5
 @dataclass
 class Setup:
     """What every cell of an audit shares: the data, the model as the server holds it, its input range, the
-    server's public data (the first test samples) and the digest of the inputs."""
+    server's public data (the first test samples), the digest of the inputs, the data spec read (``data``: the
+    config's, or its next-token form for a language model) and what the report must say about such choices."""
 
     config: AuditConfig
     train: TensorDataset
@@ -52,6 +53,8 @@ class Setup:
     input_range: tuple[float, float]
     public: torch.Tensor = field(repr=False, default=None)
     digest: str = ""
+    data: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def info(self):
