@@ -120,11 +120,34 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
                        "input_shape": list(setup.info.input_shape), "num_classes": setup.info.num_classes},
              "data": {"spec": setup.config.data, "read": setup.data or setup.config.data, "kind": setup.info.kind, "train": len(setup.train),
                       "test": len(setup.test), "input_range": list(setup.input_range)},
-             "digest": setup.digest, "defense_reasons": reasons, "notes": list(setup.notes)}
+             "digest": setup.digest, "defense_reasons": reasons, "notes": [*setup.notes, *language_model_notes(setup)]}
     finished = results.finished()
     about["cell_seconds"] = sum(finished[c.key].get("seconds", 0.0) for c in cells if c.key in finished)
     report = build_report(finished, cells, config, about, seconds)
     return finish(results, report, title=f"{setup.config.model} on {setup.config.data}")
+
+
+def language_model_notes(setup) -> list[str]:
+    """What the figures mean for a model that predicts every position's next token (labels (N, n)): the utility's
+    accuracy, and DAGER's bound on the tokens of one update (Petrov et al. 2024 §4: batch x length below the
+    width)."""
+    if setup.train.y.dim() < 2:
+        return []
+    config, positions = setup.config, setup.train.y.shape[1]
+    samples = f"at most {config.utility_samples}" if config.utility_samples else "all"
+    notes = [f"Utility: the accuracy is next-token accuracy (the share of the {positions} positions of each test "
+             f"window whose next token the model predicts; chance 1/{setup.info.num_classes}) after "
+             f"{config.utility_rounds} FedAvg round(s) of {config.utility_clients} clients on {samples} training "
+             "windows: it shows whether a defense stops the model from starting to learn, not a fine-tuned model's "
+             "quality."]
+    hf_config = getattr(setup.resolved.model, "config", None)
+    width = getattr(hf_config, "hidden_size", None) or getattr(hf_config, "n_embd", None)
+    if isinstance(width, int):
+        tokens = config.batch_size * positions
+        holds = "below" if tokens < width else "NOT below (DAGER's span check then cannot tell tokens apart)"
+        notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = {tokens}, "
+                     f"{holds} the model width {width}: DAGER's bound (Petrov et al. 2024 §4).")
+    return notes
 
 
 def finish(results: ResultsDir, report: dict, *, title: str) -> dict:
