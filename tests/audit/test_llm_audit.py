@@ -33,7 +33,8 @@ def test_dager_recovers_the_victims_sentences_in_the_report(tmp_path, monkeypatc
                          utility_rounds=1, utility_clients=2, utility_samples=64)
     run_audit(config, tmp_path / "out", progress=False)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert "fortunes_lm" in report["description"]
+    assert "fortunes_lm" in report["description"] and "next-token accuracy" in report["description"]
+    assert f"1 x {LM_SEQ_LEN} tokens = {LM_SEQ_LEN}, below the model width 64" in report["description"]
     (row,) = [r for r in report["leakage"] if r["attack"] == "dager"]
     assert row["status"] == "attacked" and row["leaked"] == 3 and row["exact_sequences"] == 1.0
     texts = row["texts"]

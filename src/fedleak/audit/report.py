@@ -144,9 +144,14 @@ def language_model_notes(setup) -> list[str]:
     width = getattr(hf_config, "hidden_size", None) or getattr(hf_config, "n_embd", None)
     if isinstance(width, int):
         tokens = config.batch_size * positions
-        holds = "below" if tokens < width else "NOT below (DAGER's span check then cannot tell tokens apart)"
-        notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = {tokens}, "
-                     f"{holds} the model width {width}: DAGER's bound (Petrov et al. 2024 §4).")
+        if tokens < width:
+            notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = "
+                         f"{tokens}, below the model width {width}: DAGER's bound (Petrov et al. 2024 §4) holds.")
+        else:
+            notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = "
+                         f"{tokens}, not below the model width {width} (DAGER's bound, Petrov et al. 2024 §4): "
+                         "only repeated tokens keep the gradient's span from filling the space, so expect DAGER to "
+                         "recover part of the batch or nothing.")
     return notes
 
 
