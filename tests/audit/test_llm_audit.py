@@ -53,3 +53,13 @@ def test_dager_does_not_apply_to_an_image_model(tmp_path, capsys):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     (row,) = [r for r in report["leakage"] if r["attack"] == "dager"]
     assert row["status"] == "not applicable" and "text attack" in row["reason"]
+
+
+def test_no_applicable_manipulation_is_not_called_not_asked():
+    from fedleak.audit.verdict import manipulation_answer
+
+    honest = {"model": "honest", "status": "checked", "flagged_by": []}
+    skipped = {"model": "trap_weights", "status": "not applicable", "reason": "no bias"}
+    assert "No manipulation applies" in manipulation_answer([honest, skipped], [])["text"]
+    assert "false alarm" in manipulation_answer([{**honest, "flagged_by": ["architecture"]}, skipped], [])["text"]
+    assert "Not asked" in manipulation_answer([], [])["text"]
