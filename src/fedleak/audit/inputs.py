@@ -132,10 +132,17 @@ def language_model_data(model: str, data: str) -> tuple[str, str]:
                 f"local tokenizer's vocabulary) instead of {data} (whole fortunes labelled by their category).")
 
 
-def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> ResolvedModel:
-    """The model of ``spec`` for inputs of ``input_shape`` and ``num_classes`` classes (module docstring)."""
+def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
+                  ) -> ResolvedModel:
+    """The model of ``spec`` for inputs of ``input_shape`` and ``num_classes`` classes (module docstring); an
+    ``hf`` classifier built from a config embeds ``vocab_size`` tokens (the data's vocabulary) unless the spec
+    sets ``vocab_size``."""
     options = hf_spec(spec)
     if options is not None:
+        fields = options.get("config", "")
+        if (vocab_size and not causal_language_model(spec) and options.get("path") is None
+                and "vocab_size" not in {f.partition("=")[0].strip() for f in fields.split(",")}):
+            options["config"] = ",".join(filter(None, (fields, f"vocab_size={vocab_size}")))
         return ResolvedModel(build_model("hf", input_shape, num_classes, **options), "hf", True)
     registered = _registered(spec, MODELS)
     if registered is not None:

@@ -118,7 +118,8 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
     about = {"model": {"spec": setup.config.model, "registered": setup.resolved.registered,
                        "parameters": sum(p.numel() for p in model.parameters()),
                        "input_shape": list(setup.info.input_shape), "num_classes": setup.info.num_classes},
-             "data": {"spec": setup.config.data, "read": setup.data or setup.config.data, "kind": setup.info.kind, "train": len(setup.train),
+             "data": {"spec": setup.config.data, "read": setup.data or setup.config.data, "kind": setup.info.kind,
+                      "train": len(setup.train),
                       "test": len(setup.test), "input_range": list(setup.input_range)},
              "digest": setup.digest, "defense_reasons": reasons, "notes": [*setup.notes, *language_model_notes(setup)]}
     finished = results.finished()
@@ -128,18 +129,19 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
 
 
 def language_model_notes(setup) -> list[str]:
-    """What the figures mean for a model that predicts every position's next token (labels (N, n)): the utility's
-    accuracy, and DAGER's bound on the tokens of one update (Petrov et al. 2024 §4: batch x length below the
-    width)."""
-    if setup.train.y.dim() < 2:
+    """What the figures of a text audit mean: for a model that predicts every position's next token (labels
+    (N, n)) the utility's accuracy; for a transformer, DAGER's bound on the tokens of one update (Petrov et al.
+    2024 §4: batch x length below the width)."""
+    if setup.info.kind != "text":
         return []
-    config, positions = setup.config, setup.train.y.shape[1]
+    config, positions, notes = setup.config, setup.info.input_shape[-1], []
     samples = f"at most {config.utility_samples}" if config.utility_samples else "all"
-    notes = [f"Utility: the accuracy is next-token accuracy (the share of the {positions} positions of each test "
-             f"window whose next token the model predicts; chance 1/{setup.info.num_classes}) after "
-             f"{config.utility_rounds} FedAvg round(s) of {config.utility_clients} clients on {samples} training "
-             "windows: it shows whether a defense stops the model from starting to learn, not a fine-tuned model's "
-             "quality."]
+    if setup.train.y.dim() > 1:
+        notes = [f"Utility: the accuracy is next-token accuracy (the share of the {positions} positions of each "
+                 f"test window whose next token the model predicts; chance 1/{setup.info.num_classes}) after "
+                 f"{config.utility_rounds} FedAvg round(s) of {config.utility_clients} clients on {samples} "
+                 "training windows: it shows whether a defense stops the model from starting to learn, not a "
+                 "fine-tuned model's quality."]
     hf_config = getattr(setup.resolved.model, "config", None)
     width = getattr(hf_config, "hidden_size", None) or getattr(hf_config, "n_embd", None)
     if isinstance(width, int):

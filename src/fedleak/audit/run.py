@@ -44,7 +44,8 @@ def build_setup(config: AuditConfig) -> Setup:
     data, note = language_model_data(config.model, config.data)
     train, test = resolve_data(data, root=config.root, size=config.size, seed=config.seed)
     torch.manual_seed(config.seed)
-    resolved = resolve_model(config.model, train.info.input_shape, train.info.num_classes)
+    resolved = resolve_model(config.model, train.info.input_shape, train.info.num_classes,
+                             vocab_size=len(train.info.vocab) or None)
     what = f"model {config.model}"
     if config.weights:
         loaded = load_received_model(config.weights, resolved.model)
