@@ -95,6 +95,12 @@ def manipulation_answer(detection: list[dict], leakage: list[dict]) -> dict:
     """Question 3 from the detection rows (first-contact chain) and the undefended leak rows."""
     checked = [d for d in detection if d["status"] == "checked" and d["model"] != "honest"]
     if not checked:
+        honest = [d for d in detection if d["status"] == "checked" and d["model"] == "honest"]
+        if honest:  # a malicious server was assumed, but no manipulation applies to this model
+            alarm = ("refused it: a false alarm" if honest[0]["flagged_by"] else "accepted it")
+            return {"undetected": None, "detected": None,
+                    "text": "No manipulation applies to this model (see why below); on the honest model the "
+                            f"client's checks {alarm}."}
         return {"undetected": None, "detected": None,
                 "text": "Not asked: run with --threat malicious to try every manipulation against the client's "
                         "checks."}
