@@ -61,3 +61,11 @@ def test_an_inversion_that_leaks_nothing_is_measured_by_ssim():
     text = verdict(_report(rows, DEFENSES[:1]), (), {})["leak"]["text"]
     assert text == "No sample leaked: the strongest attack, ig, gave no reconstructions with SSIM above 0.5 of the 4 " \
                    "attacked samples, mean SSIM 0.01."
+
+
+def test_at_chance_counts_learning_above_chance_for_many_classes():
+    from fedleak.audit.verdict import at_chance
+
+    assert at_chance(0.12, 0.1) and not at_chance(0.2, 0.1)
+    assert not at_chance(0.028, 1 / 2000)  # a language model's next token: 56x chance is learning
+    assert at_chance(0.0006, 1 / 2000)

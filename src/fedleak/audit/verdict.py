@@ -12,7 +12,13 @@ from __future__ import annotations
 
 SSIM_LEAK = 0.5  # paper 001 §5.2: a reconstruction with SSIM above 0.5 counts as a successful attack
 EPSILON_MEANINGLESS = 10.0  # above this DP epsilon the guarantee is vacuous (e^10 ~ 22,000x likelihood ratio)
-ABOVE_CHANCE = 0.05  # an accuracy within 5 percentage points of chance did not learn
+ABOVE_CHANCE = 0.05  # an accuracy within 5 points of chance, and below twice chance, did not learn
+
+
+def at_chance(accuracy: float, chance: float) -> bool:
+    """Whether ``accuracy`` is no better than guessing: within :data:`ABOVE_CHANCE` of ``chance`` and below twice
+    it (with thousands of classes, as a language model's next token, 5 points above chance is real learning)."""
+    return accuracy <= chance + ABOVE_CHANCE and accuracy < 2 * chance
 
 
 def percent(value: float | None) -> str:
@@ -63,7 +69,7 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
         return {"defense": None, "accuracy": None, "accuracy_cost": None,
                 "text": f"No defense was evaluated ({missing}). {suggestion(chosen, reasons)}"}
     chance = baseline.get("chance", 0.0)
-    learning = [d for d in applied if d["accuracy"] is not None and d["accuracy"] > chance + ABOVE_CHANCE]
+    learning = [d for d in applied if d["accuracy"] is not None and not at_chance(d["accuracy"], chance)]
     pool = learning or applied
     best = min(pool, key=lambda d: (d["worst_leak"] if d["worst_leak"] is not None else 1.0, -(d["accuracy"] or 0)))
     cost = best.get("accuracy_cost")
@@ -132,7 +138,7 @@ def warnings_of(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[str
             found.append(f"{d['defense']}: DP epsilon {epsilon:.3g} (delta 1e-5) guarantees nothing (above "
                          f"~{EPSILON_MEANINGLESS:g}); only the measured leakage behind it counts.")
         chance = d.get("chance")
-        if d.get("accuracy") is not None and chance is not None and d["accuracy"] <= chance + ABOVE_CHANCE:
+        if d.get("accuracy") is not None and chance is not None and at_chance(d["accuracy"], chance):
             found.append(f"{d['defense']}: accuracy {percent(d['accuracy'])} is at chance ({percent(chance)}); "
                          "the short FedAvg run did not learn, so its accuracy cost means nothing (raise "
                          "--utility-rounds).")
