@@ -76,3 +76,11 @@ def test_groupnorm_swap_is_said():
     rows = [DEFENSES[0], {**DEFENSES[1], "defense": "dp:sigma=1e-3:batchnorm=group"}]
     text = verdict(_report(LEAKS[:1], rows), ("dp:sigma=1e-3:batchnorm=group",), {})["defense"]["text"]
     assert "BatchNorm replaced by GroupNorm for DP-SGD" in text
+
+
+def test_at_chance_counts_learning_above_chance_for_many_classes():
+    from fedleak.audit.verdict import at_chance
+
+    assert at_chance(0.12, 0.1) and not at_chance(0.2, 0.1)
+    assert not at_chance(0.028, 1 / 2000)  # a language model's next token: 56x chance is learning
+    assert at_chance(0.0006, 1 / 2000)

@@ -295,6 +295,12 @@ class Dager:
         self.config = DagerConfig(**options)
 
     def prepare(self, model: nn.Module, context: AttackContext) -> tuple[nn.Module, Any]:
+        """The model unchanged; a ``ValueError`` (not applicable) unless it is a transformer whose attention the
+        attack can read (an fedleak ``hf`` model: it says whether its attention is causal)."""
+        if getattr(model, "causal", None) is None:
+            raise ValueError("dager reads a Hugging Face transformer's attention projections (an hf:... model, "
+                             "which says whether its attention is causal); this model is not one")
+        attention_layers(model)
         return model, {"seq_len": context.input_shape[-1], "seed": context.seed}
 
     @torch.no_grad()

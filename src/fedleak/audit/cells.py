@@ -24,7 +24,7 @@ from fedleak.attacks import ATTACKS, PRESETS, AttackContext
 from fedleak.attacks.inversion import ServerKnowledge
 from fedleak.attacks.inversion.knowledge import LocalTraining
 from fedleak.audit.config import NONE, AuditConfig, protocol_options, slug
-from fedleak.audit.grids import save_grid
+from fedleak.audit.grids import save_grid, text_grid
 from fedleak.audit.inputs import ResolvedModel
 from fedleak.audit.plan import Cell
 from fedleak.cases import Audit, ThreatModel
@@ -33,6 +33,8 @@ from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD, dp_epsilon
 from fedleak.detection import FIRST_CONTACT, first_contact_chain
 from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.metrics.text import text_scores
+from fedleak.registry import parse_options
 
 UTILITY_BATCH, UTILITY_LR = 32, 2e-3  # the demo's FedAvg recipe
 DETECTION_SAMPLES = 32
@@ -43,7 +45,8 @@ DELTA = 1e-5
 @dataclass
 class Setup:
     """What every cell of an audit shares: the data, the model as the server holds it, its input range, the
-    server's public data (the first test samples) and the digest of the inputs."""
+    server's public data (the first test samples), the digest of the inputs, the data spec read (``data``: the
+    config's, or its next-token form for a language model) and what the report must say about such choices."""
 
     config: AuditConfig
     train: TensorDataset
@@ -52,6 +55,8 @@ class Setup:
     input_range: tuple[float, float]
     public: torch.Tensor = field(repr=False, default=None)
     digest: str = ""
+    data: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def info(self):
@@ -114,10 +119,44 @@ def leak_cell(setup: Setup, cell: Cell, out: Path) -> dict:
         leaked, true = sum(r.scores["leaked"] for r in attacked), sum(r.scores["true_points"] for r in attacked)
         result.update(leaked=leaked, true_points=true, recall=leaked / max(1, true))
     pairs = [(r.truth[0], r.reconstruction.inputs) for r in attacked if r.truth is not None]
+    if setup.info.kind == "text":
+        result.update(text_result(setup, [(t, r.reconstruction.inputs[r.reconstruction.declared])
+                                           for r in attacked if r.truth is not None for t in (r.truth[0],)
+                                           if not t.is_floating_point() and t.dim() == 2]))
+        return result
     grid = out / "grids" / f"{slug(cell.attack)}__{slug(cell.defense)}.png"
     if pairs and save_grid(pairs, grid, paired=cell.attack in PRESETS):
         result["grid"] = grid.name
     return result
+
+
+def text_result(setup: Setup, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """Text measures of token sequences recovered (DAGER, Petrov et al. 2024 §7: exact, ROUGE-1/2, token recall;
+    :func:`fedleak.metrics.text.text_scores`, means over the victims) and the sentences, each original beside its
+    recovered partner (:func:`fedleak.audit.grids.text_grid`); nothing when no pair holds sequences of one shape."""
+    pairs = [(t, r) for t, r in pairs if r.dim() == 2 and r.shape[1:] == t.shape[1:] and not r.is_floating_point()]
+    if not pairs:
+        return {}
+    scores = [text_scores(r, t) for t, r in pairs]
+    result = {k: sum(s[k] for s in scores) / len(scores) for k in scores[0]}
+    return {**{k if k != "exact" else "exact_sequences": v for k, v in result.items()},
+            "texts": text_grid(pairs, text_decoder(setup))}
+
+
+def text_decoder(setup: Setup):
+    """Token ids -> text: the local tokenizer of ``fortunes_lm`` (:mod:`fedleak.data.text_tokenizer`), else the
+    data's vocabulary joined by spaces, else the ids."""
+    name, *parts = setup.data.split(":") if setup.data else (setup.info.name,)
+    if name == "fortunes_lm":
+        from fedleak.data.text_tokenizer import local_tokenizer
+
+        vocab_size = parse_options(parts, "--data").get("vocab_size", 2000)
+        tokenizer = local_tokenizer("fortunes", root=setup.config.root, vocab_size=vocab_size)
+        return lambda ids: tokenizer.decode(ids).strip()
+    vocab = getattr(setup.info, "vocab", None)
+    if vocab:
+        return lambda ids: " ".join(vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids)
+    return lambda ids: " ".join(str(i) for i in ids)
 
 
 def utility_cell(setup: Setup, cell: Cell) -> dict:

@@ -62,10 +62,13 @@ def check_model(model: nn.Module, train: TensorDataset, *, what: str, device: st
     if not isinstance(output, torch.Tensor):
         raise InputError(f"{what} returned a {type(output).__name__}; an audited model's forward returns one "
                          "tensor of class scores (logits)")
-    if output.dim() != 2 or len(output) != len(x):
-        raise InputError(f"{what} maps {described} to outputs of shape {tuple(output.shape)}; it must give one row "
-                         f"of {info.num_classes} class scores per sample, shape ({len(x)}, {info.num_classes})")
-    width = output.shape[1]
+    per_position = tuple(train.y.shape[1:])  # next-token labels (N, n): a language model scores every position
+    expected = (len(x), *per_position, info.num_classes)
+    if tuple(output.shape[:-1]) != expected[:-1]:
+        rows = "one row" if not per_position else f"one row per position ({per_position[0]})"
+        raise InputError(f"{what} maps {described} to outputs of shape {tuple(output.shape)}; it must give {rows} "
+                         f"of {info.num_classes} class scores per sample, shape {expected}")
+    width = output.shape[-1]
     if width != info.num_classes:
         too = "few" if width < info.num_classes else "many"
         raise InputError(f"{what} gives {width} outputs per sample but the data has {info.num_classes} classes "

@@ -7,6 +7,11 @@ it), called with those of ``input_shape`` and ``num_classes`` it names, from the
 with options (``bundled``, ``cifar10:size=32``), a folder of images (one sub-folder per class) or the import path of
 a torch ``Dataset`` (or of a function returning one; with a ``split`` parameter it is asked for "train" and "test",
 otherwise the last fifth of the items is the test split).
+
+A Hugging Face model is ``hf:ARCH[:f=v,...][:lora=rR]`` (:func:`fedleak.models.huggingface.hf_options`). A causal
+language model (an ``hf`` model whose head is ``lm``) predicts the next token, so it reads token windows with the
+next token as label: pointed at the word-level ``fortunes`` (43 category labels), the audit reads ``fortunes_lm``
+instead (:func:`language_model_data`, :data:`LM_SEQ_LEN` tokens per window) and says so in its report.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from fedleak.registry import parse_options
 IMPORT_PATH = re.compile(r"^(?P<module>[^:]+?(\.py)?):(?P<attr>[A-Za-z_][A-Za-z_0-9.]*)(?P<options>(:[^:]*)*)$")
 TEST_SHARE = 0.2  # of an imported dataset without a split parameter
 MAX_ITEMS = 20000  # items read from an imported dataset (an audit needs few)
+LM_SEQ_LEN = 8  # tokens per window of a language model's data: batch x 8 stays below a 128-wide model (DAGER's bound)
+LM_DATA = {"fortunes": "fortunes_lm"}  # word-level data -> its next-token form for a causal language model
 
 
 def import_object(path: str, what: str) -> tuple[Any, dict[str, Any]]:
@@ -88,8 +95,55 @@ class ResolvedModel:
     registered: bool
 
 
-def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> ResolvedModel:
-    """The model of ``spec`` for inputs of ``input_shape`` and ``num_classes`` classes (module docstring)."""
+def hf_spec(spec: str) -> dict | None:
+    """The options of an ``hf:...`` model spec (a one-line error for a malformed one), ``None`` for another spec."""
+    if spec.split(":")[0].strip() != "hf":
+        return None
+    from fedleak.models.huggingface import hf_options
+
+    return hf_options(spec)
+
+
+def causal_language_model(spec: str) -> bool:
+    """Whether ``spec`` is an ``hf`` model with a language-model head (``head=lm``, or ``auto`` on a decoder)."""
+    options = hf_spec(spec)
+    if options is None:
+        return False
+    from fedleak.models.huggingface import ENCODERS
+
+    head = options.get("head", "auto")
+    return head == "lm" or (head == "auto" and options.get("path") is None
+                            and options.get("arch", "gpt2") not in ENCODERS)
+
+
+def language_model_data(model: str, data: str) -> tuple[str, str]:
+    """(data spec to read, note for the report): a causal language model pointed at word-level data it cannot
+    learn from (:data:`LM_DATA`) reads the data's next-token form of :data:`LM_SEQ_LEN` tokens; otherwise ``data``
+    unchanged and no note."""
+    name, *parts = data.split(":")
+    if not causal_language_model(model) or name not in LM_DATA:
+        return data, ""
+    if parts:
+        raise ValueError(f"--data {data!r}: a language model reads next-token windows; give --data "
+                         f"{LM_DATA[name]}[:seq_len=N] instead of options of {name}")
+    lm = f"{LM_DATA[name]}:seq_len={LM_SEQ_LEN}"
+    return lm, (f"{model} is a causal language model (next-token labels), so the audit reads {lm} (windows of "
+                f"{LM_SEQ_LEN} tokens of the fortunes, the label of each position its next token, classes = the "
+                f"local tokenizer's vocabulary) instead of {data} (whole fortunes labelled by their category).")
+
+
+def resolve_model(spec: str, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
+                  ) -> ResolvedModel:
+    """The model of ``spec`` for inputs of ``input_shape`` and ``num_classes`` classes (module docstring); an
+    ``hf`` classifier built from a config embeds ``vocab_size`` tokens (the data's vocabulary) unless the spec
+    sets ``vocab_size``."""
+    options = hf_spec(spec)
+    if options is not None:
+        fields = options.get("config", "")
+        if (vocab_size and not causal_language_model(spec) and options.get("path") is None
+                and "vocab_size" not in {f.partition("=")[0].strip() for f in fields.split(",")}):
+            options["config"] = ",".join(filter(None, (fields, f"vocab_size={vocab_size}")))
+        return ResolvedModel(build_model("hf", input_shape, num_classes, **options), "hf", True)
     registered = _registered(spec, MODELS)
     if registered is not None:
         name, options = registered

@@ -80,7 +80,33 @@ def _leak_section(report: dict, folder: Path) -> str:
             f"of images reconstructed with SSIM above {SSIM_LEAK} (paper 001 §5.2); exact recall, the share of true "
             "samples reproduced within 1e-4 of the data scale (paper 002 §8.1). Red: SSIM or recall of 0.5 or "
             "more.</p>" + table(LEAK_HEADERS, body, css=css)
-            + "<p>Originals (top) and reconstructions (bottom):</p>" + _grids(rows, folder))
+            + _pictures(rows, folder))
+
+
+def _pictures(rows: list[dict], folder: Path) -> str:
+    """The image grids and the text grids of ``rows``."""
+    text = ("<p>Originals (top) and reconstructions (bottom):</p>" + _grids(rows, folder)
+            if any("grid" in r for r in rows) else "")
+    return text + _texts(rows)
+
+
+def _texts(rows: list[dict]) -> str:
+    """Per attack with recovered text, each victim's true sentence beside the one recovered (green: exact)."""
+    parts = []
+    for r in rows:
+        if not r.get("texts"):
+            continue
+        scores = ", ".join(f"{name} {r[key]:.2f}" for key, name in (("exact_sequences", "exact"),
+                           ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("token_recall", "token recall"))
+                           if r.get(key) is not None)
+        body = [[t["victim"], t["original"], "(nothing recovered)" if t["recovered"] is None else t["recovered"]]
+                for t in r["texts"]]
+        css = [["", "", "good" if t["exact"] else "bad"] for t in r["texts"]]
+        parts.append(f"<p>{escape(r['attack'])}, defense {escape(r['defense'])} ({escape(scores)}): each victim's "
+                     "sentence (token ids decoded by the local tokenizer) beside the sentence recovered from its "
+                     "update. Green: recovered exactly.</p>"
+                     + table(("victim", "original", "recovered"), body, css=css))
+    return "".join(parts)
 
 
 def _defense_section(report: dict, folder: Path) -> str:
@@ -104,6 +130,7 @@ def _defense_section(report: dict, folder: Path) -> str:
         body, css = _leak_rows(defended)
         text += "<p>Every attack behind every defense:</p>" + table(LEAK_HEADERS, body, css=css) + _grids(defended,
                                                                                                          folder)
+        text += _texts(defended)
     return text
 
 

@@ -21,12 +21,15 @@ from fedleak.audit.config import NONE, AuditConfig, protocol_options
 from fedleak.data.base import DatasetInfo
 from fedleak.models.anatomy import trace
 
-HONEST_ANALYTIC = ("passive", "spear")  # SPEAR: exact batch from a linear+ReLU layer (Dimitrov et al. 2024)
+# spear: exact batch from a linear+ReLU layer (Dimitrov et al. 2024); dager: exact text from a transformer's
+# attention gradients (issue 25)
+HONEST_ANALYTIC = ("passive", "spear", "dager")
 FEDAVG_INVERSION = "fedavg_inversion"  # Dimitrov et al. 2022: beside the inversions under --protocol fedavg
 QUICK_INVERSIONS = ("ig", "cdia")  # the Adam presets; DLG/iDLG's L-BFGS costs ~5x more per iteration on CPU
 MIMICS_DEFENSE = ("cdia",)  # differs from ig only by mimicking a random defense module (paper 001 Algorithm 2)
 DATA_KIND = {"decepticons": "text", "text_embedding": "text", "loki": "image", "seer": "image",
-             "robbing_the_fed": "image", "curious_kernels": "image", "input_forwarding": "image"}
+             "robbing_the_fed": "image", "curious_kernels": "image", "input_forwarding": "image", "dager": "text"}
+GRADIENT_ONLY = ("dager",)  # read one batch's gradient: FedSGD only
 NEEDS_SECURE_AGGREGATION = ("model_inconsistency",)
 
 
@@ -117,6 +120,9 @@ def attack_reason(name: str, options: dict, model: nn.Module, info: DatasetInfo,
     kind = DATA_KIND.get(name)
     if kind is not None and kind != info.kind:
         return f"{_article(kind)} {kind} attack; this is {_article(info.kind)} {info.kind} model"
+    if name in GRADIENT_ONLY and protocol_options(config.protocol)["algorithm"] != "fedsgd":
+        return (f"{name} reads the span of one batch's gradient (FedSGD); a FedAvg update of several local steps "
+                "is not one")
     if name in NEEDS_SECURE_AGGREGATION and not config.secure_aggregation:
         return ("it defeats secure aggregation, which this audit does not assume (--secure-aggregation N); "
                 "without it trap_weights alone reads each update")

@@ -15,7 +15,7 @@ from fedleak.report import ResultsDir
 
 PLOT = "privacy_vs_accuracy.png"
 SCORES = ("ssim", "psnr", "asr", "label_accuracy", "recall", "leaked", "true_points", "declared", "A", "P", "R",
-          "records", "seconds")
+          "records", "exact_sequences", "rouge1", "rouge2", "token_recall", "seconds")
 
 
 def rerun_command(config: dict) -> str:
@@ -53,13 +53,14 @@ def describe(config: dict, about: dict, seconds: float) -> str:
     """The report's opening sentence."""
     model, data = about["model"], about["data"]
     secure = f", secure aggregation of {config['secure_aggregation']} clients" if config["secure_aggregation"] else ""
+    notes = "".join(f" {n}" for n in about.get("notes", ()))
     return (f"Model {model['spec']} ({model['parameters']:,} parameters, "
             f"{'registry model' if model['registered'] else 'your own model'}), data {data['spec']} ({data['train']} "
             f"training / {data['test']} test samples of shape {tuple(model['input_shape'])}, {model['num_classes']} "
             f"classes). Server: {config['threat']}, protocol {config['protocol']}, batch size {config['batch_size']}, "
             f"{config['victims']} victims{secure}. Seed {config['seed']}; inputs digest {about['digest']}; its cells "
             f"computed for {about['cell_seconds']:.0f} s in all, this run took {seconds:.0f} s (finished cells "
-            "resume).")
+            f"resume).{notes}")
 
 
 def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
@@ -93,7 +94,7 @@ def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict,
             continue
         if cell.kind == "leak":
             row = {"attack": cell.attack, "defense": cell.defense, "status": result["status"]}
-            row.update({k: result[k] for k in (*SCORES, "reason", "grid") if k in result})
+            row.update({k: result[k] for k in (*SCORES, "reason", "grid", "texts") if k in result})
             leakage.append(row)
         elif cell.kind == "utility":
             utility[cell.defense] = result
@@ -117,13 +118,43 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
     about = {"model": {"spec": setup.config.model, "registered": setup.resolved.registered,
                        "parameters": sum(p.numel() for p in model.parameters()),
                        "input_shape": list(setup.info.input_shape), "num_classes": setup.info.num_classes},
-             "data": {"spec": setup.config.data, "kind": setup.info.kind, "train": len(setup.train),
+             "data": {"spec": setup.config.data, "read": setup.data or setup.config.data, "kind": setup.info.kind,
+                      "train": len(setup.train),
                       "test": len(setup.test), "input_range": list(setup.input_range)},
-             "digest": setup.digest, "defense_reasons": reasons}
+             "digest": setup.digest, "defense_reasons": reasons, "notes": [*setup.notes, *language_model_notes(setup)]}
     finished = results.finished()
     about["cell_seconds"] = sum(finished[c.key].get("seconds", 0.0) for c in cells if c.key in finished)
     report = build_report(finished, cells, config, about, seconds)
     return finish(results, report, title=f"{setup.config.model} on {setup.config.data}")
+
+
+def language_model_notes(setup) -> list[str]:
+    """What the figures of a text audit mean: for a model that predicts every position's next token (labels
+    (N, n)) the utility's accuracy; for a transformer, DAGER's bound on the tokens of one update (Petrov et al.
+    2024 §4: batch x length below the width)."""
+    if setup.info.kind != "text":
+        return []
+    config, positions, notes = setup.config, setup.info.input_shape[-1], []
+    samples = f"at most {config.utility_samples}" if config.utility_samples else "all"
+    if setup.train.y.dim() > 1:
+        notes = [f"Utility: the accuracy is next-token accuracy (the share of the {positions} positions of each "
+                 f"test window whose next token the model predicts; chance 1/{setup.info.num_classes}) after "
+                 f"{config.utility_rounds} FedAvg round(s) of {config.utility_clients} clients on {samples} "
+                 "training windows: it shows whether a defense stops the model from starting to learn, not a "
+                 "fine-tuned model's quality."]
+    hf_config = getattr(setup.resolved.model, "config", None)
+    width = getattr(hf_config, "hidden_size", None) or getattr(hf_config, "n_embd", None)
+    if isinstance(width, int):
+        tokens = config.batch_size * positions
+        if tokens < width:
+            notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = "
+                         f"{tokens}, below the model width {width}: DAGER's bound (Petrov et al. 2024 §4) holds.")
+        else:
+            notes.append(f"Each victim's update holds batch size {config.batch_size} x {positions} tokens = "
+                         f"{tokens}, not below the model width {width} (DAGER's bound, Petrov et al. 2024 §4): "
+                         "only repeated tokens keep the gradient's span from filling the space, so expect DAGER to "
+                         "recover part of the batch or nothing.")
+    return notes
 
 
 def finish(results: ResultsDir, report: dict, *, title: str) -> dict:

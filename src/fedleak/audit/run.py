@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from fedleak.audit.cells import RUNNERS, Cell, Setup
 from fedleak.audit.checks import check_clients, check_model, inputs_digest
 from fedleak.audit.config import NONE, AuditConfig, default_defenses
-from fedleak.audit.inputs import resolve_data, resolve_model
+from fedleak.audit.inputs import language_model_data, resolve_data, resolve_model
 from fedleak.audit.plan import plan
 from fedleak.audit.report import write_report
 from fedleak.defenses import stochastic_modules
@@ -41,9 +41,11 @@ PUBLIC = 256  # test samples the server holds as its own public data
 
 def build_setup(config: AuditConfig) -> Setup:
     """Load and check the data and the model (and the ``weights``, checked key by key); nothing is written."""
-    train, test = resolve_data(config.data, root=config.root, size=config.size, seed=config.seed)
+    data, note = language_model_data(config.model, config.data)
+    train, test = resolve_data(data, root=config.root, size=config.size, seed=config.seed)
     torch.manual_seed(config.seed)
-    resolved = resolve_model(config.model, train.info.input_shape, train.info.num_classes)
+    resolved = resolve_model(config.model, train.info.input_shape, train.info.num_classes,
+                             vocab_size=len(train.info.vocab) or None)
     what = f"model {config.model}"
     if config.weights:
         loaded = load_received_model(config.weights, resolved.model)
@@ -61,7 +63,8 @@ def build_setup(config: AuditConfig) -> Setup:
     public = test.inputs(slice(0, PUBLIC)).to(config.device)
     digest = inputs_digest(spec=config.model, registered=resolved.registered, weights=config.weights, train=train,
                            test=test)
-    return Setup(config, train, test, resolved, (low, high) if low < high else (0.0, 1.0), public, digest)
+    return Setup(config, train, test, resolved, (low, high) if low < high else (0.0, 1.0), public, digest,
+                 data=data, notes=[note] if note else [])
 
 
 def defense_reasons(setup: Setup) -> tuple[dict[str, str], set[str]]:

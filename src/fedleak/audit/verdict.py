@@ -12,10 +12,16 @@ from __future__ import annotations
 
 SSIM_LEAK = 0.5  # paper 001 §5.2: a reconstruction with SSIM above 0.5 counts as a successful attack
 EPSILON_MEANINGLESS = 10.0  # above this DP epsilon the guarantee is vacuous (e^10 ~ 22,000x likelihood ratio)
-ABOVE_CHANCE = 0.05  # an accuracy within 5 percentage points of chance did not learn
+ABOVE_CHANCE = 0.05  # an accuracy within 5 points of chance, and below twice chance, did not learn
 GROUPNORM_OPTION = "batchnorm=group"  # fedleak.defenses.dp: DP-SGD on a BatchNorm model, with GroupNorm in its place
 GROUPNORM_NOTE = ("BatchNorm replaced by GroupNorm for DP-SGD (per-sample gradients cannot share batch statistics); "
                   "its accuracy and leakage are those of the GroupNorm model")
+
+
+def at_chance(accuracy: float, chance: float) -> bool:
+    """Whether ``accuracy`` is no better than guessing: within :data:`ABOVE_CHANCE` of ``chance`` and below twice
+    it (with thousands of classes, as a language model's next token, 5 points above chance is real learning)."""
+    return accuracy <= chance + ABOVE_CHANCE and accuracy < 2 * chance
 
 
 def percent(value: float | None) -> str:
@@ -66,7 +72,7 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
         return {"defense": None, "accuracy": None, "accuracy_cost": None,
                 "text": f"No defense was evaluated ({missing}). {suggestion(chosen, reasons)}"}
     chance = baseline.get("chance", 0.0)
-    learning = [d for d in applied if d["accuracy"] is not None and d["accuracy"] > chance + ABOVE_CHANCE]
+    learning = [d for d in applied if d["accuracy"] is not None and not at_chance(d["accuracy"], chance)]
     pool = learning or applied
     best = min(pool, key=lambda d: (d["worst_leak"] if d["worst_leak"] is not None else 1.0, -(d["accuracy"] or 0)))
     cost = best.get("accuracy_cost")
@@ -101,6 +107,12 @@ def manipulation_answer(detection: list[dict], leakage: list[dict]) -> dict:
     """Question 3 from the detection rows (first-contact chain) and the undefended leak rows."""
     checked = [d for d in detection if d["status"] == "checked" and d["model"] != "honest"]
     if not checked:
+        honest = [d for d in detection if d["status"] == "checked" and d["model"] == "honest"]
+        if honest:  # a malicious server was assumed, but no manipulation applies to this model
+            alarm = ("refused it: a false alarm" if honest[0]["flagged_by"] else "accepted it")
+            return {"undetected": None, "detected": None,
+                    "text": "No manipulation applies to this model (see why below); on the honest model the "
+                            f"client's checks {alarm}."}
         return {"undetected": None, "detected": None,
                 "text": "Not asked: run with --threat malicious to try every manipulation against the client's "
                         "checks."}
@@ -128,14 +140,14 @@ def warnings_of(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[str
     found = []
     chance_of = {d["defense"]: d.get("chance") for d in defenses}
     learning = [d for d in defenses if d["defense"] != "none" and d.get("accuracy") is not None
-                and chance_of.get(d["defense"]) is not None and d["accuracy"] > chance_of[d["defense"]] + ABOVE_CHANCE]
+                and chance_of.get(d["defense"]) is not None and not at_chance(d["accuracy"], chance_of[d["defense"]])]
     for d in defenses:
         epsilon = d.get("epsilon")
         if epsilon is not None and epsilon > EPSILON_MEANINGLESS:
             found.append(f"{d['defense']}: DP epsilon {epsilon:.3g} (delta 1e-5) guarantees nothing (above "
                          f"~{EPSILON_MEANINGLESS:g}); only the measured leakage behind it counts.")
         chance = d.get("chance")
-        if d.get("accuracy") is not None and chance is not None and d["accuracy"] <= chance + ABOVE_CHANCE:
+        if d.get("accuracy") is not None and chance is not None and at_chance(d["accuracy"], chance):
             if d["defense"] == "none":
                 found.append(f"none: the undefended model's accuracy {percent(d['accuracy'])} is at chance "
                              f"({percent(chance)}): the short FedAvg run did not learn, so no accuracy cost is "

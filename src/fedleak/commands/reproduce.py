@@ -5,24 +5,11 @@ Each sub-command is one function that adds its parser (and sets ``func``) plus o
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Callable
-
 from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, parse_model,
                                      parse_size, positive_float, positive_int, profile_overrides)
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One row of ``--list``: the sub-command, the paper (file number in /work/shared/papers and authors), what it
-    reproduces, the measured time of its quick profile, and the function that adds its parser."""
-
-    name: str
-    paper: str
-    reproduces: str
-    quick: str
-    add: Callable
+from fedleak.commands.reproduce_attacks import (add_bn_prior, add_dager, add_fedavg_inversion,
+                                                add_inconsistency_secagg, add_qbi, add_spear)
+from fedleak.commands.studies import Experiment, add_study, finished, runner
 
 
 def run_trap_weights(args) -> int:
@@ -55,48 +42,6 @@ def add_trap_weights(experiments) -> None:
                       help="which tables to run (default all)")
     add_run_arguments(trap, out="results/trap-weights", ray=True)
     trap.set_defaults(func=run_trap_weights)
-
-
-def finished(text: str, out: str, files: str = "") -> int:
-    """Print a run's ``text`` and where its results (``files``) are; the sub-command's exit status."""
-    print(text, end="")
-    print(f"results in {out}" + (f" ({files})" if files else ""))
-    return 0
-
-
-def runner(module: str, config: str, reproduce: str, files: str, extra: Callable | None = None) -> Callable:
-    """A sub-command's ``func``: the config ``fedleak.experiments.<module>.<config>`` (its ``quick()`` profile with
-    ``--quick``) from the common arguments, ``--model``, the profile options given (:func:`~fedleak.commands.common.
-    profile_overrides`) and ``extra(args)``; it runs ``<reproduce>(config, out)`` (with ``ray=`` where the
-    sub-command takes ``--ray``) and prints its text and the ``files`` it wrote. The module is imported on use, so
-    that ``fedleak --help`` stays fast."""
-
-    def run(args) -> int:
-        experiment = importlib.import_module(f"fedleak.experiments.{module}")
-        overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
-        if getattr(args, "model", None) is not None:
-            overrides.update(model=args.model.name, model_options=args.model.options)
-        overrides.update(profile_overrides(args))
-        overrides.update(extra(args) if extra is not None else {})
-        config_type = getattr(experiment, config)
-        settings = config_type.quick(**overrides) if args.quick else config_type(**overrides)
-        result = getattr(experiment, reproduce)(settings, args.out, **({"ray": args.ray} if "ray" in args else {}))
-        return finished(result["text"], args.out, files)
-
-    return run
-
-
-def add_study(experiments, name: str, help: str, *, data: tuple[str, str], quick: str, out: str, func: Callable,
-              ray: bool = False, **options: tuple):
-    """A sub-command made of the common parts: ``--dataset`` (default and help ``data``) and ``--root``,
-    ``--quick`` and the profile ``options`` (:func:`~fedleak.commands.common.add_profile_options`), the run's
-    arguments, and ``func`` (usually a :func:`runner`); returns its parser for any argument of its own."""
-    parser = experiments.add_parser(name, help=help)
-    add_data_arguments(parser, dataset=data[0], help=data[1])
-    add_profile_options(parser, quick=quick, **options)
-    add_run_arguments(parser, out=out, ray=ray)
-    parser.set_defaults(func=func)
-    return parser
 
 
 def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str, out: str, **options) -> None:
@@ -325,89 +270,6 @@ def add_s4(experiments) -> None:
               out="results/hear-no-evil-s4",
               func=runner("hear_no_evil_s4", "S4Config", "reproduce_s4",
                           "table.txt, norms.csv, rounds.csv, detection.csv, leakage.png, results.json"))
-
-
-def run_inconsistency_secagg(args) -> int:
-    from fedleak.experiments.inconsistency_secagg import (InconsistencySecAggConfig, report,
-                                                          reproduce_inconsistency_secagg)
-    from fedleak.fl import FederationSpec
-
-    federation = FederationSpec(dataset=args.dataset, root=args.root, model="fcnn",
-                                model_options={"widths": (1000, 64)})
-    config = InconsistencySecAggConfig(federation=federation, num_clients=args.clients, seed=args.seed,
-                                       device=args.device)
-    return finished(report(reproduce_inconsistency_secagg(config, args.out)), args.out, "results.json")
-
-
-def add_inconsistency_secagg(experiments) -> None:
-    parser = add_study(experiments, "secagg-inconsistency",
-                       "model inconsistency + trap weights through Flower's real SecAgg+: the target's exact and "
-                       "near-exact recall under the plain mean, SecAgg+ settings and the attacker's amplification",
-                       data=("bundled", "image dataset (default bundled)"),
-                       quick="the same run (one round per aggregation; minutes on 2 cores)",
-                       out="results/secagg-inconsistency", func=run_inconsistency_secagg)
-    parser.add_argument("--clients", type=positive_int, default=10, help="clients (default 10)")
-
-
-def add_bn_prior(experiments) -> None:
-    add_study(experiments, "bn-prior",
-              "Yin et al. 2021 (GradInversion): the batch-norm statistics prior vs none on a batch-norm ResNet-18, "
-              "B = 8, SSIM (FedAvg: inferred statistics; FedSGD: running statistics)",
-              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
-              quick="ResNet-18 width 4, 200 IG iterations", out="results/bn-prior",
-              func=runner("bn_prior", "BNPriorConfig", "reproduce_bn_prior", "results.json, comparison.md"),
-              batch_size=(positive_int, "the client's batch size B (default 8)"),
-              iterations=(positive_int, "IG iterations (default 1000, quick 200)"),
-              width=(positive_int, "ResNet-18 first-stage width (default 8, quick 4)"))
-
-
-def add_fedavg_inversion(experiments) -> None:
-    add_study(experiments, "fedavg-inversion",
-              "Dimitrov et al. 2022: share of images >= 20 dB from multi-step FedAvg updates, FedAvg inversion vs "
-              "IG on the same updates",
-              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
-              quick="2 clients x 4 images, one epoch of 2 steps, 200 iterations", out="results/fedavg-inversion",
-              func=runner("fedavg_inversion", "FedAvgInversionConfig", "reproduce_fedavg_inversion",
-                          "results.json, comparison.md"),
-              clients=(positive_int, "clients attacked (default 4, quick 2)"),
-              epochs=(positive_int, "local epochs (default 2, quick 1)"),
-              iterations=(positive_int, "attack iterations (default 1000, quick 200)"))
-def add_dager(experiments) -> None:
-    add_study(experiments, "dager",
-              "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's "
-              "gradient, full and LoRA fine-tuning, B = 1, 8, 32 (needs fedleak[llm])",
-              data=("fortunes", "text (fortunes: Debian's fortunes corpus, tokenised by a BPE trained here)"),
-              quick="one run per cell, encoder B = 1 and 8 only (~3 min on 2 loaded cores)", out="results/reproduce-dager",
-              func=runner("dager", "DagerReproductionConfig", "reproduce_dager",
-                          "results.json, table.txt, comparison.md, cells.jsonl"),
-              runs=(positive_int, "runs per cell (default 3, quick 1)"))
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """``"1+4+8"`` -> (1, 4, 8), each positive."""
-    return tuple(positive_int(t) for t in text.split("+"))
-
-
-def add_spear(experiments) -> None:
-    add_study(experiments, "spear",
-              "Dimitrov et al. (SPEAR, NeurIPS 2024): share of client batches recovered whole and exactly per batch "
-              "size, from FedSGD gradients and a FedAvg update of an FC-ReLU layer",
-              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
-              quick="B = 1, 4, 8, 16, 24, 3 batches each, 500,000 proposals per update",
-              out="results/reproduce-spear",
-              func=runner("spear", "SpearReproductionConfig", "reproduce_spear",
-                          "results.json, table.txt, comparison.md"),
-              batch_sizes=(parse_sizes, "batch sizes, e.g. 1+4+8+16 (default 1+4+8+12+16+20+24)"),
-              batches=(positive_int, "client batches per batch size (default 10, quick 3)"),
-              proposals=(positive_int, "SPEAR's budget of proposals per update (default 2,000,000)"))
-
-
-def add_qbi(experiments) -> None:
-    add_study(experiments, "qbi",
-              "Nowak et al. (QBI, 2024): exact and near-exact recall of quantile-based biases vs trap weights and "
-              "Robbing the Fed at the same neurons N and batch size B",
-              data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
-              quick="N = 200, 1000 x B = 20, 50, 100, 3 runs", out="results/reproduce-qbi",
-              func=runner("qbi", "QbiReproductionConfig", "reproduce_qbi", "results.json, table.txt, comparison.md"),
-              runs=(positive_int, "runs per cell (default 10, quick 3)"))
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (

@@ -22,35 +22,15 @@ DEFAULT_ROOT = Path("/usr/share/games/fortunes")
 TEST_FRACTION = 0.2
 
 
-def read_fortunes(root: Path) -> tuple[list[list[str]], list[int], tuple[str, ...]]:
-    """Tokenised fortunes, their category labels and the category names (sorted file names) of ``root``; empty
-    fortunes are skipped."""
+def _read_categories(root: Path, entry) -> tuple[list, list[int], tuple[str, ...]]:
+    """``entry(chunk)`` of every fortune of ``root`` that gives a non-empty entry, its category label and the
+    category names (sorted file names of the files that hold at least one entry)."""
     if not root.is_dir():
         raise DataFormatError(f"{root}: folder not found (install Debian's fortunes: apt-get install fortunes, or "
                               "pass root=DIR holding fortune files separated by '%' lines)")
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.suffix)
-    texts, labels, categories = [], [], []
-    for path in files:
-        entries = [words for words in (tokenize(chunk) for chunk in _split(path)) if words]
-        if not entries:
-            continue
-        texts += entries
-        labels += [len(categories)] * len(entries)
-        categories.append(path.name)
-    if not texts:
-        raise DataFormatError(f"{root}: no fortune files (files without extension holding '%'-separated text)")
-    return texts, labels, tuple(categories)
-
-
-def fortune_texts(root: Path | None = None) -> tuple[list[str], list[int], tuple[str, ...]]:
-    """The raw text of every non-empty fortune of ``root`` (default /usr/share/games/fortunes), its category label
-    and the category names, in sorted file order (for a subword tokenizer, :mod:`fedleak.data.text_tokenizer`)."""
-    root = DEFAULT_ROOT if root is None else Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: folder not found (install Debian's fortunes: apt-get install fortunes)")
     texts, labels, categories = [], [], []
     for path in sorted(p for p in root.iterdir() if p.is_file() and not p.suffix):
-        entries = [chunk.strip() for chunk in _split(path) if chunk.strip()]
+        entries = [e for e in (entry(chunk) for chunk in _split(path)) if e]
         if entries:
             texts += entries
             labels += [len(categories)] * len(entries)
@@ -58,6 +38,18 @@ def fortune_texts(root: Path | None = None) -> tuple[list[str], list[int], tuple
     if not texts:
         raise DataFormatError(f"{root}: no fortune files (files without extension holding '%'-separated text)")
     return texts, labels, tuple(categories)
+
+
+def read_fortunes(root: Path) -> tuple[list[list[str]], list[int], tuple[str, ...]]:
+    """Tokenised fortunes, their category labels and the category names (sorted file names) of ``root``; empty
+    fortunes are skipped."""
+    return _read_categories(root, tokenize)
+
+
+def fortune_texts(root: Path | None = None) -> tuple[list[str], list[int], tuple[str, ...]]:
+    """The raw text of every non-empty fortune of ``root`` (default /usr/share/games/fortunes), its category label
+    and the category names, in sorted file order (for a subword tokenizer, :mod:`fedleak.data.text_tokenizer`)."""
+    return _read_categories(DEFAULT_ROOT if root is None else Path(root), str.strip)
 
 
 def _split(path: Path) -> list[str]:

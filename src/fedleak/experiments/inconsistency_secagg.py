@@ -13,7 +13,7 @@ the trap layer inside half the clipping range. Exact recall (paper 002 §8.1) of
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -59,15 +59,10 @@ class InconsistencySecAggConfig(RunConfig):
 
 
 def secagg_plan() -> list[tuple]:
-    """``(label, SecAgg+ settings or None for the plain mean, adapted)`` per round."""
-    from fedleak.flower.secagg import SecAggSettings
+    """The rounds of the run (:func:`fedleak.flower.secagg.settings_plan` over this module's ranges)."""
+    from fedleak.flower.secagg import settings_plan
 
-    default = SecAggSettings()
-    sweep = [(f"clip={c:g}", replace(default, clipping_range=c)) for c in CLIPPING_RANGES[1:]]
-    sweep += [(f"quant=2^{q.bit_length() - 1}", replace(default, quantization_range=q))
-              for q in QUANTIZATION_RANGES[1:]]
-    plan = [("mean", None, False), ("secagg", default, False)] + [(label, s, False) for label, s in sweep]
-    return plan + [(f"{label}+adapted", s, True) for label, s in [("secagg", default)] + sweep]
+    return settings_plan(CLIPPING_RANGES, QUANTIZATION_RANGES)
 
 
 def trap_and_next(model) -> tuple[str, str]:

@@ -153,16 +153,10 @@ QUANTIZATION_RANGES = (2**22, 2**16, 2**12)
 
 
 def secagg_plan() -> list[tuple]:
-    """``(label, SecAgg+ settings or None for the plain mean, adapted)`` for each round of the run; ``adapted``:
-    the attacker scales LOKI's kernels to the settings' clipping range (:func:`adapted_factor`)."""
-    from fedleak.flower.secagg import SecAggSettings
+    """The rounds of the run (:func:`fedleak.flower.secagg.settings_plan` over this module's ranges)."""
+    from fedleak.flower.secagg import settings_plan
 
-    default = SecAggSettings()
-    sweep = [(f"clip={c:g}", replace(default, clipping_range=c)) for c in CLIPPING_RANGES[1:]]
-    sweep += [(f"quant=2^{q.bit_length() - 1}", replace(default, quantization_range=q))
-              for q in QUANTIZATION_RANGES[1:]]
-    plan = [("mean", None, False), ("secagg", default, False)] + [(label, s, False) for label, s in sweep]
-    return plan + [(f"{label}+adapted", s, True) for label, s in [("secagg", default)] + sweep]
+    return settings_plan(CLIPPING_RANGES, QUANTIZATION_RANGES)
 
 
 def imprint_reach(model, public, config: LokiReproductionConfig, fl: FLConfig, factor: float) -> float:

@@ -37,11 +37,11 @@ from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import ClientUpdate
 from fedleak.fl.reply_check import ReplyLimits
 from fedleak.flower.records import load_state, record_to_state, single_array_record, state_delta, state_to_record
-from fedleak.flower.reply_check import clip_reply, screen_replies
+from fedleak.flower.reply_check import WrappingStrategy, clip_reply, screen_replies
 from fedleak.seeds import derived_seed
 
 
-class AuditStrategy(Strategy):
+class AuditStrategy(WrappingStrategy):
     """Wraps ``strategy``; in ``rounds`` sends the ``manipulation`` (any name of :data:`fedleak.attacks.ATTACKS`
     with its ``options``) of the global model to ``victims`` of the nodes the wrapped strategy sampled (chosen
     with ``seed``), or to the nodes in ``victim_nodes``, and audits their updates (module docstring). ``model`` is
@@ -135,16 +135,6 @@ class AuditStrategy(Strategy):
             self.audit.note(server_round, node, "no reply", "the node sent no reply")
         self.audit.observe(server_round, updates, refused=refused)
         return self.strategy.aggregate_train(server_round, replies)
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
-    def summary(self) -> None:
-        self.strategy.summary()
 
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3, timeout: float = 3600,
               train_config: ConfigRecord | None = None, evaluate_config: ConfigRecord | None = None,

@@ -108,7 +108,24 @@ def clip_reply(reply: Message, key: str, base: Mapping, change: Mapping, clip_no
     reply.content[key] = state_to_record(apply_delta(base, change, rest))
 
 
-class CheckedStrategy(Strategy):
+class WrappingStrategy(Strategy):
+    """A strategy decorating ``self.strategy`` (Flower's strategy-wrapper shape): evaluation and the summary are
+    the wrapped strategy's own; a subclass changes training."""
+
+    strategy: Strategy
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+class CheckedStrategy(WrappingStrategy):
     """Wraps ``strategy`` so that every train reply is checked (:func:`check_reply`, with ``limits``) against
     the global model of its round before the wrapped strategy aggregates; ``on_drop(round, node, reason)`` is
     told of each dropped reply, which the wrapped strategy sees as a failure. ``clip_norm`` (opt-in) clips each
@@ -144,13 +161,3 @@ class CheckedStrategy(Strategy):
                     key, state, _ = accepted[node]
                     clip_reply(reply, key, sent, state_delta(sent, state), self.clip_norm, state)
         return self.strategy.aggregate_train(server_round, replies)
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
-    def summary(self) -> None:
-        self.strategy.summary()

@@ -73,6 +73,19 @@ class SecAggSettings:
         return dataclasses.asdict(self)
 
 
+def settings_plan(clipping_ranges: Sequence[float], quantization_ranges: Sequence[int]) -> list[tuple]:
+    """One run's rounds as ``(label, settings or None, adapted)``: Flower's plain float mean, SecAgg+ at its
+    defaults, each other clipping and quantisation range (the rest at the defaults), then the defaults and that
+    sweep again with ``adapted`` set (the attacker rescales its manipulation to the settings it knows)."""
+    default = SecAggSettings()
+    sweep = [(f"clip={c:g}", dataclasses.replace(default, clipping_range=c)) for c in clipping_ranges
+             if c != default.clipping_range]
+    sweep += [(f"quant=2^{q.bit_length() - 1}", dataclasses.replace(default, quantization_range=q))
+              for q in quantization_ranges if q != default.quantization_range]
+    plan = [("mean", None, False), ("secagg", default, False)] + [(label, s, False) for label, s in sweep]
+    return plan + [(f"{label}+adapted", s, True) for label, s in [("secagg", default)] + sweep]
+
+
 def state_arrays(model: nn.Module) -> list[np.ndarray]:
     """The model's state as the legacy layout's list of arrays (state-dict order)."""
     return [v.detach().cpu().numpy() for v in model.state_dict().values()]
