@@ -73,3 +73,30 @@ def test_spear_refuses_a_layer_without_relu():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
     with pytest.raises(ValueError, match="ReLU"):
         ATTACKS.build("spear").prepare(model, AttackContext((16,)))
+
+
+class FunctionalReLU(torch.nn.Module):
+    """A linear layer with F.relu in forward, as tutorials write it (no nn.ReLU module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(16, 32), torch.nn.Linear(32, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.relu(self.fc1(x.flatten(1))))
+
+
+def test_spear_reads_a_functional_relu_exactly():
+    torch.manual_seed(0)
+    model = FunctionalReLU()
+    spear = ATTACKS.build("spear")
+    sent, secret = spear.prepare(model, AttackContext((16,)))  # no "not followed by a ReLU" refusal
+    x, y = torch.rand(1, 16), torch.tensor([1])  # the audit's default batch of one
+    scores = score(spear.reconstruct(observed_gradient(sent, x, y), secret, None), x, y)
+    assert scores["leaked"] == 1  # the input, exactly
+
+
+def test_spear_names_what_reads_a_layer_without_relu():
+    with pytest.raises(ValueError, match="read by Tanh"):
+        ATTACKS.build("spear").prepare(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Tanh(),
+                                                           torch.nn.Linear(8, 2)), AttackContext((16,)))

@@ -63,6 +63,21 @@ def test_an_inversion_that_leaks_nothing_is_measured_by_ssim():
                    "attacked samples, mean SSIM 0.01."
 
 
+def test_a_defense_at_chance_is_warned_with_one_that_learned():
+    rows = [DEFENSES[0], {"defense": "cvb", "status": "trained", "accuracy": 0.10, "chance": 0.1,
+                          "accuracy_cost": 0.6, "worst_leak": 0.1}, DEFENSES[1]]
+    warnings = " ".join(verdict(_report(LEAKS[:1], rows), ("cvb", "dp:sigma=1e-1"), {})["warnings"])
+    assert "cvb: accuracy 10.0% is at chance (10.0%)" in warnings and "use dp:sigma=1e-1, which learned" in warnings
+    alone = " ".join(verdict(_report(LEAKS[:1], rows[:2]), ("cvb",), {})["warnings"])
+    assert "cvb: accuracy 10.0% is at chance" in alone and "try another defense" in alone
+
+
+def test_groupnorm_swap_is_said():
+    rows = [DEFENSES[0], {**DEFENSES[1], "defense": "dp:sigma=1e-3:batchnorm=group"}]
+    text = verdict(_report(LEAKS[:1], rows), ("dp:sigma=1e-3:batchnorm=group",), {})["defense"]["text"]
+    assert "BatchNorm replaced by GroupNorm for DP-SGD" in text
+
+
 def test_at_chance_counts_learning_above_chance_for_many_classes():
     from fedleak.audit.verdict import at_chance
 

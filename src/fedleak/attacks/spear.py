@@ -253,10 +253,12 @@ class SpearAttack:
         layer = anatomy.pick("linear", self.config.layer)
         if layer.module.bias is None:
             raise ValueError(f"SPEAR reads the bias gradient; linear layer {layer.name!r} has no bias")
-        following = anatomy.after(layer.name)
-        if not following or not isinstance(following[0].module, nn.ReLU):
-            after = following[0].type if following else "nothing"
-            raise ValueError(f"SPEAR needs a ReLU right after linear layer {layer.name!r}; it is followed by {after}")
+        activation = anatomy.activation_after(layer.name)  # from the traced run: F.relu in forward counts too
+        if activation is None or activation.function != "relu":
+            readers = ", ".join(r.layer.type if r.layer is not None else str(r.function)
+                                for r in anatomy.readers(layer.name))
+            what = f"its output is read by {readers}" if readers else "it is the model's output layer"
+            raise ValueError(f"SPEAR needs a ReLU alone after linear layer {layer.name!r}; {what}")
         secret = input_layer(anatomy, context.input_shape, layer.name, levels=None)
         return model, SpearSecret(layer.name, None if secret is None else tuple(context.input_shape))
 

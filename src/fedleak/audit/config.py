@@ -4,7 +4,9 @@ the option, raised before any data is loaded or any folder touched. Options that
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import torch.nn as nn
 
 from fedleak.attacks import ATTACKS, MALICIOUS
 from fedleak.cases import ThreatModel
@@ -14,6 +16,8 @@ from fedleak.registry import parse_options
 
 DP_SIGMA = 1e-3  # paper 001 §4.1's DP level, the audit's default DP defense
 DEFAULT_DEFENSES = ("dp:sigma=1e-3", "cvb")  # DP_SIGMA, as users write it
+# for a model with BatchNorm, DP-SGD (per-sample gradients) trains it with GroupNorm in place of every BatchNorm
+BATCHNORM_DP = "dp:sigma=1e-3:batchnorm=group"
 NONE = "none"
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit int
 
@@ -89,6 +93,15 @@ class AuditConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def default_defenses(config: AuditConfig, model) -> AuditConfig:
+    """``config`` with the defenses the audit uses for ``model``: the defaults as they are, except that a model
+    with BatchNorm gets :data:`BATCHNORM_DP` for DP-SGD (``dp`` alone refuses batch norm); chosen ones unchanged."""
+    if config.defenses != DEFAULT_DEFENSES or not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                      for m in model.modules()):
+        return config
+    return replace(config, defenses=tuple(BATCHNORM_DP if d == DEFAULT_DEFENSES[0] else d for d in config.defenses))
 
 
 def protocol_options(protocol: str) -> dict:

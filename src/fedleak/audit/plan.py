@@ -21,7 +21,9 @@ from fedleak.audit.config import NONE, AuditConfig, protocol_options
 from fedleak.data.base import DatasetInfo
 from fedleak.models.anatomy import trace
 
-HONEST_ANALYTIC = ("passive", "dager")  # dager: exact text from a transformer's attention gradients (issue 25)
+# spear: exact batch from a linear+ReLU layer (Dimitrov et al. 2024); dager: exact text from a transformer's
+# attention gradients (issue 25)
+HONEST_ANALYTIC = ("passive", "spear", "dager")
 FEDAVG_INVERSION = "fedavg_inversion"  # Dimitrov et al. 2022: beside the inversions under --protocol fedavg
 QUICK_INVERSIONS = ("ig", "cdia")  # the Adam presets; DLG/iDLG's L-BFGS costs ~5x more per iteration on CPU
 MIMICS_DEFENSE = ("cdia",)  # differs from ig only by mimicking a random defense module (paper 001 Algorithm 2)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from fedleak.audit.cells import RUNNERS, Cell, Setup
 from fedleak.audit.checks import check_clients, check_model, inputs_digest
-from fedleak.audit.config import NONE, AuditConfig
+from fedleak.audit.config import NONE, AuditConfig, default_defenses
 from fedleak.audit.inputs import language_model_data, resolve_data, resolve_model
 from fedleak.audit.plan import plan
 from fedleak.audit.report import write_report
@@ -53,6 +53,7 @@ def build_setup(config: AuditConfig) -> Setup:
         resolved = replace(resolved, model=loaded)
         what += f" with weights {config.weights}"
     resolved.model.to(config.device)
+    config = default_defenses(config, resolved.model)
     check_model(resolved.model, train, what=what, device=config.device)
     check_clients(train, batch_size=config.batch_size, victims=config.victims,
                   secure_aggregation=config.secure_aggregation, utility_clients=config.utility_clients,
@@ -101,6 +102,7 @@ def run_audit(config: AuditConfig, out: str | Path, *, progress: bool = True,
     return the report. ``after_cell`` is called after each cell is recorded."""
     start = time.perf_counter()
     setup = build_setup(config)
+    config = setup.config  # with the defenses the audit uses for this model (a BatchNorm model's DP)
     out = Path(out)
     results = ResultsDir(out, {"kind": "audit", **config.to_dict()})
     try:

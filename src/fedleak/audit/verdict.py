@@ -13,6 +13,9 @@ from __future__ import annotations
 SSIM_LEAK = 0.5  # paper 001 §5.2: a reconstruction with SSIM above 0.5 counts as a successful attack
 EPSILON_MEANINGLESS = 10.0  # above this DP epsilon the guarantee is vacuous (e^10 ~ 22,000x likelihood ratio)
 ABOVE_CHANCE = 0.05  # an accuracy within 5 points of chance, and below twice chance, did not learn
+GROUPNORM_OPTION = "batchnorm=group"  # fedleak.defenses.dp: DP-SGD on a BatchNorm model, with GroupNorm in its place
+GROUPNORM_NOTE = ("BatchNorm replaced by GroupNorm for DP-SGD (per-sample gradients cannot share batch statistics); "
+                  "its accuracy and leakage are those of the GroupNorm model")
 
 
 def at_chance(accuracy: float, chance: float) -> bool:
@@ -81,6 +84,9 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
         text += " It does not stop every attack (a leak of 0.5 or more is a successful reconstruction)."
     if not learning:
         text += " No defended run learned beyond chance, so the costs are not informative."
+    swapped = [d["defense"] for d in applied if GROUPNORM_OPTION in d["defense"]]
+    if swapped:
+        text += f" {', '.join(swapped)}: {GROUPNORM_NOTE}."
     skipped = [name for name in chosen if reasons.get(name)]
     if skipped:
         text += " Not evaluated: " + "; ".join(f"{name} ({reasons[name]})" for name in skipped) + "."
@@ -132,6 +138,9 @@ def manipulation_answer(detection: list[dict], leakage: list[dict]) -> dict:
 def warnings_of(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[str, str]) -> list[str]:
     """Where a figure of the report means nothing."""
     found = []
+    chance_of = {d["defense"]: d.get("chance") for d in defenses}
+    learning = [d for d in defenses if d["defense"] != "none" and d.get("accuracy") is not None
+                and chance_of.get(d["defense"]) is not None and not at_chance(d["accuracy"], chance_of[d["defense"]])]
     for d in defenses:
         epsilon = d.get("epsilon")
         if epsilon is not None and epsilon > EPSILON_MEANINGLESS:
@@ -139,9 +148,17 @@ def warnings_of(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[str
                          f"~{EPSILON_MEANINGLESS:g}); only the measured leakage behind it counts.")
         chance = d.get("chance")
         if d.get("accuracy") is not None and chance is not None and at_chance(d["accuracy"], chance):
-            found.append(f"{d['defense']}: accuracy {percent(d['accuracy'])} is at chance ({percent(chance)}); "
-                         "the short FedAvg run did not learn, so its accuracy cost means nothing (raise "
-                         "--utility-rounds).")
+            if d["defense"] == "none":
+                found.append(f"none: the undefended model's accuracy {percent(d['accuracy'])} is at chance "
+                             f"({percent(chance)}): the short FedAvg run did not learn, so no accuracy cost is "
+                             "measured against a trained model (raise --utility-rounds).")
+                continue
+            others = [o["defense"] for o in learning if o["defense"] != d["defense"]]
+            instead = (f"use {others[0]}, which learned" if others else
+                       "try another defense (--defense prune:p=0.9: gradient pruning applies to any model)")
+            found.append(f"{d['defense']}: accuracy {percent(d['accuracy'])} is at chance ({percent(chance)}): "
+                         f"the short FedAvg run did not learn, so it says nothing of its cost; {instead}, or raise "
+                         "--utility-rounds to see whether it learns later.")
     if not any(d["defense"] != "none" and d["status"] == "trained" for d in defenses):
         found.append("No defense was applied. " + suggestion(chosen, reasons))
     return found
