@@ -258,3 +258,51 @@ def test_screening_drops_a_second_reply_a_nan_metric_and_metric_keys_unlike_the_
     assert "more than one reply" in dropped[3] and "'loss' is not a finite number" in dropped[4]
     assert "metric keys ['extra', 'num-examples'] differ from the round's ['num-examples']" in dropped[5]
     assert [m.has_error() for m in out] == [False, False, True, True, True, True]
+
+
+def _checked_start(grid):
+    """CheckedStrategy around FedAvg from the seeded global model, every round of BAD; returns the final arrays
+    and the dropped replies per round."""
+    torch.manual_seed(0)
+    model = global_model(CONFIG, (1, 28, 28), 10)
+    strategy = CheckedStrategy(FedAvg(fraction_evaluate=0.0, min_available_nodes=CLIENTS, min_train_nodes=CLIENTS))
+    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=len(BAD))
+    return result.arrays.to_torch_state_dict(), strategy.dropped
+
+
+@pytest.mark.slow
+def test_in_flowers_simulation_engine_the_hostile_client_is_dropped_and_the_rounds_complete(tmp_path):
+    """The same five clients in Flower's real simulation engine (Ray, one ClientApp per SuperNode): the final
+    model is finite and equals, up to the order of the float sum, the in-process run where client 2 sends
+    nothing; every round dropped exactly client 2's reply."""
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    from fedleak.flower.simulation import simulate
+
+    load_local = local_loader(CONFIG)
+
+    def partition_2_hostile(message, context, call_next):
+        if context.node_config["partition-id"] == HOSTILE:
+            return hostile(message, context, call_next)
+        return call_next(message, context)
+
+    client = ClientApp()
+    client.train(mods=[partition_2_hostile])(train_handler(load_local))
+    server, outcome = ServerApp(), {}
+
+    @server.main()
+    def main(grid, context):
+        outcome["arrays"], outcome["dropped"] = _checked_start(grid)
+
+    simulate(server, client, CLIENTS, cpus=2)
+    reference, _ = _checked_start(LoopbackGrid(
+        lambda m, c: make_ffn(train_handler(load_local), [silent] if c.node_config["partition-id"] == HOSTILE
+                              else [])(m, c)))
+    final = outcome["arrays"]
+    assert all(torch.isfinite(v).all() for v in final.values())
+    assert all(torch.allclose(final[k], reference[k], rtol=1e-5, atol=1e-7) for k in reference)
+    assert sorted(outcome["dropped"]) == list(BAD)
+    assert all(len(nodes) == 1 for nodes in outcome["dropped"].values())  # one node per round: the hostile one
+    for round, nodes in outcome["dropped"].items():
+        assert BAD[round][1] in next(iter(nodes.values())), (round, nodes)
