@@ -151,11 +151,13 @@ class SecAggAuditStrategy(FedAvg):
         total = sum(weights.values())
         # Under SecAgg+ every result carries the one unmasked aggregate; without it, each client's own model:
         # either way their weighted mean is the aggregate of the round.
-        arrays = [sum(weights[slots[proxy.node_id]] / total * parameters_to_ndarrays(fit.parameters)[i]
-                      for proxy, fit in results) for i in range(len(self.model.state_dict()))]
+        replies = [(weights[slots[proxy.node_id]] / total, parameters_to_ndarrays(fit.parameters))
+                   for proxy, fit in results]  # each reply read once
+        arrays = [sum(share * reply[i] for share, reply in replies) for i in range(len(self.model.state_dict()))]
         aggregate = arrays_state(arrays, self.model)
         keys = [k for k, v in self.model.state_dict().items() if v.is_floating_point()]
-        sent_mean = {k: sum(weights[s] / total * sent[s].state_dict()[k].double() for s in weights) for k in keys}
+        states = {s: sent[s].state_dict() for s in weights}
+        sent_mean = {k: sum(weights[s] / total * states[s][k].double() for s in weights) for k in keys}
         delta = {k: (aggregate[k].double() - sent_mean[k]).float() for k in keys}
         truth, partitions = {}, {}
         for proxy, fit in results:
