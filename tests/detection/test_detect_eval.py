@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
-from fedleak.experiments.detection_report import summarize_cells
+from fedleak.study.detection_report import summarize_cells
 
 
 def _cell(kind, client, scores, flagged, **extra):
@@ -44,7 +44,7 @@ def test_tiny_evaluation_writes_cells_and_resumes(tmp_path):
 
 
 def test_comparison_puts_our_rates_beside_the_papers_claims():
-    from fedleak.experiments.detection_report import detection_comparison
+    from fedleak.study.detection_report import detection_comparison
     from fedleak.report.comparison import comparison_markdown
 
     def cell(kind, client, z, d, **extra):

@@ -1,6 +1,6 @@
 from fedleak.cases import Audit, ThreatModel
 from fedleak.detection import DetectorChain, build_detector, detector_mod
-from fedleak.detection.mod import STATE_KEY
+from fedleak.detection.chain import STATE_KEY
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from fedleak.attacks import prepare
 from fedleak.detection import WarmupZScore, build_detector
-from fedleak.detection.targets import find_targets
+from fedleak.detection.monitored import find_targets
 from fedleak.detection.warmup_zscore import WarmupProfile, zscores
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model

@@ -15,7 +15,7 @@ from fedleak.registry import Choice
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, out: str, ray: bool = False) -> None:
     """``--seed``, ``--device`` and ``--out`` (the results folder), which every experiment takes; with ``ray``
-    (an experiment grid) also ``--ray ADDRESS`` (:func:`fedleak.experiments.cells.run_cells`)."""
+    (an experiment grid) also ``--ray ADDRESS`` (:func:`fedleak.study.cells.run_cells`)."""
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**63 - 1 (default 0)")
     parser.add_argument("--device", type=parse_device, default="cpu",
                         help="torch device, e.g. cpu, cuda or cuda:1 (default cpu)")

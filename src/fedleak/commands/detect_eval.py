@@ -14,7 +14,7 @@ from fedleak.experiments.open_world import OpenWorldConfig, run_open_world
 from fedleak.experiments.tradeoff import TradeoffConfig, run_tradeoff
 from fedleak.experiments.adaptive import AdaptiveConfig, run_adaptive
 from fedleak.experiments.guard_cost import GuardCostConfig, run_guard_cost
-from fedleak.experiments.detection_report import detection_comparison, table_header, table_rows
+from fedleak.study.detection_report import detection_comparison, table_header, table_rows
 from fedleak.report.comparison import comparison_markdown
 
 # --quick: every manipulation on a small victim it applies to, on a CPU. The CNN gives the benign false-alarm rate

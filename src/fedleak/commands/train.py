@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from fedleak.commands.common import add_run_arguments, fraction, parse_size, positive_float, positive_int
-from fedleak.experiments.fl_run import run_fl
+from fedleak.study.fl_run import run_fl
 from fedleak.fl import FederationSpec, FLConfig
 
 

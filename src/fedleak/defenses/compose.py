@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from fedleak.defenses import DEFENSES
 from fedleak.registry import Choice, parse_options
-from fedleak.defenses.target import Defended
+from fedleak.defenses.defended import Defended
 from fedleak.fl.client import ClientMod
 from fedleak.fl.training import GradientFn
 

@@ -20,7 +20,7 @@ from opacus.accountants import RDPAccountant
 
 from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.target import Defended
+from fedleak.defenses.defended import Defended
 from fedleak.fl import per_sample  # a module: fedleak.fl.per_sample imports this package
 
 

@@ -4,7 +4,7 @@ and measures what it leaves an attacker, beside the other defenses."""
 from __future__ import annotations
 
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.target import Defended
+from fedleak.defenses.defended import Defended
 
 
 @DEFENSES.register("guard")

@@ -14,7 +14,7 @@ import torch
 
 from fedleak.checks import check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.target import Defended
+from fedleak.defenses.defended import Defended
 
 
 def prune_tensor(tensor: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:

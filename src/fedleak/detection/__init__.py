@@ -23,7 +23,7 @@ from fedleak.detection.architecture import ArchitectureMismatch, architecture_ch
 from fedleak.detection.calibration import CalibratedDetector, Calibration, fit_threshold
 from fedleak.detection.dsnr import dsnr_check
 from fedleak.detection.filter_ratio import filter_ratio_check
-from fedleak.detection.mod import DetectorChain, detector_mod
+from fedleak.detection.chain import DetectorChain, detector_mod
 from fedleak.detection.batch_dominance import batch_dominance
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.self_audit import self_audit

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from fedleak.detection import build_detector
-from fedleak.detection.mod import DetectorChain
+from fedleak.detection.chain import DetectorChain
 
 SIGNATURES = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
               "batch_dominance")  # the chain before the open-world measurement, in its order

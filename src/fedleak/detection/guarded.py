@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from fedleak.detection.first_contact import FIRST_CONTACT, first_contact_chain
 from fedleak.detection.leakage_guard import GUARD_KEY, LeakageGuard, leakage_guard_mod
-from fedleak.detection.mod import detector_mod
+from fedleak.detection.chain import detector_mod
 from fedleak.fl.client import ClientMod
 
 GUARDED = (*FIRST_CONTACT, GUARD_KEY)

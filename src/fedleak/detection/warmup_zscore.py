@@ -1,7 +1,7 @@
 """The warm-up Z-score detector (Wang & Li §5, Table 1, Fig. 3).
 
 Before local training the client takes ``steps`` (5) SGD steps on ``samples`` (128) random local samples. After
-each step it records, for every targeted layer (:mod:`fedleak.detection.targets`), the mean, the standard deviation
+each step it records, for every targeted layer (:mod:`fedleak.detection.monitored`), the mean, the standard deviation
 and the largest absolute value of each parameter tensor (first convolution, first and last fully-connected weight
 and bias, first and last attention layer) and of the output activations of up to three batch-norm layers. Each new
 value is scored against the history of the values before it (step 0 being the received model itself):
@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.detection.options import check_detector_options
-from fedleak.detection.targets import Target, find_targets
+from fedleak.detection.monitored import Target, find_targets
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
 from fedleak.fl.training import task_loss
 

@@ -29,7 +29,7 @@ from fedleak.attacks.inversion.victims import victim_case
 from fedleak.data import load_dataset, split_clients
 from fedleak.defenses import apply_defenses
 from fedleak.defenses.dp import dp_epsilon
-from fedleak.experiments.cells import run_cells
+from fedleak.study.cells import run_cells
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.fl.training import task_loss
 from fedleak.metrics import attack_success_rate, psnr, ssim
@@ -298,7 +298,7 @@ def ablation_cell(data, config: AblationConfig, row: AblationRow, part: str, *ar
 
 def run_ablation(config: AblationConfig, out: str | Path, *, progress: bool = True,
                  ray: str | None = None) -> list[dict]:
-    """Run (or resume) the selected rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    """Run (or resume) the selected rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.study.cells.
     run_cells`); write ``cells.jsonl``, ``table.txt``/``table.csv`` and ``reconstructions.png`` in ``out``; return
     the table rows."""
     rows = select_rows(config.rows)

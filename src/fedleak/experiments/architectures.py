@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fedleak.experiments.ablation import AblationConfig, run_ablation
-from fedleak.experiments.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE5
+from fedleak.study.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE5
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 

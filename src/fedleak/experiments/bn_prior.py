@@ -18,8 +18,8 @@ from fedleak.attacks.inversion import ServerKnowledge
 from fedleak.attacks.inversion.knowledge import LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
-from fedleak.experiments.paper_tables import YIN2021_BN_PRIOR_CLAIM
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.paper_tables import YIN2021_BN_PRIOR_CLAIM
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 from fedleak.report import ResultsDir

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from fedleak.attacks import ATTACKS, Observed
 from fedleak.data import load_dataset
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.config import RunConfig
 from fedleak.fl.training import batch_gradients
 from fedleak.metrics.text import text_scores
 from fedleak.models import build_model

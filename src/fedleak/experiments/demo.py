@@ -18,7 +18,7 @@ from fedleak.cases import Audit, ThreatModel
 from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD
 from fedleak.detection import DetectorChain, build_detector, detector_mod
-from fedleak.experiments.fl_run import run_fl
+from fedleak.study.fl_run import run_fl
 from fedleak.experiments.trap_weights import extraction_figure, layer_update
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import extraction_scores

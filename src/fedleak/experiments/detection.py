@@ -29,9 +29,9 @@ from fedleak.detection.verdict import Verdict
 from fedleak.fl import Client, FederationSpec, FLConfig, build_federation
 from fedleak.models import build_model
 from fedleak.models.anatomy import trace
-from fedleak.experiments.cells import run_cells
-from fedleak.experiments.run_config import RunConfig
-from fedleak.experiments.detection_report import summarize_cells, write_report
+from fedleak.study.cells import run_cells
+from fedleak.study.config import RunConfig
+from fedleak.study.detection_report import summarize_cells, write_report
 from fedleak.report import ResultsDir
 
 @dataclass
@@ -246,7 +246,7 @@ def run_partition(config: DetectEvalConfig, partition: str, finished: frozenset 
 
 def run_detect_eval(config: DetectEvalConfig, out: str | Path, *, ray: str | None = None) -> dict:
     """Run (or resume) the evaluation of one model into ``out``, one cell per partition, here or on the Ray cluster
-    at ``ray`` (:func:`fedleak.experiments.cells.run_cells`); returns the summary (see :func:`summarize_cells`)."""
+    at ``ray`` (:func:`fedleak.study.cells.run_cells`); returns the summary (see :func:`summarize_cells`)."""
     results = ResultsDir(out, asdict(config))
     finished = frozenset(results.finished())
     todo = {f"{p}/done": (p, frozenset(k for k in finished if k.startswith(f"{p}/"))) for p in config.partitions

@@ -20,8 +20,8 @@ from fedleak.attacks.inversion.knowledge import LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
-from fedleak.experiments.paper_tables import DIMITROV2022_FEMNIST_RECOVERED
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.paper_tables import DIMITROV2022_FEMNIST_RECOVERED
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.models import build_model

@@ -34,11 +34,11 @@ from fedleak.attacks import prepare  # noqa: E402
 from fedleak.attacks.base import AttackContext  # noqa: E402
 from fedleak.attacks.learned.seer import load_checkpoint  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402
-from fedleak.detection.mod import DetectorChain, detector_mod  # noqa: E402
+from fedleak.detection.chain import DetectorChain, detector_mod  # noqa: E402
 from fedleak.experiments.detection import DetectEvalConfig, make_detectors, summarize  # noqa: E402
-from fedleak.experiments.paper_tables import P000_SEER  # noqa: E402
-from fedleak.experiments.run_config import RunConfig  # noqa: E402
-from fedleak.experiments.seer import (CLEAR, NORMS, SeerReproductionConfig, attack_batches,  # noqa: E402
+from fedleak.study.paper_tables import P000_SEER  # noqa: E402
+from fedleak.study.config import RunConfig  # noqa: E402
+from fedleak.experiments.seer import (CLEAR, NORM_TAGS, SeerReproductionConfig, attack_batches,  # noqa: E402
                                       checkpoint, client_batches, prior_ssim)
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.models import build_model  # noqa: E402
@@ -105,13 +105,13 @@ def norm_cells(config: S4Config, results: ResultsDir, test, progress: bool) -> N
                                           "ssim": prior_ssim(seer, test, batches)})
         fl = FLConfig(algorithm="fedsgd", num_clients=1, rounds=1, batch_size=size, seed=config.seed,
                       device=config.device)
-        for tag in NORMS:
+        for tag in NORM_TAGS:
             key = f"norm/{size}/{tag}"
             if key in results:
                 continue
             path, source = checkpoint(seer, tag, results.path / f"batch-{size}", progress=progress)
             measured = attack_batches(path, test, batches, fl, device=config.device, progress=False)
-            results.add(key, {"part": "norm", "batch_size": size, "norm": NORMS[tag], "checkpoint": source,
+            results.add(key, {"part": "norm", "batch_size": size, "norm": NORM_TAGS[tag], "checkpoint": source,
                               "steps": seer.training.steps, "ssim": float(measured["ssim"].mean()),
                               "psnr": float(measured["psnr"].mean())})
 

@@ -23,7 +23,7 @@ from fedleak.attacks.base import AttackContext
 from fedleak.cases import Audit, ThreatModel
 from fedleak.cases.scoring import score
 from fedleak.data import ClientData, load_dataset
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig
 from fedleak.fl.client import Client
 from fedleak.models import build_model

@@ -23,8 +23,8 @@ from fedleak.attacks.inversion.presets import PRESETS, short_run
 from fedleak.attacks.inversion.victims import victim_case
 from fedleak.cases.scoring import score
 from fedleak.experiments.ablation import _victims
-from fedleak.experiments.cells import run_cells
-from fedleak.experiments.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE1, P001_TABLE2, P001_TABLE3
+from fedleak.study.cells import run_cells
+from fedleak.study.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE1, P001_TABLE2, P001_TABLE3
 from fedleak.metrics.extraction import near_key
 from fedleak.metrics.image import ssim
 from fedleak.models import build_model
@@ -122,7 +122,7 @@ def row_cells(victims, config: DefenseTableConfig, defenses: str, attacks: list[
 
 def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: bool = True,
                       ray: str | None = None) -> dict:
-    """Run (or resume) the table's rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    """Run (or resume) the table's rows, here or on the Ray cluster at ``ray`` (:func:`fedleak.study.cells.
     run_cells`); write ``table.txt``, ``table.csv``, ``comparison.md`` and ``reconstructions.png`` in ``out``;
     return the rows and the text."""
     results = ResultsDir(out, asdict(config))

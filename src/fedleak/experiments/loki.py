@@ -20,7 +20,7 @@ from fedleak.attacks.malicious.loki import LokiConfig, with_loki_block
 from fedleak.cases import Audit, ThreatModel
 from fedleak.metrics.extraction import best_points
 from fedleak.data import load_dataset
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.image import psnr, ssim
 from fedleak.models import build_model

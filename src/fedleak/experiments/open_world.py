@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from fedleak import seeds
 from fedleak.benchmarks.benign_zoo import ZooVariant, samples, source_data, zoo_variants
 from fedleak.detection import FIRST_CONTACT, SIGNATURES, DetectorChain, build_detector
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.config import RunConfig
 from fedleak.report import ResultsDir
 
 SOURCES = {"image": "fashion", "text": "fortunes-train", "lm": "fortunes-train"}  # the clients' own data

@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
-from fedleak.experiments.cells import run_cells
-from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE4
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.cells import run_cells
+from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE4
+from fedleak.study.config import RunConfig
 from fedleak.experiments.trap_weights import layer_update, load_images
 from fedleak.models.fcnn import WIDTHS
 from fedleak.fl.training import task_loss
@@ -101,7 +101,7 @@ def train_run(data, config: PassiveTrainingConfig, run: int) -> dict[int, dict]:
 def reproduce_passive_training(config: PassiveTrainingConfig, out: str | Path, *, progress: bool = True,
                                ray: str | None = None) -> dict:
     """Run (or resume, run by run) every training, here or on the Ray cluster at ``ray``
-    (:func:`fedleak.experiments.cells.run_cells`); write ``table.txt``/``table.csv`` and ``comparison.md``."""
+    (:func:`fedleak.study.cells.run_cells`); write ``table.txt``/``table.csv`` and ``comparison.md``."""
     results = ResultsDir(out, asdict(config))
     data, data_name = load_images(config.dataset, config.root, None)
     near = near_key()

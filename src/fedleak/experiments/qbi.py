@@ -16,9 +16,9 @@ from pathlib import Path
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
-from fedleak.experiments.cells import mean_of_runs
-from fedleak.experiments.paper_tables import QBI
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.cells import mean_of_runs
+from fedleak.study.paper_tables import QBI
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir

@@ -37,14 +37,14 @@ from fedleak.attacks.learned.seer_training import SeerTrainingConfig, train_seer
 from fedleak.data import load_dataset
 from fedleak.data.partition import ClientData
 from fedleak.fl import FLConfig
-from fedleak.experiments.paper_tables import P000_SEER
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.paper_tables import P000_SEER
+from fedleak.study.config import RunConfig
 from fedleak.fl.client import Client
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
 from fedleak.report.plots import image_grid
 
-NORMS = {"bn": "batch", "gn": "group", "ln": "layer"}
+NORM_TAGS = {"bn": "batch", "gn": "group", "ln": "layer"}
 PAPER = P000_SEER  # the claims the closing note tests
 FIGURE = 8  # held-out batches drawn in decoded.png
 CLEAR = 0.05  # an SSIM gap this large counts as a clear difference in the closing note (set before measuring)
@@ -99,7 +99,7 @@ class SeerReproductionConfig(RunConfig):
 
     def trained(self, tag: str) -> SeerTrainingConfig:
         """The training config of the ``tag`` (bn, gn, ln) attack."""
-        options = {**self.training.model_options, "norm": NORMS[tag]}
+        options = {**self.training.model_options, "norm": NORM_TAGS[tag]}
         return replace(self.training, name=tag, model_options=options)
 
 
@@ -193,7 +193,7 @@ def reproduce_seer(config: SeerReproductionConfig, out: str | Path, *, progress:
     fedavg = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_epochs=config.fedavg_epochs,
                       batch_size=config.fedavg_batch, optimizer="sgd", lr=config.fedavg_lr, seed=config.seed,
                       device=config.device)
-    cells = [(tag, "fedsgd", fedsgd) for tag in NORMS] + [("bn", "fedavg", fedavg)]
+    cells = [(tag, "fedsgd", fedsgd) for tag in NORM_TAGS] + [("bn", "fedavg", fedavg)]
     figure = []
     for tag, protocol, fl in cells:
         key = f"{tag}-{protocol}"
@@ -202,20 +202,20 @@ def reproduce_seer(config: SeerReproductionConfig, out: str | Path, *, progress:
         if key in results:
             continue
         measured = attack_batches(path, test, batches, fl, device=config.device, progress=progress, desc=key)
-        results.add(key, {"norm": NORMS[tag], "protocol": protocol, "checkpoint": source,
+        results.add(key, {"norm": NORM_TAGS[tag], "protocol": protocol, "checkpoint": source,
                           "ssim": float(measured["ssim"].mean()), "psnr": float(measured["psnr"].mean()),
                           "ssim_per_batch": measured["ssim"].tolist()})
     done = results.finished()
     image_grid([figure[0]["truth"]] + [cell["decoded"].clamp(0, 1) for cell in figure], results.path / "decoded.png",
                row_labels=["brightest (true)", "SEER BN", "SEER GN", "SEER LN", "SEER BN, FedAvg"])
-    sources = sorted({done[f"{tag}-fedsgd"]["checkpoint"] for tag in NORMS})
+    sources = sorted({done[f"{tag}-fedsgd"]["checkpoint"] for tag in NORM_TAGS})
     summary = {"ssim_bn": done["bn-fedsgd"]["ssim"], "ssim_gn": done["gn-fedsgd"]["ssim"],
                "ssim_ln": done["ln-fedsgd"]["ssim"], "ssim_after_fedavg": done["bn-fedavg"]["ssim"],
                "psnr_bn": done["bn-fedsgd"]["psnr"], "psnr_gn": done["gn-fedsgd"]["psnr"],
                "psnr_ln": done["ln-fedsgd"]["psnr"], "psnr_after_fedavg": done["bn-fedavg"]["psnr"],
                "ssim_prior": prior_ssim(config, test, batches), "checkpoints": sources,
                "eval_batches": len(batches), "paper": PAPER, "config": asdict(config)}
-    rows = [{"attack": f"SEER {NORMS[k.split('-')[0]]} norm", "protocol": c["protocol"], "ssim": c["ssim"],
+    rows = [{"attack": f"SEER {NORM_TAGS[k.split('-')[0]]} norm", "protocol": c["protocol"], "ssim": c["ssim"],
              "psnr": c["psnr"], "checkpoint": c["checkpoint"]} for k, c in sorted(done.items())]
     results.write_csv("table.csv", rows)
     summary["text"] = report(summary)

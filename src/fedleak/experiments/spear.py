@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fedleak.cases import Audit, ThreatModel
-from fedleak.experiments.cells import pending, run_cells
-from fedleak.experiments.paper_tables import SPEAR
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.cells import pending, run_cells
+from fedleak.study.paper_tables import SPEAR
+from fedleak.study.config import RunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir

@@ -24,8 +24,8 @@ import torch  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.dp import DPSGD  # noqa: E402
-from fedleak.experiments.cells import mean_of_runs  # noqa: E402
-from fedleak.experiments.paper_tables import P002_DP  # noqa: E402
+from fedleak.study.cells import mean_of_runs  # noqa: E402
+from fedleak.study.paper_tables import P002_DP  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
     TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
 from fedleak.seeds import run_seed  # noqa: E402
@@ -116,7 +116,7 @@ def _recall_figure(rows: list[dict], near: str, path: Path) -> Path:
 
 
 def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool = True, ray: str | None = None) -> dict:
-    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.study.cells.
     run_cells`); write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``, ``recall_vs_sigma.png``
     and ``extractions.png`` (the best candidate of the first inputs per sigma) in ``out``; return the table rows
     and the vanishing sigmas."""

@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedleak.cases import Audit, ThreatModel  # noqa: E402
-from fedleak.experiments.cells import mean_of_runs  # noqa: E402
-from fedleak.experiments.paper_tables import P002_FEDAVG  # noqa: E402
+from fedleak.study.cells import mean_of_runs  # noqa: E402
+from fedleak.study.paper_tables import P002_FEDAVG  # noqa: E402
 from fedleak.experiments.trap_weights import TrapStudyConfig  # noqa: E402
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.metrics.extraction import near_key  # noqa: E402
@@ -85,7 +85,7 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
 
 def reproduce_trap_fedavg(config: TrapFedAvgConfig, out: str | Path, *, progress: bool = True,
                           ray: str | None = None) -> dict:
-    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.study.cells.
     run_cells`); write ``table.txt``/``table.csv``, ``comparison.md`` and ``recall_vs_lr.png`` in ``out``; return
     the rows."""
     results = ResultsDir(out, asdict(config))

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
-from fedleak.experiments.cells import mean_of_runs  # noqa: E402
-from fedleak.experiments.paper_tables import P002_PRUNING  # noqa: E402
+from fedleak.study.cells import mean_of_runs  # noqa: E402
+from fedleak.study.paper_tables import P002_PRUNING  # noqa: E402
 from fedleak.experiments.trap_dp import vanishing_sigma  # noqa: E402
 from fedleak.experiments.trap_weights import (  # noqa: E402
     TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
@@ -77,7 +77,7 @@ def _figure(rows: list[dict], near: str, path: Path) -> Path:
 
 def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progress: bool = True,
                            ray: str | None = None) -> dict:
-    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.experiments.cells.
+    """Run (or resume) every cell, here or on the Ray cluster at ``ray`` (:func:`fedleak.study.cells.
     run_cells`); write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``, ``recall_vs_p.png`` and
     ``extractions.png`` in ``out``; return the rows and the vanishing rates."""
     results = ResultsDir(out, asdict(config))

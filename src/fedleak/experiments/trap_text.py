@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from fedleak.attacks.malicious.text_embedding import TextEmbeddingConfig, TextSecret, extract_text, text_embedding
 from fedleak.cases.scoring import leaked_indices
 from fedleak.data import dataset_options, load_dataset
-from fedleak.experiments.paper_tables import P002_TABLE3
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.paper_tables import P002_TABLE3
+from fedleak.study.config import RunConfig
 from fedleak.experiments.trap_weights import initialise, layer_update
 from fedleak.models import build_model
 from fedleak.report import ResultsDir

@@ -22,9 +22,9 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.data import DataFormatError, load_dataset
-from fedleak.experiments.cells import mean_of_runs
-from fedleak.experiments.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
-from fedleak.experiments.run_config import RunConfig
+from fedleak.study.cells import mean_of_runs
+from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
+from fedleak.study.config import RunConfig
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import best_candidates, extraction_scores
 from fedleak.models import build_model
@@ -275,7 +275,7 @@ def measure_cell(datasets: dict, config: TrapReproductionConfig, data: str, arch
 def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, progress: bool = True,
                            ray: str | None = None) -> dict:
     """Run the tables (resuming finished cells in ``out``; each table's cells here or on the Ray cluster at
-    ``ray``, :func:`fedleak.experiments.cells.run_cells`), write ``tables.txt``, ``summary.json`` and the figures,
+    ``ray``, :func:`fedleak.study.cells.run_cells`), write ``tables.txt``, ``summary.json`` and the figures,
     and return the mean A/P/R per table row. Dataset sizes are checked before any cell runs."""
     grey, grey_name = load_images(config.dataset, config.root, None)
     colour, colour_name = load_images(config.colour_dataset, config.colour_root, config.colour_size)

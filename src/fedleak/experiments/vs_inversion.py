@@ -20,7 +20,7 @@ from fedleak.attacks.inversion import reconstruct
 from fedleak.attacks.inversion.presets import PRESETS, short_run
 from fedleak.attacks.inversion.victims import victim_case
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
-from fedleak.experiments.paper_tables import P002_VS_INVERSION
+from fedleak.study.paper_tables import P002_VS_INVERSION
 from fedleak.experiments.trap_weights import layer_update, load_images
 from fedleak.models.fcnn import WIDTHS
 from fedleak.metrics.extraction import best_candidates, near_key, point_psnr

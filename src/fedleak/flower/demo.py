@@ -65,9 +65,3 @@ def flower_demo(out: str | Path, *, clients: int = 10, rounds: int = 3, attack_r
     (out / "flower-demo.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
-
-def flower_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
-    """The Flower step of ``fedleak demo``: points leaked to trap weights without and with the detector mod."""
-    shown = ("points leaked", "attacked clients that refused", "honest models refused (false alarms)", "seconds")
-    figures = flower_demo(out_dir, device=device, seed=seed)
-    return {f"{title}: {key}": run[key] for title, run in figures.items() for key in shown}

@@ -23,7 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from fedleak.detection import build_detector
-from fedleak.detection.mod import DetectorChain
+from fedleak.detection.chain import DetectorChain
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.verdict import Detector
 from fedleak.flower.client import LoadLocal, received_model

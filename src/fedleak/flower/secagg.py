@@ -255,7 +255,7 @@ def run_secagg(audit: Audit, model: nn.Module, train, parts: Sequence[torch.Tens
     Returns one :class:`SecAggRound` per plan entry."""
     from fedleak.data import ClientData
     from fedleak.detection.first_contact import first_contact_chain
-    from fedleak.detection.mod import detector_mod
+    from fedleak.detection.chain import detector_mod
     from fedleak.flower.simulation import simulate
 
     def load_client(partition: int):

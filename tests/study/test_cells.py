@@ -7,8 +7,8 @@ import time
 import pytest
 
 from fedleak.cli import build_parser
-from fedleak.experiments import cells as grid_cells
-from fedleak.experiments.cells import pending, run_cells
+from fedleak.study import cells as grid_cells
+from fedleak.study.cells import pending, run_cells
 from fedleak.experiments.trap_pruning import TrapPruningConfig, reproduce_trap_pruning
 
 CONFIG = TrapPruningConfig(dataset="bundled", model_options={"widths": (300, 8)}, batch_size=30, rates=(0.99, 0.5),

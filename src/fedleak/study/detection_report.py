@@ -108,7 +108,7 @@ def detection_comparison(summaries: list[dict], figures: dict | None = None) -> 
     and D-SNR's detection rates and the benign false alarms and time beside paper 000's claims (§5.3, §6), then,
     when the figures ran (``figures``: :func:`fedleak.experiments.detection_figures.run_figures`' summary), Table 1
     and Figs. 2-3 beside its prose (the text copy of the paper lost Table 1's numbers)."""
-    from fedleak.experiments.paper_tables import P000_DETECTION as PAPER
+    from fedleak.study.paper_tables import P000_DETECTION as PAPER
     from fedleak.report.comparison import Comparison
 
     rows = []

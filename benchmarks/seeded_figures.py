@@ -1,0 +1,115 @@
+"""The seeded figures of the reproductions that must not move when the code is reorganised (issue 19).
+
+    python benchmarks/seeded_figures.py run --out DIR        # runs the five commands below into DIR/<name>
+    python benchmarks/seeded_figures.py compare OLD NEW      # every figure of OLD beside NEW, the largest difference
+
+A figure is every number in the JSON files a command writes (its results, cells and reports), except the ones that
+measure time or name the machine; `compare` prints each one that differs and exits 1 when any differs by more than
+floating-point rounding (relative 1e-6, absolute 1e-9).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "demo": ["demo"],
+    "trap-weights": ["reproduce", "trap-weights", "--quick", "--tables", "5"],
+    "loki": ["reproduce", "loki", "--quick"],
+    "defenses-dp": ["reproduce", "defenses-dp", "--quick"],
+    "first-contact": ["detect-eval", "--quick", "--first-contact"],
+}
+# keys whose numbers measure the run, not the result
+VOLATILE = ("second", "time", "wall", "elapsed", "duration", "cpu", "date", "version", "host", "pid", "started",
+            "finished", "threads", "peak", "memory", "rss", "_s", "ms")
+
+
+def _volatile(key: str) -> bool:
+    key = key.lower()
+    return any(part in key for part in VOLATILE)
+
+
+def _numbers(value, prefix: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _volatile(str(key)):
+                _numbers(item, f"{prefix}.{key}", out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _numbers(item, f"{prefix}[{i}]", out)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        out[prefix] = value
+    elif isinstance(value, (int, float)):
+        out[prefix] = float(value)
+
+
+def figures(folder: Path) -> dict:
+    out: dict = {}
+    for path in sorted(folder.rglob("*.json")) + sorted(folder.rglob("*.jsonl")):
+        rel = str(path.relative_to(folder))
+        if path.suffix == ".jsonl":
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            # cells are keyed by name; their order on disk is the order they finished
+            lines.sort(key=lambda row: json.dumps(row.get("key", row), sort_keys=True, default=str))
+            _numbers(lines, rel, out)
+        else:
+            _numbers(json.loads(path.read_text()), rel, out)
+    return out
+
+
+def run(out: Path, only: list[str]) -> None:
+    fedleak = Path(sys.executable).with_name("fedleak")
+    for name, args in COMMANDS.items():
+        if only and name not in only:
+            continue
+        target = out / name
+        print(f"== {name}: fedleak {' '.join(args)} --out {target}", flush=True)
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        subprocess.run([str(fedleak), *args, "--out", str(target)], check=True, env=env)
+
+
+def compare(old: Path, new: Path) -> int:
+    worst, moved = 0.0, 0
+    for name in COMMANDS:
+        a, b = figures(old / name), figures(new / name)
+        for key in sorted(set(a) | set(b)):
+            x, y = a.get(key, "<absent>"), b.get(key, "<absent>")
+            if isinstance(x, float) and isinstance(y, float):
+                if math.isnan(x) and math.isnan(y):
+                    continue
+                diff = abs(x - y)
+                worst = max(worst, diff)
+                if diff > 1e-9 + 1e-6 * max(abs(x), abs(y)):
+                    moved += 1
+                    print(f"{name}: {key}: {x} -> {y}")
+            elif x != y:
+                moved += 1
+                print(f"{name}: {key}: {x!r} -> {y!r}")
+        print(f"{name}: {len(a)} figures before, {len(b)} after")
+    print(f"largest absolute difference {worst:.3g}; {moved} figures moved beyond rounding")
+    return 1 if moved else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--only", nargs="*", default=[], choices=list(COMMANDS))
+    c = sub.add_parser("compare")
+    c.add_argument("old", type=Path)
+    c.add_argument("new", type=Path)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.out, args.only)
+        return 0
+    return compare(args.old, args.new)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
