@@ -3,8 +3,7 @@ an all-zero gradient into an invented image with label 0 without a word."""
 import torch
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import NOTHING_TO_RECONSTRUCT, AttackContext, Observed
-from fedleak.attacks.inversion.knowledge import ServerKnowledge
+from fedleak.attacks.base import Knowledge, NOTHING_TO_RECONSTRUCT, AttackContext, Observed
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.fl import ClientUpdate, batch_gradients
@@ -22,7 +21,7 @@ def test_inversion_of_an_all_zero_gradient_returns_no_invented_image():
     model = _model()
     grads = {n: torch.zeros(1, *p.shape) for n, p in model.named_parameters()}
     result = ATTACKS.build("idlg", iterations=5).reconstruct(Observed(grads, "gradient", (0,), (1,), (model,)),
-                                                             None, ServerKnowledge(SHAPE))
+                                                             None, Knowledge(SHAPE))
     assert len(result) == 0 and result.labels is None
     assert result.info["note"] == NOTHING_TO_RECONSTRUCT
 
@@ -31,7 +30,7 @@ def test_analytic_extraction_of_an_all_zero_update_says_why_it_found_nothing():
     attack = ATTACKS.build("trap_weights")
     sent, secret = attack.prepare(_model(), AttackContext(SHAPE, 10))
     zero = {k: torch.zeros(1, *v.shape) for k, v in sent.state_dict().items()}
-    result = attack.reconstruct(Observed(zero, "delta", (0,), (4,), (sent,)), secret, ServerKnowledge(SHAPE))
+    result = attack.reconstruct(Observed(zero, "delta", (0,), (4,), (sent,)), secret, Knowledge(SHAPE))
     assert len(result) == 0 and result.info["note"] == NOTHING_TO_RECONSTRUCT
 
 

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from fedleak.attacks.base import Knowledge
 from fedleak.attacks.analytic import extract_at_layer
-from fedleak.attacks.inversion import InversionConfig, ServerKnowledge, reconstruct
+from fedleak.attacks.inversion import InversionConfig, reconstruct
 from fedleak.attacks.inversion.presets import PRESETS
 from fedleak.attacks.inversion.victims import victim_case
 from fedleak.attacks.malicious.curious_kernels import CuriousKernelsConfig
@@ -68,8 +69,8 @@ def test_inversion_refuses_non_finite_gradients(poison):
     (lambda: InversionConfig(lr=math.inf), "inversion lr"),
     (lambda: InversionConfig(tv_weight=math.nan), "inversion tv_weight"),
     (lambda: InversionConfig(max_iterations=1.5), "inversion max_iterations"),
-    (lambda: ServerKnowledge(SHAPE, dp_sigma=math.nan), "dp_sigma"),
-    (lambda: ServerKnowledge(SHAPE, input_range=(0.0, math.inf)), "input_range high"),
+    (lambda: Knowledge(SHAPE, dp_sigma=math.nan), "dp_sigma"),
+    (lambda: Knowledge(SHAPE, input_range=(0.0, math.inf)), "input_range high"),
 ])
 def test_non_finite_or_out_of_range_attack_options_are_refused(build, message):
     with pytest.raises(ValueError, match=f"^{message} must be"):

@@ -21,8 +21,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS, PRESETS, AttackContext
-from fedleak.attacks.inversion import ServerKnowledge
-from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.audit.config import NONE, AuditConfig, protocol_options, slug
 from fedleak.audit.grids import save_grid, text_grid
 from fedleak.audit.inputs import ResolvedModel
@@ -65,14 +64,14 @@ class Setup:
     def fresh_model(self) -> nn.Module:
         return copy.deepcopy(self.resolved.model)
 
-    def defended(self, defense: str) -> tuple[nn.Module, object, tuple, ServerKnowledge]:
+    def defended(self, defense: str) -> tuple[nn.Module, object, tuple, Knowledge]:
         """The model, gradient function and mods of ``defense`` ("none": undefended), and what the server knows
         (paper 001 §4.4: the defenses and the DP parameters). A ``ValueError`` when the defense cannot be placed."""
         model, gradient_fn, mods = apply_defenses(self.fresh_model(), "" if defense == NONE else defense,
                                                   model_name=self.resolved.name, input_shape=self.info.input_shape)
         dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
         names = () if defense == NONE else tuple(d.name for d in parse_defenses(defense))
-        knowledge = ServerKnowledge(self.info.input_shape, self.input_range, names, dp.clip if dp else None,
+        knowledge = Knowledge(self.info.input_shape, self.input_range, names, dp.clip if dp else None,
                                     dp.sigma if dp else None, local_training=local_training(self.config))
         return model.to(self.config.device), gradient_fn, mods, knowledge
 

@@ -20,10 +20,9 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import (NOTHING_TO_RECONSTRUCT, Attack, AttackContext, Observed, Reconstruction,
+from fedleak.attacks.base import (Knowledge, NOTHING_TO_RECONSTRUCT, Attack, AttackContext, Observed, Reconstruction,
                                   nothing_to_reconstruct, stack_updates, zero_rows)
 from fedleak.attacks.inversion.attack import InversionAttack
-from fedleak.attacks.inversion.knowledge import ServerKnowledge
 from fedleak.cases.scoring import score
 from fedleak.cases.threat_model import ThreatModel
 from fedleak.checks import NonFiniteUpdate, check_finite
@@ -74,7 +73,7 @@ class Audit:
     the same config a rerun keeps (``resume``) or clears."""
 
     def __init__(self, attack: Attack | str, threat_model: ThreatModel = ThreatModel(), *,
-                 knowledge: ServerKnowledge | None = None, public: torch.Tensor | None = None,
+                 knowledge: Knowledge | None = None, public: torch.Tensor | None = None,
                  reference: torch.Tensor | None = None, out: str | Path | None = None, seed: int = 0,
                  device: str | torch.device = "cpu", config: Mapping | None = None, resume: bool = True,
                  **options):
@@ -94,12 +93,12 @@ class Audit:
     def name(self) -> str:
         return getattr(self.attack, "name", type(self.attack).__name__)
 
-    def _knowledge(self, model: nn.Module) -> ServerKnowledge:
+    def _knowledge(self, model: nn.Module) -> Knowledge:
         if self.knowledge is None:
             shape = getattr(model, "input_shape", None)
             if shape is None:
                 raise ValueError("pass knowledge= (the model does not record its input_shape)")
-            self.knowledge = ServerKnowledge(input_shape=tuple(shape))
+            self.knowledge = Knowledge(input_shape=tuple(shape))
         return self.knowledge
 
     def dispatch(self, round: int, clients: Sequence[int], model: nn.Module) -> dict[int, nn.Module]:

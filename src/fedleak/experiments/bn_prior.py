@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fedleak.attacks.inversion import ServerKnowledge
-from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.study.paper_tables import YIN2021_BN_PRIOR_CLAIM
@@ -65,7 +64,7 @@ def run_row(config: BNPriorConfig, data, protocol: str, bn_prior: str) -> dict:
     fl = FLConfig(algorithm=protocol, num_clients=1, rounds=1, batch_size=config.batch_size, lr=LOCAL_LR,
                   optimizer="sgd", local_steps=1 if protocol == "fedavg" else None, seed=config.seed,
                   device=config.device)
-    knowledge = ServerKnowledge(data.info.input_shape, local_training=LocalTraining(LOCAL_LR, config.batch_size))
+    knowledge = Knowledge(data.info.input_shape, local_training=LocalTraining(LOCAL_LR, config.batch_size))
     audit = Audit("ig", ThreatModel(protocol=protocol), knowledge=knowledge, seed=config.seed, device=config.device,
                   iterations=config.iterations, bn_prior=bn_prior, bn_weight=config.bn_weight)
     build_federation(FederationSpec(val_fraction=0.0), fl, audit=audit, model=_model(config, data),

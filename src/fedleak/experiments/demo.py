@@ -13,7 +13,7 @@ import torch
 
 from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
-from fedleak.attacks.inversion import ServerKnowledge
+from fedleak.attacks.base import Knowledge
 from fedleak.cases import Audit, ThreatModel
 from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD
@@ -89,7 +89,7 @@ def _attack_round(defenses: str, out_png: Path, *, device, seed: int) -> dict:
     model = build_model("cnn", (1, 32, 32), 10).to(device)
     defended, gradient_fn, mods = apply_defenses(model, defenses, model_name="cnn", input_shape=(1, 32, 32))
     dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
-    knowledge = ServerKnowledge(input_shape=(1, 32, 32), defenses=tuple(d.name for d in parse_defenses(defenses)),
+    knowledge = Knowledge(input_shape=(1, 32, 32), defenses=tuple(d.name for d in parse_defenses(defenses)),
                                 dp_clip=dp.clip if dp else None, dp_sigma=dp.sigma if dp else None)
     cdia = ATTACKS.build("cdia", iterations=ITERATIONS, seed=seed)
     audit = Audit(cdia, ThreatModel(), knowledge=knowledge, seed=seed, device=device)

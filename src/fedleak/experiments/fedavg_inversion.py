@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.inversion import ServerKnowledge
-from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
@@ -61,7 +60,7 @@ def reproduce_fedavg_inversion(config: FedAvgInversionConfig, out: str | Path) -
     fl = FLConfig(algorithm="fedavg", num_clients=config.clients, rounds=1, batch_size=config.batch_size,
                   local_epochs=config.epochs, lr=config.lr, optimizer="sgd", seed=config.seed, device=config.device)
     local = LocalTraining(config.lr, config.batch_size, epochs=config.epochs)
-    knowledge = ServerKnowledge(data.info.input_shape, local_training=local)
+    knowledge = Knowledge(data.info.input_shape, local_training=local)
     audit = Audit("fedavg_inversion", ThreatModel(protocol="fedavg"), knowledge=knowledge, seed=config.seed,
                   device=config.device, iterations=config.iterations, orders=config.orders)
     torch.manual_seed(config.seed)

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS, Observed
-from fedleak.attacks.inversion import ReceivedGradients, ServerKnowledge, reconstruct
-from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.attacks.inversion import ReceivedGradients, reconstruct
+from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.attacks.inversion.presets import PRESETS, short_run
 from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
@@ -53,7 +53,7 @@ def test_inferred_statistics_prior_beats_no_prior_on_a_batch_norm_cnn(bundled16)
             parameter -= LR * grads[name]
     delta = {k: (v - before[k]).unsqueeze(0) for k, v in floating_state(client).items()}
     observed = Observed(delta, "delta", (0,), (B,), (model,))
-    knowledge = ServerKnowledge(bundled16.info.input_shape, local_training=LocalTraining(LR, B))
+    knowledge = Knowledge(bundled16.info.input_shape, local_training=LocalTraining(LR, B))
     quality = {}
     for mode in ("none", "auto"):
         result = ATTACKS.build("ig", iterations=ITERATIONS, seed=0, bn_prior=mode).reconstruct(observed, None,
@@ -67,7 +67,7 @@ def test_inferred_statistics_prior_beats_no_prior_on_a_batch_norm_cnn(bundled16)
 def test_a_model_without_batch_norm_is_unaffected(bundled16):
     model = small_cnn(norm=False)
     received, _, _ = batch_case(model, bundled16)
-    knowledge = ServerKnowledge(bundled16.info.input_shape)
+    knowledge = Knowledge(bundled16.info.input_shape)
     runs = [reconstruct(short_run(PRESETS["ig"].with_(bn_prior=mode), 20), model, received, knowledge, seed=0)
             for mode in ("none", "auto", "running")]
     assert all(r.info["bn_prior"] == "none" for r in runs)
@@ -77,7 +77,7 @@ def test_a_model_without_batch_norm_is_unaffected(bundled16):
 def test_prior_modes_without_their_statistics_are_refused(bundled16):
     model = small_cnn(norm=True)  # never trained: no running statistics
     received, _, _ = batch_case(model, bundled16)
-    knowledge = ServerKnowledge(bundled16.info.input_shape)
+    knowledge = Knowledge(bundled16.info.input_shape)
     for mode, reason in (("inferred", "no batch-norm buffers"), ("running", "no trained running"),
                          ("proxy", "no public data")):
         with pytest.raises(ValueError, match=reason):

@@ -4,8 +4,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.inversion import ServerKnowledge
-from fedleak.attacks.inversion.knowledge import LocalTraining
+from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
@@ -27,7 +26,7 @@ def test_fedavg_inversion_beats_ig_on_a_two_step_update_of_four_images():
     train, test = data.subset(torch.tensor([0, 37, 74, 111])), data.subset(torch.arange(40, 56))
     config = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_steps=STEPS, batch_size=BATCH, lr=LR,
                       optimizer="sgd", seed=0)
-    knowledge = ServerKnowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, steps=STEPS))
+    knowledge = Knowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, steps=STEPS))
     audit = Audit("fedavg_inversion", ThreatModel(protocol="fedavg"), knowledge=knowledge, iterations=ITERATIONS)
     build_federation(FederationSpec(val_fraction=0.0), config, audit=audit, model=tiny_cnn(data.info.input_shape, 10),
                      datasets=(train, test), progress=False).run()
@@ -47,8 +46,8 @@ def test_fedavg_inversion_needs_the_local_training_and_a_delta():
     model = tiny_cnn((1, 16, 16), 10)
     delta = {n: torch.zeros(1, *p.shape) for n, p in model.named_parameters()}
     with pytest.raises(ValueError, match="local_training"):
-        attack.reconstruct(Observed(delta, "delta", (0,), (4,), (model,)), None, ServerKnowledge((1, 16, 16)))
+        attack.reconstruct(Observed(delta, "delta", (0,), (4,), (model,)), None, Knowledge((1, 16, 16)))
     with pytest.raises(ValueError, match="deltas"):
-        attack.reconstruct(Observed(delta, "gradient", (0,), (4,), (model,)), None, ServerKnowledge((1, 16, 16)))
+        attack.reconstruct(Observed(delta, "gradient", (0,), (4,), (model,)), None, Knowledge((1, 16, 16)))
     with pytest.raises(ValueError, match="orders"):
         ATTACKS.build("fedavg_inversion", orders=0)

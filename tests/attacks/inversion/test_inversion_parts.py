@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fedleak.attacks.base import Knowledge
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.inversion import InversionConfig, ReceivedGradients, ServerKnowledge, reconstruct
+from fedleak.attacks.inversion import InversionConfig, ReceivedGradients, reconstruct
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.dummy_gradients import attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
@@ -101,7 +102,7 @@ def test_attacks_are_registered_and_bad_inputs_fail_clearly(cnn, victims):
     with pytest.raises(ValueError, match="true draw"):
         dropout_case = victim_case(cnn, "cnn", "dropout", images[:1], labels[:1])
         reconstruct(PRESETS["wiig"].with_(max_iterations=2), dropout_case.model, dropout_case.received,
-                    ServerKnowledge(input_shape=(1, 32, 32)))
+                    Knowledge(input_shape=(1, 32, 32)))
     with pytest.raises(ValueError, match="dp_clip"):
         reconstruct(PRESETS["dpia"].with_(max_iterations=2), case.model, case.received, case.knowledge)
     with pytest.raises(ValueError, match="lr_decay"):

@@ -3,10 +3,10 @@ distances, TV prior, analytic label recovery, and the gradient models of the tar
 GPIA, VBIA, PIG, CDIA) registered as presets in :data:`fedleak.attacks.ATTACKS`."""
 from fedleak.attacks.inversion.attack import InversionAttack, reconstruct, recover_labels
 from fedleak.attacks.inversion.config import InversionConfig
-from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
+from fedleak.attacks.inversion.knowledge import ReceivedGradients
 from fedleak.attacks.inversion.presets import PRESETS
 
 __all__ = [
     "InversionAttack", "reconstruct", "recover_labels", "InversionConfig", "ReceivedGradients",
-    "ServerKnowledge", "PRESETS",
+    "PRESETS",
 ]

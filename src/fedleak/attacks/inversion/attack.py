@@ -17,14 +17,14 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.base import Observed, Reconstruction, nothing_to_reconstruct, zero_rows
+from fedleak.attacks.base import Knowledge, Observed, Reconstruction, nothing_to_reconstruct, zero_rows
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.bn_prior import (BatchNormPrior, BatchNormTargets, batch_norm_layers,
                                                 inferred_targets, proxy_targets, running_targets)
 from fedleak.attacks.inversion.dummy_gradients import LaneBatchGradients, attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
-from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
+from fedleak.attacks.inversion.knowledge import ReceivedGradients
 from fedleak.attacks.inversion.labels import batch_labels, idlg_labels
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
@@ -51,7 +51,7 @@ class InversionAttack:
     def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, BatchNormTargets | None]:
         return model, proxy_secret(self.config, model, context)
 
-    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: ServerKnowledge, *,
+    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: Knowledge, *,
                     device="cpu") -> Reconstruction:
         counts = set(observed.num_examples)
         if len(counts) != 1:
@@ -70,7 +70,7 @@ class InversionAttack:
                            device=device, seed=self.seed, update=update, steps=steps, proxy=secret)
 
 
-def delta_as_gradient(observed: Observed, knowledge: ServerKnowledge) -> tuple[dict, dict, int]:
+def delta_as_gradient(observed: Observed, knowledge: Knowledge) -> tuple[dict, dict, int]:
     """A FedAvg update read as one FedSGD gradient of all its samples (the baseline of Dimitrov et al. 2022 §5:
     a FedSGD attack on a FedAvg update): ``-delta / (lr * steps)`` of every parameter, when the server knows the
     local training, else ``-delta`` (the scale matters only to the l2 distance). Returns that gradient, the whole
@@ -201,15 +201,15 @@ def bn_targets(config: InversionConfig, model: nn.Module, attacked: nn.Module, *
 
 
 def reconstruct(attack: str | InversionConfig, model: nn.Module, received: ReceivedGradients | Mapping,
-                knowledge: ServerKnowledge, *, device="cpu", seed: int = 0, update=None, steps: int = 1,
+                knowledge: Knowledge, *, device="cpu", seed: int = 0, update=None, steps: int = 1,
                 proxy: BatchNormTargets | None = None) -> Reconstruction:
     """Invert the gradients of ``V`` independent victims with one attack (Algorithm 1 of paper 001 with the
     attack's gradient model; Algorithm 2 for ``cdia``), each the mean gradient of ``received.batch_size``
     samples. The victims' data is never an input. ``update``/``steps``/``proxy``: sources of the batch-norm
     targets (:func:`bn_targets`). Returns ``V * B`` images, ``meta["source"]`` the victim of each."""
     config = resolve(attack)
-    if not isinstance(knowledge, ServerKnowledge):
-        raise TypeError(f"knowledge must be a ServerKnowledge, got {type(knowledge).__name__}")
+    if not isinstance(knowledge, Knowledge):
+        raise TypeError(f"knowledge must be a Knowledge, got {type(knowledge).__name__}")
     device = torch.device(device)
     received = _received(received, device)
     attacked = attack_copy(model, device)

@@ -23,13 +23,12 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, vmap
 
-from fedleak.attacks.base import Observed, Reconstruction
+from fedleak.attacks.base import Knowledge, LocalTraining, Observed, Reconstruction
 from fedleak.attacks.inversion.attack import _check_names, bn_targets, proxy_secret
 from fedleak.attacks.inversion.bn_prior import BatchNormPrior, BatchNormTargets, batch_norm_layers
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.dummy_gradients import attack_copy
-from fedleak.attacks.inversion.knowledge import LocalTraining, ServerKnowledge
 from fedleak.attacks.inversion.labels import batch_labels
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import IG, short_run
@@ -101,7 +100,7 @@ class LocalTrainingSimulator:
         return self._vmapped(x, y)
 
 
-def invert_fedavg(config: InversionConfig, model: nn.Module, observed: Observed, knowledge: ServerKnowledge, *,
+def invert_fedavg(config: InversionConfig, model: nn.Module, observed: Observed, knowledge: Knowledge, *,
                   orders: int = 1, seed: int = 0, device="cpu", proxy: BatchNormTargets | None = None
                   ) -> Reconstruction:
     """Reconstruct the N samples behind each observed FedAvg update (Dimitrov et al. 2022, Algorithm 1) with the
@@ -111,7 +110,7 @@ def invert_fedavg(config: InversionConfig, model: nn.Module, observed: Observed,
         raise ValueError(f"fedavg_inversion inverts FedAvg updates (deltas); it observed {observed.kind}s")
     local = knowledge.local_training
     if local is None:
-        raise ValueError("fedavg_inversion needs the clients' local training (ServerKnowledge.local_training: "
+        raise ValueError("fedavg_inversion needs the clients' local training (Knowledge.local_training: "
                          "lr, batch size, epochs or steps)")
     counts = set(observed.num_examples)
     if len(counts) != 1:
@@ -193,7 +192,7 @@ class FedAvgInversion:
     def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, BatchNormTargets | None]:
         return model, proxy_secret(self.config, model, context)
 
-    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: ServerKnowledge, *,
+    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: Knowledge, *,
                     device="cpu") -> Reconstruction:
         return invert_fedavg(self.config, observed.sent[0], observed, knowledge, orders=self.orders,
                              seed=self.seed, device=device, proxy=secret)

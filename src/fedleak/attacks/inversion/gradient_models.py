@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks.inversion.config import InversionConfig
-from fedleak.attacks.inversion.knowledge import ServerKnowledge
+from fedleak.attacks.base import Knowledge
 from fedleak.defenses.stochastic import stochastic_modules
 from fedleak.models.anatomy import trace
 
@@ -105,7 +105,7 @@ def _decoder_onwards(model: nn.Module, example: torch.Tensor, bottlenecks: list[
 
 
 def build_gradient_model(config: InversionConfig, model: nn.Module, received: dict[str, torch.Tensor],
-                         knowledge: ServerKnowledge, lane_victim: torch.Tensor,
+                         knowledge: Knowledge, lane_victim: torch.Tensor,
                          generator: torch.Generator) -> GradientModel:
     """The gradient model ``config`` describes for a model (the attacker's copy, in training mode), the
     received gradients ``name -> (V, ...)`` and the server's knowledge; lane ``l`` attacks victim
@@ -124,7 +124,7 @@ def build_gradient_model(config: InversionConfig, model: nn.Module, received: di
         if mode == "true":
             if name not in knowledge.true_draws:
                 raise ValueError(f"attack {config.name!r} needs the client's true draw of random module {name!r} "
-                                 f"(ServerKnowledge.true_draws)")
+                                 f"(Knowledge.true_draws)")
             gm.fixed_draws[name] = knowledge.true_draws[name].to(device).float()[lane_victim]
         elif mode == "optimised":
             shape = (lanes, *module.last_draw.shape)
@@ -148,11 +148,11 @@ def build_gradient_model(config: InversionConfig, model: nn.Module, received: di
             missing = [n for n in names if n not in knowledge.true_dp_noise]
             if missing:
                 raise ValueError(f"attack {config.name!r} needs the client's true DP noise for {missing[:3]} ... "
-                                 f"(ServerKnowledge.true_dp_noise)")
+                                 f"(Knowledge.true_dp_noise)")
             gm.fixed_noise = {n: knowledge.true_dp_noise[n].to(device).float()[lane_victim] for n in names}
         else:
             if not knowledge.dp_sigma:
-                raise ValueError(f"attack {config.name!r} needs the DP noise multiplier (ServerKnowledge.dp_sigma)")
+                raise ValueError(f"attack {config.name!r} needs the DP noise multiplier (Knowledge.dp_sigma)")
             gm.noise_std = float(knowledge.dp_sigma) * gm.dp_clip
             gm.free_noise = {n: (torch.randn((lanes, *received[n].shape[1:]), generator=generator)
                                  * gm.noise_std).to(device) for n in names}

@@ -2,7 +2,7 @@
 one local training step of a defended client; the server receives the V gradients.
 
 This is the client side of breaching's wall: it returns what the server receives (:class:`ReceivedGradients`,
-without labels), what it knows (:class:`ServerKnowledge`, including the client's true randomness for the WIIG
+without labels), what it knows (:class:`Knowledge`, including the client's true randomness for the WIIG
 baseline only), and, separately, the victims' true images and labels for scoring.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.inversion.knowledge import ReceivedGradients, ServerKnowledge
+from fedleak.attacks.base import Knowledge
+from fedleak.attacks.inversion.knowledge import ReceivedGradients
 from fedleak.defenses import apply_defenses, last_draws, parse_defenses
 from fedleak.defenses.dp import DPSGD
 from fedleak.fl.client import ClientMod, ClientUpdate
@@ -27,7 +28,7 @@ class VictimCase:
 
     model: nn.Module
     received: ReceivedGradients
-    knowledge: ServerKnowledge
+    knowledge: Knowledge
     images: torch.Tensor
     labels: torch.Tensor
 
@@ -76,7 +77,7 @@ def victim_case(model: nn.Module, model_name: str, defenses, images: torch.Tenso
     images, labels = images.to(device), labels.to(device)
     sent, draws, noise = client_gradients(defended, images, labels, gradient_fn=gradient_fn, mods=mods)
     dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
-    knowledge = ServerKnowledge(
+    knowledge = Knowledge(
         input_shape=input_shape, input_range=input_range, defenses=tuple(s.name for s in specs),
         dp_clip=dp.clip if dp else None, dp_sigma=dp.sigma if dp else None, true_draws=draws, true_dp_noise=noise,
     )
