@@ -1,4 +1,4 @@
-"""``fedleak audit --threat malicious --quick`` on a zoo of ordinary models (``benchmarks/audit_zoo_models.py``):
+"""``fedleak audit --threat malicious --quick`` on a zoo of ordinary models (``benchmarks/ordinary_zoo.py``):
 does each finish with a verdict, how long does it take and how much memory does it need?
 
 Each model runs in its own process (``fedleak audit`` as a user runs it), images on ``bundled`` (1x32x32), the
@@ -19,20 +19,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from audit_zoo_models import IMAGE_MODELS, TEXT_MODELS  # noqa: E402
+from ordinary_zoo import TEXT, ZOO  # noqa: E402
 
 # fedleak's CLI in the child, which then reports its own peak resident memory (KiB) on its last stderr line
 CHILD = ("import resource, sys\nfrom fedleak.cli import main\ntry:\n    code = main(sys.argv[1:])\nfinally:\n"
          "    print(f'peak_kb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
          "raise SystemExit(code)")
-DATA = {**{m: "bundled" for m in IMAGE_MODELS}, **{m: "fortunes" for m in TEXT_MODELS}}
+# the ten models of issue 20's measurement (the zoo's other models run with --models)
+MODELS = ("tutorial_net", "mlp", "sequential_mlp", "module_activations", "containers", "groupnorm_cnn",
+          "mobilenet_v2", "resnet", "lenet5", "text")
+
 
 
 def audit(name: str, out: Path, timeout: float) -> dict:
     """One model's malicious quick audit in a child process: ok, seconds, peak_mb, and the verdict's answers."""
     folder = out / name
-    argv = [sys.executable, "-c", CHILD, "audit", "--model", f"{HERE / 'audit_zoo_models.py'}:{name}",
-            "--data", DATA[name], "--threat", "malicious", "--quick", "--out", str(folder)]
+    argv = [sys.executable, "-c", CHILD, "audit", "--model", f"{HERE / 'ordinary_zoo.py'}:{ZOO[name].__name__}",
+            "--data", "fortunes" if name in TEXT else "bundled", "--threat", "malicious", "--quick", "--out", str(folder)]
     start = time.perf_counter()
     peak = None
     try:
@@ -61,15 +64,16 @@ def audit(name: str, out: Path, timeout: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(DATA), help="comma-separated zoo models (default: all)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated models of benchmarks/ordinary_zoo.py (default: the ten of issue 20)")
     parser.add_argument("--out", default="results/audit_zoo", help="audit folders, one per model")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per model before giving up")
     parser.add_argument("--json", action="store_true", help='print {"models": [...]} as JSON')
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(DATA))
+    unknown = sorted(set(names) - set(ZOO))
     if unknown:
-        parser.error(f"unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(DATA)}")
+        parser.error(f"unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(ZOO)}")
     rows = []
     for name in names:
         rows.append(audit(name, Path(args.out), args.timeout))

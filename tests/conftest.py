@@ -1,5 +1,10 @@
-"""Suite-wide settings: one torch thread per test worker (``make test`` runs two workers on two cores)."""
+"""Suite-wide settings: one torch thread per test worker (``make test`` runs two workers on two cores), and
+``benchmarks/`` on the path for the one zoo of ordinary models (``benchmarks/ordinary_zoo.py``)."""
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")

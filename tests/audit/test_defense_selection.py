@@ -9,20 +9,21 @@ import torch.nn as nn
 from fedleak.audit.config import BATCHNORM_DP, DEFAULT_DEFENSES, AuditConfig, default_defenses
 from fedleak.audit.inputs import resolve_model
 from fedleak.defenses import apply_defenses
+from ordinary_zoo import ZOO as MODELS  # benchmarks/ is on the path (tests/conftest.py)
 
-ZOO = Path(__file__).resolve().parents[2] / "benchmarks" / "audit_zoo_models.py"
+ZOO = Path(__file__).resolve().parents[2] / "benchmarks" / "ordinary_zoo.py"
 SHAPE, CLASSES = (1, 32, 32), 10
 
 
 def _resolved(name):
-    return resolve_model(f"{ZOO}:{name}", SHAPE, CLASSES)
+    return resolve_model(f"{ZOO}:{MODELS[name].__name__}", SHAPE, CLASSES)
 
 
 def _model(name):
     return _resolved(name).model
 
 
-@pytest.mark.parametrize("name", ["list_net", "mobilenet_v2", "resnet"])
+@pytest.mark.parametrize("name", ["batchnorm_cnn", "mobilenet_v2", "resnet"])
 def test_batchnorm_models_get_groupnorm_dp_and_every_default_places(name):
     model = _model(name)
     config = default_defenses(AuditConfig(model=name, data="bundled"), model)

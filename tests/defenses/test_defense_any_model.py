@@ -1,7 +1,5 @@
-"""Dropout, PRECODE, CVB and DP-SGD on ordinary models (tests/models/ordinary_zoo.py): inserted by module path in
+"""Dropout, PRECODE, CVB and DP-SGD on ordinary models (benchmarks/ordinary_zoo.py): inserted by module path in
 any container and run, or refused with a reason that is checked against the model itself."""
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,16 +13,17 @@ from fedleak.defenses.dp import DPSGD
 from fedleak.fl.training import batch_gradients
 from fedleak.models.anatomy import trace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from ordinary_zoo import TEXT, ZOO, build, example_batch  # noqa: E402
+from ordinary_zoo import TEXT, ZOO, build, example_batch
 
 CVB_POINTS = {"tutorial_net": "conv1", "module_activations": "act1", "containers": "convs.0",
               "batchnorm_cnn": "features.2", "groupnorm_cnn": "gn1", "mobilenet_v2": "features.0.2", "resnet": "bn1",
-              "vit": "blocks.0", "all_conv": "body.1", "gated": "conv"}
+              "vit": "blocks.0", "all_conv": "body.1", "gated": "conv", "lenet5": "c1"}
 
 
 NOT_APPLICABLE = {  # (model, defense): (a phrase of the reason, an independent check that the reason is true)
-    ("mnist_mlp", "cvb"): ("MnistMLP has none", lambda m: not any(isinstance(x, nn.Conv2d) for x in m.modules())),
+    ("mlp", "cvb"): ("MnistMLP has none", lambda m: not any(isinstance(x, nn.Conv2d) for x in m.modules())),
+    ("sequential_mlp", "cvb"): ("SequentialMLP has none",
+                                lambda m: not any(isinstance(x, nn.Conv2d) for x in m.modules())),
     ("text", "cvb"): ("TextClassifier has none",
                       lambda m: not any(isinstance(x, (nn.Conv2d, nn.MultiheadAttention)) for x in m.modules())),
     ("all_conv", "precode"): ("last layer is the conv layer 'classify'",
@@ -61,7 +60,7 @@ def test_inserted_defense_runs_in_any_model_or_a_true_reason_is_given(name, defe
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in inserted)
 
 
-@pytest.mark.parametrize("name", [n for n in ZOO if n not in ("mnist_mlp", "text")])
+@pytest.mark.parametrize("name", [n for n in ZOO if n not in ("mlp", "sequential_mlp", "text")])
 def test_cvb_goes_after_the_first_activated_feature_map_or_the_first_transformer_block(name):
     model = build(name)
     anatomy = trace(model, input_shape=shape_of(name))

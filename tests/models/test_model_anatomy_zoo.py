@@ -1,4 +1,4 @@
-"""The traced anatomy on ordinary models (tests/models/ordinary_zoo.py): every layer and every activation found,
+"""The traced anatomy on ordinary models (benchmarks/ordinary_zoo.py): every layer and every activation found,
 functional ones included, with the data flow between them (residual adds, what reads a layer's output)."""
 import pytest
 import torch
@@ -10,14 +10,14 @@ from fedleak.models.anatomy import trace
 from ordinary_zoo import TEXT, ZOO, build
 
 ACTIVATIONS = {
-    "tutorial_net": ["relu"] * 4, "mnist_mlp": ["relu"] * 2, "module_activations": ["relu"] * 2,
+    "tutorial_net": ["relu"] * 4, "mlp": ["relu"] * 2, "module_activations": ["relu"] * 2,
     "containers": ["relu"] * 3, "batchnorm_cnn": ["relu"] * 3, "groupnorm_cnn": ["gelu"] * 2,
     "mobilenet_v2": ["relu6"] * 11, "resnet": ["relu"] * 5, "vit": ["gelu"] * 2, "all_conv": ["relu"] * 2,
-    "gated": ["leaky_relu"] * 2, "text": ["relu"],
+    "gated": ["leaky_relu"] * 2, "text": ["relu"], "sequential_mlp": ["relu"] * 2, "lenet5": ["tanh"] * 4,
 }
 FOLLOWED_BY = {  # layer -> the activation that alone reads its output (None: something else reads it)
     "tutorial_net": {"conv1": "relu", "conv2": "relu", "fc1": "relu", "fc2": "relu", "fc3": None},
-    "mnist_mlp": {"fc1": "relu", "fc2": "relu"},
+    "mlp": {"fc1": "relu", "fc2": "relu"},
     "module_activations": {"conv1": "relu", "conv2": "relu"},
     "containers": {"convs.0": "relu", "convs.1": "relu", "head.hidden": "relu"},
     "batchnorm_cnn": {"features.0": None, "features.1": "relu", "classifier.0": "relu"},
@@ -27,6 +27,8 @@ FOLLOWED_BY = {  # layer -> the activation that alone reads its output (None: so
     "vit": {"blocks.0.mlp.0": "gelu"},
     "gated": {"conv": "leaky_relu"},
     "text": {"fc1": "relu"},
+    "sequential_mlp": {"1": "relu", "3": "relu", "5": None},
+    "lenet5": {"c1": "tanh", "c3": "tanh", "f5": "tanh", "f6": "tanh", "out": None},
 }
 ADDS = {"mobilenet_v2": 2, "resnet": 2, "vit": 5, "tutorial_net": 0, "batchnorm_cnn": 0}
 

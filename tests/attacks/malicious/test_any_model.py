@@ -1,10 +1,8 @@
 """Passive extraction, trap weights (with input forwarding) and Robbing the Fed on ordinary models
-(tests/models/ordinary_zoo.py): they apply and extract real inputs where the model allows it, and otherwise say
+(benchmarks/ordinary_zoo.py): they apply and extract real inputs where the model allows it, and otherwise say
 why with a reason checked against the model's own code."""
 import copy
 import inspect
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +17,7 @@ from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
 from fedleak.metrics.extraction import match_extractions
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
-from ordinary_zoo import IMAGE, ZOO, build, example_batch  # noqa: E402
+from ordinary_zoo import IMAGE, ZOO, build, example_batch
 
 SHAPE = (1, 28, 28)
 
@@ -57,7 +54,7 @@ def test_imprint_refuses_a_text_model_because_it_reads_token_ids():
 def test_functional_relu_mlp_gives_passive_trap_weights_and_reused_imprint(data):
     x, y, (mean, std) = data
     torch.manual_seed(0)
-    model = build("mnist_mlp", SHAPE)  # x.view(B, -1), torch.relu, x.relu()
+    model = build("mlp", SHAPE)  # x.view(B, -1), torch.relu, x.relu()
     _, secret = prepare("passive", model, AttackContext(SHAPE, 10))
     assert secret.layer == "fc1"
     one = extract_at_layer(batch_gradients(model, x[:1], y[:1]), secret)
@@ -124,6 +121,7 @@ REASONS = {  # model: (a phrase of trap_weights' reason, an independent check on
     "gated": ("'conv'.*read by model:leaky_relu#1 \\(leaky_relu\\)",
               lambda m: "F.leaky_relu(self.conv(x))" in forward_source(m)),
     "text": ("'embedding' \\(Embedding\\)", lambda m: isinstance(m.embedding, nn.Embedding)),
+    "lenet5": ("'c1'.*read by model:tanh#1 \\(tanh\\)", lambda m: "torch.tanh(self.c1(x))" in forward_source(m)),
 }
 
 
@@ -141,7 +139,7 @@ def test_trap_weights_and_passive_say_truly_why_they_do_not_apply(name):
 
 
 def test_every_zoo_model_is_covered():
-    assert set(REASONS) | {"mnist_mlp"} == set(ZOO)
+    assert set(REASONS) | {"mlp", "sequential_mlp"} == set(ZOO)
 
 
 @pytest.mark.parametrize("name", ["resnet", "vit"])
@@ -178,7 +176,7 @@ def test_text_attacks_on_an_image_model_say_it_is_not_a_text_model(attack):
 def test_model_inconsistency_targets_the_rounds_first_client_by_default_and_names_its_inner_attack(data):
     x, y, _ = data
     torch.manual_seed(0)
-    sent, _ = prepare("model_inconsistency", build("mnist_mlp", SHAPE), AttackContext(SHAPE, 10, clients=(2, 5)))
+    sent, _ = prepare("model_inconsistency", build("mlp", SHAPE), AttackContext(SHAPE, 10, clients=(2, 5)))
     assert set(sent) == {2, 5}
     silent = batch_gradients(sent[5], x, y)  # the other client's update: zero but for the output bias
     assert all(g.abs().max() == 0 for k, g in silent.items() if k != "out.bias")

@@ -2,12 +2,14 @@
 activations called in ``forward`` (``F.relu``, ``torch.relu``, ``x.relu()``, ``F.gelu``, ``F.leaky_relu``) or as
 modules, plain attributes, ``ModuleList``/``ModuleDict`` containers, batch and group norm, depthwise convolutions
 with ReLU6 and residual adds (a MobileNetV2 block), pooling modules and functions, a residual network, a small ViT,
-a fully convolutional net, a model with data-dependent control flow, and a text classifier with ``nn.Embedding``.
+a fully convolutional net, LeNet-5, a plain ``nn.Sequential`` MLP, a model with data-dependent control flow, and a
+text classifier with ``nn.Embedding``.
 
 Every entry of :data:`ZOO` is a factory ``(input_shape, num_classes) -> nn.Module``; image models take
 ``(C, H, W)`` float inputs in [0, 1] of any size that survives their pooling (32 x 32 is safe), the text model
-``(L,)`` token ids below :data:`VOCAB`. :data:`IMAGE`/:data:`TEXT` say which is which. Used by the anatomy,
-defense and attack tests, and usable by the audit's benchmarks.
+``(L,)`` token ids below :data:`VOCAB`. :data:`IMAGE`/:data:`TEXT` say which is which. The one zoo of ordinary
+models: the anatomy, defense, attack and audit tests import it, and ``benchmarks/audit_zoo.py`` hands it to
+``fedleak audit --model benchmarks/ordinary_zoo.py:NAME`` as a user's own file.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VOCAB = 500
+VOCAB = 10000  # the word-piece vocabulary fedleak trains on fortunes fits under it
 
 
 class TutorialNet(nn.Module):
@@ -295,8 +297,33 @@ class TextClassifier(nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 
+class SequentialMLP(nn.Sequential):
+    """A plain ``nn.Sequential`` MLP with module activations, the way the MNIST examples write it."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__(nn.Flatten(), nn.Linear(math.prod(input_shape), 200), nn.ReLU(), nn.Linear(200, 100),
+                         nn.ReLU(), nn.Linear(100, num_classes))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as in the original paper: tanh activations called in ``forward`` and average pooling."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        channels, height, width = input_shape
+        self.c1, self.c3 = nn.Conv2d(channels, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
+        side = ((height // 2 - 4) // 2) * ((width // 2 - 4) // 2)
+        self.f5, self.f6, self.out = nn.Linear(16 * side, 120), nn.Linear(120, 84), nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        x = F.avg_pool2d(torch.tanh(self.c1(x)), 2)
+        x = F.avg_pool2d(torch.tanh(self.c3(x)), 2)
+        return self.out(torch.tanh(self.f6(torch.tanh(self.f5(x.flatten(1))))))
+
+
 ZOO: dict[str, Callable[[tuple, int], nn.Module]] = {
-    "tutorial_net": TutorialNet, "mnist_mlp": MnistMLP, "module_activations": ModuleActivationCNN,
+    "tutorial_net": TutorialNet, "mlp": MnistMLP, "sequential_mlp": SequentialMLP, "lenet5": LeNet5,
+    "module_activations": ModuleActivationCNN,
     "containers": ContainerNet, "batchnorm_cnn": BatchNormCNN, "groupnorm_cnn": GroupNormCNN,
     "mobilenet_v2": MobileNetV2Tiny, "resnet": ResNetTiny, "vit": TinyViT, "all_conv": AllConvNet,
     "gated": GatedNet, "text": TextClassifier,
