@@ -14,7 +14,7 @@ def test_list_names_every_experiment_with_paper_and_quick_time(capsys):
     out = capsys.readouterr().out
     for experiment in EXPERIMENTS:
         line = next(line for line in out.splitlines() if line.startswith(experiment.name + " "))
-        assert experiment.paper in line and experiment.quick in line
+        assert experiment.paper in line and experiment.quick_time in line
     assert {"trap-weights", "dp"} <= {e.name for e in EXPERIMENTS}
 
 

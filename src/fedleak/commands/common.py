@@ -32,10 +32,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, dataset: str | None, 
     parser.add_argument("--root", default=None, help="folder of --dataset (default: its standard location)")
 
 
-def add_profile_options(parser: argparse.ArgumentParser, *, quick: str, **options: tuple) -> None:
-    """``--quick`` (the smaller profile ``quick`` describes) and, for each ``name=(type, help)``, ``--name``
-    whose default None leaves the profile's value; :func:`profile_overrides` collects the ones given."""
-    parser.add_argument("--quick", action="store_true", help=quick)
+def add_profile_options(parser: argparse.ArgumentParser, *, quick: str | None, **options: tuple) -> None:
+    """``--quick`` (the smaller profile ``quick`` describes; None: the caller adds it) and, for each
+    ``name=(type, help)``, ``--name`` whose default None leaves the profile's value; :func:`profile_overrides`
+    collects the ones given."""
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
     for name, (kind, about) in options.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=about)
     parser.set_defaults(profile_options=tuple(options))

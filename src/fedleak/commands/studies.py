@@ -1,25 +1,67 @@
-"""The parts every ``fedleak reproduce`` sub-command is built from: its row of ``--list`` (:class:`Experiment`),
-:func:`add_study` (data, profile and run arguments), :func:`runner` (config from the arguments, run, print) and
-:func:`finished`."""
+"""One builder for every ``fedleak reproduce`` sub-command: a sub-command is a :class:`Study` row (data), and
+:func:`add` turns a row into its parser and its run.
+
+A run builds the experiment's config ``fedleak.experiments.<module>.<config>`` (its profile classmethod, e.g.
+``quick()``, when the profile's flag is given) from the common arguments (``--dataset``/``--root``, ``--model``,
+``--seed``, ``--device``), the profile options given on the command line and the row's own arguments, runs
+``<run>(config, out)`` (with ``ray=`` where the row takes ``--ray``) and prints the result's text and the files it
+wrote. The experiment module is imported on use, so that ``fedleak --help`` stays fast.
+"""
 from __future__ import annotations
 
+import argparse
 import importlib
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
-from fedleak.commands.common import add_data_arguments, add_profile_options, add_run_arguments, profile_overrides
+from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, parse_model,
+                                     profile_overrides)
 
 
 @dataclass(frozen=True)
-class Experiment:
-    """One row of ``--list``: the sub-command, the paper (file number in /work/shared/papers and authors), what it
-    reproduces, the measured time of its quick profile, and the function that adds its parser."""
+class Study:
+    """One ``fedleak reproduce`` sub-command.
+
+    ``name``; its row of ``--list``: ``paper`` (file number in shared/papers and authors, or the paper), what it
+    ``reproduces``, the measured time of its quick profile (``quick_time``); ``help``. What it runs: ``module``,
+    ``config`` (class) and ``run`` (function) of ``fedleak.experiments``; ``files`` it writes; ``text``: the
+    module's function turning the result into the printed text (default: the result's ``"text"``). Its arguments:
+    ``data`` (default dataset, help; None: no ``--dataset``), ``quick`` (help of ``--quick``), ``out`` (default
+    results folder), ``ray`` (``--ray``), ``model`` (default, help of ``--model``; None: no ``--model``),
+    ``options`` (profile options, ``name=(type, help)``: default None leaves the profile's value), ``arguments``
+    (its own, ``name -> add_argument keywords``; each goes to the config under its name unless ``fields`` says
+    otherwise); ``fields(args)``: the config fields read from the arguments, when they are not the config's own
+    names; ``profiles``: extra profile flags (``--paper``) and the classmethod each selects; ``default_profile``:
+    the classmethod used when no profile flag is given (None: the class itself); ``variants``: a flag that runs
+    another function of the module (``flag -> (run, text, files, help)``); ``constants``: config fields this
+sub-command fixes (one experiment behind several sub-commands); ``quick_method``: the classmethod ``--quick``
+selects (None: ``fields`` reads ``--quick`` itself). ``same_as``: a ``fedleak`` command module whose
+    ``add_arguments`` builds this sub-command (the command and the sub-command are one)."""
 
     name: str
     paper: str
     reproduces: str
-    quick: str
-    add: Callable
+    quick_time: str
+    help: str
+    module: str = ""
+    config: str = ""
+    run: str = ""
+    files: str = ""
+    text: str | None = None
+    data: tuple[str, str] | None = None
+    quick: str = ""
+    out: str = ""
+    ray: bool = False
+    model: tuple[str | None, str] | None = None
+    options: Mapping[str, tuple] = field(default_factory=dict)
+    arguments: Mapping[str, dict] = field(default_factory=dict)
+    fields: Callable[[argparse.Namespace], dict] | None = None
+    profiles: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    default_profile: str | None = None
+    variants: Mapping[str, tuple[str, str | None, str, str]] = field(default_factory=dict)
+    constants: Mapping[str, object] = field(default_factory=dict)
+    quick_method: str | None = "quick"
+    same_as: str | None = None
 
 
 def finished(text: str, out: str, files: str = "") -> int:
@@ -29,36 +71,61 @@ def finished(text: str, out: str, files: str = "") -> int:
     return 0
 
 
-def runner(module: str, config: str, reproduce: str, files: str, extra: Callable | None = None) -> Callable:
-    """A sub-command's ``func``: the config ``fedleak.experiments.<module>.<config>`` (its ``quick()`` profile with
-    ``--quick``) from the common arguments, ``--model``, the profile options given (:func:`~fedleak.commands.common.
-    profile_overrides`) and ``extra(args)``; it runs ``<reproduce>(config, out)`` (with ``ray=`` where the
-    sub-command takes ``--ray``) and prints its text and the ``files`` it wrote. The module is imported on use, so
-    that ``fedleak --help`` stays fast."""
-
-    def run(args) -> int:
-        experiment = importlib.import_module(f"fedleak.experiments.{module}")
-        overrides = {"dataset": args.dataset, "root": args.root, "seed": args.seed, "device": args.device}
+def config_of(study: Study, args: argparse.Namespace):
+    """The experiment's config from the parsed arguments (see the module docstring)."""
+    experiment = importlib.import_module(f"fedleak.experiments.{study.module}")
+    config_type = getattr(experiment, study.config)
+    fields = {"seed": args.seed, "device": args.device}
+    if study.fields is not None:
+        fields.update(study.fields(args))
+    else:
+        if study.data is not None:
+            fields.update(dataset=args.dataset, root=args.root)
         if getattr(args, "model", None) is not None:
-            overrides.update(model=args.model.name, model_options=args.model.options)
-        overrides.update(profile_overrides(args))
-        overrides.update(extra(args) if extra is not None else {})
-        config_type = getattr(experiment, config)
-        settings = config_type.quick(**overrides) if args.quick else config_type(**overrides)
-        result = getattr(experiment, reproduce)(settings, args.out, **({"ray": args.ray} if "ray" in args else {}))
-        return finished(result["text"], args.out, files)
+            fields.update(model=args.model.name, model_options=args.model.options)
+        for name in study.arguments:
+            value = getattr(args, name)
+            fields[name] = tuple(value) if isinstance(value, list) else value
+    fields.update(study.constants)
+    fields.update(profile_overrides(args))
+    profile = next((method for flag, (method, _) in study.profiles.items() if getattr(args, flag)), None)
+    if profile is None:
+        profile = study.quick_method if args.quick else study.default_profile
+    return getattr(config_type, profile)(**fields) if profile else config_type(**fields)
 
-    return run
+
+def run_study(study: Study, args: argparse.Namespace) -> int:
+    experiment = importlib.import_module(f"fedleak.experiments.{study.module}")
+    run, text, files = study.run, study.text, study.files
+    for flag, (variant_run, variant_text, variant_files, _) in study.variants.items():
+        if getattr(args, flag):
+            run, text, files = variant_run, variant_text, variant_files
+    result = getattr(experiment, run)(config_of(study, args), args.out,
+                                      **({"ray": args.ray} if study.ray else {}))
+    return finished(getattr(experiment, text)(result) if text else result["text"], args.out, files)
 
 
-def add_study(experiments, name: str, help: str, *, data: tuple[str, str], quick: str, out: str, func: Callable,
-              ray: bool = False, **options: tuple):
-    """A sub-command made of the common parts: ``--dataset`` (default and help ``data``) and ``--root``,
-    ``--quick`` and the profile ``options`` (:func:`~fedleak.commands.common.add_profile_options`), the run's
-    arguments, and ``func`` (usually a :func:`runner`); returns its parser for any argument of its own."""
-    parser = experiments.add_parser(name, help=help)
-    add_data_arguments(parser, dataset=data[0], help=data[1])
-    add_profile_options(parser, quick=quick, **options)
-    add_run_arguments(parser, out=out, ray=ray)
-    parser.set_defaults(func=func)
+def add(study: Study, subparsers) -> argparse.ArgumentParser:
+    """The sub-command of ``study`` under ``subparsers``."""
+    parser = subparsers.add_parser(study.name, help=study.help)
+    if study.same_as is not None:
+        importlib.import_module(f"fedleak.commands.{study.same_as}").add_arguments(parser)
+        return parser
+    if study.data is not None:
+        add_data_arguments(parser, dataset=study.data[0], help=study.data[1])
+    if study.model is not None:
+        parser.add_argument("--model", type=parse_model, default=study.model[0], help=study.model[1])
+    if study.profiles:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--quick", action="store_true", help=study.quick)
+        for flag, (_, about) in study.profiles.items():
+            group.add_argument(f"--{flag}", action="store_true", help=about)
+        add_profile_options(parser, quick=None, **study.options)
+    else:
+        add_profile_options(parser, quick=study.quick, **study.options)
+    for name, keywords in {**study.arguments, **{flag: {"action": "store_true", "help": about}
+                                                 for flag, (_, _, _, about) in study.variants.items()}}.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", **keywords)
+    add_run_arguments(parser, out=study.out, ray=study.ray)
+    parser.set_defaults(func=lambda args: run_study(study, args))
     return parser
