@@ -34,15 +34,17 @@ def _volatile(key: str) -> bool:
     return any(part in key for part in VOLATILE)
 
 
-def _numbers(value, prefix: str, out: dict) -> None:
+def _numbers(value, prefix: str, out: dict, folder: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not _volatile(str(key)):
-                _numbers(item, f"{prefix}.{key}", out)
+                _numbers(item, f"{prefix}.{key}", out, folder)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _numbers(item, f"{prefix}[{i}]", out)
-    elif isinstance(value, bool) or value is None or isinstance(value, str):
+            _numbers(item, f"{prefix}[{i}]", out, folder)
+    elif isinstance(value, str):  # paths name the results folder, which differs between the runs compared
+        out[prefix] = value.replace(folder, "<out>")
+    elif isinstance(value, bool) or value is None:
         out[prefix] = value
     elif isinstance(value, (int, float)):
         out[prefix] = float(value)
@@ -56,9 +58,9 @@ def figures(folder: Path) -> dict:
             lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             # cells are keyed by name; their order on disk is the order they finished
             lines.sort(key=lambda row: json.dumps(row.get("key", row), sort_keys=True, default=str))
-            _numbers(lines, rel, out)
+            _numbers(lines, rel, out, str(folder))
         else:
-            _numbers(json.loads(path.read_text()), rel, out)
+            _numbers(json.loads(path.read_text()), rel, out, str(folder))
     return out
 
 
