@@ -11,7 +11,7 @@ DEFENSES: Registry = Registry("defense", fixed=("target",))
 
 from fedleak.defenses import bottleneck, dp, dropout, guard, pruning  # noqa: E402,F401  (registration)
 from fedleak.defenses.bottleneck import ConvBottleneck, Precode, VariationalBottleneck  # noqa: E402
-from fedleak.defenses.compose import DefenseSpec, apply_defenses, parse_defenses  # noqa: E402
+from fedleak.defenses.compose import DefenseSpec, apply_defenses, defend, parse_defenses  # noqa: E402
 from fedleak.defenses.dp import DPSGD, DPAccountant, dp_epsilon, dp_gradient_fn, privatize  # noqa: E402
 from fedleak.defenses.dropout import StochasticDropout  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients, pruning_mod  # noqa: E402
@@ -19,7 +19,7 @@ from fedleak.defenses.stochastic import (StochasticModule, last_draws, overridde
                                          stochastic_modules)
 
 __all__ = [
-    "DEFENSES", "ConvBottleneck", "Precode", "VariationalBottleneck", "DefenseSpec", "apply_defenses",
+    "DEFENSES", "ConvBottleneck", "Precode", "VariationalBottleneck", "DefenseSpec", "apply_defenses", "defend",
     "parse_defenses", "DPSGD", "DPAccountant", "dp_epsilon", "dp_gradient_fn", "privatize", "StochasticDropout",
     "prune_gradients", "pruning_mod", "StochasticModule", "last_draws", "overridden", "stochastic_modules",
 ]

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from fedleak.experiments.ablation import ROWS, AblationConfig, run_ablation, select_rows
+from fedleak.experiments.ablation import run_ablation
+from fedleak.study.ablation import ROWS, AblationConfig, select_rows
 
 
 def test_rows_follow_table_4_and_select_by_label_or_position():
@@ -40,7 +41,7 @@ def test_privacy_only_on_a_trained_model(tmp_path):
     from safetensors.torch import load_file
 
     from fedleak.data import load_dataset
-    from fedleak.experiments.ablation import trained_state
+    from fedleak.study.ablation import trained_state
     from fedleak.fl.training import task_loss
     from fedleak.metrics import ssim
     from fedleak.models import build_model
