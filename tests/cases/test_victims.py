@@ -60,5 +60,16 @@ def test_an_honest_attack_on_victims_recovers_labels_and_takes_its_seed_from_the
 
 def test_victims_need_one_label_per_image(fcnn, images):
     x, y = images
-    with pytest.raises(ValueError, match="V images"):
+    with pytest.raises(ValueError, match="V inputs"):
         victim_case(fcnn, "fcnn", "", x, y[:2])
+    with pytest.raises(ValueError, match="divides the 3 inputs"):
+        victim_case(fcnn, "fcnn", "", x, y, batch=2)
+
+
+def test_a_victim_may_hold_a_batch(fcnn, images):
+    x, y = images
+    case = victim_case(fcnn, "fcnn", "", x, y, batch=3)
+    assert case.observed.sources == (0,) and case.observed.num_examples == (3,)
+    expected = batch_gradients(case.model, x, y)
+    for name, gradient in expected.items():
+        assert torch.allclose(case.observed.updates[name][0], gradient, atol=1e-6), name

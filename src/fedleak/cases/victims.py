@@ -1,6 +1,7 @@
 """The privacy protocol's case (paper 001 §5.2): V victim images, each the whole batch (B = 1) of one FedSGD step
 of a defended :class:`fedleak.fl.Client` (its gradient function and update mods are the defenses'), all on the
-one model the server sent; the server observes the V gradients.
+one model the server sent; the server observes the V gradients. A victim may hold a batch of B inputs instead (a
+text model's B sequences, DAGER).
 
 This is the client side of breaching's wall: :func:`victim_case` returns what the server observes
 (:class:`fedleak.attacks.base.Observed`, without labels), what it knows (:class:`fedleak.attacks.base.Knowledge`:
@@ -51,23 +52,26 @@ def client_images(dataset: str, *, root: str | None, size: tuple[int, int] | Non
     return client.inputs(order), client.y[order], train.info
 
 
-def _victim(index: int, image: torch.Tensor, label: torch.Tensor, defended, device) -> Client:
-    """Client ``index`` holding one image: its FedSGD batch (B = 1) is that image."""
-    info = DatasetInfo("victim", tuple(image.shape[1:]), 0)
-    data = ClientData(TensorDataset(image, label, info), TensorDataset(image[:0], label[:0], info))
-    config = FLConfig(algorithm="fedsgd", num_clients=1, batch_size=1, device=str(device))
+def _victim(index: int, x: torch.Tensor, y: torch.Tensor, defended, device) -> Client:
+    """Client ``index`` holding only ``x`` and ``y``: its one FedSGD batch is all of them."""
+    info = DatasetInfo("victim", tuple(x.shape[1:]), 0)
+    data = ClientData(TensorDataset(x, y, info), TensorDataset(x[:0], y[:0], info))
+    config = FLConfig(algorithm="fedsgd", num_clients=1, batch_size=len(x), device=str(device))
     return Client(index, data, config, gradient_fn=defended.gradient_fn, mods=defended.mods)
 
 
 def victim_case(model: nn.Module, model_name: str, defenses, images: torch.Tensor, labels: torch.Tensor, *,
-                input_range: tuple[float, float] = (0.0, 1.0), state: dict | None = None, device="cpu") -> VictimCase:
+                batch: int = 1, input_range: tuple[float, float] = (0.0, 1.0), state: dict | None = None,
+                device="cpu") -> VictimCase:
     """Apply ``defenses`` (e.g. ``"dropout,dp,prune,cvb"``, see :func:`fedleak.defenses.parse_defenses`) to a
-    copy of ``model`` and let each of the V victim images be one client's FedSGD batch (B = 1) on it, one after the
-    other. ``state``: a state dict of the defended model (e.g. after training, modules included) loaded before the
-    step."""
+    copy of ``model`` and let every ``batch`` consecutive inputs (images or token sequences) be one client's FedSGD
+    batch on it (B = 1 by default: one victim per image), one client after the other. ``state``: a state dict of
+    the defended model (e.g. after training, modules included) loaded before the step."""
     if images.dim() < 2 or len(images) != len(labels):
-        raise ValueError(f"need V images (V, *input_shape) and V labels; got {tuple(images.shape)} and "
+        raise ValueError(f"need V inputs (V, *input_shape) and V labels; got {tuple(images.shape)} and "
                          f"{tuple(labels.shape)}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1 or len(images) % batch:
+        raise ValueError(f"batch must be an int >= 1 that divides the {len(images)} inputs, got {batch!r}")
     input_shape = tuple(images.shape[1:])
     on_device = copy.deepcopy(model).to(device)  # defenses that draw noise create it on the model's device
     defended = defend(on_device, defenses, model_name=model_name, input_shape=input_shape)
@@ -75,14 +79,14 @@ def victim_case(model: nn.Module, model_name: str, defenses, images: torch.Tenso
         defended.model.load_state_dict(state)
     images, labels = images.to(device), labels.to(device)
     sent, draws, noise = [], [], []
-    for index in range(len(images)):
-        client = _victim(index, images[index:index + 1], labels[index:index + 1], defended, device)
+    for index, start in enumerate(range(0, len(images), batch)):
+        client = _victim(index, images[start:start + batch], labels[start:start + batch], defended, device)
         sent.append(client.handle(defended.model, ROUND).tensors)
         drawn, dp_noise = defended.last_randomness()
         draws.append(drawn)
         noise.append(dp_noise)
-    victims = len(images)
-    observed = Observed(stack_updates(sent), "gradient", tuple(range(victims)), (1,) * victims,
+    victims = len(sent)
+    observed = Observed(stack_updates(sent), "gradient", tuple(range(victims)), (batch,) * victims,
                         (defended.model,) * victims)
     knowledge = Knowledge(input_shape=input_shape, input_range=input_range, **defended.disclosed(),
                           true_draws=stack_updates(draws) if draws[0] else {},
