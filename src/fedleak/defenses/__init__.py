@@ -1,7 +1,7 @@
 """Client-side defenses against gradient inversion (paper 001 §3.4): Dropout, DP-SGD, gradient pruning and the
 privacy modules PRECODE and CVB, each registered by name in :data:`DEFENSES` and combined with
 :func:`apply_defenses` (``"dropout,dp,prune,cvb"``). Random defense modules follow the protocol of
-:mod:`fedleak.defenses.stochastic`, so attacks can substitute their own draws.
+:mod:`fedleak.models.stochastic`, so attacks can substitute their own draws.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fedleak.defenses.compose import DefenseSpec, apply_defenses, defend, parse_
 from fedleak.defenses.dp import DPSGD, DPAccountant, dp_epsilon, dp_gradient_fn, privatize  # noqa: E402
 from fedleak.defenses.dropout import StochasticDropout  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients, pruning_mod  # noqa: E402
-from fedleak.defenses.stochastic import (StochasticModule, last_draws, overridden,  # noqa: E402
+from fedleak.models.stochastic import (StochasticModule, last_draws, overridden,  # noqa: E402
                                          stochastic_modules)
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.stochastic import StochasticModule
+from fedleak.models.stochastic import StochasticModule
 from fedleak.defenses.defended import Defended
 from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.defenses.stochastic import last_draws
+from fedleak.models.stochastic import last_draws
 from fedleak.fl.client import ClientMod
 from fedleak.fl.training import GradientFn, batch_gradients
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.stochastic import StochasticModule
+from fedleak.models.stochastic import StochasticModule
 from fedleak.defenses.defended import Defended
 from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module
