@@ -25,6 +25,7 @@ def _no_noise() -> dict[str, torch.Tensor]:
 @dataclass
 class Defended:
     """A client's defended training recipe for one model (``model_name`` as in :func:`fedleak.models.build_model`,
+    named in messages: placement reads the model's declared ``defense_points`` and its traced anatomy;
     ``input_shape`` without the batch dimension). ``names``: the defenses applied, in order; ``disclosure``: their
     parameters the server knows (paper 001 §4.4: the DP-SGD clip and sigma), as :class:`fedleak.attacks.base.
     Knowledge` fields; ``last_noise``: the noise the gradient function added in its last call (DP-SGD's), which
