@@ -23,11 +23,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fedleak.attacks.inversion import reconstruct
+from fedleak.attacks.inversion import invert
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.presets import PRESETS
 from fedleak.attacks.inversion.regularizers import total_variation
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import victim_case
 from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
 from fedleak.models import build_model
@@ -93,14 +93,14 @@ def bench(victims: int, attack: str, defenses: str, iterations: int, loop_victim
     model = build_model("cnn", INPUT_SHAPE, data.info.num_classes)
     case = victim_case(model, "cnn", defenses, images, labels, device=device)
     config = PRESETS[attack].with_(max_iterations=iterations, patience=iterations, plateau=iterations)
-    reconstruct(config.with_(max_iterations=3), case.model, case.received, case.knowledge, device=device)  # warm-up
+    invert(config.with_(max_iterations=3), case.observed, case.knowledge, device=device)  # warm-up
     _sync(device)
-    result = reconstruct(config, case.model, case.received, case.knowledge, device=device)
+    result = invert(config, case.observed, case.knowledge, device=device)
     per_iteration = result.info["seconds"] / iterations
     training = case.model.train()
     forward_backward = _forward_backward_s(training, case.images, case.labels, device, repeats=max(5, iterations))
     looped = min(victims, loop_victims)
-    received = {n: g[:looped].to(device) for n, g in case.received.gradients.items()}
+    received = {n: g[:looped].to(device) for n, g in case.observed.updates.items()}
     reference_loop(training, {n: g[:1] for n, g in received.items()}, case.labels[:1], config, 3, device)  # warm-up
     loop_s = reference_loop(training, received, case.labels[:looped], config, iterations, device)
     return {

@@ -7,9 +7,9 @@ import torch
 
 from fedleak.attacks.base import Knowledge
 from fedleak.attacks.analytic import extract_at_layer
-from fedleak.attacks.inversion import InversionConfig, reconstruct
+from fedleak.attacks.inversion import InversionConfig, invert
 from fedleak.attacks.inversion.presets import PRESETS
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import victim_case
 from fedleak.attacks.malicious.curious_kernels import CuriousKernelsConfig
 from fedleak.attacks.malicious.decepticons import DecepticonsConfig
 from fedleak.attacks.malicious.fishing import ClassFishingConfig, FeatureFishingConfig
@@ -42,15 +42,15 @@ def test_inversion_refuses_non_finite_gradients(poison):
     model = build_model("fcnn", SHAPE, 4, widths=(16,))
     case = victim_case(model, "fcnn", "", torch.rand(2, *SHAPE), torch.tensor([1, 3]))
     quick = PRESETS["idlg"].with_(max_iterations=2)
-    assert reconstruct(quick, case.model, case.received, case.knowledge) is not None
-    grads = {n: g.clone() for n, g in case.received.gradients.items()}
+    assert invert(quick, case.observed, case.knowledge) is not None
+    grads = {n: g.clone() for n, g in case.observed.updates.items()}
     name = next(iter(grads))
     if poison == "one":
         grads[name].view(-1)[5] = math.inf
     else:
         grads = {n: torch.full_like(g, math.nan) for n, g in grads.items()}
-    with pytest.raises(NonFiniteUpdate, match=f"received gradients: '{name}' holds"):
-        reconstruct(quick, case.model, grads, case.knowledge)
+    with pytest.raises(NonFiniteUpdate, match=f"observed gradients: '{name}' holds"):
+        invert(quick, case.observed, case.knowledge, gradients=grads)
 
 
 @pytest.mark.parametrize("build, message", [

@@ -47,6 +47,17 @@ def test_default_placement(name, shape, opts, expected):
     assert defended(torch.rand(2, *shape)).shape == (2, 10)
 
 
+def test_placement_is_what_the_model_declares_not_what_it_is_called():
+    """The authors' points travel with the model (``defense_points``), whatever name the caller gives it; the same
+    network without the declaration is placed from its anatomy (after every hidden activation)."""
+    model = build_model("resnet18", (3, 16, 16), 10, norm="group", width=8)
+    defended, _, _ = apply_defenses(model, "dropout", model_name="my-net", input_shape=(3, 16, 16))
+    assert [n for n, _ in stochastic_modules(defended)] == ["dropout_flatten"]
+    del model.defense_points
+    traced, _, _ = apply_defenses(model, "dropout", model_name="resnet18", input_shape=(3, 16, 16))
+    assert len(stochastic_modules(traced)) > 1 and "dropout_flatten" not in dict(stochastic_modules(traced))
+
+
 def test_placement_by_name():
     model = build_model("cnn", (1, 32, 32), 10)
     defended, _, _ = apply_defenses(model, "dropout:p=0.1:at=block2.conv+flatten", model_name="cnn",

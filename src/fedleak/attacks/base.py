@@ -32,7 +32,9 @@ class Reconstruction:
     a complete token sequence; every point of an inversion); ``meta``: per-point tensors of length K (the neuron row
     a point came from, the attack loss, ``source``: the index of the observed update it was read from, see
     :attr:`Observed.sources`); ``info``: scalars about the whole
-    reconstruction (the layer's neuron count, seconds).
+    reconstruction (the layer's neuron count, seconds); ``paired``: an optimisation attack's points, one per
+    sample of its update, point i the reconstruction of sample i (for a B = 1 update: of its one sample), so a
+    scorer compares each point with its own sample instead of the nearest one.
     """
 
     inputs: torch.Tensor
@@ -40,6 +42,7 @@ class Reconstruction:
     declared: torch.Tensor | None = None
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    paired: bool = False
 
     def __post_init__(self):
         count = len(self.inputs)
@@ -67,7 +70,8 @@ class Reconstruction:
     def select(self, mask: torch.Tensor) -> Reconstruction:
         """The points where ``mask`` (K,) is true, with their labels and metadata."""
         return Reconstruction(self.inputs[mask], None if self.labels is None else self.labels[mask],
-                              self.declared[mask], {k: v[mask] for k, v in self.meta.items()}, dict(self.info))
+                              self.declared[mask], {k: v[mask] for k, v in self.meta.items()}, dict(self.info),
+                              self.paired)
 
     @staticmethod
     def concat(parts: list[Reconstruction]) -> Reconstruction:
@@ -83,7 +87,7 @@ class Reconstruction:
         info = {k: v for k, v in parts[0].info.items() if all(_same(p.info.get(k), v) for p in parts[1:])}
         info["seconds"] = sum(p.info.get("seconds", 0.0) for p in parts)
         return Reconstruction(torch.cat([p.inputs for p in parts]), labels,
-                              torch.cat([p.declared for p in parts]), meta, info)
+                              torch.cat([p.declared for p in parts]), meta, info, all(p.paired for p in parts))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from fedleak.attacks import ATTACKS, PRESETS, AttackContext
+from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.audit.config import NONE, AuditConfig, protocol_options, slug
 from fedleak.audit.grids import save_grid, text_grid
@@ -28,8 +28,8 @@ from fedleak.audit.inputs import ResolvedModel
 from fedleak.audit.plan import Cell
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import TensorDataset
-from fedleak.defenses import apply_defenses, parse_defenses
-from fedleak.defenses.dp import DPSGD, dp_epsilon
+from fedleak.defenses import defend
+from fedleak.defenses.dp import dp_epsilon
 from fedleak.detection import FIRST_CONTACT, first_contact_chain
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.text import text_scores
@@ -67,13 +67,11 @@ class Setup:
     def defended(self, defense: str) -> tuple[nn.Module, object, tuple, Knowledge]:
         """The model, gradient function and mods of ``defense`` ("none": undefended), and what the server knows
         (paper 001 §4.4: the defenses and the DP parameters). A ``ValueError`` when the defense cannot be placed."""
-        model, gradient_fn, mods = apply_defenses(self.fresh_model(), "" if defense == NONE else defense,
-                                                  model_name=self.resolved.name, input_shape=self.info.input_shape)
-        dp = gradient_fn if isinstance(gradient_fn, DPSGD) else None
-        names = () if defense == NONE else tuple(d.name for d in parse_defenses(defense))
-        knowledge = Knowledge(self.info.input_shape, self.input_range, names, dp.clip if dp else None,
-                                    dp.sigma if dp else None, local_training=local_training(self.config))
-        return model.to(self.config.device), gradient_fn, mods, knowledge
+        defended = defend(self.fresh_model(), "" if defense == NONE else defense, model_name=self.resolved.name,
+                          input_shape=self.info.input_shape)
+        knowledge = Knowledge(self.info.input_shape, self.input_range, **defended.disclosed(),
+                              local_training=local_training(self.config))
+        return defended.model.to(self.config.device), defended.gradient_fn, defended.mods, knowledge
 
 
 def local_training(config: AuditConfig) -> LocalTraining | None:
@@ -124,7 +122,7 @@ def leak_cell(setup: Setup, cell: Cell, out: Path) -> dict:
                                            if not t.is_floating_point() and t.dim() == 2]))
         return result
     grid = out / "grids" / f"{slug(cell.attack)}__{slug(cell.defense)}.png"
-    if pairs and save_grid(pairs, grid, paired=cell.attack in PRESETS):
+    if pairs and save_grid(pairs, grid, paired=any(r.reconstruction.paired for r in attacked)):
         result["grid"] = grid.name
     return result
 

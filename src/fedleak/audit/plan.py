@@ -151,9 +151,10 @@ def plan(config: AuditConfig, model: nn.Module, info: DatasetInfo, public: torch
     cells, attacks = [], []
     for name in names:
         options = dict(settings.get(name, {}))
-        if name in PRESETS or name == FEDAVG_INVERSION:
-            options.update({"seed": config.seed, **({} if config.iterations is None else
-                                                    {"iterations": config.iterations})})
+        if name in PRESETS or name == FEDAVG_INVERSION:  # an inversion's seed is the round's (its context)
+            options.update({} if config.iterations is None else {"iterations": config.iterations})
+        if name == FEDAVG_INVERSION:  # FedAvgInversion takes no seed from its context
+            options["seed"] = config.seed
         reason = attack_reason(name, options, model, info, public, config)
         attacks.append((name, options, reason))
         behind = defenses

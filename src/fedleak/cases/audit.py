@@ -22,7 +22,6 @@ from safetensors.torch import save_file
 from fedleak.attacks import ATTACKS
 from fedleak.attacks.base import (Knowledge, NOTHING_TO_RECONSTRUCT, Attack, AttackContext, Observed, Reconstruction,
                                   nothing_to_reconstruct, stack_updates, zero_rows)
-from fedleak.attacks.inversion.attack import InversionAttack
 from fedleak.cases.scoring import score
 from fedleak.cases.threat_model import ThreatModel
 from fedleak.checks import NonFiniteUpdate, check_finite
@@ -217,8 +216,7 @@ class Audit:
 
     def _score(self, reconstruction: Reconstruction, truth: Batch | None) -> dict:
         if truth is not None:
-            paired = isinstance(self.attack, InversionAttack) and len(truth[0]) == 1
-            return score(reconstruction, *truth, paired=paired)
+            return score(reconstruction, *truth, paired=reconstruction.paired and len(truth[0]) == 1)
         if self.reference is not None:
             return score(reconstruction, self.reference)
         return {"points": len(reconstruction), "declared": len(reconstruction.declared_points())}

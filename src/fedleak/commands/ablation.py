@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, int_list, names,
                                      parse_model, parse_size, positive_int, profile_overrides)
-from fedleak.experiments.ablation import ROWS, AblationConfig, format_table, run_ablation
+from fedleak.experiments.ablation import format_table, run_ablation
+from fedleak.study.ablation import ROWS, AblationConfig
 
 
 def config_from_args(args) -> AblationConfig:

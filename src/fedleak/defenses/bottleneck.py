@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.stochastic import StochasticModule
+from fedleak.models.stochastic import StochasticModule
 from fedleak.defenses.defended import Defended
 from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module
@@ -145,12 +145,8 @@ class CvbPlacement:
     kernel_size: int
 
 
-CVB_PLACEMENTS = {
-    "cnn": CvbPlacement(after="block1", beta=0.1, kernel_size=5),        # after the first conv block
-    "resnet18": CvbPlacement(after="layer1", beta=5e-5, kernel_size=5),  # after layer1 (K = 64 / 2 = 32)
-    "vit_small": CvbPlacement(after="blocks.0", beta=0.1, kernel_size=3),  # after the first transformer block
-}
-# Any model that is not in fedleak's registry: the authors' CNN setting at the traced equivalent of its point.
+# Where a model declares none (``model.defense_points["cvb"]``, see :func:`fedleak.models.build_model`): the authors'
+# CNN setting at the traced equivalent of its point.
 GENERIC_BETA, GENERIC_KERNEL = 0.1, 5
 
 
@@ -185,7 +181,7 @@ def output_layer_point(anatomy: Anatomy) -> str:
 
 def cvb_point(anatomy: Anatomy) -> str:
     """Where the CVB goes in a model outside the registry (the traced equivalent of the authors' placements
-    :data:`CVB_PLACEMENTS`: after the first conv block, after the first transformer block): after the first
+    that the registry models declare: after the first conv block, after the first transformer block): after the first
     hidden activation whose output is a feature map (C, H, W), (C, L) or a token sequence (T, D) (after the module
     that feeds it when the activation is written in the forward code), else after the first block of a model
     whose attention layers are not its own children; a :class:`NotApplicable` naming why otherwise."""
@@ -240,11 +236,9 @@ def add_precode(target: Defended, K: int = 256, beta: float = 1e-3) -> Defended:
 @DEFENSES.register("cvb")
 def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = None,
             kernel_size: int | None = None, at: str | None = None) -> Defended:
-    """Insert :class:`ConvBottleneck` (named ``cvb``) after ``at``, by default where the authors put it for
-    ``target.model_name`` (:data:`CVB_PLACEMENTS`), with their beta and kernel size unless given; in a model
-    outside fedleak's registry, at :func:`cvb_point` with the authors' CNN beta and kernel size."""
-    from fedleak.models import MODELS
-
+    """Insert :class:`ConvBottleneck` (named ``cvb``) after ``at``, by default where the authors put it in the model
+    (its declared ``defense_points["cvb"]``), with their beta and kernel size unless given; in a model outside
+    fedleak's registry (which declares no points), at :func:`cvb_point` with the authors' CNN beta and kernel size."""
     if K != "adaptive":
         check_number("cvb option K", K, low=1, integer=True)
     if beta is not None:
@@ -252,11 +246,11 @@ def add_cvb(target: Defended, K: int | str = "adaptive", beta: float | None = No
     if kernel_size is not None:
         check_number("cvb option kernel_size", kernel_size, low=1, integer=True)
     anatomy = trace(target.model, input_shape=target.input_shape)
-    placement = CVB_PLACEMENTS.get(target.model_name)
-    if placement is None and target.model_name in MODELS and (at is None or beta is None or kernel_size is None):
-        known = ", ".join(sorted(CVB_PLACEMENTS))
-        raise NotApplicable(f"cvb has no default placement for model {target.model_name!r} (known: {known}); "
-                            f"give at=, beta= and kernel_size=")
+    declared = getattr(target.model, "defense_points", None)  # None: a model from outside the registry
+    placement = None if declared is None or "cvb" not in declared else CvbPlacement(**declared["cvb"])
+    if placement is None and declared is not None and (at is None or beta is None or kernel_size is None):
+        raise NotApplicable(f"cvb has no default placement for model {target.model_name!r} (its authors placed "
+                            f"none); give at=, beta= and kernel_size=")
     if placement is None:
         placement = CvbPlacement(at if at is not None else cvb_point(anatomy), GENERIC_BETA, GENERIC_KERNEL)
     after = at if at is not None else placement.after

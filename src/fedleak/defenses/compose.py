@@ -43,15 +43,22 @@ def parse_defenses(defenses: str | Sequence[str | DefenseSpec] | None) -> list[D
     return specs
 
 
+def defend(model: nn.Module, defenses: str | Sequence[str | DefenseSpec] | None, *, model_name: str,
+           input_shape: tuple[int, ...]) -> Defended:
+    """Apply ``defenses`` to a copy of ``model`` (built by ``build_model(model_name, input_shape, ...)``): the
+    defended client's model, ``gradient_fn`` and mods for :class:`fedleak.fl.Client`, and what it discloses.
+    Dropout, PRECODE and CVB are modules inserted in the model copy (on the model's device), DP-SGD is the
+    ``gradient_fn`` and gradient pruning a client mod. Placement per model: :mod:`fedleak.defenses.dropout` and
+    :mod:`fedleak.defenses.bottleneck`."""
+    specs = parse_defenses(defenses)
+    target = Defended(copy.deepcopy(model), model_name, tuple(input_shape), names=tuple(s.name for s in specs))
+    for spec in specs:
+        target = DEFENSES.build(spec.name, target, **spec.options)
+    return target
+
+
 def apply_defenses(model: nn.Module, defenses: str | Sequence[str | DefenseSpec] | None, *, model_name: str,
                    input_shape: tuple[int, ...]) -> tuple[nn.Module, GradientFn, tuple[ClientMod, ...]]:
-    """Apply ``defenses`` to a copy of ``model`` (built by ``build_model(model_name, input_shape, ...)``).
-
-    Returns ``(defended_model, gradient_fn, mods)`` for :class:`fedleak.fl.Client`: Dropout, PRECODE and CVB
-    are modules inserted in the model copy (on the model's device), DP-SGD is the ``gradient_fn`` and gradient
-    pruning a client mod. Placement per model: :mod:`fedleak.defenses.dropout` and
-    :mod:`fedleak.defenses.bottleneck`."""
-    target = Defended(copy.deepcopy(model), model_name, tuple(input_shape))
-    for spec in parse_defenses(defenses):
-        target = DEFENSES.build(spec.name, target, **spec.options)
+    """:func:`defend`'s ``(defended_model, gradient_fn, mods)``."""
+    target = defend(model, defenses, model_name=model_name, input_shape=input_shape)
     return target.model, target.gradient_fn, target.mods

@@ -188,4 +188,6 @@ def add_dp(target: Defended, sigma: float = 1e-4, clip: float = 20.0, seed: int 
     check_per_sample(target.model)
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     target.gradient_fn = dp_gradient_fn(clip, sigma, generator)
+    target.disclosure.update(dp_clip=target.gradient_fn.clip, dp_sigma=target.gradient_fn.sigma)
+    target.last_noise = lambda fn=target.gradient_fn: fn.last_noise
     return target

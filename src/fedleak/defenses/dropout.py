@@ -4,7 +4,11 @@ multiplies a layer's output, scaled by 1 / (1 - p) to keep its magnitude.
 Where it goes (``dropout`` defense, default rate p = 0.25 as in paper 001 §5.3). Paper 001 does not list the
 positions; they follow the authors' code:
 
-- ``cnn``, ``vgg_cnn``, ``fcnn`` and any model not named below: after every hidden activation that runs in the
+- where the model declares its authors' points (``model.defense_points["dropout"]``, recorded by
+  :func:`fedleak.models.build_model`): after those; the registry's ``resnet18`` has one Dropout on the pooled
+  features just before the classifier (the authors' ResNet) and ``vit_small`` one on the token embeddings and two
+  in every transformer block's MLP (the lucidrains ViT of the DIA code, :func:`fedleak.models.vit.dropout_points`).
+- ``cnn``, ``vgg_cnn``, ``fcnn`` and any other model: after every hidden activation that runs in the
   forward pass (each conv/hidden block's ReLU; the last one feeds the classifier), found in the traced anatomy
   (:func:`fedleak.models.anatomy.trace`), in any container. The authors' CNN puts Dropout in each conv block
   ("regularization layer" before ReLU, the same thing for ReLU: relu(m x) = m relu(x) for a mask m >= 0) and
@@ -13,10 +17,6 @@ positions; they follow the authors' code:
   and ReLU6 (a mask m >= 0 commutes with them), a mask before the nonlinearity for GELU and the like. An
   activation module called more than once (one ``self.relu`` reused in a block) is skipped: one Dropout there
   would draw one mask per call and keep only the last, which an attacker mimicking the client cannot match.
-- ``resnet18``: one Dropout on the pooled features just before the classifier (the authors' ResNet).
-- ``vit_small``: on the token embeddings and, in every transformer block, after the MLP's GELU and after its
-  second linear layer (the lucidrains ViT of the DIA code). The two attention Dropouts of that ViT (on the
-  attention weights and after the output projection) are left out: fedleak's ``Attention`` has no insertion point.
 
 ``at="block1.relu+block3.relu"`` puts Dropout after the named submodules instead.
 """
@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from fedleak.checks import NotApplicable, check_number
 from fedleak.defenses import DEFENSES
-from fedleak.defenses.stochastic import StochasticModule
+from fedleak.models.stochastic import StochasticModule
 from fedleak.defenses.defended import Defended
 from fedleak.models.anatomy import Anatomy, trace
 from fedleak.models.insertion import insert_module
@@ -84,26 +84,13 @@ def activation_points(anatomy: Anatomy) -> tuple[list[str], list[str]]:
     return points, skipped
 
 
-def _vit_points(model: nn.Module) -> list[str]:
-    points = ["embed"]
-    for name, block in model.get_submodule("blocks").named_children():
-        mlp = getattr(block, "mlp", None)
-        if isinstance(mlp, nn.Sequential):
-            points += [f"blocks.{name}.mlp.act", f"blocks.{name}.mlp.fc2"]
-    return points
-
-
-POINTS = {
-    "resnet18": lambda model: ["flatten"],
-    "vit_small": _vit_points,
-}
-
-
-def dropout_points(model: nn.Module, model_name: str, input_shape: tuple[int, ...] | None = None) -> list[str]:
-    """The submodules after which the ``dropout`` defense inserts Dropout in ``model`` (see the module docstring);
-    ``input_shape`` (default ``model.input_shape``) is what the model is traced on."""
-    if model_name in POINTS:
-        return POINTS[model_name](model)
+def dropout_points(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[str]:
+    """The submodules after which the ``dropout`` defense inserts Dropout in ``model`` (see the module docstring):
+    those the model declares, else those of its traced anatomy; ``input_shape`` (default ``model.input_shape``) is
+    what the model is traced on."""
+    declared = getattr(model, "defense_points", {}).get("dropout")
+    if declared is not None:
+        return list(declared)
     anatomy = trace(model, input_shape=input_shape)
     points, skipped = activation_points(anatomy)
     if not points:
@@ -120,7 +107,7 @@ def add_dropout(target: Defended, p: float = 0.25, at: str | Sequence[str] | Non
     """Insert :class:`StochasticDropout` (rate ``p``) after each submodule of :func:`dropout_points`, or after
     the ``+``-separated dotted paths in ``at``; each is named ``dropout_<child>`` next to its anchor."""
     check_number("dropout rate p", p, low=0, high=1, high_open=True)
-    points = dropout_points(target.model, target.model_name, target.input_shape) if at is None else (
+    points = dropout_points(target.model, target.input_shape) if at is None else (
         at.split("+") if isinstance(at, str) else list(at))
     for path in sorted(points, key=lambda p: -p.count(".")):  # deepest first: a splice renames what is below it
         child = path.rpartition(".")[2]

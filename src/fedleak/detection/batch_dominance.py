@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from fedleak.defenses.stochastic import StochasticModule
+from fedleak.models.stochastic import StochasticModule
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
 from fedleak.models.anatomy import Anatomy, Layer, trace
 

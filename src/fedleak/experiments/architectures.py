@@ -2,7 +2,7 @@
 rows Table 4 found promising (none, P, C, DP, DP+P, DP+C, DO, DO+DP+P, DO+DP+C; no pruning, §6.2), each scored
 for privacy (CDIA's SSIM and ASR, §5.2) and utility (FedAvg accuracy, §5.1).
 
-Each model is one :func:`fedleak.experiments.ablation.run_ablation` in a folder of its own (``out/<model>``, with
+Each model is one :func:`fedleak.study.ablation.ablation_table` in a folder of its own (``out/<model>``, with
 its config, cells and reconstructions: resumable); this module runs both and writes the joint table and the
 comparison with the paper. The full profile is the paper's (full-width models, 128 victims, the full attack
 schedule, FedAvg to early stopping, 3 seeds; ``--device cuda``). The quick profile narrows both models (ResNet-18
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fedleak.experiments.ablation import AblationConfig, run_ablation
+from fedleak.study.ablation import AblationConfig, ablation_table
 from fedleak.study.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE5
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
@@ -84,7 +84,7 @@ def reproduce_architectures(config: ArchitecturesConfig, out: str | Path, *, pro
     rows, comparisons, lines = [], [], []
     for model in config.models:
         ablation = config.ablation(model)
-        table = run_ablation(ablation, results.path / model, progress=progress)
+        _, table = ablation_table(ablation, results.path / model, progress=progress)
         paper = P001_TABLE5.get((column, P001_MODEL[model]), {})
         comparison_rows = []
         for label, row in zip(ablation.rows, table):

@@ -29,10 +29,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from fedleak.attacks import ATTACKS, Observed
+from fedleak.cases.victims import attack_victims, victim_case
 from fedleak.data import load_dataset
 from fedleak.study.config import RunConfig
-from fedleak.fl.training import batch_gradients
 from fedleak.metrics.text import text_scores
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
@@ -104,12 +103,9 @@ def measure(data, config: DagerReproductionConfig, *, family: str, mode: str, ba
     index = torch.randperm(len(data), generator=draw)[:batch]
     x = data.x[index].to(config.device)
     y = data.y[index] if family == "decoder" else torch.randint(ENCODER_CLASSES, (batch,), generator=draw)
-    model = model_for(config, family, mode, seed).to(config.device)
-    model.train()
-    grads = batch_gradients(model, x, y.to(config.device))
-    observed = Observed({k: g.unsqueeze(0) for k, g in grads.items()}, "gradient", (0,), (batch,), (model,))
-    reconstruction = ATTACKS.build("dager").reconstruct(observed, {"seq_len": config.seq_len, "seed": seed},
-                                                        device=config.device)
+    model = model_for(config, family, mode, seed)
+    case = victim_case(model, "hf", "", x, y, batch=batch, device=config.device)  # one client, one batch of B
+    reconstruction = attack_victims(case, "dager", seed=seed, device=config.device)
     scores = text_scores(reconstruction.inputs[reconstruction.declared], x)
     info = reconstruction.info
     return {**scores, "declared": int(reconstruction.declared.sum()), "rank_1": info.get("rank_1"),

@@ -7,7 +7,8 @@ defended model; mean SSIM ± std and ASR = share with SSIM > 0.5), plus fedleak'
 - ``modules`` (Table 3, §4.3): PRECODE and CVB against PIG, WIIG (the true bottleneck noise) and VBIA;
 
 each with the undefended IG baseline. The full profile is the paper's (128 victims, the full §5.2 schedule, for
-``--device cuda``); :meth:`DefenseTableConfig.quick` shrinks victims and iterations (:func:`short_run`). Every
+``--device cuda``); :meth:`DefenseTableConfig.quick` shrinks victims and iterations (:func:`short_run`). Each row is a case of
+:mod:`fedleak.cases.victims`. Every
 finished cell is appended to ``cells.jsonl`` at once and skipped on a rerun.
 """
 from __future__ import annotations
@@ -18,11 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from fedleak.attacks.inversion import reconstruct
-from fedleak.attacks.inversion.presets import PRESETS, short_run
-from fedleak.attacks.inversion.victims import victim_case
 from fedleak.cases.scoring import score
-from fedleak.experiments.ablation import _victims
+from fedleak.cases.victims import attack_victims, client_images, victim_case
 from fedleak.study.cells import run_cells
 from fedleak.study.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE1, P001_TABLE2, P001_TABLE3
 from fedleak.metrics.extraction import near_key
@@ -83,10 +81,8 @@ class DefenseTableConfig:
 
 def attack_cell(config: DefenseTableConfig, case, attack: str) -> tuple[dict, torch.Tensor]:
     """One attack on one defended case: SSIM mean ± std, ASR, PSNR, the near-exact share, label accuracy."""
-    preset = PRESETS[attack]
-    attack_config = preset if config.attack_iterations is None else short_run(preset, config.attack_iterations)
-    result = reconstruct(attack_config, case.model, case.received, case.knowledge, device=config.device,
-                         seed=config.seed)
+    result = attack_victims(case, attack, iterations=config.attack_iterations, seed=config.seed,
+                            device=config.device)
     scores = score(result, case.images, case.labels, paired=True)
     quality = ssim(result.inputs.clamp(0, 1), case.images)
     near = near_key()
@@ -128,7 +124,8 @@ def run_defense_table(config: DefenseTableConfig, out: str | Path, *, progress: 
     results = ResultsDir(out, asdict(config))
     recon_dir = results.path / "reconstructions"
     recon_dir.mkdir(exist_ok=True)
-    victims = _victims(config)
+    victims = client_images(config.dataset, root=config.root, size=config.size, clients=config.num_clients,
+                            count=config.victims, seed=config.seed)
     images = victims[0]
     rows = config.rows()
     todo = {key: (defenses, [a for a in attacks if f"{key}/{a}" not in results]) for key, defenses, attacks in rows}

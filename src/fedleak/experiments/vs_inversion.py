@@ -16,9 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fedleak.attacks.analytic import extract_at_layer
-from fedleak.attacks.inversion import reconstruct
-from fedleak.attacks.inversion.presets import PRESETS, short_run
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import attack_victims, victim_case
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.study.paper_tables import P002_VS_INVERSION
 from fedleak.experiments.trap_weights import layer_update, load_images
@@ -86,10 +84,8 @@ def reproduce_vs_inversion(config: VsInversionConfig, out: str | Path, *, progre
         done["trap_weights"] = results.add("trap_weights", {**_quality(shown["trap_weights"], x), "seconds": seconds,
                                                             "backward_passes": 0})
         bar.update()
-        preset = PRESETS["ig"] if config.iterations is None else short_run(PRESETS["ig"], config.iterations)
         case = victim_case(model, "fcnn", "", x, y, device=config.device)
-        result = reconstruct(preset, case.model, case.received, case.knowledge, device=config.device,
-                             seed=config.seed)
+        result = attack_victims(case, "ig", iterations=config.iterations, seed=config.seed, device=config.device)
         shown["ig"] = result.inputs
         done["ig"] = results.add("ig", {**_quality(result.inputs, x), "seconds": result.info["seconds"],
                                         "backward_passes": float(result.meta["iterations"].float().mean())})

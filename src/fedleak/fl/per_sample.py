@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, vmap
 
-from fedleak.defenses.stochastic import overriding, stochastic_modules
+from fedleak.models.stochastic import overriding, stochastic_modules
 from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
 from fedleak.fl.training import auxiliary_modules, sample_losses
 

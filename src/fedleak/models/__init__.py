@@ -6,7 +6,10 @@ conv/linear" or "the last linear" in the traced anatomy (:func:`fedleak.models.a
 forward pass on any ``nn.Module``, not registration order.
 Defenses are inserted between children with :func:`insert_module` (insertion points are in each module's
 docstring); in any other model, :func:`insert_module` splices a module in at any module path and
-:func:`insert_before_input` runs one on the model input. ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model.
+:func:`insert_before_input` runs one on the model input. ``build_model`` records ``model.input_shape`` and ``model.num_classes`` on the model,
+and ``model.defense_points``: where the authors of paper 001 put a defense in this model (defense name -> the
+points, or the CVB's ``after``/``beta``/``kernel_size``); a defense not listed is placed from the traced anatomy
+(:mod:`fedleak.defenses.dropout`, :mod:`fedleak.defenses.bottleneck`), as in any model outside the registry.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
     model = MODELS.build(name, input_shape, num_classes, **options)
     model.input_shape = input_shape
     model.num_classes = num_classes
+    model.defense_points = dict(getattr(model, "defense_points", {}))
     return model.to(device) if device is not None else model
 
 

@@ -9,7 +9,7 @@ A *layer* of the anatomy is a module that ran and is a leaf (no children), an at
 owns parameters directly (e.g. a learned position embedding beside its child embedding table). The linear maps
 inside an attention layer are layers of their own as well; an attention layer nested in another is not counted
 again as attention. Tracing leaves the model as it found it: train/eval flags, every plain attribute a forward
-assigns (the draws of :mod:`fedleak.defenses.stochastic` modules) and the torch RNG state are restored.
+assigns (the draws of :mod:`fedleak.models.stochastic` modules) and the torch RNG state are restored.
 
 The *steps* of the anatomy (:class:`Step`) add what a ``forward`` does outside modules: the same pass runs under
 a ``__torch_function__`` mode (:mod:`fedleak.models.dataflow`) that records every torch call made in a

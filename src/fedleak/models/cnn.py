@@ -59,4 +59,6 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, padding: int = 0, 
     blocks = {f"block{i + 1}": conv_relu(c_in, c_out, KERNEL_SIZE, STRIDE, padding, make_norm(norm, c_out))
               for i, (c_in, c_out) in enumerate(zip(ins, CHANNELS))}
     h, w = sizes[-1]
-    return sequential(**blocks, flatten=nn.Flatten(), classifier=nn.Linear(CHANNELS[-1] * h * w, num_classes))
+    model = sequential(**blocks, flatten=nn.Flatten(), classifier=nn.Linear(CHANNELS[-1] * h * w, num_classes))
+    model.defense_points = {"cvb": {"after": "block1", "beta": 0.1, "kernel_size": 5}}  # after the first conv block
+    return model

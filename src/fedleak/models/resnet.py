@@ -82,5 +82,8 @@ def build_resnet18(input_shape: tuple[int, ...], num_classes: int, norm: str = "
         layers[f"layer{stage + 1}"] = nn.Sequential(BasicBlock(in_channels, out_channels, stride, norm),
                                                     BasicBlock(out_channels, out_channels, 1, norm))
         in_channels = out_channels
-    return sequential(stem=stem, **layers, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-                      classifier=nn.Linear(in_channels, num_classes))
+    model = sequential(stem=stem, **layers, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+                       classifier=nn.Linear(in_channels, num_classes))
+    # the authors' ResNet: one Dropout on the pooled features, CVB after layer1 (K = width / 2)
+    model.defense_points = {"dropout": ("flatten",), "cvb": {"after": "layer1", "beta": 5e-5, "kernel_size": 5}}
+    return model

@@ -48,6 +48,21 @@ def build_vit_small(input_shape: tuple[int, ...], num_classes: int, patch: int =
     if width % heads:
         raise ValueError(f"vit_small: width={width} is not divisible by heads={heads}")
     num_patches = (height // patch) * (image_width // patch)
-    return sequential(embed=PatchEmbedding(channels, num_patches, patch, width),
-                      blocks=transformer_blocks(depth, width, heads, mlp_ratio), norm=nn.LayerNorm(width),
-                      pool=ClassTokenPool(), classifier=nn.Linear(width, num_classes))
+    model = sequential(embed=PatchEmbedding(channels, num_patches, patch, width),
+                       blocks=transformer_blocks(depth, width, heads, mlp_ratio), norm=nn.LayerNorm(width),
+                       pool=ClassTokenPool(), classifier=nn.Linear(width, num_classes))
+    model.defense_points = {"dropout": dropout_points(model),  # CVB after the first transformer block
+                            "cvb": {"after": "blocks.0", "beta": 0.1, "kernel_size": 3}}
+    return model
+
+
+def dropout_points(model: nn.Module) -> tuple[str, ...]:
+    """Where the lucidrains ViT of the DIA code has Dropout: on the token embeddings and, in every transformer
+    block, after the MLP's GELU and after its second linear layer (its two attention Dropouts are left out:
+    fedleak's ``Attention`` has no insertion point)."""
+    points = ["embed"]
+    for name, block in model.get_submodule("blocks").named_children():
+        mlp = getattr(block, "mlp", None)
+        if isinstance(mlp, nn.Sequential):
+            points += [f"blocks.{name}.mlp.act", f"blocks.{name}.mlp.fc2"]
+    return tuple(points)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedleak.attacks.inversion import reconstruct
+from fedleak.attacks.inversion import invert
 from fedleak.attacks.inversion.presets import PRESETS, short_run
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import victim_case
 from fedleak.data import load_dataset
 from fedleak.metrics import attack_success_rate, ssim
 from fedleak.models import build_model
@@ -52,8 +52,7 @@ def attack_on(cnn, victims):
     def run(attack: str, defenses: str = ""):
         torch.manual_seed(1)
         case = victim_case(cnn, "cnn", defenses, images, labels)
-        result = reconstruct(short_run(PRESETS[attack], ITERATIONS), case.model, case.received, case.knowledge,
-                             seed=0)
+        result = invert(short_run(PRESETS[attack], ITERATIONS), case.observed, case.knowledge, seed=0)
         scores = ssim(result.inputs, case.images)
         return scores, attack_success_rate(scores), result, case
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.attacks import ATTACKS, Observed
-from fedleak.attacks.inversion import ReceivedGradients, reconstruct
+from fedleak.attacks.inversion import invert
 from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.attacks.inversion.presets import PRESETS, short_run
 from fedleak.cases.scoring import score
@@ -33,7 +33,7 @@ def batch_case(model, data):
     index = torch.arange(0, 8 * B, 8)
     x, y = data.inputs(index), data.y[index]
     grads = batch_gradients(copy.deepcopy(model), x, y)  # the client's copy: the server's stats stay its own
-    return ReceivedGradients({n: g.unsqueeze(0) for n, g in grads.items()}, batch_size=B), x, y
+    return Observed({n: g.unsqueeze(0) for n, g in grads.items()}, "gradient", (0,), (B,), (model,)), x, y
 
 
 def test_inferred_statistics_prior_beats_no_prior_on_a_batch_norm_cnn(bundled16):
@@ -68,7 +68,7 @@ def test_a_model_without_batch_norm_is_unaffected(bundled16):
     model = small_cnn(norm=False)
     received, _, _ = batch_case(model, bundled16)
     knowledge = Knowledge(bundled16.info.input_shape)
-    runs = [reconstruct(short_run(PRESETS["ig"].with_(bn_prior=mode), 20), model, received, knowledge, seed=0)
+    runs = [invert(short_run(PRESETS["ig"].with_(bn_prior=mode), 20), received, knowledge, seed=0)
             for mode in ("none", "auto", "running")]
     assert all(r.info["bn_prior"] == "none" for r in runs)
     assert all(torch.equal(runs[0].inputs, r.inputs) for r in runs[1:])
@@ -81,6 +81,6 @@ def test_prior_modes_without_their_statistics_are_refused(bundled16):
     for mode, reason in (("inferred", "no batch-norm buffers"), ("running", "no trained running"),
                          ("proxy", "no public data")):
         with pytest.raises(ValueError, match=reason):
-            reconstruct(short_run(PRESETS["ig"].with_(bn_prior=mode), 1), model, received, knowledge)
+            invert(short_run(PRESETS["ig"].with_(bn_prior=mode), 1), received, knowledge)
     with pytest.raises(ValueError, match="bn_prior"):
         PRESETS["ig"].with_(bn_prior="fancy")

@@ -5,7 +5,7 @@ import torch
 
 from fedleak.attacks.inversion import recover_labels
 from fedleak.attacks.inversion.labels import batch_labels, idlg_labels
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import victim_case
 from fedleak.fl.training import batch_gradients
 
 
@@ -14,14 +14,14 @@ def test_idlg_recovers_every_victim_label_even_behind_precode_dp_and_pruning(cnn
     images, labels = bundled32.inputs(idx), bundled32.y[idx]
     for defenses in ("", "precode,dp,prune"):
         case = victim_case(cnn, "cnn", defenses, images, labels)
-        recovered = recover_labels(case.model, case.received, case.knowledge.input_shape)
+        recovered = recover_labels(case.model, case.observed.updates, case.knowledge.input_shape)
         assert torch.equal(recovered, labels), defenses
 
 
 def test_idlg_weight_rows_alone_suffice_after_relu(cnn, bundled32):
     idx = torch.cat([torch.nonzero(bundled32.y == c).flatten()[2:4] for c in range(10)])
     case = victim_case(cnn, "cnn", "", bundled32.inputs(idx), bundled32.y[idx])
-    assert torch.equal(idlg_labels(case.received.gradients["classifier.weight"]), bundled32.y[idx])
+    assert torch.equal(idlg_labels(case.observed.updates["classifier.weight"]), bundled32.y[idx])
 
 
 def test_batch_labels_recover_distinct_and_repeated_labels(cnn, bundled32):

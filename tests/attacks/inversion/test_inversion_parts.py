@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedleak.attacks.base import Knowledge
+from fedleak.attacks.base import Knowledge, Observed
 from fedleak.attacks import ATTACKS
-from fedleak.attacks.inversion import InversionConfig, ReceivedGradients, reconstruct
+from fedleak.attacks.inversion import InversionConfig, invert
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.dummy_gradients import attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import PRESETS
 from fedleak.attacks.inversion.regularizers import total_variation
-from fedleak.attacks.inversion.victims import victim_case
+from fedleak.cases.victims import victim_case
 from fedleak.fl.per_sample import SampleGradients
 from fedleak.registry import UnknownNameError
 
@@ -78,10 +78,10 @@ def test_vmapped_dummy_gradients_with_true_draws_equal_the_clients_gradients(cnn
     images, labels = victims
     case = victim_case(cnn, "cnn", "dropout,cvb", images, labels)
     model = attack_copy(case.model, "cpu")
-    names = list(case.received.gradients)
+    names = list(case.observed.updates)
     grads = SampleGradients(model, names)(images, labels, dict(case.knowledge.true_draws))
     for name in names:
-        assert torch.allclose(grads[name], case.received.gradients[name], atol=1e-5, rtol=1e-4), name
+        assert torch.allclose(grads[name], case.observed.updates[name], atol=1e-5, rtol=1e-4), name
 
 
 def test_attacks_are_registered_and_bad_inputs_fail_clearly(cnn, victims):
@@ -90,21 +90,20 @@ def test_attacks_are_registered_and_bad_inputs_fail_clearly(cnn, victims):
         assert ATTACKS.build(name).config is PRESETS[name]
     case = victim_case(cnn, "cnn", "", images[:1], labels[:1])
     quick = PRESETS["ig"].with_(max_iterations=2)
-    with pytest.raises(ValueError, match="same number of victims"):
-        ReceivedGradients({n: g[0] for n, g in case.received.gradients.items()})  # not stacked over victims
+    with pytest.raises(ValueError, match="same number of victims"):  # not stacked over victims
+        invert(quick, case.observed, case.knowledge, gradients={n: g[0] for n, g in case.observed.updates.items()})
     with pytest.raises(UnknownNameError, match="valid attacks"):
-        reconstruct("no-such-attack", case.model, case.received, case.knowledge)
+        invert("no-such-attack", case.observed, case.knowledge)
     with pytest.raises(ValueError, match="per-victim shape"):
-        bad = {n: g.unsqueeze(1) for n, g in case.received.gradients.items()}  # an extra batch dimension
-        reconstruct(quick, case.model, ReceivedGradients(bad), case.knowledge)
+        bad = {n: g.unsqueeze(1) for n, g in case.observed.updates.items()}  # an extra batch dimension
+        invert(quick, case.observed, case.knowledge, gradients=bad)
     with pytest.raises(ValueError, match="does not have"):
-        reconstruct(quick, case.model, {"nope": torch.zeros(1, 3)}, case.knowledge)
+        invert(quick, Observed({"nope": torch.zeros(1, 3)}, "gradient", (0,), (1,), (case.model,)), case.knowledge)
     with pytest.raises(ValueError, match="true draw"):
         dropout_case = victim_case(cnn, "cnn", "dropout", images[:1], labels[:1])
-        reconstruct(PRESETS["wiig"].with_(max_iterations=2), dropout_case.model, dropout_case.received,
-                    Knowledge(input_shape=(1, 32, 32)))
+        invert(PRESETS["wiig"].with_(max_iterations=2), dropout_case.observed, Knowledge(input_shape=(1, 32, 32)))
     with pytest.raises(ValueError, match="dp_clip"):
-        reconstruct(PRESETS["dpia"].with_(max_iterations=2), case.model, case.received, case.knowledge)
+        invert(PRESETS["dpia"].with_(max_iterations=2), case.observed, case.knowledge)
     with pytest.raises(ValueError, match="lr_decay"):
         InversionConfig(lr_decay=2.0)
 
@@ -115,7 +114,7 @@ def test_wiig_gradient_model_reproduces_dp_noise_and_pruning_exactly(cnn, victim
     images, labels = victims
     case = victim_case(cnn, "cnn", "dropout,dp:sigma=1e-3,prune:p=0.5", images, labels)
     model = attack_copy(case.model, "cpu")
-    received = dict(case.received.gradients)
+    received = dict(case.observed.updates)
     lanes = torch.arange(len(images))
     gm = build_gradient_model(PRESETS["wiig"], model, received, case.knowledge, lanes, torch.Generator())
     shared = gm.shared(SampleGradients(model, list(received))(images, labels, gm.draws({})), {})
@@ -134,8 +133,8 @@ def test_restarts_keep_the_lowest_loss_per_victim(cnn, victims):
     images, labels = victims
     case = victim_case(cnn, "cnn", "", images[:2], labels[:2])
     short = PRESETS["ig"].with_(lr=0.1, max_iterations=20)
-    one = reconstruct(short, case.model, case.received, case.knowledge, seed=3)
-    three = reconstruct(short.with_(restarts=3), case.model, case.received, case.knowledge, seed=3)
+    one = invert(short, case.observed, case.knowledge, seed=3)
+    three = invert(short.with_(restarts=3), case.observed, case.knowledge, seed=3)
     # restart 0 starts where the single run starts, so the best of three is never (noticeably) worse
     assert (three.meta['loss'] <= one.meta['loss'] + 1e-4).all(), (three.meta['loss'], one.meta['loss'])
     assert three.inputs.shape == one.inputs.shape == images[:2].shape
@@ -145,6 +144,6 @@ def test_pig_leaves_out_the_bottleneck_decoder_and_every_later_layer(cnn, victim
     images, labels = victims
     case = victim_case(cnn, "cnn", "cvb", images[:1], labels[:1])
     model = attack_copy(case.model, "cpu")
-    gm = build_gradient_model(PRESETS["pig"], model, dict(case.received.gradients), case.knowledge,
+    gm = build_gradient_model(PRESETS["pig"], model, dict(case.observed.updates), case.knowledge,
                               torch.zeros(1, dtype=torch.long), torch.Generator())
     assert gm.names == ["block1.conv.weight", "block1.conv.bias", "cvb.mu_encoder.weight", "cvb.std_encoder.weight"]

@@ -1,5 +1,6 @@
-"""The uniform call of every gradient-inversion attack:
-``reconstruct(attack, model, received, knowledge, *, device) -> Reconstruction``.
+"""The uniform call of every gradient-inversion attack: ``prepare`` (the model unchanged; the dummy data's seed and
+the batch-norm statistics of the server's public data as the secret) and ``reconstruct(observed, secret,
+knowledge)`` (:func:`invert`).
 
 All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.attacks.inversion.loop`): one
 batched dummy-gradient computation (:class:`fedleak.fl.per_sample.SampleGradients`), one distance and one
@@ -24,7 +25,6 @@ from fedleak.attacks.inversion.bn_prior import (BatchNormPrior, BatchNormTargets
                                                 inferred_targets, proxy_targets, running_targets)
 from fedleak.attacks.inversion.dummy_gradients import LaneBatchGradients, attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
-from fedleak.attacks.inversion.knowledge import ReceivedGradients
 from fedleak.attacks.inversion.labels import batch_labels, idlg_labels
 from fedleak.attacks.inversion.loop import optimise
 from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
@@ -35,28 +35,40 @@ from fedleak.fl.per_sample import SampleGradients
 
 
 @dataclass(frozen=True)
+class InversionSecret:
+    """What an inversion keeps at ``prepare``: the ``seed`` of its dummy data (the round's, unless the attack was
+    given its own) and the batch-norm statistics of the server's public data (``proxy``, see :func:`proxy_secret`)."""
+
+    seed: int = 0
+    proxy: BatchNormTargets | None = None
+
+
+@dataclass(frozen=True)
 class InversionAttack:
     """A gradient-inversion attack of an honest-but-curious server (paper 001 Algorithm 1; Algorithm 2 for
     ``cdia``): it sends the model unchanged and inverts every observed update, all of them lanes of one batched
     optimisation, each observed update taken as one victim's gradient of ``num_examples`` samples (a FedAvg
-    delta as :func:`delta_as_gradient`); ``seed`` seeds the dummy data."""
+    delta as :func:`delta_as_gradient`); ``seed`` seeds the dummy data (``None``: the round's seed, from the
+    :class:`fedleak.attacks.base.AttackContext`). Its points are paired: point i is the reconstruction of the
+    i-th sample of its update (``Reconstruction.paired``)."""
 
     config: InversionConfig
-    seed: int = 0
+    seed: int | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, BatchNormTargets | None]:
-        return model, proxy_secret(self.config, model, context)
+    def prepare(self, model: nn.Module, context=None) -> tuple[nn.Module, InversionSecret]:
+        seed = self.seed if self.seed is not None else (0 if context is None else context.seed)
+        return model, InversionSecret(seed, proxy_secret(self.config, model, context))
 
-    def reconstruct(self, observed: Observed, secret: BatchNormTargets | None, knowledge: Knowledge, *,
+    def reconstruct(self, observed: Observed, secret: InversionSecret | None, knowledge: Knowledge, *,
                     device="cpu") -> Reconstruction:
+        secret = secret if secret is not None else InversionSecret(self.seed or 0)
         counts = set(observed.num_examples)
         if len(counts) != 1:
             raise ValueError(f"{self.name} inverts updates of one batch size; observed {sorted(counts)} samples")
-        batch = counts.pop()
         update, steps = None, 1
         if observed.kind == "gradient":
             gradients = observed.updates
@@ -66,8 +78,8 @@ class InversionAttack:
             raise ValueError(f"{self.name} inverts gradients or FedAvg deltas; it observed {observed.kind}s")
         if bool(zero_rows(observed.updates).all()):  # no gradient to match: any image would be invented
             return nothing_to_reconstruct(tuple(knowledge.input_shape), device)
-        return reconstruct(self.config, observed.sent[0], ReceivedGradients(gradients, batch_size=batch), knowledge,
-                           device=device, seed=self.seed, update=update, steps=steps, proxy=secret)
+        return invert(self.config, observed, knowledge, gradients=gradients, device=device, seed=secret.seed,
+                      update=update, steps=steps, proxy=secret.proxy)
 
 
 def delta_as_gradient(observed: Observed, knowledge: Knowledge) -> tuple[dict, dict, int]:
@@ -97,10 +109,11 @@ def proxy_secret(config: InversionConfig, model: nn.Module, context) -> BatchNor
 
 def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]:
     """A registry entry for preset ``config``: options are ``iterations`` (a short budget, see
-    :func:`fedleak.attacks.inversion.presets.short_run`), the ``seed`` of the dummy data and any
+    :func:`fedleak.attacks.inversion.presets.short_run`), the ``seed`` of the dummy data (default: the round's)
+    and any
     :class:`InversionConfig` field to change."""
 
-    def build(*, iterations: int | None = None, seed: int = 0, **changes) -> InversionAttack:
+    def build(*, iterations: int | None = None, seed: int | None = None, **changes) -> InversionAttack:
         changed = config.with_(**changes) if changes else config
         return InversionAttack(changed if iterations is None else short_run(changed, iterations), seed)
 
@@ -108,7 +121,7 @@ def inversion_factory(config: InversionConfig) -> Callable[..., InversionAttack]
               for f in dataclasses.fields(InversionConfig) if f.name != "name"]
     build.__signature__ = inspect.Signature(
         [inspect.Parameter("iterations", inspect.Parameter.KEYWORD_ONLY, default=None),
-         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=0), *fields])
+         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None), *fields])
     build.__doc__ = DESCRIPTIONS.get(config.name, InversionAttack.__doc__)
     return build
 
@@ -123,56 +136,59 @@ def resolve(attack: str | InversionConfig) -> InversionConfig:
     return PRESETS[attack]
 
 
-def _received(received, device) -> ReceivedGradients:
-    if isinstance(received, Mapping):
-        received = ReceivedGradients(received)
-    if not isinstance(received, ReceivedGradients):
-        raise TypeError(f"received must be ReceivedGradients or a dict of stacked gradients, "
-                        f"got {type(received).__name__}")
-    grads = {n: g.detach().to(device=device, dtype=torch.float32) for n, g in received.gradients.items()}
-    check_finite(grads, "received gradients")
-    labels = None if received.labels is None else received.labels.to(device)
-    return ReceivedGradients(grads, labels, received.batch_size)
+def _gradients(gradients: Mapping[str, torch.Tensor], victims: int, device) -> dict[str, torch.Tensor]:
+    """The observed gradients, ``name -> (V, *shape)``, as float32 on ``device``, checked finite."""
+    if not gradients:
+        raise ValueError("observed gradients are empty")
+    if not isinstance(gradients, Mapping) or not all(isinstance(g, torch.Tensor) for g in gradients.values()):
+        raise TypeError("observed gradients must map parameter names to tensors stacked over the observed updates")
+    rows = {n: g.shape[0] if g.dim() else 0 for n, g in gradients.items()}
+    if set(rows.values()) != {victims}:
+        raise ValueError(f"observed gradients must be stacked over the same number of victims ({victims}); got {rows}")
+    grads = {n: g.detach().to(device=device, dtype=torch.float32) for n, g in gradients.items()}
+    check_finite(grads, "observed gradients")
+    return grads
 
 
 def _check_names(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> list[str]:
     params = dict(model.named_parameters())
     unknown = [n for n in grads if n not in params]
     if unknown:
-        raise ValueError(f"received gradients for {unknown[:4]} which the model does not have; "
+        raise ValueError(f"observed gradients for {unknown[:4]} which the model does not have; "
                          f"model parameters: {list(params)[:6]} ...")
     wrong = [(n, tuple(g.shape[1:]), tuple(params[n].shape)) for n, g in grads.items()
              if tuple(g.shape[1:]) != tuple(params[n].shape)]
     if wrong:
         name, got, want = wrong[0]
-        raise ValueError(f"received gradient {name!r} has per-victim shape {got}, the parameter has {want} "
+        raise ValueError(f"observed gradient {name!r} has per-victim shape {got}, the parameter has {want} "
                          f"(gradients must be stacked as (victims, *parameter shape))")
     return [n for n in params if n in grads]
 
 
-def recover_labels(model: nn.Module, received: ReceivedGradients, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """iDLG labels ``(V,)`` of B = 1 victims from the received gradient of the model's output layer."""
+def _output_layer(model: nn.Module, gradients: Mapping[str, torch.Tensor], input_shape: tuple[int, ...]):
     layer = trace(model, input_shape=input_shape).output_layer().name
-    weight = received.gradients.get(f"{layer}.weight")
+    weight = gradients.get(f"{layer}.weight")
     if weight is None:
-        raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not received")
-    return idlg_labels(weight, received.gradients.get(f"{layer}.bias"))
+        raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not observed")
+    return weight, gradients.get(f"{layer}.bias")
 
 
-def _labels(model: nn.Module, received: ReceivedGradients, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """The received labels, else iDLG labels ``(V,)`` (B = 1) or each batch's labels ``(V, B)`` (Wainakh et al.)."""
-    if received.labels is not None:
-        return received.labels
+def recover_labels(model: nn.Module, gradients: Mapping[str, torch.Tensor], input_shape: tuple[int, ...]
+                   ) -> torch.Tensor:
+    """iDLG labels ``(V,)`` of B = 1 victims from the observed gradients (``name -> (V, *shape)``) of the model's
+    output layer."""
+    return idlg_labels(*_output_layer(model, gradients, input_shape))
+
+
+def _labels(model: nn.Module, gradients: Mapping[str, torch.Tensor], batch: int, input_shape: tuple[int, ...]
+            ) -> torch.Tensor:
+    """iDLG labels ``(V,)`` (B = 1) or each batch's labels ``(V, B)`` (Wainakh et al.)."""
     if batch_norm_layers(model):  # traced on one input: batch norm must use its running statistics
         model = copy.deepcopy(model).eval()
-    if received.batch_size == 1:
-        return recover_labels(model, received, input_shape)
-    layer = trace(model, input_shape=input_shape).output_layer().name
-    weight, bias = received.gradients.get(f"{layer}.weight"), received.gradients.get(f"{layer}.bias")
-    if weight is None:
-        raise ValueError(f"labels are unknown and the gradient of the output layer {layer!r} was not received")
-    return torch.stack([batch_labels(weight[v], None if bias is None else bias[v], received.batch_size)
-                        for v in range(received.victims)])
+    weight, bias = _output_layer(model, gradients, input_shape)
+    if batch == 1:
+        return idlg_labels(weight, bias)
+    return torch.stack([batch_labels(weight[v], None if bias is None else bias[v], batch) for v in range(len(weight))])
 
 
 def bn_targets(config: InversionConfig, model: nn.Module, attacked: nn.Module, *, update=None, steps: int = 1,
@@ -200,29 +216,37 @@ def bn_targets(config: InversionConfig, model: nn.Module, attacked: nn.Module, *
     return None
 
 
-def reconstruct(attack: str | InversionConfig, model: nn.Module, received: ReceivedGradients | Mapping,
-                knowledge: Knowledge, *, device="cpu", seed: int = 0, update=None, steps: int = 1,
-                proxy: BatchNormTargets | None = None) -> Reconstruction:
-    """Invert the gradients of ``V`` independent victims with one attack (Algorithm 1 of paper 001 with the
-    attack's gradient model; Algorithm 2 for ``cdia``), each the mean gradient of ``received.batch_size``
-    samples. The victims' data is never an input. ``update``/``steps``/``proxy``: sources of the batch-norm
-    targets (:func:`bn_targets`). Returns ``V * B`` images, ``meta["source"]`` the victim of each."""
+def invert(attack: str | InversionConfig, observed: Observed, knowledge: Knowledge, *,
+           gradients: Mapping[str, torch.Tensor] | None = None, device="cpu", seed: int = 0, update=None,
+           steps: int = 1, proxy: BatchNormTargets | None = None) -> Reconstruction:
+    """Invert the ``V`` observed updates, each one independent victim's mean gradient of its ``num_examples``
+    samples on the model it was sent, with one attack (Algorithm 1 of paper 001 with the attack's gradient model;
+    Algorithm 2 for ``cdia``). ``gradients``: the updates read as gradients (default ``observed.updates``; a FedAvg
+    delta as :func:`delta_as_gradient`). The victims' data is never an input. ``update``/``steps``/``proxy``:
+    sources of the batch-norm targets (:func:`bn_targets`). Returns ``V * B`` images, ``meta["source"]`` the
+    victim of each."""
     config = resolve(attack)
+    if not isinstance(observed, Observed):
+        raise TypeError(f"observed must be an Observed, got {type(observed).__name__}")
     if not isinstance(knowledge, Knowledge):
         raise TypeError(f"knowledge must be a Knowledge, got {type(knowledge).__name__}")
+    batches = set(observed.num_examples)
+    if len(batches) != 1:
+        raise ValueError(f"{config.name} inverts updates of one batch size; observed {sorted(batches)} samples")
     device = torch.device(device)
-    received = _received(received, device)
+    model = observed.sent[0]
+    victims, restarts, batch = len(observed.sources), config.restarts, batches.pop()
+    received = _gradients(observed.updates if gradients is None else gradients, victims, device)
     attacked = attack_copy(model, device)
-    names = _check_names(attacked, received.gradients)
-    grads = {n: received.gradients[n] for n in names}
-    victims, restarts, batch = received.victims, config.restarts, received.batch_size
+    names = _check_names(attacked, received)
+    grads = {n: received[n] for n in names}
     lanes = victims * restarts
     lane_victim = torch.arange(victims, device=device).repeat(restarts)
     targets = bn_targets(config, model, attacked, update=update, steps=steps, proxy=proxy)
     prior = None if targets is None else BatchNormPrior(attacked, targets, lane_victim)
     generator = torch.Generator().manual_seed(seed)
 
-    labels = _labels(model, received, knowledge.input_shape).to(device)
+    labels = _labels(model, received, batch, knowledge.input_shape).to(device)
     gm = build_gradient_model(config, attacked, grads, knowledge, lane_victim, generator)
     if batch > 1 and (gm.fixed_draws or gm.free_draws or gm.dp_clip is not None):
         raise ValueError(f"attack {config.name!r} models the client's random modules or DP-SGD, which fedleak "
@@ -265,4 +289,5 @@ def reconstruct(attack: str | InversionConfig, model: nn.Module, received: Recei
     meta = {"loss": outcome.loss[chosen], "iterations": outcome.iterations[chosen],
             "source": torch.arange(victims, device=device)}
     return Reconstruction(images, labels.reshape(-1), meta={k: v.repeat_interleave(batch) for k, v in meta.items()},
-                          info={"seconds": outcome.seconds, "bn_prior": "none" if targets is None else targets.mode})
+                          info={"seconds": outcome.seconds, "bn_prior": "none" if targets is None else targets.mode},
+                          paired=True)

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.base import Knowledge
-from fedleak.defenses.stochastic import stochastic_modules
+from fedleak.models.stochastic import stochastic_modules
 from fedleak.models.anatomy import trace
 
 PRUNING_DEFENSE = "prune"
