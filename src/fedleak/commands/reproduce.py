@@ -45,7 +45,7 @@ def add_trap_weights(experiments) -> None:
 
 
 def add_trap_arguments(parser, *, dataset: str, model: str, quick: str, runs: str, out: str, **options) -> None:
-    """The arguments of the trap-weights defense studies (:class:`~fedleak.experiments.trap_weights.
+    """The arguments of the trap-weights defense studies (:class:`~fedleak.study.extraction_cells.
     TrapStudyConfig`): data, model, ``--quick``, runs, batch size, s, the study's own ``options`` and the run's."""
     add_data_arguments(parser, dataset=dataset, help=f"dataset (default {dataset}; mnist with --root DIR)")
     parser.add_argument("--model", type=parse_model, default=None, help=f"model and options ({model})")
