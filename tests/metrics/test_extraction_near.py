@@ -1,7 +1,5 @@
 """Near-exact leakage (issue 12): where exact extraction-recall is 0 because of DP noise or the float32 round-off
 of a FedAvg delta, yet the trap-weights candidates still show the batch (DP noise: tests/cases/test_scoring.py)."""
-import pytest
-import torch
 
 from fedleak.cases import Audit, ThreatModel
 from fedleak.fl import FederationSpec, FLConfig, build_federation

@@ -27,7 +27,8 @@ def test_a_trap_cell_extracts_true_inputs_and_pruning_hides_them():
     assert cell.reads() == ("fc1.linear.weight", "fc1.linear.bias")
     clean = cell.run()
     assert set(clean.update) == set(cell.reads())  # only what the attack reads is computed
-    assert clean.scores["R"] >= 0.2 and clean.scores["R"] == pytest.approx(float(clean.points().recovered.float().mean()))
+    assert clean.scores["R"] >= 0.2
+    assert clean.scores["R"] == pytest.approx(float(clean.points().recovered.float().mean()))
     assert 0 < clean.scores["P"] <= clean.scores["A"] <= 1
     pruned = cell.run(update_defense=lambda update: prune_gradients(update, 0.99)[0])
     assert pruned.scores["R"] < clean.scores["R"]

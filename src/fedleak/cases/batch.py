@@ -37,7 +37,8 @@ class BatchOutcome:
 
     def points(self) -> PointScores:
         """Per input of the batch: recovered exactly, its best candidate and that candidate's PSNR."""
-        return point_scores(self.reconstruction, self.truth[0], tolerance=self.scoring.get("tolerance", DEFAULT_TOLERANCE),
+        return point_scores(self.reconstruction, self.truth[0],
+                            tolerance=self.scoring.get("tolerance", DEFAULT_TOLERANCE),
                             data_range=self.scoring.get("data_range", 1.0))
 
     def shown(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,10 +5,11 @@ batches, on a grey-scale dataset with the FC-NN and a colour dataset with the VG
 Every cell is one run (:mod:`fedleak.study.extraction_cells`): a fresh model (seeded), a random batch of the
 training split, the server's ``passive`` or ``trap_weights`` attack, the client's FedSGD gradient of the extraction
 layer (the weight and bias entries of ``batch_gradients``, computed alone since the attack reads nothing else), Eq. 5
-at that layer, then A, P and R against the batch (§8.1, :func:`fedleak.cases.scoring.score`). Deviations from the paper: the CNN is narrower (``cnn_channels``; the
-extraction only needs the forwarded input, and 512 x 32 x 32 x 1000 weights do not fit a laptop), Fashion-MNIST and
-scikit-image photo tiles stand in for MNIST and CIFAR-10 when those folders are absent, and Table 9's average of
-``num`` batch gradients is computed as the mean gradient over their union (the same number without BatchNorm).
+at that layer, then A, P and R against the batch (§8.1, :func:`fedleak.cases.scoring.score`). Deviations from the
+paper: the CNN is narrower (``cnn_channels``; the extraction only needs the forwarded input, and 512 x 32 x 32 x 1000
+weights do not fit a laptop), Fashion-MNIST and scikit-image photo tiles stand in for MNIST and CIFAR-10 when those
+folders are absent, and Table 9's average of ``num`` batch gradients is computed as the mean gradient over their
+union (the same number without BatchNorm).
 Tables 6 and 9 and the figures use, per architecture, the s with the best recall in our Table 5.
 """
 from __future__ import annotations
