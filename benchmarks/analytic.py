@@ -18,9 +18,9 @@ import torch
 
 from fedleak.attacks.analytic import extract_at_layer, extract_linear
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
+from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
-from fedleak.experiments.trap_weights import layer_update
-from fedleak.metrics.extraction import extraction_scores
+from fedleak.fl.training import batch_gradients
 from fedleak.models import build_model
 
 CASES = ((100, 1000), (100, 3000))  # (batch size B, neurons N)
@@ -46,17 +46,17 @@ def bench(batch: int, neurons: int, device: torch.device, repeats: int) -> dict:
     torch.manual_seed(0)
     model = build_model("fcnn", (1, 28, 28), 10, widths=(neurons, 64)).to(device)
     model, secret = trap_weights(model, TrapWeightsConfig((1, 28, 28), scale_factor=0.8))
-    update = layer_update(model, x, y, secret.layer)
+    update = batch_gradients(model, x, y, only=(f"{secret.layer}.weight", f"{secret.layer}.bias"))
     weight, bias = update[f"{secret.layer}.weight"], update[f"{secret.layer}.bias"]
     reconstruction = extract_at_layer(update, secret)
-    scores = extraction_scores(reconstruction.inputs, bias, x)
+    scores = score(reconstruction, x)
     return {
         "batch": batch, "neurons": neurons,
         "eq5_ms": round(_median_ms(lambda: extract_linear(weight, bias), device, repeats), 3),
         "extract_ms": round(_median_ms(lambda: extract_at_layer(update, secret), device, repeats), 3),
-        "score_ms": round(_median_ms(lambda: extraction_scores(reconstruction.inputs, bias, x), device, repeats), 3),
-        "active_rows": len(reconstruction.rows), "A": round(scores.active, 3), "P": round(scores.precision, 3),
-        "R": round(scores.recall, 3),
+        "score_ms": round(_median_ms(lambda: score(reconstruction, x), device, repeats), 3),
+        "active_rows": len(reconstruction.meta["rows"]), "A": round(scores["A"], 3), "P": round(scores["P"], 3),
+        "R": round(scores["R"], 3),
     }
 
 

@@ -7,7 +7,8 @@ from fedleak.attacks.analytic import (LayerSecret, extract_at_layer, extract_lin
                                       layer_gradients)
 from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
-from fedleak.metrics.extraction import extraction_scores, match_extractions
+from fedleak.cases.scoring import point_scores, score
+from fedleak.metrics.extraction import match_extractions
 from fedleak.models import build_model
 
 
@@ -45,13 +46,12 @@ def test_passive_attack_on_a_batch_recovers_some_points_exactly():
     model = build_model("fcnn", (1, 28, 28), 10, widths=(1000, 64))
     grads = batch_gradients(model, x, y)
     reconstruction = extract_at_layer(grads, LayerSecret("fc1.linear", identity_map((1, 28, 28))))
-    scores = extraction_scores(reconstruction.inputs, grads["fc1.linear.bias"], x)
-    assert 0.0 < scores.recall < 0.5  # §8.2: a few inputs leak, most rows are overlays
+    assert 0.0 < score(reconstruction, x)["R"] < 0.5  # §8.2: a few inputs leak, most rows are overlays
     match = match_extractions(reconstruction.inputs, x)
     # the attacker's own verdict (8-bit grid) agrees with the ground truth
     assert torch.equal(reconstruction.declared, match.exact)
     unique = reconstruction.declared_points()
-    assert len(unique) == int(scores.recovered.sum())
+    assert len(unique) == int(point_scores(reconstruction, x).recovered.sum())
 
 
 def test_individual_rows_without_quantisation_needs_two_agreeing_rows():

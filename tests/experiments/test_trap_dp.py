@@ -4,15 +4,9 @@ import json
 
 import pytest
 
-from fedleak.experiments.trap_dp import TrapDPConfig, reproduce_trap_dp, vanishing_sigma
+from fedleak.experiments.trap_dp import TrapDPConfig, reproduce_trap_dp
 
 KEY = "near_recall_psnr30"
-
-
-def test_vanishing_sigma_is_where_leakage_stays_zero():
-    assert vanishing_sigma([1, 2, 3, 4], [0.5, 0.0, 0.2, 0.0]) == 4
-    assert vanishing_sigma([1, 2, 3], [0.5, 0.0, 0.0]) == 2
-    assert vanishing_sigma([1, 2], [0.5, 0.1]) is None
 
 
 def test_small_dp_reproduction(tmp_path):

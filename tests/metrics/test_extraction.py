@@ -1,25 +1,9 @@
-"""Active neurons, extraction-precision and extraction-recall (paper 002 §8.1) on constructed candidates."""
+"""Which candidate is an exact extraction (paper 002 §8.1), on constructed candidates; the scores built from it are
+tested with the scorer (tests/cases/test_scoring.py)."""
 import pytest
 import torch
 
-from fedleak.metrics.extraction import DEFAULT_TOLERANCE, extraction_scores, match_extractions
-
-
-def test_precision_recall_and_active_count_exact_rows_and_distinct_inputs():
-    torch.manual_seed(0)
-    truth = torch.rand(4, 1, 5, 5)
-    candidates = torch.stack([
-        truth[0], truth[0], truth[2],  # three exact rows, two distinct inputs
-        0.5 * (truth[1] + truth[3]),  # an overlay
-        truth[3] + 1e-2,  # close but not exact
-    ])
-    bias_grad = torch.tensor([1.0, 2.0, -1.0, 0.5, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0])
-    scores = extraction_scores(candidates, bias_grad, truth)
-    assert scores.active == pytest.approx(0.5)
-    assert scores.precision == pytest.approx(3 / 10)
-    assert scores.recall == pytest.approx(2 / 4)
-    assert scores.recovered.tolist() == [True, False, True, False]
-    assert scores.best[3].item() == 4  # the near miss is the closest candidate to input 3
+from fedleak.metrics.extraction import DEFAULT_TOLERANCE, match_extractions
 
 
 def test_tolerance_is_relative_to_the_data_scale():
@@ -61,10 +45,6 @@ def test_an_overlay_dominated_by_one_input_is_not_exact_on_quantised_data():
     assert match.error[0] < DEFAULT_TOLERANCE  # the distance alone would call the overlay exact
     assert match.exact.tolist() == [False, True]
     assert match.sample.tolist() == [0, 2]
-    scores = extraction_scores(torch.stack([overlay, single]), torch.ones(2), truth)
-    assert scores.recovered.tolist() == [False, False, True, False]
-    assert scores.precision == pytest.approx(0.5)
-    assert scores.best_psnr[0] > 60  # still a near-exact leak of input 0
 
 
 def test_the_grid_applies_only_to_quantised_batches():

@@ -30,6 +30,8 @@ for _name, _config in PRESETS.items():
 ANALYTIC = {  # name: (manipulate, extract, config type, description)
     "passive": (passive.passive, extract_at_layer, passive.PassiveConfig,
                 "Passive analytic extraction from the first fully connected layer (paper 002 §5.1, Eq. 5)."),
+    "passive_text": (passive.passive_text, text_embedding.extract_text, passive.PassiveTextConfig,
+                     "Passive text extraction through the model's own embedding table (paper 002 Table 3)."),
     "trap_weights": (trap_weights.trap_weights, extract_at_layer, trap_weights.TrapWeightsConfig,
                      "Trap weights (paper 002 Algorithm 1), with input forwarding through earlier layers."),
     "input_forwarding": (forwarding.input_forwarding, extract_at_layer, forwarding.InputForwardingConfig,
@@ -59,7 +61,7 @@ ATTACKS.register("dager")(dager.dager)
 ATTACKS.register("spear")(spear.spear)
 ATTACKS.register("qbi")(qbi.qbi)
 
-HONEST = ("passive", "dager", "fedavg_inversion", "spear")  # honest-but-curious attacks beside the inversion presets
+HONEST = ("passive", "passive_text", "dager", "fedavg_inversion", "spear")  # honest-but-curious attacks beside the inversion presets
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
 
 

@@ -2,7 +2,8 @@
 
 The server sends the model unchanged and reads the inputs out of the gradient of the first fully connected layer,
 provided that layer reads the raw input (nothing but flattening runs before it). Which rows hold a single input is
-left to chance: the initialisation decides it (paper 002 Table 2).
+left to chance: the initialisation decides it (paper 002 Table 2). For a text model (Table 3, "passive") the layer
+reads the flattened embeddings, which the server maps back to tokens through the model's own embedding table.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from fedleak.attacks.analytic import LayerSecret, extraction_layer, identity_map
-from fedleak.checks import NotApplicable, check_levels
+from fedleak.attacks.malicious.text_embedding import TextSecret
+from fedleak.checks import NotApplicable, check_levels, check_number
 from fedleak.models.anatomy import Anatomy, trace
 
 
@@ -73,3 +75,31 @@ def passive(model: nn.Module, config: PassiveConfig) -> tuple[nn.Module, LayerSe
         raise NotApplicable(f"passive extraction needs a fully connected layer that reads the raw input "
                             f"{tuple(config.input_shape)}; {reason}")
     return model, LayerSecret(name, identity_map(tuple(config.input_shape), levels=config.levels))
+
+
+@dataclass
+class PassiveTextConfig:
+    """``seq_len`` tokens per sequence; ``layer``: the dense layer that reads the flattened embeddings (default:
+    the first fully connected layer)."""
+
+    seq_len: int
+    layer: str | None = None
+
+    def __post_init__(self):
+        check_number("passive text seq_len", self.seq_len, low=1, integer=True)
+
+
+def passive_text(model: nn.Module, config: PassiveTextConfig) -> tuple[nn.Module, TextSecret]:
+    """Passive text extraction (paper 002 Table 3, "passive"): the model unchanged, and as the secret the dense
+    layer after the embedding and the model's own embedding table (the server knows the model it sent).
+    Extract with :func:`fedleak.attacks.malicious.text_embedding.extract_text`."""
+    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+        raise NotApplicable(f"text extraction reads token ids through an embedding layer (nn.Embedding); "
+                            f"{type(model).__name__} has none: it is not a text model")
+    anatomy = trace(model, input_shape=(config.seq_len,))
+    embedding = anatomy.first("embedding").module
+    name, linear = extraction_layer(anatomy, config.layer)
+    if linear.in_features != config.seq_len * embedding.embedding_dim:
+        raise NotApplicable(f"{name!r} reads {linear.in_features} features, not the {config.seq_len} x "
+                            f"{embedding.embedding_dim} flattened embeddings")
+    return model, TextSecret(name, embedding.weight.detach().clone(), config.seq_len)

@@ -18,7 +18,7 @@ GREY = ("fashion_mnist", "dataset (default fashion_mnist; mnist with --root DIR)
 
 def trap_study(name: str, paper: str, reproduces: str, quick_time: str, help: str, *, module: str, config: str,
                files: str, data: tuple[str, str], model: str, quick: str, runs: str, **options) -> Study:
-    """A trap-weights defense study (:class:`~fedleak.experiments.trap_weights.TrapStudyConfig`): data, model,
+    """A trap-weights defense study (:class:`~fedleak.study.extraction_cells.TrapStudyConfig`): data, model,
     ``--quick``, runs, batch size, s and the study's own ``options``."""
     return Study(name, paper, reproduces, quick_time, help, module=module, config=config, run=f"reproduce_{module}",
                  files=files, data=data, model=(None, f"model and options ({model})"), quick=quick,

@@ -12,18 +12,18 @@ from pathlib import Path
 import torch
 
 from fedleak.attacks import ATTACKS, AttackContext
-from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.base import Knowledge
 from fedleak.cases import Audit, ThreatModel
+from fedleak.cases.scoring import point_scores
 from fedleak.defenses import apply_defenses, parse_defenses
 from fedleak.defenses.dp import DPSGD
 from fedleak.detection import DetectorChain, build_detector, detector_mod
-from fedleak.study.fl_run import run_fl
-from fedleak.experiments.trap_weights import extraction_figure, layer_update
 from fedleak.fl import FederationSpec, FLConfig, build_federation
-from fedleak.metrics.extraction import extraction_scores
 from fedleak.models import build_model
+from fedleak.report.extraction_figures import extraction_figure
 from fedleak.report.plots import image_grid
+from fedleak.study.extraction_cells import extraction_cell
+from fedleak.study.fl_run import run_fl
 
 def fl_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> dict:
     """Ten clients train the Scheliga et al. CNN with FedAvg on the bundled Fashion-MNIST sample."""
@@ -53,22 +53,18 @@ def trap_weights_step(out_dir: Path, *, device: str = "cpu", seed: int = 0) -> d
     honest = copy.deepcopy(server.model)
     server.run()
     (record,) = audit.records
-    (x, y), reconstruction = record.truth, record.reconstruction
-    bias = record.observed.updates["fc1.linear.bias"][0]
-    scores = extraction_scores(reconstruction.inputs, bias, x, device=device)
-    passive_update = layer_update(honest, x, y, "fc1.linear")
-    passive = extract_at_layer(passive_update, LayerSecret("fc1.linear", identity_map((1, 28, 28), device=device)))
-    passive_scores = extraction_scores(passive.inputs, passive_update["fc1.linear.bias"], x, device=device)
-    extracted = reconstruction.inputs[scores.best] if len(reconstruction.inputs) else torch.zeros_like(x)
-    figure = extraction_figure(x, extracted, scores.recovered, out_dir / "extracted.png")
+    (x, y), reconstruction, scores = record.truth, record.reconstruction, record.scores
+    passive = extraction_cell(honest, x, y, "passive", device=device).run(device=device)  # the same batch, unchanged
+    points = point_scores(reconstruction, x)
+    figure = extraction_figure(x, points.shown(reconstruction.inputs, x), points.recovered, out_dir / "extracted.png")
     return {
         "batch size": len(x),
         "neurons": reconstruction.info["num_rows"],
-        "extracted exactly (recall R)": round(scores.recall, 3),
-        "extraction-precision P": round(scores.precision, 3),
-        "active neurons A": round(scores.active, 3),
-        "declared by the attacker (no ground truth)": record.scores["declared"],
-        "passive attack recall on the same batch": round(passive_scores.recall, 3),
+        "extracted exactly (recall R)": round(scores["R"], 3),
+        "extraction-precision P": round(scores["P"], 3),
+        "active neurons A": round(scores["A"], 3),
+        "declared by the attacker (no ground truth)": scores["declared"],
+        "passive attack recall on the same batch": round(passive.scores["R"], 3),
         "extraction ms": round(1000 * record.seconds, 2),
         "figure": str(figure),
     }

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
-from fedleak.study.cells import run_cells
-from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE4
-from fedleak.study.config import RunConfig
-from fedleak.experiments.trap_weights import layer_update, load_images
-from fedleak.models.fcnn import WIDTHS
+from fedleak.data.training_images import load_training_images
 from fedleak.fl.training import task_loss
-from fedleak.metrics.extraction import extraction_scores, near_key
+from fedleak.metrics.extraction import near_key
 from fedleak.models import build_model
+from fedleak.models.fcnn import WIDTHS
+from fedleak.study.cells import run_cells
+from fedleak.study.config import RunConfig
+from fedleak.study.extraction_cells import extraction_cell, seeded_batch
+from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE4
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.seeds import run_seed
@@ -60,13 +60,10 @@ class PassiveTrainingConfig(RunConfig):
 
 
 def _score(model: nn.Module, data, config: PassiveTrainingConfig, seed: int) -> dict:
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: config.batch_size]
-    x, y = (t.to(config.device) for t in data[index])
-    update = layer_update(model, x, y, LAYER)
-    secret = LayerSecret(LAYER, identity_map(data.info.input_shape, device=config.device))
-    reconstruction = extract_at_layer(update, secret, device=config.device)
-    scores = extraction_scores(reconstruction.inputs, update[f"{LAYER}.bias"], x, device=config.device)
-    return scores.as_dict()
+    """The passive attack (paper 002 §5.1) on the model as trained so far, on a random batch drawn from ``seed``."""
+    x, y = seeded_batch(data, config.batch_size, seed, config.device)
+    outcome = extraction_cell(model, x, y, "passive", layer=LAYER, device=config.device).run(device=config.device)
+    return {k: outcome.scores[k] for k in ("A", "P", "R", near_key(), "best_psnr")}
 
 
 def train_run(data, config: PassiveTrainingConfig, run: int) -> dict[int, dict]:
@@ -103,7 +100,7 @@ def reproduce_passive_training(config: PassiveTrainingConfig, out: str | Path, *
     """Run (or resume, run by run) every training, here or on the Ray cluster at ``ray``
     (:func:`fedleak.study.cells.run_cells`); write ``table.txt``/``table.csv`` and ``comparison.md``."""
     results = ResultsDir(out, asdict(config))
-    data, data_name = load_images(config.dataset, config.root, None)
+    data, data_name = load_training_images(config.dataset, config.root, None)
     near = near_key()
     todo = {f"run={run}": (run,) for run in range(config.runs)
             if not all(f"run={run}/epoch={e}" in results for e in config.epochs)}

@@ -22,17 +22,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
+from fedleak.data.training_images import load_training_images  # noqa: E402
 from fedleak.defenses.dp import DPSGD  # noqa: E402
-from fedleak.study.cells import mean_of_runs  # noqa: E402
-from fedleak.study.paper_tables import P002_DP  # noqa: E402
-from fedleak.experiments.trap_weights import (  # noqa: E402
-    TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
-from fedleak.seeds import run_seed  # noqa: E402
-from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
+from fedleak.metrics.extraction import NEAR_PSNR, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
+from fedleak.report.extraction_figures import study_figures  # noqa: E402
 from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
+from fedleak.seeds import run_seed  # noqa: E402
+from fedleak.study.cells import mean_of_runs  # noqa: E402
+from fedleak.study.extraction_cells import TrapStudyConfig, trap_cell, vanishing_point  # noqa: E402
+from fedleak.study.paper_tables import P002_DP  # noqa: E402
+
 
 @dataclass
 class TrapDPConfig(TrapStudyConfig):
@@ -73,31 +74,20 @@ def _key(part: str, clip: float | None, sigma: float) -> str:
 def measure(data, config: TrapDPConfig, clip: float | None, sigma: float, run: int, *, keep: bool = False) -> dict:
     """One cell: a seeded model with trap weights, a random batch, the user's clipped (and noised) gradient,
     Eq. 5 at the trapped layer, exact and near-exact scores."""
-    x, y, model, secret = trapped_batch(data, config, run)
-    if clip is None:
-        update = layer_update(model, x, y, secret.layer)
-    else:
+    cell = trap_cell(data, config, run)
+    gradient_fn = None
+    if clip is not None:
         noise = torch.Generator(device=config.device).manual_seed(run_seed(config.seed, run) + 1)
-        update = DPSGD(clip, sigma, noise)(model, x, y)
-    reconstruction = extract_at_layer(update, secret, device=config.device)
-    scores = extraction_scores(reconstruction.inputs, update[f"{secret.layer}.bias"], x,
-                               near_psnr=config.near_psnr, device=config.device)
-    loose = float((scores.best_psnr >= config.loose_psnr).float().mean())
-    cell = {**scores.as_dict(), near_key(config.loose_psnr): loose, "declared": int(reconstruction.declared.sum())}
+        gradient_fn = DPSGD(clip, sigma, noise)
+    outcome = cell.run(gradient_fn=gradient_fn, scoring={"near_psnr": config.near_psnr}, device=config.device)
+    near = near_key(config.near_psnr)
+    x, shown, best_psnr = outcome.shown()
+    loose = float((best_psnr >= config.loose_psnr).float().mean())
+    result = {**{k: outcome.scores[k] for k in ("A", "P", "R", near, "best_psnr")}, near_key(config.loose_psnr): loose,
+              "declared": int(outcome.reconstruction.declared.sum())}
     if keep:
-        cell["images"] = shown_candidates(reconstruction.inputs, x, scores.best_psnr)
-    return cell
-
-
-def vanishing_sigma(sigmas, values) -> float | None:
-    """The smallest sigma of the grid from which ``values`` (one per sigma, ascending) are 0 at every larger sigma;
-    ``None`` when the largest sigma still leaks."""
-    found = None
-    for sigma, value in zip(reversed(sigmas), reversed(values)):
-        if value > 0:
-            break
-        found = sigma
-    return found
+        result["images"] = (x, shown, best_psnr)
+    return result
 
 
 def _recall_figure(rows: list[dict], near: str, path: Path) -> Path:
@@ -121,7 +111,7 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
     and ``extractions.png`` (the best candidate of the first inputs per sigma) in ``out``; return the table rows
     and the vanishing sigmas."""
     results = ResultsDir(out, asdict(config))
-    data, data_name = load_images(config.dataset, config.root, None)
+    data, data_name = load_training_images(config.dataset, config.root, None)
     near, loose = near_key(config.near_psnr), near_key(config.loose_psnr)
     cells = _cells_of(config)
     means = mean_of_runs(measure, {_key(*c): c[1:] for c in cells}, config.runs, results,
@@ -130,9 +120,9 @@ def reproduce_trap_dp(config: TrapDPConfig, out: str | Path, *, progress: bool =
     rows = [{"part": part, "clip": clip, "sigma": sigma, **means[_key(part, clip, sigma)]}
             for part, clip, sigma in cells]
     noisy = [r for r in rows if r["part"] == "local_dp"]
-    exact_gone = vanishing_sigma([r["sigma"] for r in noisy], [r["R"] for r in noisy])
-    near_gone = vanishing_sigma([r["sigma"] for r in noisy], [r[near] for r in noisy])
-    loose_gone = vanishing_sigma([r["sigma"] for r in noisy], [r[loose] for r in noisy])
+    exact_gone = vanishing_point([r["sigma"] for r in noisy], [r["R"] for r in noisy])
+    near_gone = vanishing_point([r["sigma"] for r in noisy], [r[near] for r in noisy])
+    loose_gone = vanishing_point([r["sigma"] for r in noisy], [r[loose] for r in noisy])
 
     def said(sigma):
         return f"sigma = {sigma:g}" if sigma is not None else f"no sigma up to {config.sigmas[-1]:g}"

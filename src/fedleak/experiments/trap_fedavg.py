@@ -20,13 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fedleak.cases import Audit, ThreatModel  # noqa: E402
 from fedleak.study.cells import mean_of_runs  # noqa: E402
 from fedleak.study.paper_tables import P002_FEDAVG  # noqa: E402
-from fedleak.experiments.trap_weights import TrapStudyConfig  # noqa: E402
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.metrics.extraction import near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
 from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
 from fedleak.seeds import run_seed  # noqa: E402
+from fedleak.study.extraction_cells import TrapStudyConfig  # noqa: E402
 
 
 @dataclass

@@ -17,17 +17,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fedleak.attacks.analytic import extract_at_layer  # noqa: E402
+from fedleak.data.training_images import load_training_images  # noqa: E402
 from fedleak.defenses.pruning import prune_gradients  # noqa: E402
-from fedleak.study.cells import mean_of_runs  # noqa: E402
-from fedleak.study.paper_tables import P002_PRUNING  # noqa: E402
-from fedleak.experiments.trap_dp import vanishing_sigma  # noqa: E402
-from fedleak.experiments.trap_weights import (  # noqa: E402
-    TrapStudyConfig, layer_update, load_images, shown_candidates, study_figures, trapped_batch)
-from fedleak.metrics.extraction import NEAR_PSNR, extraction_scores, near_key  # noqa: E402
+from fedleak.metrics.extraction import NEAR_PSNR, near_key  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.comparison import Comparison, comparison_markdown  # noqa: E402
+from fedleak.report.extraction_figures import study_figures  # noqa: E402
 from fedleak.report.plots import leakage_curve, save_figure  # noqa: E402
+from fedleak.study.cells import mean_of_runs  # noqa: E402
+from fedleak.study.extraction_cells import TrapStudyConfig, trap_cell, vanishing_point  # noqa: E402
+from fedleak.study.paper_tables import P002_PRUNING  # noqa: E402
 
 
 @dataclass
@@ -52,17 +51,15 @@ class TrapPruningConfig(TrapStudyConfig):
 def measure(data, config: TrapPruningConfig, rate: float | None, run: int, *, keep: bool = False) -> dict:
     """One cell: a seeded model with trap weights, a random batch, its gradient pruned at ``rate`` (None: not
     pruned), Eq. 5 at the trapped layer, exact and near-exact scores."""
-    x, y, model, secret = trapped_batch(data, config, run)
-    update = layer_update(model, x, y, secret.layer)
-    if rate is not None:
-        update, _ = prune_gradients(update, rate)
-    reconstruction = extract_at_layer(update, secret, device=config.device)
-    scores = extraction_scores(reconstruction.inputs, update[f"{secret.layer}.bias"], x,
-                               near_psnr=config.near_psnr, device=config.device)
-    cell = {**scores.as_dict(), "declared": int(reconstruction.declared.sum())}
+    cell = trap_cell(data, config, run)
+    prune = None if rate is None else (lambda update: prune_gradients(update, rate)[0])
+    outcome = cell.run(update_defense=prune, scoring={"near_psnr": config.near_psnr}, device=config.device)
+    near = near_key(config.near_psnr)
+    result = {**{k: outcome.scores[k] for k in ("A", "P", "R", near, "best_psnr")},
+              "declared": int(outcome.reconstruction.declared.sum())}
     if keep:
-        cell["images"] = shown_candidates(reconstruction.inputs, x, scores.best_psnr)
-    return cell
+        result["images"] = outcome.shown()
+    return result
 
 
 def _figure(rows: list[dict], near: str, path: Path) -> Path:
@@ -81,7 +78,7 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
     run_cells`); write ``table.txt``/``table.csv``, ``summary.json``, ``comparison.md``, ``recall_vs_p.png`` and
     ``extractions.png`` in ``out``; return the rows and the vanishing rates."""
     results = ResultsDir(out, asdict(config))
-    data, data_name = load_images(config.dataset, config.root, None)
+    data, data_name = load_training_images(config.dataset, config.root, None)
     near = near_key(config.near_psnr)
     rates = (None, *config.rates)
     means = mean_of_runs(measure, {f"p={p}": (p,) for p in rates}, config.runs, results,
@@ -89,8 +86,8 @@ def reproduce_trap_pruning(config: TrapPruningConfig, out: str | Path, *, progre
                          device=config.device, progress=progress, desc="pruning cells")
     rows = [{"p": p, **means[f"p={p}"]} for p in rates]
     pruned = rows[1:]
-    exact_gone = vanishing_sigma([r["p"] for r in pruned], [r["R"] for r in pruned])
-    near_gone = vanishing_sigma([r["p"] for r in pruned], [r[near] for r in pruned])
+    exact_gone = vanishing_point([r["p"] for r in pruned], [r["R"] for r in pruned])
+    near_gone = vanishing_point([r["p"] for r in pruned], [r[near] for r in pruned])
 
     def said(p):
         return f"p = {p:g}" if p is not None else f"no p up to {config.rates[-1]:g}"

@@ -3,8 +3,9 @@ layer of N = 1000 ReLU neurons, then the output), passive and active, per batch 
 
 Each run: a seeded model, a random batch of the training split, the client's FedSGD gradient of the dense layer,
 Eq. 5 on every row, each extracted embedding sequence mapped back to tokens through the embedding table the server
-sent (:func:`fedleak.attacks.malicious.text_embedding.extract_text`). A, P, R as §8.1, with a sentence extracted
-when a row gives all its tokens, padding included; beside them the near-exact figure: for every sentence of the
+sent (the ``passive_text`` and ``text_embedding`` attacks, read through :mod:`fedleak.study.extraction_cells`).
+A, P, R as §8.1 (:func:`fedleak.cases.scoring.score`), with a sentence extracted when a row gives all its tokens,
+padding included; beside them the near-exact figure: for every sentence of the
 batch the largest share of its words that one row gives back (``word_recall``, mean over the batch).
 
 - passive: the model with Keras' default initialisation (the paper's framework): embeddings uniform in
@@ -24,16 +25,15 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks.malicious.text_embedding import TextEmbeddingConfig, TextSecret, extract_text, text_embedding
-from fedleak.cases.scoring import leaked_indices
 from fedleak.data import dataset_options, load_dataset
-from fedleak.study.paper_tables import P002_TABLE3
-from fedleak.study.config import RunConfig
-from fedleak.experiments.trap_weights import initialise, layer_update
 from fedleak.models import build_model
+from fedleak.models.initialisers import initialise_linear_layers
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.seeds import run_seed
+from fedleak.study.config import RunConfig
+from fedleak.study.extraction_cells import extraction_cell, seeded_batch
+from fedleak.study.paper_tables import P002_TABLE3
 
 LAYER = "fc1.linear"
 ATTACKS = ("passive", "active")
@@ -80,36 +80,29 @@ def word_recall(tokens: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 def keras_default(model: nn.Module, seed: int) -> None:
     """Keras' default initialisation (the paper's framework): embeddings uniform in (-0.05, 0.05), every dense
     layer Glorot-uniform with zero bias."""
-    initialise(model, "xavier_uniform", seed)
+    initialise_linear_layers(model, "xavier_uniform", seed)
     with torch.no_grad():
         for embedding in (m for m in model.modules() if isinstance(m, nn.Embedding)):
             embedding.weight.uniform_(-0.05, 0.05)
 
 
 def measure(data, config: TrapTextConfig, *, batch: int, attack: str, run: int) -> dict:
-    """One cell: A, P, R and the word recall of ``attack`` on a random batch of ``batch`` sentences."""
+    """One cell: A, P, R (:func:`fedleak.cases.scoring.score`) and the word recall of ``attack`` on a random batch
+    of ``batch`` sentences."""
     seed = run_seed(config.seed, run)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:batch]
-    x, y = (t.to(config.device) for t in data[index])
+    x, y = seeded_batch(data, batch, seed, config.device)
     torch.manual_seed(seed)
     model = build_model("imdb_fc", data.info.input_shape, data.info.num_classes, vocab_size=config.vocab_size,
                         **config.model_options)
     if attack == "passive":
         keras_default(model, seed)
-        model = model.to(config.device)
-        secret = TextSecret(LAYER, model.embedding.weight.detach().clone(), config.seq_len)
+        cell = extraction_cell(model, x, y, "passive_text", layer=LAYER, device=config.device)
     else:
-        model, secret = text_embedding(model, TextEmbeddingConfig(config.seq_len, scale_factor=config.scale_factor,
-                                                                  layer=LAYER, seed=seed))
-        model = model.to(config.device)
-    update = layer_update(model, x, y, LAYER)
-    reconstruction = extract_text(update, secret, device=config.device)
-    declared = reconstruction.declared_points()
-    in_batch = (declared.unsqueeze(1) == x.unsqueeze(0)).all(dim=2).any(dim=1) if len(declared) else declared[:, 0]
-    leaked = leaked_indices(declared, x)
-    bias = update[f"{LAYER}.bias"]
-    return {"A": float((bias != 0).float().mean()), "P": float(in_batch.sum()) / len(bias),
-            "R": len(leaked) / batch, "word_recall": float(word_recall(reconstruction.inputs, x).mean())}
+        cell = extraction_cell(model, x, y, "text_embedding", scale_factor=config.scale_factor, layer=LAYER, seed=seed,
+                               device=config.device)
+    outcome = cell.run(device=config.device)
+    return {**{k: outcome.scores[k] for k in ("A", "P", "R")},
+            "word_recall": float(word_recall(outcome.reconstruction.inputs, x).mean())}
 
 
 def _mean(cells: list[dict]) -> dict[str, float]:

@@ -2,39 +2,38 @@
 weight initialiser, trap weights per scaling factor s, per (neurons N, batch size B) and per number of averaged
 batches, on a grey-scale dataset with the FC-NN and a colour dataset with the VGG-style CNN (Table 7).
 
-Every cell is one run: a fresh model (seeded), a random batch of the training split, the client's FedSGD
-gradient of the extraction layer (the weight and bias entries of ``batch_gradients``, computed alone since the
-attack reads nothing else), Eq. 5 at that layer, then A, P and R against the batch (§8.1,
-:mod:`fedleak.metrics.extraction`). Deviations from the paper: the CNN is narrower (``cnn_channels``; the
-extraction only needs the forwarded input, and 512 x 32 x 32 x 1000 weights do not fit a laptop), Fashion-MNIST and
-scikit-image photo tiles stand in for MNIST and CIFAR-10 when those folders are absent, and Table 9's average of
-``num`` batch gradients is computed as the mean gradient over their union (the same number without BatchNorm).
+Every cell is one run (:mod:`fedleak.study.extraction_cells`): a fresh model (seeded), a random batch of the
+training split, the server's ``passive`` or ``trap_weights`` attack, the client's FedSGD gradient of the extraction
+layer (the weight and bias entries of ``batch_gradients``, computed alone since the attack reads nothing else), Eq. 5
+at that layer, then A, P and R against the batch (§8.1, :func:`fedleak.cases.scoring.score`). Deviations from the
+paper: the CNN is narrower (``cnn_channels``; the extraction only needs the forwarded input, and 512 x 32 x 32 x 1000
+weights do not fit a laptop), Fashion-MNIST and scikit-image photo tiles stand in for MNIST and CIFAR-10 when those
+folders are absent, and Table 9's average of ``num`` batch gradients is computed as the mean gradient over their
+union (the same number without BatchNorm).
 Tables 6 and 9 and the figures use, per architecture, the s with the best recall in our Table 5.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
-from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
-from fedleak.data import DataFormatError, load_dataset
-from fedleak.study.cells import mean_of_runs
-from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
-from fedleak.study.config import RunConfig
-from fedleak.fl.training import task_loss
-from fedleak.metrics.extraction import best_candidates, extraction_scores
+from fedleak.data.training_images import load_training_images
+from fedleak.metrics.extraction import near_key
 from fedleak.models import build_model
-from fedleak.models.fcnn import WIDTHS
+from fedleak.models.initialisers import PYTORCH_DEFAULT, initialise_linear_layers
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
-from fedleak.report.plots import image_grid
+from fedleak.report.extraction_figures import extraction_figure
 from fedleak.seeds import run_seed
+from fedleak.study.cells import mean_of_runs
+from fedleak.study.extraction_cells import extraction_cell, seeded_batch
+from fedleak.study.paper_tables import P002_COLUMN, P002_TABLE2, P002_TABLE5, P002_TABLE6, P002_TABLE9
+from fedleak.study.config import RunConfig
 
-INITIALISERS = (*P002_TABLE2, "pytorch_default")  # the last: nn.Linear's own init (non-zero bias), not in the paper
+INITIALISERS = (*P002_TABLE2, PYTORCH_DEFAULT)  # the last: nn.Linear's own init (non-zero bias), not in the paper
 SCALE_FACTORS = tuple(P002_TABLE5)
 NEURONS_BATCHES = tuple(P002_TABLE6)
 AVERAGED = tuple(P002_TABLE9)
@@ -69,128 +68,10 @@ class TrapReproductionConfig(RunConfig):
         return self.sweep_runs if table in ("6", "9") and self.sweep_runs is not None else self.runs
 
 
-def load_images(name: str, root: str | None, size: int | None) -> tuple[object, str]:
-    """The training split of ``name``. Only the default, Fashion-MNIST from the Debian package, falls back to the
-    bundled sample when it is not installed; a data set the user names with a root must be there."""
-    options = {"size": size} if size is not None else {}
-    if name == "skimage_photos":
-        options["grid"] = 6  # 288 tiles: enough for batches of 200
-    try:
-        return load_dataset(name, root=root, **options), name
-    except DataFormatError as error:
-        if name != "fashion_mnist" or root is not None:
-            raise
-        print(f"{name} not found ({error}); using the bundled Fashion-MNIST sample")
-        return load_dataset("bundled"), "bundled"
-
-
-def layer_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str) -> dict[str, torch.Tensor]:
-    """The FedSGD gradient entries of ``layer`` (mean over the batch), as ``batch_gradients`` would give them."""
-    linear = model.get_submodule(layer)
-    loss = task_loss(model, model(x), y)
-    weight, bias = torch.autograd.grad(loss, [linear.weight, linear.bias])
-    return {f"{layer}.weight": weight, f"{layer}.bias": bias}
-
-
-FIGURE_INPUTS = 10  # inputs shown per setting in the defense studies' extractions.png
-
-
-@dataclass
-class TrapStudyConfig:
-    """What every trap-weights defense study (§8.4, §9) shares, i.e. what :func:`trapped_batch` reads: ``runs``
-    seeded cells per setting, each a batch of ``batch_size`` through ``model`` with trap weights of
-    ``scale_factor`` (Algorithm 1; 0.7 is the paper's best s for MNIST, Table 5)."""
-
-    dataset: str = "fashion_mnist"
-    root: str | None = None
-    model: str = "fcnn"
-    model_options: dict = field(default_factory=lambda: {"widths": WIDTHS})  # Table 7's FC-NN
-    batch_size: int = 100
-    scale_factor: float = 0.7
-    runs: int = 10
-    seed: int = 0
-    device: str = "cpu"
-    profile: str = "full"
-
-    def __post_init__(self):
-        if self.runs < 1 or self.batch_size < 1:
-            raise ValueError(f"runs and batch_size must be >= 1, got {self.runs} and {self.batch_size}")
-
-
-def trapped_batch(data, config: TrapStudyConfig, run: int) -> tuple[torch.Tensor, torch.Tensor, nn.Module, LayerSecret]:
-    """One seeded cell of the trap-weights defense studies (§9): a random batch of ``config.batch_size`` and a
-    fresh ``config.model`` with trap weights of ``config.scale_factor`` (Algorithm 1), both from the seed of run
-    ``run``; returns ``(x, y, model, secret)`` on ``config.device``."""
-    seed = run_seed(config.seed, run)
-    torch.manual_seed(seed)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: config.batch_size]
-    if len(index) < config.batch_size:
-        raise ValueError(f"{data.info.name} has {len(data)} images, fewer than a batch of {config.batch_size}")
-    x, y = (t.to(config.device) for t in data[index])
-    model = build_model(config.model, data.info.input_shape, data.info.num_classes, **config.model_options)
-    model, secret = trap_weights(model.to(config.device),
-                                 TrapWeightsConfig(data.info.input_shape, scale_factor=config.scale_factor, seed=seed))
-    return x, y, model, secret
-
-
-def shown_candidates(candidates: torch.Tensor, x: torch.Tensor, best_psnr: torch.Tensor) -> tuple:
-    """``(x, best candidate of each input, its PSNR)``: what a study's ``measure(..., keep=True)`` keeps for
-    :func:`best_candidate_grid` (zeros where the attack declared no candidate at all)."""
-    index, _ = best_candidates(candidates, x)
-    shown = candidates[index.clamp_min(0)] if len(candidates) else torch.zeros_like(x)
-    return x, shown.nan_to_num().clamp(0, 1), best_psnr
-
-
-def best_candidate_grid(images, undefended, settings, labels: list[str], path: Path, *, near_psnr: float) -> Path:
-    """Up to :data:`FIGURE_INPUTS` inputs whose best candidate under the ``undefended`` setting reaches ``near_psnr``
-    dB (the first ones when none does), above their best candidate under each of ``settings`` (rows labelled
-    ``labels``); ``images(setting)`` is run 0's :func:`shown_candidates` under that setting."""
-    originals, _, quality = images(undefended)
-    candidates = [images(setting)[1] for setting in settings]
-    chosen = (quality >= near_psnr).nonzero().squeeze(1)[:FIGURE_INPUTS]
-    chosen = chosen if len(chosen) else torch.arange(min(FIGURE_INPUTS, len(originals)), device=originals.device)
-    return image_grid([originals[chosen], *(c[chosen] for c in candidates)], path,
-                      row_labels=["original", *labels])
-
-
-def study_figures(curve: Path, images, undefended, settings, labels: list[str], *, setting: str, clean: str,
-                  near_psnr: float, curve_note: str = "") -> str:
-    """A defense study's ``extractions.png`` (:func:`best_candidate_grid` under each of ``settings``) beside its
-    recall figure ``curve``, and the table's line naming both (``clean``: the gradient without the defense)."""
-    grid = best_candidate_grid(images, undefended, settings, labels, curve.parent / "extractions.png",
-                               near_psnr=near_psnr)
-    return (f"figures: {curve}{curve_note}, {grid} (best candidate per {setting} of up to {FIGURE_INPUTS} inputs that "
-            f"the {clean} gradient leaks, run 0)")
-
-
 def _build(arch: str, info, neurons: int, config: TrapReproductionConfig) -> nn.Module:
     if arch == "fcnn":
         return build_model("fcnn", info.input_shape, info.num_classes, widths=(neurons, *config.fcnn_widths))
     return build_model("vgg_cnn", info.input_shape, info.num_classes, channels=config.cnn_channels, hidden=neurons)
-
-
-def initialise(model: nn.Module, name: str, seed: int) -> None:
-    """Table 2's initialiser ``name`` on every linear layer of ``model``, drawn from ``seed``: the weights from it,
-    the biases zero (Keras' default, the paper's framework; Table 4 likewise initialises the whole FC-NN). With zero
-    biases the layer's ReLU pattern does not depend on a Gaussian's sigma; a larger sigma makes the logits larger,
-    so the softmax saturates and confidently classified inputs give an exactly zero ``dL/dy`` and leave the
-    overlays (the paper's "larger span within the weight values"). ``pytorch_default`` redraws nn.Linear's own
-    initialisation (Kaiming-uniform weights, non-zero uniform biases), what a PyTorch user gets."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for linear in (m for m in model.modules() if isinstance(m, nn.Linear)):
-            if name == "pytorch_default":
-                linear.reset_parameters()
-                continue
-            if name == "xavier_normal":
-                nn.init.xavier_normal_(linear.weight)
-            elif name == "xavier_uniform":
-                nn.init.xavier_uniform_(linear.weight)
-            elif name.startswith("gaussian_"):
-                nn.init.normal_(linear.weight, std=float(name.split("_")[1]))
-            else:
-                raise ValueError(f"unknown initialiser {name!r}; choose from {', '.join(INITIALISERS)}")
-            linear.bias.zero_()
 
 
 def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: TrapReproductionConfig,
@@ -198,26 +79,21 @@ def measure(data, arch: str, *, run: int, batch: int, neurons: int, config: Trap
     """One cell: A, P, R of the passive attack (``initialiser``) or of trap weights (``scale_factor``)."""
     seed = run_seed(config.seed, run)
     torch.manual_seed(seed)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:batch]
-    if len(index) < batch:
-        raise ValueError(f"{data.info.name} has {len(data)} images, fewer than a batch of {batch}")
-    x, y = (t.to(config.device) for t in data[index])
+    x, y = seeded_batch(data, batch, seed, config.device)
     model = _build(arch, data.info, neurons, config).to(config.device)
     if scale_factor is None:
-        secret = LayerSecret("fc1.linear", identity_map(data.info.input_shape, device=config.device))
         # each run and initialiser its own draws (the paper: "10 runs with different random initializations")
-        initialise(model, initialiser, seed * len(INITIALISERS) + INITIALISERS.index(initialiser))
+        initialise_linear_layers(model, initialiser, seed * len(INITIALISERS) + INITIALISERS.index(initialiser))
+        cell = extraction_cell(model, x, y, "passive", device=config.device)
     else:
-        trap = TrapWeightsConfig(data.info.input_shape, scale_factor=scale_factor, seed=seed)
-        model, secret = trap_weights(model, trap)
-    update = layer_update(model, x, y, secret.layer)
-    reconstruction = extract_at_layer(update, secret, device=config.device)
-    scores = extraction_scores(reconstruction.inputs, update[f"{secret.layer}.bias"], x, device=config.device)
-    cell = scores.as_dict()
+        cell = extraction_cell(model, x, y, "trap_weights", scale_factor=scale_factor, seed=seed,
+                               device=config.device)
+    outcome = cell.run(device=config.device)
+    scores = {k: outcome.scores[k] for k in ("A", "P", "R", near_key(), "best_psnr")}
     if keep:
-        extracted = reconstruction.inputs[scores.best] if len(reconstruction.inputs) else torch.zeros_like(x)
-        cell["images"] = (x, extracted, scores.recovered)
-    return cell
+        points = outcome.points()
+        scores["images"] = (x, points.shown(outcome.reconstruction.inputs, x), points.recovered)
+    return scores
 
 
 def _fmt(values, keys=("A", "P", "R")) -> str:
@@ -226,19 +102,6 @@ def _fmt(values, keys=("A", "P", "R")) -> str:
     if isinstance(values, dict):
         values = [values[k] for k in keys]
     return "  ".join(f"{v:.3f}" for v in values)
-
-
-def extraction_figure(originals: torch.Tensor, extracted: torch.Tensor, recovered: torch.Tensor, path: Path,
-                      *, count: int = 30, per_row: int = 10) -> Path:
-    """Figures 9-10: the first ``count`` inputs of a batch below their extractions, grey where not extracted
-    (``per_row`` images per row)."""
-    count = min(count, len(originals))
-    rows, missing = [], []
-    for start in range(0, count, per_row):
-        stop = min(start + per_row, count)
-        rows += [extracted[start:stop], originals[start:stop]]
-        missing += [~recovered[start:stop], None]
-    return image_grid(rows, path, row_labels=["extracted", "original"] * (len(rows) // 2), missing=missing)
 
 
 def largest_batches(config: TrapReproductionConfig) -> dict[str, tuple[int, str]]:
@@ -277,8 +140,8 @@ def reproduce_trap_weights(config: TrapReproductionConfig, out: str | Path, *, p
     """Run the tables (resuming finished cells in ``out``; each table's cells here or on the Ray cluster at
     ``ray``, :func:`fedleak.study.cells.run_cells`), write ``tables.txt``, ``summary.json`` and the figures,
     and return the mean A/P/R per table row. Dataset sizes are checked before any cell runs."""
-    grey, grey_name = load_images(config.dataset, config.root, None)
-    colour, colour_name = load_images(config.colour_dataset, config.colour_root, config.colour_size)
+    grey, grey_name = load_training_images(config.dataset, config.root, None)
+    colour, colour_name = load_training_images(config.colour_dataset, config.colour_root, config.colour_size)
     check_sizes(config, grey, colour)
     results = ResultsDir(out, asdict(config))
     archs = {"fcnn": (grey, P002_COLUMN.get(grey_name, "MNIST")),

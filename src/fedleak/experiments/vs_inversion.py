@@ -2,8 +2,9 @@
 same images, one image per gradient (B = 1) as in the paper's Fig. 5-6: the pixel-wise mean squared error, PSNR,
 SSIM, the near-exact share (>= 30 dB PSNR) and the time and backward passes each needs.
 
-IG inverts the gradient of an honest FC-NN (the ``ig`` preset, :func:`short_run` of ``iterations``); trap weights
-(s = ``scale_factor``) extract from the gradient of the same FC-NN with trap weights (Eq. 5, no iteration). The full
+IG inverts the gradients of an honest FC-NN (the ``ig`` attack, ``iterations`` of it); trap weights
+(s = ``scale_factor``) extract from the gradients of the same FC-NN with trap weights (Eq. 5, no iteration); both
+read the same B = 1 client updates through :func:`fedleak.cases.batch.attack_batches`. The full
 profile runs IG's full §5.2 schedule (up to 20,000 iterations; the paper reports 10^4), for ``--device cuda``.
 """
 from __future__ import annotations
@@ -15,18 +16,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from fedleak.attacks.analytic import extract_at_layer
-from fedleak.cases.victims import attack_victims, victim_case
-from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
-from fedleak.study.paper_tables import P002_VS_INVERSION
-from fedleak.experiments.trap_weights import layer_update, load_images
-from fedleak.models.fcnn import WIDTHS
-from fedleak.metrics.extraction import best_candidates, near_key, point_psnr
+from fedleak.attacks import ATTACKS, AttackContext
+from fedleak.cases.batch import attack_batches
+from fedleak.data.training_images import load_training_images
+from fedleak.metrics.extraction import near_key, point_psnr
 from fedleak.metrics.image import mse, ssim
 from fedleak.models import build_model
+from fedleak.models.fcnn import WIDTHS
 from fedleak.report import ResultsDir
 from fedleak.report.comparison import Comparison, comparison_markdown
 from fedleak.report.plots import image_grid
+from fedleak.study.extraction_cells import extraction_cell
+from fedleak.study.paper_tables import P002_VS_INVERSION
 
 
 @dataclass
@@ -61,7 +62,7 @@ def reproduce_vs_inversion(config: VsInversionConfig, out: str | Path, *, progre
     ``reconstructions.png``."""
     results = ResultsDir(out, asdict(config))
     done = results.finished()
-    data, data_name = load_images(config.dataset, config.root, None)
+    data, data_name = load_training_images(config.dataset, config.root, None)
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))[: config.images]
     x, y = (t.to(config.device) for t in data[index])
     torch.manual_seed(config.seed)
@@ -70,25 +71,27 @@ def reproduce_vs_inversion(config: VsInversionConfig, out: str | Path, *, progre
     if "trap_weights" not in done or "ig" not in done:
         bar = tqdm(total=2, desc="vs-inversion attacks", disable=not progress)
         start = time.perf_counter()
-        trapped, secret = trap_weights(model.to(config.device),
-                                       TrapWeightsConfig(data.info.input_shape, scale_factor=config.scale_factor,
-                                                         seed=config.seed))
+        victims = [(x[i:i + 1], y[i:i + 1]) for i in range(len(x))]  # one gradient per image, as for IG
+        trap = extraction_cell(model, x, y, "trap_weights", scale_factor=config.scale_factor, seed=config.seed,
+                               device=config.device)
         best = []
-        for i in range(len(x)):  # one gradient per image, as for IG
-            update = layer_update(trapped, x[i:i + 1], y[i:i + 1], secret.layer)
-            candidates = extract_at_layer(update, secret, device=config.device).inputs
-            chosen, _ = best_candidates(candidates, x[i:i + 1])
-            best.append(candidates[chosen.clamp_min(0)] if len(candidates) else torch.zeros_like(x[i:i + 1]))
+        for outcome in attack_batches(trap.attack, trap.sent, trap.secret, victims, reads=trap.reads(),
+                                      device=config.device):
+            candidates, truth = outcome.reconstruction.inputs, outcome.truth[0]
+            chosen = outcome.points().best
+            best.append(candidates[chosen.clamp_min(0)] if len(candidates) else torch.zeros_like(truth))
         shown["trap_weights"] = torch.cat(best).nan_to_num()
         seconds = time.perf_counter() - start
         done["trap_weights"] = results.add("trap_weights", {**_quality(shown["trap_weights"], x), "seconds": seconds,
                                                             "backward_passes": 0})
         bar.update()
-        case = victim_case(model, "fcnn", "", x, y, device=config.device)
-        result = attack_victims(case, "ig", iterations=config.iterations, seed=config.seed, device=config.device)
-        shown["ig"] = result.inputs
-        done["ig"] = results.add("ig", {**_quality(result.inputs, x), "seconds": result.info["seconds"],
-                                        "backward_passes": float(result.meta["iterations"].float().mean())})
+        ig = ATTACKS.build("ig", iterations=config.iterations, seed=config.seed)
+        sent, secret = ig.prepare(model, AttackContext(tuple(x.shape[1:]), seed=config.seed, device=config.device))
+        inverted = [o.reconstruction for o in attack_batches(ig, sent, secret, victims, device=config.device)]
+        shown["ig"] = torch.cat([r.inputs for r in inverted])
+        iterations = torch.cat([r.meta["iterations"] for r in inverted])
+        done["ig"] = results.add("ig", {**_quality(shown["ig"], x), "seconds": inverted[0].info["seconds"],
+                                        "backward_passes": float(iterations.float().mean())})
         bar.update()
         bar.close()
     near = near_key()

@@ -1,7 +1,7 @@
 """Local training primitives shared by clients, defenses and attacks."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 import torch.nn as nn
@@ -69,9 +69,14 @@ def sample_losses(model: nn.Module, outputs: torch.Tensor, y: torch.Tensor, *,
     return loss
 
 
-def batch_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The standard gradient of ``task_loss`` averaged over the batch, keyed by parameter name."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+def batch_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                    only: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+    """The standard gradient of ``task_loss`` averaged over the batch, keyed by parameter name; ``only``: the
+    parameter names to compute (the same numbers as those entries of the whole gradient, without the rest)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (only is None or n in only)]
+    if only is not None and len(named) != len(set(only)):
+        missing = sorted(set(only) - {n for n, _ in named})
+        raise KeyError(f"the model has no trainable parameter(s) {', '.join(missing)}")
     loss = task_loss(model, model(x), y)
     grads = torch.autograd.grad(loss, [p for _, p in named])
     return {n: g.detach() for (n, _), g in zip(named, grads)}

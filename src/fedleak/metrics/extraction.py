@@ -1,5 +1,6 @@
-"""Extraction success against the true batch: active neurons A, extraction-precision P and extraction-recall R
-(Boenisch et al., paper 002, §8.1 Eq. 9-10, and §8.3 for A).
+"""The metric maths of extraction against the true batch (Boenisch et al., paper 002, §8.1 Eq. 9-10): which
+candidate is exact, each input's best candidate and its PSNR. Scores (A, P, R, the near-exact share) are computed
+from these by the one scorer, :func:`fedleak.cases.scoring.score`.
 
 The paper counts an extraction when its l2 error to an input is zero. Float arithmetic makes that "below a
 tolerance": a candidate is *exact* when ``||x_hat - x_j||_2 <= tolerance * scale``, where ``x_j`` is the batch
@@ -84,29 +85,6 @@ class ExtractionMatch:
     exact: torch.Tensor
 
 
-@dataclass
-class ExtractionScores:
-    """Paper 002 §8.1 metrics for one gradient: ``active`` A (share of neurons with a non-zero bias gradient,
-    i.e. activated by at least one input), ``precision`` P = G0 / N, ``recall`` R = B0 / B; ``recovered`` (B,)
-    bool marks the inputs extracted exactly and ``best`` (B,) the candidate index closest to each input among the
-    candidates matched to it. Near-exact leakage: ``best_psnr`` (B,) the PSNR of each input's best candidate,
-    ``near_recall`` the share of inputs whose best candidate reaches ``near_psnr`` dB."""
-
-    active: float
-    precision: float
-    recall: float
-    recovered: torch.Tensor
-    best: torch.Tensor
-    best_psnr: torch.Tensor
-    near_recall: float
-    near_psnr: float = NEAR_PSNR
-
-    def as_dict(self) -> dict[str, float]:
-        """A, P, R, the near-exact recall under its named key and ``best_psnr`` (the mean over the batch)."""
-        return {"A": self.active, "P": self.precision, "R": self.recall, near_key(self.near_psnr): self.near_recall,
-                "best_psnr": float(self.best_psnr.mean())}
-
-
 def off_grid(points: torch.Tensor, levels: int) -> torch.Tensor:
     """Each point's (N, D) largest distance to the grid ``k / levels``, in levels (N,)."""
     grid = points * levels
@@ -142,31 +120,3 @@ def match_extractions(extracted: torch.Tensor, truth: torch.Tensor, *, tolerance
     if quantised(inputs, levels) and len(safe):
         exact &= off_grid(safe, levels) <= ON_GRID
     return ExtractionMatch(sample, error, exact)
-
-
-def extraction_scores(extracted: torch.Tensor, bias_grad: torch.Tensor, truth: torch.Tensor, *,
-                      tolerance: float = DEFAULT_TOLERANCE, levels: int | None = DEFAULT_LEVELS,
-                      near_psnr: float = NEAR_PSNR, data_range: float = 1.0, device=None) -> ExtractionScores:
-    """A, P and R of the candidates ``extracted`` (K, ...) from a layer whose bias gradient is ``bias_grad`` (N,)
-    against the true batch ``truth`` (B, ...), and the near-exact recall at ``near_psnr`` dB (inputs in
-    [0, ``data_range``]); ``levels``: the quantisation an exact candidate must keep (:func:`match_extractions`)."""
-    device = device if device is not None else truth.device
-    match = match_extractions(extracted, truth, tolerance=tolerance, levels=levels, device=device)
-    batch = len(truth)
-    recovered = torch.zeros(batch, dtype=torch.bool, device=device)
-    recovered[match.sample[match.exact]] = True
-    error = torch.full((batch, max(len(match.error), 1)), float("inf"), device=device)
-    if len(match.error):
-        error[match.sample, torch.arange(len(match.error), device=device)] = match.error
-    num_rows = bias_grad.numel()
-    _, quality = best_candidates(extracted, truth.to(device), data_range=data_range)
-    return ExtractionScores(
-        active=float((bias_grad != 0).float().mean()),
-        precision=float(match.exact.sum()) / num_rows,
-        recall=float(recovered.float().mean()),
-        recovered=recovered,
-        best=error.argmin(dim=1),
-        best_psnr=quality,
-        near_recall=float((quality >= near_psnr).float().mean()),
-        near_psnr=near_psnr,
-    )

@@ -8,7 +8,7 @@ from fedleak.attacks.malicious.forwarding import InputForwardingConfig, input_fo
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_weights
 from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
-from fedleak.metrics.extraction import extraction_scores
+from fedleak.cases.scoring import score
 from fedleak.models import build_model
 
 COLOUR = (3, 32, 32)
@@ -59,8 +59,7 @@ def test_fully_connected_forwarding_moves_extraction_to_a_later_layer():
     assert torch.allclose(map_to_input(received, secret.input_map), x, atol=1e-6)
     grads = batch_gradients(trapped, x, y)
     reconstruction = extract_at_layer(grads, secret)
-    scores = extraction_scores(reconstruction.inputs, grads["fc2.linear.bias"], x)
-    assert scores.recall >= 0.5
+    assert score(reconstruction, x)["R"] >= 0.5
 
 
 def test_layers_that_cannot_forward_are_named():

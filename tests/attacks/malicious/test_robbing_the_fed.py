@@ -5,7 +5,8 @@ import torch
 from fedleak.attacks.malicious.robbing_the_fed import RobbingConfig, brightness_prior, extract_imprint, robbing_the_fed
 from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
-from fedleak.metrics.extraction import extraction_scores, match_extractions
+from fedleak.cases.scoring import score
+from fedleak.metrics.extraction import match_extractions
 from fedleak.models import build_model
 
 SHAPE = (1, 28, 28)
@@ -27,8 +28,7 @@ def test_inserted_imprint_recovers_images_of_a_batch_exactly(batch_and_prior, mo
     robbed, secret = robbing_the_fed(model, RobbingConfig(SHAPE, num_bins=256, feature_mean=mean, feature_std=std))
     update = batch_gradients(robbed, x, y)
     reconstruction = extract_imprint(update, secret)
-    scores = extraction_scores(reconstruction.inputs, update["imprint.linear.bias"], x)
-    assert scores.recall >= 0.3  # many of the 64 images fall alone into one of 256 bins
+    assert score(reconstruction, x)["R"] >= 0.3  # many of the 64 images fall alone into one of 256 bins
     declared = reconstruction.inputs[reconstruction.declared]
     assert len(declared) >= 1 and match_extractions(declared, x).exact.all()
 

@@ -6,7 +6,8 @@ from fedleak.attacks.analytic import LayerSecret, extract_at_layer, identity_map
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, trap_rows, trap_weights
 from fedleak.data import load_dataset
 from fedleak.fl.training import batch_gradients
-from fedleak.metrics.extraction import DEFAULT_TOLERANCE, extraction_scores, match_extractions
+from fedleak.cases.scoring import score
+from fedleak.metrics.extraction import DEFAULT_TOLERANCE, match_extractions
 from fedleak.models import build_model
 
 SHAPE = (1, 28, 28)
@@ -32,23 +33,23 @@ def test_trap_weights_extract_far_more_of_a_100_image_batch_than_the_passive_att
 
     grads = batch_gradients(model, x, y)
     passive = extract_at_layer(grads, LayerSecret("fc1.linear", identity_map(SHAPE)))
-    passive_scores = extraction_scores(passive.inputs, grads["fc1.linear.bias"], x)
+    passive_scores = score(passive, x)
 
     trapped, secret = trap_weights(model, TrapWeightsConfig(SHAPE, scale_factor=0.8, seed=1))
     assert secret.layer == "fc1.linear"
     grads = batch_gradients(trapped, x, y)
     active = extract_at_layer(grads, secret)
-    scores = extraction_scores(active.inputs, grads["fc1.linear.bias"], x)
+    scores = score(active, x)
 
-    assert scores.recall >= 0.25
-    assert scores.recall >= 2 * passive_scores.recall
-    assert scores.precision > 2 * passive_scores.precision
+    assert scores["R"] >= 0.25
+    assert scores["R"] >= 2 * passive_scores["R"]
+    assert scores["P"] > 2 * passive_scores["P"]
     # every point the attacker declares extracted is an input of the batch within the tolerance
     declared = active.inputs[active.declared]
     assert len(declared) >= 25
     match = match_extractions(declared, x)
     assert match.exact.all() and match.error.max() <= DEFAULT_TOLERANCE
-    assert len(active.declared_points()) == int(scores.recovered.sum())
+    assert len(active.declared_points()) == scores["leaked"] == round(scores["R"] * len(x))
 
 
 def test_bad_config_and_layer_are_named():
