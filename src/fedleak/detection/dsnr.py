@@ -19,11 +19,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
-from fedleak.fl.per_sample import SampleGradients, batch_sample_gradients
+from fedleak.fl.per_sample import SampleGradients, batch_sample_gradients, couples_samples
 from fedleak.fl.training import sample_losses
 
 DEFAULT_THRESHOLD = 1.0
@@ -40,8 +39,7 @@ def per_sample_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     inside the batch forward pass (:func:`fedleak.fl.per_sample.batch_sample_gradients`: all losses' backward
     passes at once, batch times the cost of one), using the batch statistics without updating the running ones.
     """
-    coupled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
-    if not coupled:
+    if not couples_samples(model):
         try:
             return ghost_norms(model, x, y, weights)
         except NotImplementedError:  # Opacus refuses tied parameters
