@@ -1,12 +1,15 @@
 """Cost of the client-side detectors (Wang & Li §3.2 D-SNR, §5 warm-up Z-score) relative to the training work
-they stand in front of, on the cnn and a batch-norm ResNet-18 at 3x32x32 with 128 local samples.
+they stand in front of, on the cnn, a batch-norm ResNet-18 and torchvision's MobileNetV2 at width 0.5 (batch norm,
+depthwise convolutions; :func:`fedleak.benchmarks.zoo_models.mobilenet_v2`) at 3x32x32 with 128 local samples.
+With batch norm, D-SNR differentiates each sample's loss inside the batch forward pass
+(:func:`fedleak.fl.per_sample.batch_sample_gradients`), which costs about one backward pass per sample.
 
 ``warmup_vs_own_steps``: seconds of the warm-up detector (5 SGD steps on 128 samples plus its statistics and
 scoring) over the seconds of those 5 SGD steps alone. ``dsnr_vs_fwd_bwd``: seconds of the D-SNR check (per-sample
 gradient norms of every conv/linear weight for 128 samples) over one forward+backward on the same 128 samples.
 Each figure is the median of ``--repeats`` runs after a warm-up.
 
-    python benchmarks/detection.py [--samples 128] [--resnet-width 64] [--repeats 3] [--json]
+    python benchmarks/detection.py [--samples 128] [--resnet-width 64] [--repeats 3] [--only MODEL ...] [--json]
 """
 from __future__ import annotations
 
@@ -18,11 +21,13 @@ import time
 
 import torch
 
+from fedleak.benchmarks.zoo_models import mobilenet_v2
 from fedleak.detection import WarmupZScore, dsnr_check
 from fedleak.fl.training import batch_gradients, task_loss
 from fedleak.models import build_model
 
 INPUT_SHAPE = (3, 32, 32)
+BUILDERS = {"mobilenet_v2": lambda shape, classes, **options: mobilenet_v2(shape[0], classes, **options)}
 
 
 def _median_s(fn, repeats: int) -> float:
@@ -46,7 +51,8 @@ def _sgd_steps(model, x, y, steps: int, lr: float) -> None:
 
 def bench(name: str, options: dict, samples: int, repeats: int) -> dict:
     torch.manual_seed(0)
-    model = build_model(name, INPUT_SHAPE, 10, **options).train()
+    build = BUILDERS.get(name) or (lambda shape, classes, **kw: build_model(name, shape, classes, **kw))
+    model = build(INPUT_SHAPE, 10, **options).train()
     generator = torch.Generator().manual_seed(1)
     x, y = torch.rand(samples, *INPUT_SHAPE, generator=generator), torch.randint(0, 10, (samples,), generator=generator)
     batches = [(x, y)]
@@ -65,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=128, help="local samples (default 128, the paper's)")
     parser.add_argument("--resnet-width", type=int, default=64, help="ResNet-18 base width (default 64, full)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (default 3)")
+    parser.add_argument("--only", nargs="+", choices=("cnn", "resnet18", "mobilenet_v2"), help="models to run")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
-    cases = [("cnn", {}), ("resnet18", {"norm": "batch", "width": args.resnet_width})]
+    cases = [("cnn", {}), ("resnet18", {"norm": "batch", "width": args.resnet_width}),
+             ("mobilenet_v2", {"width_mult": 0.5})]
+    cases = [case for case in cases if args.only is None or case[0] in args.only]
     results = [bench(name, options, args.samples, args.repeats) for name, options in cases]
     report = {"torch_threads": torch.get_num_threads(), "input": list(INPUT_SHAPE), "samples": args.samples,
               "warmup_vs_own_steps": {r["model"]: r["warmup_vs_own_steps"] for r in results},

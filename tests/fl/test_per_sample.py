@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from fedleak.defenses import apply_defenses, last_draws, overridden
-from fedleak.fl.per_sample import SampleGradients, per_sample_gradients
+from fedleak.fl.per_sample import SampleGradients, batch_sample_gradients, couples_samples, per_sample_gradients
 from fedleak.fl.training import batch_gradients, sample_losses, task_loss
 from fedleak.models import build_model
 
@@ -76,3 +76,80 @@ def test_bad_shapes_and_names_fail_clearly():
     with pytest.raises(ValueError, match="no random defense module named mask"):
         SampleGradients(model)(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long),
                                {"mask": torch.zeros(2, 1)})
+
+
+def _jacobian_loop(model, x, y, names):
+    """Ground truth for batch_sample_gradients: one backward pass per sample's loss term of one batch forward."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    params = dict(model.named_parameters())
+    losses = sample_losses(model, model(x), y)
+    rows = [torch.autograd.grad(losses[i], [params[n] for n in names], retain_graph=True) for i in range(len(x))]
+    model.load_state_dict(state)  # the forward moved the running statistics
+    return {n: torch.stack([row[k] for row in rows]) for k, n in enumerate(names)}
+
+
+class DepthwiseBN(nn.Module):
+    """Convolution with bias, batch norm, depthwise convolution, an in-place residual add, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.depthwise = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 16), nn.BatchNorm1d(16),
+                                  nn.ReLU(), nn.Linear(16, 5))
+
+    def forward(self, x):
+        x = self.stem(x)
+        out = self.depthwise(x)
+        out += x
+        return self.head(out.relu())
+
+
+@pytest.mark.parametrize("make", [lambda: build_model("resnet18", (3, 16, 16), 10, norm="batch", width=2),
+                                  DepthwiseBN, lambda: build_model("cnn", (3, 16, 16), 10, padding=2)],
+                         ids=["resnet18-batchnorm", "depthwise-batchnorm", "cnn-no-batchnorm"])
+def test_batch_sample_gradients_match_one_backward_per_sample(make):
+    """Exact against the loop (in double precision: no rounding), every parameter (batch-norm affine ones
+    included), model state untouched."""
+    torch.manual_seed(0)
+    model = make().train().double()
+    x, y = torch.rand(6, 3, 16, 16, dtype=torch.float64), torch.randint(0, 5, (6,))
+    names = [n for n, _ in model.named_parameters()]
+    expected = _jacobian_loop(model, x, y, names)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    got = batch_sample_gradients(model, x, y, names, chunk_size=4)
+    for name in names:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-9, atol=1e-10)
+    norms = batch_sample_gradients(model, x, y, names[:3], norms=True)
+    for name in names[:3]:
+        torch.testing.assert_close(norms[name], expected[name].flatten(1).norm(dim=1), rtol=1e-9, atol=1e-10)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert sum(g.abs().sum() for g in got.values()) > 0
+
+
+def test_batch_sample_gradients_without_coupling_are_each_samples_own_and_other_layers_use_vjp():
+    """No batch norm: the rows equal SampleGradients'; a group-norm parameter takes the general (vjp) path."""
+    torch.manual_seed(0)
+    model = build_model("cnn", (1, 16, 16), 10, padding=2).train()
+    x, y = torch.rand(5, 1, 16, 16), torch.randint(0, 10, (5,))
+    assert not couples_samples(model)
+    own = SampleGradients(model)(x, y)
+    got = batch_sample_gradients(model, x, y)
+    for name in own:
+        torch.testing.assert_close(got[name], own[name], rtol=1e-4, atol=1e-5)
+    grouped = build_model("resnet18", (3, 16, 16), 10, norm="group", width=2).train().double()
+    xg = torch.rand(4, 3, 16, 16, dtype=torch.float64)
+    names = [n for n, _ in grouped.named_parameters()][:4]  # conv, group norm weight and bias, conv
+    expected = _jacobian_loop(grouped, xg, y[:4], names)
+    got = batch_sample_gradients(grouped, xg, y[:4], names)
+    for name in names:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-9, atol=1e-10)
+
+
+def test_batch_sample_gradients_refuse_bad_input():
+    model = build_model("cnn", (1, 16, 16), 10, padding=2)
+    x, y = torch.rand(3, 1, 16, 16), torch.tensor([1, 2, 3])
+    with pytest.raises(ValueError, match="no parameters"):
+        batch_sample_gradients(model, x, y, ["nope.weight"])
+    with pytest.raises(ValueError, match="3 inputs but 2 labels"):
+        batch_sample_gradients(model, x, y[:2])

@@ -5,9 +5,12 @@ gradients are summed, Gaussian noise Xi ~ N(0, sigma^2 tau^2 I) is added and the
 size B. Paper 001 uses tau = 20 with sigma = 1e-4 (ablation, §5.3) and 1e-3 (Table 1). The privacy spent is
 computed by Opacus's RDP accountant, whose ``noise_multiplier`` is this sigma (noise std = sigma * tau).
 
-Per-sample gradients do not exist where BatchNorm mixes the samples of a batch (Opacus refuses such models too):
-``dp`` refuses them with that reason, and ``dp:batchnorm=group`` trains them with GroupNorm in place of every
-BatchNorm (Wu & He 2018; :func:`replace_batchnorm`), which normalises each sample on its own.
+Where BatchNorm mixes the samples of a batch, a sample's gradient is no longer its own: each sample's loss term
+in the batch has a gradient (:func:`fedleak.fl.per_sample.batch_sample_gradients`), but every sample also moves
+the others' through the batch statistics, so clipping per-sample gradients bounds no sample's influence (Opacus
+refuses such models too). ``dp`` refuses them with that reason, and ``dp:batchnorm=group`` trains them with
+GroupNorm in place of every BatchNorm (Wu & He 2018; :func:`replace_batchnorm`), which normalises each sample on
+its own.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ isolate one sample's gradient (Fishing, Curious-style last-layer attacks) makes 
 exceed 1; it stays near 0 for benign models and, as Fig. 2 shows, for Robbing the Fed's imprint layer.
 
 The per-sample gradients are those of each sample's loss term inside the batch forward pass (exact also with
-batch norm, which couples the samples), computed with ``torch.func`` (:func:`per_sample_gradient_norms`); the
-loss is the training loss of :func:`fedleak.fl.training.sample_losses`.
+batch norm, which couples the samples: :func:`fedleak.fl.per_sample.batch_sample_gradients`), in
+:func:`per_sample_gradient_norms`; the loss is the training loss of :func:`fedleak.fl.training.sample_losses`.
 """
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
-from torch.func import functional_call, vjp, vmap
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from fedleak.detection.verdict import Batch, Verdict, gather_samples, working_copy
-from fedleak.fl.per_sample import SampleGradients
+from fedleak.fl.per_sample import SampleGradients, batch_sample_gradients, couples_samples
 from fedleak.fl.training import sample_losses
 
 DEFAULT_THRESHOLD = 1.0
@@ -38,38 +36,18 @@ def per_sample_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     backward with Opacus's fast gradient clipping hooks (:func:`ghost_norms`: ghost norms of linear layers,
     per-layer gradient samples of the others, one layer at a time); a model those hooks do not support (a layer
     used twice) falls back to the per-sample engine. With batch norm, each sample's loss term is differentiated
-    inside the batch forward pass (``vjp`` vectorised over one-hot cotangents, batch times the cost), using the
-    batch statistics without updating the running ones.
+    inside the batch forward pass (:func:`fedleak.fl.per_sample.batch_sample_gradients`: all losses' backward
+    passes at once, batch times the cost of one), using the batch statistics without updating the running ones.
     """
-    coupled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
-    if not coupled:
+    if not couples_samples(model):
         try:
             return ghost_norms(model, x, y, weights)
         except NotImplementedError:  # Opacus refuses tied parameters
             grads = SampleGradients(model, weights, chunk_size=chunk_size)(x, y)
             return torch.stack([grads[n].flatten(1).norm(dim=1) for n in weights], dim=1)
 
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    watched = {n: params[n] for n in weights}
-
-    def losses_of(watched_params):
-        return sample_losses(model, functional_call(model, {**params, **watched_params}, (x,)), y)
-
-    tracking = [m for m in coupled if m.track_running_stats]
-    for module in tracking:
-        module.track_running_stats = False  # vjp may not mutate the running-statistics buffers
-    try:
-        losses, pullback = vjp(losses_of, watched)
-    finally:
-        for module in tracking:
-            module.track_running_stats = True
-
-    def norms(cotangent):
-        (grads,) = pullback(cotangent)
-        return torch.stack([grads[n].norm() for n in weights])
-
-    eye = torch.eye(len(losses), device=losses.device, dtype=losses.dtype)
-    return vmap(norms, chunk_size=chunk_size)(eye)
+    norms = batch_sample_gradients(model, x, y, weights, norms=True, chunk_size=chunk_size)
+    return torch.stack([norms[n] for n in weights], dim=1)
 
 
 def ghost_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: Sequence[str]) -> torch.Tensor:

@@ -8,6 +8,10 @@ any other model takes ``torch.func``'s ``vmap(grad(functional_call))`` over the 
 one sample alone (no ``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double
 backpropagation), so an attacker can optimise them. Random defense modules use each sample's draw where one is
 given (the hook of :mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
+
+Where batch norm in training mode couples the samples, "each sample on its own" and "each sample's loss term in the
+batch" differ; :func:`batch_sample_gradients` gives the latter (the rows of the Jacobian of the batch's per-sample
+losses, D-SNR's per-sample gradients), all the backward passes at once.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, grad, vmap
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vjp, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fedleak.models.stochastic import overriding, stochastic_modules
 from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
@@ -97,3 +103,156 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dra
                          ) -> dict[str, torch.Tensor]:
     """One call of a :class:`SampleGradients` engine: ``name -> (B, *shape)``."""
     return SampleGradients(model, names, chunk_size=chunk_size)(x, y, draws)
+
+
+def couples_samples(model: nn.Module) -> bool:
+    """Whether a batch norm in training mode mixes the samples of a batch (its statistics are the batch's)."""
+    return any(isinstance(m, _BatchNorm) and m.training for m in model.modules())
+
+
+def batch_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Sequence[str] | None = None,
+                           *, norms: bool = False, chunk_size: int = 16) -> dict[str, torch.Tensor]:
+    """``∇_θ ℓ_i(θ; X)`` for each sample ``i`` of one batch forward of ``X``: row ``i`` of the Jacobian of the
+    per-sample losses (:func:`sample_losses`), where batch norm's statistics couple the samples (D-SNR, Wang & Li
+    eq. 1; without coupling this is :class:`SampleGradients`'s gradient of each sample on its own).
+    ``name -> (B, *shape)``, or with ``norms`` each gradient's norm, ``name -> (B,)``.
+
+    One forward; then the backward of all ``B`` losses at once, ``chunk_size`` one-hot cotangents at a time
+    (autograd's batched gradients, a ``vmap``): to the outputs of the linear, convolution and batch-norm layers
+    owning ``names`` when only those are asked (:func:`_lane_gradients`: each lane's weight gradient is one matrix
+    product of its output cotangents over the whole batch with the layer's unfolded inputs), else to the
+    parameters themselves (``torch.func.vjp``). The cost is that of ``B`` backward passes: every loss reaches every
+    sample through the batch statistics. The model's parameters and buffers (running statistics) are unchanged.
+    """
+    parameters = dict(model.named_parameters())
+    names = [n for n, p in parameters.items() if p.requires_grad] if names is None else list(names)
+    missing = [n for n in names if n not in parameters]
+    if missing or not names:
+        raise ValueError(f"the model has no parameters {missing}" if missing else
+                         "per-sample gradients need at least one parameter")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+    layers = _lane_layers(model, names)
+    values = {n: p.detach() for n, p in parameters.items()}
+    values.update({n: b.clone() for n, b in model.named_buffers()})  # the forward's statistics update these copies
+    grads = None if layers is None else _lane_gradients(model, layers, names, values, x, y, norms, chunk_size)
+    if grads is None:
+        grads = _vjp_gradients(model, names, values, x, y, chunk_size)
+        if norms:
+            grads = {n: g.flatten(1).norm(dim=1) for n, g in grads.items()}
+    return grads
+
+
+def _vjp_gradients(model: nn.Module, names: Sequence[str], values: dict[str, torch.Tensor], x: torch.Tensor,
+                   y: torch.Tensor, chunk_size: int) -> dict[str, torch.Tensor]:
+    """The general case of :func:`batch_sample_gradients`: ``vmap`` of the pullback of the per-sample losses
+    with respect to the parameters over one-hot cotangents."""
+    watched = {n: values[n] for n in names}
+    coupled = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    for module in coupled:
+        module.track_running_stats = False  # vjp may not mutate the running-statistics buffers
+    try:
+        losses, pullback = vjp(lambda w: sample_losses(model, functional_call(model, {**values, **w}, (x,)), y),
+                               watched)
+    finally:
+        for module in coupled:
+            module.track_running_stats = True
+    eye = torch.eye(len(losses), device=losses.device, dtype=losses.dtype)
+    return vmap(lambda cotangent: pullback(cotangent)[0], chunk_size=chunk_size)(eye)
+
+
+def _lane_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module] | None:
+    """``layer -> module`` owning ``names`` when each is the weight or bias of a ``Linear``, a zero-padded
+    ``Conv2d`` (any groups) or an affine batch norm, and no module appears twice; else None."""
+    modules = dict(model.named_modules())
+    if len(modules) != len(list(model.named_modules(remove_duplicate=False))):
+        return None
+    layers = {}
+    for name in names:
+        layer, _, kind = name.rpartition(".")
+        module = modules.get(layer)
+        conv = isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+        if kind not in ("weight", "bias") or not (conv or isinstance(module, (nn.Linear, _BatchNorm))):
+            return None
+        layers[layer] = module
+    return layers
+
+
+def _lane_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
+                    values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, norms: bool,
+                    chunk_size: int) -> dict[str, torch.Tensor] | None:
+    """:func:`batch_sample_gradients` by the per-layer rule; None when a layer ran other than once or its input
+    was overwritten in place (then the general case applies)."""
+    seen: dict[str, list] = {name: [] for name in layers}
+
+    def probe(name):  # a zero added to the output: its gradient is the output's, even after in-place changes
+        def hook(module, args, output):
+            zero = torch.zeros_like(output, requires_grad=True)
+            seen[name].append((args[0], args[0]._version, zero))
+            return output + zero
+        return hook
+
+    handles = [module.register_forward_hook(probe(name)) for name, module in layers.items()]
+    try:
+        with torch.enable_grad():
+            losses = sample_losses(model, functional_call(model, values, (x.detach(),)), y)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(len(calls) != 1 or calls[0][0]._version != calls[0][1] for calls in seen.values()):
+        return None
+    inputs = {name: calls[0][0].detach() for name, calls in seen.items()}
+    probes = [seen[name][0][2] for name in layers]
+    wanted = {name: [kind for kind in ("weight", "bias") if f"{name}.{kind}" in names] for name in layers}
+    eye = torch.eye(len(losses), device=losses.device, dtype=losses.dtype)
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for start in range(0, len(losses), chunk_size):
+        cotangents = torch.autograd.grad(losses, probes, eye[start:start + chunk_size], retain_graph=True,
+                                         is_grads_batched=True)
+        for (name, module), g in zip(layers.items(), cotangents):
+            for kind, grad in zip(wanted[name], _layer_rule(module, inputs[name], g, wanted[name])):
+                parts[f"{name}.{kind}"].append(grad.flatten(1).norm(dim=1) if norms else grad)
+    return {n: torch.cat(parts[n]) for n in names}
+
+
+def _layer_rule(module: nn.Module, a: torch.Tensor, g: torch.Tensor, kinds: Sequence[str]) -> list[torch.Tensor]:
+    """Each lane's gradients ``kinds`` of ``module`` from its input ``a (B, ...)`` and the lanes' cotangents at its
+    output ``g (L, B, ...)``: every sample's outer product (Goodfellow 2015), summed over the batch."""
+    lanes = g.shape[0]
+    out = []
+    if isinstance(module, nn.Linear):
+        g = g.reshape(lanes, -1, module.out_features)
+        for kind in kinds:
+            out.append(g.transpose(1, 2) @ a.reshape(-1, module.in_features) if kind == "weight" else g.sum(1))
+        return out
+    if isinstance(module, nn.Conv2d):
+        groups = module.groups
+        for kind in kinds:
+            if kind == "bias":
+                out.append(g.sum(dim=(1, 3, 4)))
+                continue
+            patches = F.unfold(a, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                               stride=module.stride)  # (B, C_in k k, P), channel-major
+            batch, _, positions = patches.shape
+            patches = patches.view(batch, groups, -1, positions).permute(1, 0, 3, 2)
+            patches = patches.reshape(groups, batch * positions, -1)
+            lane = g.reshape(lanes, batch, groups, -1, positions).permute(2, 0, 3, 1, 4)
+            lane = lane.reshape(groups, -1, batch * positions)
+            weight = torch.bmm(lane, patches).view(groups, lanes, -1, patches.shape[2]).transpose(0, 1)
+            out.append(weight.reshape(lanes, *module.weight.shape))
+        return out
+    # batch norm: y = γ x̂ + β with the batch's statistics in training mode (or without running ones)
+    dims = [0] + list(range(2, a.dim()))
+    shape = [1, -1] + [1] * (a.dim() - 2)
+    if module.training or module.running_mean is None:
+        mean, var = a.mean(dim=dims), a.var(dim=dims, unbiased=False)
+    else:
+        mean, var = module.running_mean, module.running_var
+    sums = [1 + d for d in dims]
+    for kind in kinds:
+        if kind == "bias":
+            out.append(g.sum(dim=sums))
+        else:
+            normalised = (a - mean.view(shape)) * torch.rsqrt(var.view(shape) + module.eps)
+            out.append((g * normalised).sum(dim=sums))
+    return out
