@@ -210,8 +210,8 @@ def _lane_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Seque
         cotangents = torch.autograd.grad(losses, probes, eye[start:start + chunk_size], retain_graph=True,
                                          is_grads_batched=True)
         for (name, module), g in zip(layers.items(), cotangents):
-            for kind, grad in zip(wanted[name], _layer_rule(module, inputs[name], g, wanted[name])):
-                parts[f"{name}.{kind}"].append(grad.flatten(1).norm(dim=1) if norms else grad)
+            for kind, lane in zip(wanted[name], _layer_rule(module, inputs[name], g, wanted[name])):
+                parts[f"{name}.{kind}"].append(lane.flatten(1).norm(dim=1) if norms else lane)
     return {n: torch.cat(parts[n]) for n in names}
 
 
