@@ -314,8 +314,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "~3 min (3m07s measured, loaded)", add_dager),
     Experiment("spear", "Dimitrov et al. (NeurIPS 2024)", "SPEAR exact batch recovery rate per B (FedSGD, FedAvg)",
                "~8 min on a loaded machine (77 CPU-s measured)", add_spear),
-    Experiment("qbi", "Nowak et al. (2024)", "QBI vs trap weights / Robbing the Fed (recall at the same N, B)",
-               "~1 min (17 CPU-s measured)", add_qbi),
+    Experiment("qbi", "Nowak et al. (2024)", "QBI and PAIRS vs trap weights / Robbing the Fed (recall at the same N, B)",
+               "~5 min on a loaded machine", add_qbi),
 )
 
 

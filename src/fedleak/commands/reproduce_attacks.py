@@ -71,7 +71,7 @@ def add_spear(experiments) -> None:
               "Dimitrov et al. (SPEAR, NeurIPS 2024): share of client batches recovered whole and exactly per batch "
               "size, from FedSGD gradients and a FedAvg update of an FC-ReLU layer",
               data=("bundled", "image dataset (default bundled; mnist with --root DIR)"),
-              quick="B = 1, 4, 8, 16, 24, 3 batches each, 500,000 proposals per update",
+              quick="B = 1, 2, 4, 8, 16, 20, 3 batches each, 1,000,000 proposals per update",
               out="results/reproduce-spear",
               func=runner("spear", "SpearReproductionConfig", "reproduce_spear",
                           "results.json, table.txt, comparison.md"),

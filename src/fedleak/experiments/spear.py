@@ -60,8 +60,8 @@ class SpearReproductionConfig(RunConfig):
 
     @classmethod
     def quick(cls, **overrides) -> "SpearReproductionConfig":
-        """B = 1, 4, 8, 16, 24 with 3 batches each, 500,000 proposals per update, FedAvg 2 steps of 4."""
-        return cls(**{**dict(batch_sizes=(1, 4, 8, 16, 24), batches=3, proposals=500_000, profile="quick"),
+        """B = 1, 2, 4, 8, 16, 20 with 3 batches each, 1,000,000 proposals per update, FedAvg 2 steps of 4."""
+        return cls(**{**dict(batch_sizes=(1, 2, 4, 8, 16, 20), batches=3, proposals=1_000_000, profile="quick"),
                       **overrides})
 
     def cells(self) -> dict[str, tuple]:

@@ -44,12 +44,13 @@ def searched_weights(features: torch.Tensor, rest: torch.Tensor, batch_size: int
     rows = rest.shape[1]
     features = features.to(torch.float64)
     cover = features.new_zeros(points)  # how many chosen rows fire for each public point
+    share = max(1, round(points / batch_size))  # QBI's bias: a row fires for the top P/B public points
     miss = 1.0 - (1.0 - 1.0 / batch_size) ** (batch_size - 1)  # a row firing for x misses it (a batchmate fires too)
     chosen = features.new_zeros(rows, width)
     for row in range(rows):
         draws = std * torch.randn(candidates, width, generator=generator, dtype=torch.float64)
         pre = features @ draws.T + rest[:, row:row + 1].to(features)  # (P, K)
-        fires = pre > torch.quantile(pre, 1.0 - 1.0 / batch_size, dim=0)  # QBI's bias: fires for ~P/B points
+        fires = torch.zeros_like(pre, dtype=torch.bool).scatter_(0, pre.topk(share, dim=0).indices, True)
         best = int(((miss ** cover) @ fires.to(cover)).argmax())  # the largest gain in expected recall
         chosen[row] = draws[best]
         cover += fires[:, best].to(cover)
