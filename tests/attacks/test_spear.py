@@ -53,7 +53,7 @@ def test_spear_recovers_a_batch_of_8_exactly(setting, start):
 def test_spear_recovers_a_batch_of_16_exactly(setting):
     data, model = setting
     x, y = data[slice(100, 116)]
-    spear, secret = attack(model, proposals=1_000_000)  # found after 262,144 (uniform rows alone: ~3e5 per sample)
+    spear, secret = attack(model, proposals=1_000_000)  # uniform rows alone: ~3e5 proposals per sample
     reconstruction = spear.reconstruct(observed_gradient(model, x, y), secret, None)
     assert reconstruction.info["status"] == "exact"
     scores = score(reconstruction, x, y)

@@ -16,7 +16,9 @@ are found, three quarters of the proposals are steered by their zero sets (:func
 leave at zero are likely zero for the rest too (the paper draws rows uniformly, which needs ~``p^-(B-1)`` proposals
 per sample: ~3e5 at B = 16 on Fashion-MNIST, where the steered draws found whole batches in 5e4 - 5e5); proposals
 are ranked by how often they recur (:func:`_merge`) and mixtures of two samples' directions are ranked last
-(:func:`_undominated`); sampling stops when the chosen batch passes the ReLU check below.
+(:func:`_undominated`); the last sample's direction is solved for from the other B - 1 and the layer's weights
+(:func:`_complete`), so the rarest sample need not be drawn at all; sampling stops when the chosen batch passes the
+ReLU check below.
 
 The attacker checks its own answer without the truth (``declared``): the bias gradient must be reproduced
 (residual below :data:`RESIDUAL`; a weak test, since any B independent directions reproduce it), and each
@@ -53,6 +55,7 @@ ZERO = 1e-6  # an entry of L q below this share of the column's largest counts a
 NOISE_MARGIN = 100.0  # ... or below this many times the update's noise floor (its first discarded singular value)
 SAME = 3e-5  # two unit directions closer than this per entry are one (the proposals' round-off)
 WEIGHT_POWER = 3.0  # how strongly steered proposals favour rows that the directions found leave at zero
+COMPLETE = 1e-6  # a zero set's rows of L whose smallest singular value is below this share hold a null vector
 INDEPENDENT = 1e-4  # a direction raises the rank when this share of it lies off the chosen ones' span
 RESIDUAL = 1e-4  # relative residual of dL/db that an exact disaggregation leaves at most
 SPARE = 2  # zero rows outside a sparser direction's zero set that a mixture may have
@@ -214,14 +217,40 @@ def _anchored_proposals(left: torch.Tensor, anchors: torch.Tensor, size: int, ge
     return _directions(left, torch.cat([within, outside], dim=1))
 
 
+def _complete(left: torch.Tensor, right: torch.Tensor, known: torch.Tensor, weight: torch.Tensor,
+              bias: torch.Tensor) -> torch.Tensor | None:
+    """fedleak's addition (not in the paper): the last direction from B - 1 known ones. Row i of ``Q^-1`` is
+    orthogonal to every column of Q but the i-th, so the missing sample's input is ``x = c p R`` with ``p`` the
+    null vector of ``known`` (B-1, B) and an unknown scale c. Its zero set is ``{n: c (W x)_n + b_n < 0}``
+    (``weight`` (M', D), ``bias`` (M',): the active rows of the layer sent), which changes only where c crosses a
+    breakpoint ``-b_n / (W p R)_n``; the direction is the null vector of the rows of ``left`` in the zero set
+    that has one. One batched SVD over the breakpoints' intervals; None when no interval gives a null vector."""
+    p = torch.linalg.svd(known)[2][-1]
+    slope = weight @ (p @ right)  # (M',)
+    cuts = (-bias / slope)[slope.abs() > 0].sort().values
+    if len(cuts) == 0:
+        return None
+    inner = (cuts[1:] + cuts[:-1]) / 2
+    tests = torch.cat([cuts[:1] - 1.0 - cuts[:1].abs(), inner, cuts[-1:] + 1.0 + cuts[-1:].abs()])
+    tests = tests[tests != 0]
+    zero_sets = (tests.unsqueeze(1) * slope + bias) < 0  # (C, M')
+    _, values, vh = torch.linalg.svd(left * zero_sets.unsqueeze(2).to(left.dtype), full_matrices=False)
+    ratio = values[:, -1] / values[:, 0].clamp_min(1e-300)
+    ratio = torch.where(zero_sets.sum(dim=1) >= left.shape[1] - 1, ratio, torch.full_like(ratio, math.inf))
+    best = int(ratio.argmin())
+    if not bool(ratio[best] < COMPLETE):
+        return None
+    return _sign_normalised(vh[best, -1].unsqueeze(0))[0]
+
+
 def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: SpearConfig, *,
                  generator: torch.Generator, accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
-                 device=None) -> Disaggregation:
+                 layer: tuple[torch.Tensor, torch.Tensor] | None = None, device=None) -> Disaggregation:
     """SPEAR on one weight gradient (M, D) and bias gradient (M,): the batch's inputs and their output
     gradients, computed in float64 on ``device``. Proposals are drawn until the B best directions give inputs
     that ``accept(inputs (B, D), grads (B, M), flow)`` passes (``flow``: the share of a
     sample's largest output gradient above which it is no round-off) (every one of them; by default: any) or the budget is
-    spent."""
+    spent. With ``layer`` (the weight and bias sent), a set one direction short is completed by :func:`_complete`."""
     device = device if device is not None else weight_grad.device
     grad = weight_grad.to(device, torch.float64)
     bias = bias_grad.to(device, torch.float64)
@@ -247,6 +276,22 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
     pool = grad.new_zeros(0, batch)
     zeros = hits = torch.zeros(0, dtype=torch.long, device=device)
     drawn, best, tried, anchors = 0, None, None, None
+    if layer is not None:
+        weight_active = layer[0].to(device, torch.float64)[active]
+        bias_active = layer[1].to(device, torch.float64)[active]
+
+    def _attempt(chosen: torch.Tensor) -> Disaggregation | None:
+        """The batch that B directions give: scales from the bias gradient, inputs ``X = Q^-1 R``."""
+        scales = torch.linalg.lstsq(left @ chosen.T, bias[active].unsqueeze(1)).solution.squeeze(1)
+        residual = float((left @ chosen.T @ scales - bias[active]).norm() / bias[active].norm().clamp_min(1e-300))
+        disaggregation = chosen.T * scales  # Q: column i is sample i's direction times its scale
+        inputs, info = torch.linalg.solve_ex(disaggregation, right)  # X = Q^-1 R
+        if int(info) != 0 or not bool(torch.isfinite(inputs).all()):
+            return None  # a zero scale: these directions do not reproduce the bias gradient
+        grads = grad.new_zeros(batch, grad.shape[0])
+        grads[:, active] = (left @ disaggregation).T
+        return Disaggregation(inputs, grads, batch, residual, drawn, "exact", max(FLOW, zero))
+
     while drawn < config.proposals:
         size = min(config.chunk, config.proposals - drawn)
         drawn += size
@@ -268,21 +313,27 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
         if plain.any():
             found = left @ pool[plain][:2 * batch].T  # (M', A): the zero sets of the best plain directions
             anchors = (found.abs() <= zero * found.abs().amax(dim=0).clamp_min(1e-300)).T
-        chosen = _greedy(torch.cat([pool[plain], pool[~plain]]), batch) if len(pool) >= batch else pool[:0]
-        if len(chosen) < batch or (tried is not None and torch.equal(chosen, tried)):
+        chosen = _greedy(torch.cat([pool[plain], pool[~plain]]), batch) if len(pool) >= batch - 1 else pool[:0]
+        if len(chosen) < batch - 1 or (layer is None and len(chosen) < batch) or (
+                tried is not None and torch.equal(chosen, tried)):
             continue
         tried = chosen
-        scales = torch.linalg.lstsq(left @ chosen.T, bias[active].unsqueeze(1)).solution.squeeze(1)
-        residual = float((left @ chosen.T @ scales - bias[active]).norm() / bias[active].norm().clamp_min(1e-300))
-        disaggregation = chosen.T * scales  # Q: column i is sample i's direction times its scale
-        inputs, info = torch.linalg.solve_ex(disaggregation, right)  # X = Q^-1 R
-        if int(info) != 0 or not bool(torch.isfinite(inputs).all()):
-            continue  # a zero scale: these directions do not reproduce the bias gradient
-        grads = grad.new_zeros(batch, grad.shape[0])
-        grads[:, active] = (left @ disaggregation).T
-        best = Disaggregation(inputs, grads, batch, residual, drawn, "exact", max(FLOW, zero))
-        if residual <= RESIDUAL and (accept is None or bool(accept(inputs, grads, max(FLOW, zero)).all())):
-            return best
+        sets = [chosen] if len(chosen) == batch else []
+        if layer is not None and batch > 1:  # the set one short, or each set leaving one chosen out, completed
+            shorter = [chosen] if len(chosen) < batch else [torch.cat([chosen[:i], chosen[i + 1:]])
+                                                           for i in reversed(range(batch))]
+            for known in shorter:
+                last = _complete(left, right, known, weight_active, bias_active)
+                if last is not None:
+                    sets.append(torch.cat([known, last.unsqueeze(0)]))
+        for candidate in sets:
+            result = _attempt(candidate)
+            if result is None:
+                continue
+            best = result if best is None or result.residual <= best.residual else best
+            if result.residual <= RESIDUAL and (accept is None or bool(accept(result.inputs, result.grads,
+                                                                              result.flow).all())):
+                return result
     if best is None:
         return dataclasses.replace(empty, batch=batch, proposals=drawn,
                                    status=f"found {len(pool)} of {batch} sparse directions in {drawn} proposals")
@@ -346,7 +397,7 @@ class SpearAttack:
             return relu_violations(inputs, grads, weight, bias, flow) <= ALLOWED_VIOLATIONS
 
         found = disaggregate(weight_grad, bias_grad, self.config, generator=generator, accept=consistent,
-                             device=device)
+                             layer=(weight, bias), device=device)
         violations = relu_violations(found.inputs, found.grads, weight, bias, found.flow or FLOW)
         declared = violations <= ALLOWED_VIOLATIONS
         inputs = found.inputs.to(weight_grad.dtype)
