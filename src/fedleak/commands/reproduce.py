@@ -313,7 +313,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
                "~3 min (3m07s measured, loaded)", add_dager),
     Experiment("spear", "Dimitrov et al. (NeurIPS 2024)", "SPEAR exact batch recovery rate per B (FedSGD, FedAvg)",
-               "~8 min on a loaded machine (77 CPU-s measured)", add_spear),
+               "~6 min on a loaded machine", add_spear),
     Experiment("qbi", "Nowak et al. (2024)", "QBI and PAIRS vs trap weights / Robbing the Fed (recall at the same N, B)",
                "~5 min on a loaded machine", add_qbi),
 )

@@ -6,8 +6,9 @@ update, under an :class:`fedleak.cases.Audit` of the ``spear`` attack by an hone
 reconstruction against the client's true batch (:func:`fedleak.cases.score`). A batch counts as *exactly
 recovered* when every one of its B inputs is leaked (within 1e-4 of the data scale and on the 8-bit grid).
 Deviations from the paper: Fashion-MNIST (the bundled sample) on an FC-NN of widths 256 + 128 instead of
-MNIST/CIFAR/ImageNet networks, and a CPU budget of proposals per update instead of the paper's GPU one; the paper
-does not list per-B rates in text we have, so its headline (b up to ~25 exact) is the reference.
+MNIST/CIFAR/ImageNet networks, a CPU budget of proposals per update instead of the paper's GPU one, and the
+sampling steered by the directions found (:mod:`fedleak.attacks.spear`); the paper does not list per-B rates in
+text we have, so its headline (b up to ~25 exact) is the reference.
 """
 from __future__ import annotations
 
