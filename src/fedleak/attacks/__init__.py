@@ -61,7 +61,8 @@ ATTACKS.register("qbi")(qbi.qbi)
 ATTACKS.register("pairs")(pairs.pairs)
 
 HONEST = ("passive", "dager", "fedavg_inversion", "spear")  # honest-but-curious attacks beside the inversion presets
-MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
+VARIANTS = ("pairs",)  # refinements of an attack above (PAIRS: QBI's weights searched), run by their reproduction
+MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST and name not in VARIANTS)
 
 
 def prepare(name: str, model, context: AttackContext | None = None, **options):

@@ -15,7 +15,7 @@ def test_registry_lists_every_manipulation_of_the_issue():
                                "input_forwarding", "loki", "model_inconsistency", "qbi", "robbing_the_fed",
                                "seer", "text_embedding", "trap_weights"]
     assert set(ATTACKS.names()) == {*MALICIOUS, "passive", "dager", "dlg", "idlg", "ig", "wiig", "dia", "dpia",
-                                    "gpia", "vbia", "pig", "cdia", "fedavg_inversion", "spear"}
+                                    "gpia", "vbia", "pig", "cdia", "fedavg_inversion", "spear", "pairs"}
     with pytest.raises(UnknownNameError, match="valid attacks"):
         ATTACKS.get("no-such-attack")
     with pytest.raises(ValueError, match="attack 'trap_weights' has no option rate; its options: scale_factor"):
