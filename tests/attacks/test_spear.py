@@ -1,5 +1,6 @@
 """SPEAR (Dimitrov et al., NeurIPS 2024) against the true batch: exact at B = 8 on a 256-wide FC-ReLU layer, and
-nothing declared when the gradient is no longer low-rank and sparse (DP noise, a batch beyond the budget)."""
+B = 16 (steered proposals), and nothing declared when the gradient is no longer low-rank and sparse (DP noise, a
+batch beyond the budget)."""
 import pytest
 import torch
 
@@ -47,6 +48,16 @@ def test_spear_recovers_a_batch_of_8_exactly(setting, start):
     assert float(error.max() / x.flatten(1).norm(dim=1).mean()) < 1e-4
     scores = score(reconstruction, x, y)
     assert scores["leaked"] == 8 and scores["recall"] == 1.0
+
+
+def test_spear_recovers_a_batch_of_16_exactly(setting):
+    data, model = setting
+    x, y = data[slice(100, 116)]
+    spear, secret = attack(model, proposals=1_000_000)  # uniform rows alone: ~3e5 proposals per sample
+    reconstruction = spear.reconstruct(observed_gradient(model, x, y), secret, None)
+    assert reconstruction.info["status"] == "exact"
+    scores = score(reconstruction, x, y)
+    assert scores["leaked"] == scores["declared"] == 16
 
 
 def test_spear_declares_nothing_under_dp_noise(setting):

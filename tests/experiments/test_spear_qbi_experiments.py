@@ -24,5 +24,7 @@ def test_small_qbi_reproduction(tmp_path):
     result = reproduce_qbi(config, tmp_path, progress=False)
     (row,) = result["rows"]
     assert row["qbi_recall"] >= 0.6 and row["gain_over_trap"] > 0.2  # quick profile: 0.86 vs 0.23
-    assert "+50%" in (tmp_path / "comparison.md").read_text()
+    assert row["pairs_recall"] >= 0.6 and row["pairs_over_trap"] > 0.2  # quick profile: PAIRS 0.93
+    text = (tmp_path / "comparison.md").read_text()
+    assert "+50%" in text and "PAIRS (ours)" in text
     assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["neurons"] == 200

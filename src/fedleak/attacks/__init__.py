@@ -21,7 +21,7 @@ from fedleak.attacks.inversion.presets import PRESETS  # noqa: E402
 from fedleak.attacks import spear  # noqa: E402
 from fedleak.attacks.learned import seer  # noqa: E402
 from fedleak.attacks.malicious import (curious_kernels, decepticons, fishing, forwarding, loki,  # noqa: E402
-                                       model_inconsistency, qbi, robbing_the_fed, text_embedding,
+                                       model_inconsistency, pairs, qbi, robbing_the_fed, text_embedding,
                                        trap_weights)
 
 for _name, _config in PRESETS.items():
@@ -60,8 +60,10 @@ ATTACKS.register("fedavg_inversion")(fedavg_inversion)
 ATTACKS.register("dager")(dager.dager)
 ATTACKS.register("spear")(spear.spear)
 ATTACKS.register("qbi")(qbi.qbi)
+ATTACKS.register("pairs")(pairs.pairs)
 
-HONEST = ("passive", "passive_text", "dager", "fedavg_inversion", "spear")  # honest-but-curious attacks beside the inversion presets
+# honest-but-curious attacks beside the inversion presets
+HONEST = ("passive", "passive_text", "dager", "fedavg_inversion", "spear")
 MALICIOUS = tuple(name for name in ATTACKS if name not in PRESETS and name not in HONEST)
 
 

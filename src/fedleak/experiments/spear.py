@@ -6,8 +6,9 @@ update, under an :class:`fedleak.cases.Audit` of the ``spear`` attack by an hone
 reconstruction against the client's true batch (:func:`fedleak.cases.score`). A batch counts as *exactly
 recovered* when every one of its B inputs is leaked (within 1e-4 of the data scale and on the 8-bit grid).
 Deviations from the paper: Fashion-MNIST (the bundled sample) on an FC-NN of widths 256 + 128 instead of
-MNIST/CIFAR/ImageNet networks, and a CPU budget of proposals per update instead of the paper's GPU one; the paper
-does not list per-B rates in text we have, so its headline (b up to ~25 exact) is the reference.
+MNIST/CIFAR/ImageNet networks, a CPU budget of proposals per update instead of the paper's GPU one, and the
+sampling steered by the directions found (:mod:`fedleak.attacks.spear`); the paper does not list per-B rates in
+text we have, so its headline (b up to ~25 exact) is the reference.
 """
 from __future__ import annotations
 
@@ -60,8 +61,8 @@ class SpearReproductionConfig(RunConfig):
 
     @classmethod
     def quick(cls, **overrides) -> "SpearReproductionConfig":
-        """B = 1, 4, 8, 16, 24 with 3 batches each, 500,000 proposals per update, FedAvg 2 steps of 4."""
-        return cls(**{**dict(batch_sizes=(1, 4, 8, 16, 24), batches=3, proposals=500_000, profile="quick"),
+        """B = 1, 2, 4, 8, 16, 20 with 3 batches each, 1,000,000 proposals per update, FedAvg 2 steps of 4."""
+        return cls(**{**dict(batch_sizes=(1, 2, 4, 8, 16, 20), batches=3, proposals=1_000_000, profile="quick"),
                       **overrides})
 
     def cells(self) -> dict[str, tuple]:

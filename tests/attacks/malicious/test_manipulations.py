@@ -12,7 +12,7 @@ from fedleak.registry import UnknownNameError
 
 def test_registry_lists_every_manipulation_of_the_issue():
     assert list(MALICIOUS) == ["class_fishing", "curious_kernels", "decepticons", "feature_fishing",
-                               "input_forwarding", "loki", "model_inconsistency", "qbi", "robbing_the_fed",
+                               "input_forwarding", "loki", "model_inconsistency", "pairs", "qbi", "robbing_the_fed",
                                "seer", "text_embedding", "trap_weights"]
     assert set(ATTACKS.names()) == {*MALICIOUS, "passive", "passive_text", "dager", "dlg", "idlg", "ig", "wiig", "dia",
                                     "dpia", "gpia", "vbia", "pig", "cdia", "fedavg_inversion", "spear"}

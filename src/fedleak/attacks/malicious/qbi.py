@@ -10,7 +10,8 @@ quantile of ``w_i . x`` over the server's public data, so that row i fires for a
 (paper 002 Algorithm 1) instead shape the weights and leave the bias at zero; Robbing the Fed bins one measurement.
 Readout: :func:`fedleak.attacks.analytic.extract_at_layer` (Eq. 5 per row).
 
-Here the quantile is the empirical one of the server's public sample; PAIRS (the paper's search over weights on data of the client's own distribution) is not built here.
+Here the quantile is the empirical one of the server's public sample; PAIRS, the paper's search over the weights
+when that sample is of the client's own distribution, is :mod:`fedleak.attacks.malicious.pairs`.
 When the layer is not the first, the layers before it forward the input (paper 002 §7; :mod:`forwarding`).
 """
 from __future__ import annotations
@@ -61,14 +62,21 @@ class QbiAttack:
     public data; ``reconstruct`` reads every observed update by Eq. 5 per row."""
 
     name = "qbi"
+    config_type = QbiConfig
 
     def __init__(self, **options):
         self.options = options
-        QbiConfig(**options)  # bad options fail here, before any round
+        self.config_type(**options)  # bad options fail here, before any round
+
+    def row_weights(self, config: QbiConfig, features: torch.Tensor, rest: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+        """QBI's weights on the input columns (N, C): N(0, std) at random. ``features`` (P, C): the public inputs
+        at those columns; ``rest`` (P, N): what the rows' other columns add (PAIRS reads both)."""
+        return config.std * torch.randn(rest.shape[1], features.shape[1], generator=generator)
 
     @torch.no_grad()
     def prepare(self, model: nn.Module, context: AttackContext) -> tuple[nn.Module, LayerSecret]:
-        config = QbiConfig(**{"seed": context.seed, **self.options})
+        config = self.config_type(**{"seed": context.seed, **self.options})
         if context.public is None or len(context.public) < 2:
             raise ValueError("QBI sets its biases from quantiles of public data; the server holds none "
                              "(pass public= to the Audit)")
@@ -81,15 +89,19 @@ class QbiAttack:
         generator = torch.Generator().manual_seed(config.seed)
         input_map = forward_input(anatomy, name, generator=generator, levels=config.levels)
         columns = input_map.positions.to(linear.weight.device)
-        weights = config.std * torch.randn(linear.out_features, len(columns), generator=generator)
-        linear.weight[:, columns] = weights.to(linear.weight)
         seen: list[torch.Tensor] = []  # the layer's inputs on the public data, through the forwarding layers
         handle = linear.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].flatten(1)))
         try:
             model(context.public.to(linear.weight.device, torch.float32))
         finally:
             handle.remove()
-        linear.bias.copy_(quantile_biases(linear.weight, seen[0], config.batch_size))
+        features = seen[0]
+        others = torch.ones(linear.in_features, dtype=torch.bool, device=columns.device)
+        others[columns] = False  # what the rows' other columns add (zero when the layer reads the raw input)
+        rest = features[:, others] @ linear.weight[:, others].T
+        weights = self.row_weights(config, features[:, columns], rest, generator)
+        linear.weight[:, columns] = weights.to(linear.weight)
+        linear.bias.copy_(quantile_biases(linear.weight, features, config.batch_size))
         return model, LayerSecret(name, input_map)
 
     def reconstruct(self, observed: Observed, secret: LayerSecret, knowledge=None, *,
