@@ -11,13 +11,13 @@ spans the orthogonal complement of that sample's column ``q_i`` of Q: the null s
 (sampling). Proposals are drawn in batches; those whose ``L q`` is not sparse are filtered out, the distinct
 sparse ones are picked greedily (each raising the rank), and the column scales come from the bias gradient
 ``dL/db = dL/dZ^T 1 = L Q 1`` (least squares). fedleak's additions, each said where it is: once some directions
-are found, three quarters of the proposals are steered by their zero sets (:func:`_weighted_proposals`,
-:func:`_anchored_proposals`): inputs of one distribution share most inactive neurons, so the rows the found samples
+are found, three quarters of the proposals are steered by their zero sets (:func:`weighted_proposals`,
+:func:`anchored_proposals`): inputs of one distribution share most inactive neurons, so the rows the found samples
 leave at zero are likely zero for the rest too (the paper draws rows uniformly, which needs ~``p^-(B-1)`` proposals
 per sample: ~3e5 at B = 16 on Fashion-MNIST, where the steered draws found whole batches in 5e4 - 5e5); proposals
-are ranked by how often they recur (:func:`_merge`) and mixtures of two samples' directions are ranked last
-(:func:`_undominated`); the last sample's direction is solved for from the other B - 1 and the layer's weights
-(:func:`_complete`), so the rarest sample need not be drawn at all; sampling stops when the chosen batch passes the
+are ranked by how often they recur (:func:`merge`) and mixtures of two samples' directions are ranked last
+(:func:`undominated`); the last sample's direction is solved for from the other B - 1 and the layer's weights
+(:func:`complete`), so the rarest sample need not be drawn at all; sampling stops when the chosen batch passes the
 ReLU check below.
 
 The attacker checks its own answer without the truth (``declared``): the bias gradient must be reproduced
@@ -47,18 +47,15 @@ import torch.nn as nn
 from fedleak.attacks.analytic import layer_gradients
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.passive import input_layer
+from fedleak.attacks.spear_directions import (WEIGHT_POWER, anchored_proposals, complete, greedy, merge, sign_normalised,
+                                              undominated, uniform_proposals, weighted_proposals)
 from fedleak.checks import check_number
 from fedleak.models.anatomy import trace
 
 RANK_TOLERANCE = 1e-5  # singular values below this share of the largest are float round-off
 ZERO = 1e-6  # an entry of L q below this share of the column's largest counts as zero
 NOISE_MARGIN = 100.0  # ... or below this many times the update's noise floor (its first discarded singular value)
-SAME = 3e-5  # two unit directions closer than this per entry are one (the proposals' round-off)
-WEIGHT_POWER = 3.0  # how strongly steered proposals favour rows that the directions found leave at zero
-COMPLETE = 1e-6  # a zero set's rows of L whose smallest singular value is below this share hold a null vector
-INDEPENDENT = 1e-4  # a direction raises the rank when this share of it lies off the chosen ones' span
 RESIDUAL = 1e-4  # relative residual of dL/db that an exact disaggregation leaves at most
-SPARE = 2  # zero rows outside a sparser direction's zero set that a mixture may have
 ALLOWED_VIOLATIONS = 0.01  # share of a sample's neurons whose ReLU state may disagree (FedAvg drift)
 FLOW = 1e-4  # a recovered output gradient above this share of the sample's largest passes through its neuron
 PRE_MARGIN = 1e-3  # pre-activations within this share of a sample's largest are too close to 0 to judge
@@ -109,140 +106,6 @@ class Disaggregation:
     flow: float = 0.0
 
 
-def _sign_normalised(q: torch.Tensor) -> torch.Tensor:
-    """Unit directions (K, B) with their largest-magnitude entry positive (q and -q are one direction)."""
-    q = q / q.norm(dim=1, keepdim=True)
-    lead = q.gather(1, q.abs().argmax(dim=1, keepdim=True))
-    return q * torch.where(lead < 0, -1.0, 1.0).to(q.dtype)
-
-
-def _merge(q: torch.Tensor, zeros: torch.Tensor, hits: torch.Tensor, keep: int
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The distinct directions of ``q`` (K, B) (unit, sign-normalised) with their zero counts and hit counts (how
-    many proposals gave each), best first: most hits, then sparsest; at most ``keep`` of them. A sample's true
-    direction comes back from every set of its zero rows, a mixture of two samples' directions from one set only,
-    so hits rank it. Directions within :data:`SAME` per entry are one (a sort, not K x K products)."""
-    if len(q) == 0:
-        return q, zeros, hits
-    order = (q @ torch.linspace(1.0, 2.0, q.shape[1], dtype=q.dtype, device=q.device)).argsort()
-    ordered = q[order]  # equal directions sort next to each other along any fixed projection
-    start = torch.cat([torch.ones(1, dtype=torch.bool, device=q.device),
-                       (ordered[1:] - ordered[:-1]).abs().amax(dim=1) > SAME])
-    group = torch.empty_like(order).scatter_(0, order, start.long().cumsum(0) - 1)
-    total = torch.zeros(int(group.max()) + 1, dtype=hits.dtype, device=q.device).index_add_(0, group, hits)
-    first = torch.full_like(total, len(q)).scatter_reduce_(0, group, torch.arange(len(q), device=q.device), "amin")
-    q, zeros, hits = q[first], zeros[first], total
-    order = (hits * (int(zeros.max()) + 1) + zeros).argsort(descending=True, stable=True)[:keep]
-    return q[order], zeros[order], hits[order]
-
-
-def _undominated(left: torch.Tensor, pool: torch.Tensor, zero_share: float) -> torch.Tensor:
-    """Which directions of ``pool`` (K, B) are not mixtures: a mixture of s samples' directions is zero where all
-    of them are, plus at most s - 1 rows its proposal forced, so its zero set lies (but for :data:`SPARE` rows)
-    inside a sparser direction's zero set. Correlated inputs (Fashion-MNIST) share most inactive neurons, so a
-    mixture can be nearly as sparse as a true direction; this test, not the count alone, ranks them below."""
-    columns = left @ pool.T
-    zero = (columns.abs() <= zero_share * columns.abs().amax(dim=0).clamp_min(1e-300)).T.to(left.dtype)  # (K, M')
-    sizes = zero.sum(dim=1)
-    shared = zero @ zero.T  # |Z_w & Z_q|
-    outside = sizes.unsqueeze(1) - shared  # |Z_w \ Z_q|
-    dominated = (outside <= SPARE) & (sizes.unsqueeze(0) > sizes.unsqueeze(1))
-    return ~dominated.any(dim=1)
-
-
-def _greedy(pool: torch.Tensor, batch: int) -> torch.Tensor:
-    """The greedy selection: the best directions of ``pool`` (sorted) that each raise the rank, up to
-    ``batch`` of them (fewer when the pool does not span B dimensions). Each round projects the whole pool off
-    the chosen span at once (Gram-Schmidt) and takes the first direction with a part left."""
-    chosen: list[int] = []
-    basis = pool.new_zeros(0, pool.shape[1])
-    for _ in range(batch):
-        residual = pool - (pool @ basis.T) @ basis
-        raising = torch.nonzero(residual.norm(dim=1) > INDEPENDENT * pool.norm(dim=1)).squeeze(1)
-        if len(raising) == 0:
-            break
-        index = int(raising[0])
-        chosen.append(index)
-        basis = torch.cat([basis, (residual[index] / residual[index].norm()).unsqueeze(0)])
-    return pool[chosen]
-
-
-def _directions(left: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
-    """For each row of ``picks`` (K, B-1) the direction (K, B) that the rows ``left[picks]`` annihilate, with its
-    last entry fixed to 1: one batched LU solve instead of an SVD each (singular systems are dropped)."""
-    system = left[picks]  # (K, B-1, B)
-    solution, info = torch.linalg.solve_ex(system[:, :, :-1], -system[:, :, -1:])
-    q = torch.cat([solution.squeeze(-1), left.new_ones(len(picks), 1)], dim=1)
-    return q[(info == 0) & torch.isfinite(q).all(dim=1)]
-
-
-def _proposals(left: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """The paper's sampling: up to ``size`` proposal directions (K, B), each annihilated by B - 1 rows of ``left``
-    (M', B) drawn uniformly (draws that repeat a row are dropped). One lands on sample i's direction when all
-    its rows lie in i's zero set: probability about ``p_i^(B-1)``."""
-    rows, batch = left.shape
-    picks = torch.randint(rows, (size, batch - 1), generator=generator, device=left.device)
-    ordered = picks.sort(dim=1).values
-    return _directions(left, picks[(ordered[:, 1:] != ordered[:, :-1]).all(dim=1)])
-
-
-def _weighted_proposals(left: torch.Tensor, weights: torch.Tensor, size: int, generator: torch.Generator
-                        ) -> torch.Tensor:
-    """fedleak's addition (not in the paper): proposals whose B - 1 distinct rows are drawn with probability
-    growing with ``weights`` (M',) (Efraimidis-Spirakis keys), here the share of the directions found so far
-    whose zero set holds the row, raised to :data:`WEIGHT_POWER`. Inputs of one distribution share most inactive
-    neurons, so a row inactive for most samples found is likely inactive for one not yet found: on a B = 16
-    Fashion-MNIST batch this raised the hits per proposal on the hardest sample ~50-fold over uniform rows."""
-    rows, batch = left.shape
-    keys = -torch.rand(size, rows, generator=generator, device=left.device, dtype=left.dtype).log_() / weights
-    return _directions(left, keys.topk(batch - 1, dim=1, largest=False).indices)
-
-
-def _anchored_proposals(left: torch.Tensor, anchors: torch.Tensor, size: int, generator: torch.Generator
-                        ) -> torch.Tensor:
-    """fedleak's addition (not in the paper): proposals conditioned on a sample already found. ``anchors``
-    (A, M') marks the zero set Z_a of each found direction q_a. A proposal takes B - 2 distinct rows inside a
-    random Z_a and one row outside it: rows inside Z_a are orthogonal to q_a, so the outside row rules q_a out,
-    and the proposal is sample j's direction when the B - 2 rows lie in Z_a & Z_j and the outside one in Z_j.
-    Inputs of one distribution share most inactive neurons (Fashion-MNIST: P(n in Z_j | n in Z_a) ~ 0.7 against
-    P(n in Z_j) ~ 0.47), so at B = 16 this hits about 0.7^14 * 0.3 ~ 2e-3 per proposal against 0.47^15 ~ 1e-5."""
-    rows, batch = left.shape
-    anchors = anchors[(anchors.sum(dim=1) >= batch - 2) & ~anchors.all(dim=1)]
-    if len(anchors) == 0 or batch < 3:
-        return left.new_zeros(0, batch)
-    inside = anchors[torch.randint(len(anchors), (size,), generator=generator, device=left.device)]  # (K, M')
-    keys = torch.rand(size, rows, generator=generator, device=left.device, dtype=left.dtype)
-    within = (keys + 2 * (~inside).to(keys.dtype)).topk(batch - 2, dim=1, largest=False).indices
-    outside = (keys + 2 * inside.to(keys.dtype)).argmin(dim=1, keepdim=True)
-    return _directions(left, torch.cat([within, outside], dim=1))
-
-
-def _complete(left: torch.Tensor, right: torch.Tensor, known: torch.Tensor, weight: torch.Tensor,
-              bias: torch.Tensor) -> torch.Tensor | None:
-    """fedleak's addition (not in the paper): the last direction from B - 1 known ones. Row i of ``Q^-1`` is
-    orthogonal to every column of Q but the i-th, so the missing sample's input is ``x = c p R`` with ``p`` the
-    null vector of ``known`` (B-1, B) and an unknown scale c. Its zero set is ``{n: c (W x)_n + b_n < 0}``
-    (``weight`` (M', D), ``bias`` (M',): the active rows of the layer sent), which changes only where c crosses a
-    breakpoint ``-b_n / (W p R)_n``; the direction is the null vector of the rows of ``left`` in the zero set
-    that has one. One batched SVD over the breakpoints' intervals; None when no interval gives a null vector."""
-    p = torch.linalg.svd(known)[2][-1]
-    slope = weight @ (p @ right)  # (M',)
-    cuts = (-bias / slope)[slope.abs() > 0].sort().values
-    if len(cuts) == 0:
-        return None
-    inner = (cuts[1:] + cuts[:-1]) / 2
-    tests = torch.cat([cuts[:1] - 1.0 - cuts[:1].abs(), inner, cuts[-1:] + 1.0 + cuts[-1:].abs()])
-    tests = tests[tests != 0]
-    zero_sets = (tests.unsqueeze(1) * slope + bias) < 0  # (C, M')
-    _, values, vh = torch.linalg.svd(left * zero_sets.unsqueeze(2).to(left.dtype), full_matrices=False)
-    ratio = values[:, -1] / values[:, 0].clamp_min(1e-300)
-    ratio = torch.where(zero_sets.sum(dim=1) >= left.shape[1] - 1, ratio, torch.full_like(ratio, math.inf))
-    best = int(ratio.argmin())
-    if not bool(ratio[best] < COMPLETE):
-        return None
-    return _sign_normalised(vh[best, -1].unsqueeze(0))[0]
-
-
 def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: SpearConfig, *,
                  generator: torch.Generator, accept: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
                  layer: tuple[torch.Tensor, torch.Tensor] | None = None, device=None) -> Disaggregation:
@@ -250,7 +113,7 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
     gradients, computed in float64 on ``device``. Proposals are drawn until the B best directions give inputs
     that ``accept(inputs (B, D), grads (B, M), flow)`` passes (``flow``: the share of a
     sample's largest output gradient above which it is no round-off) (every one of them; by default: any) or the budget is
-    spent. With ``layer`` (the weight and bias sent), a set one direction short is completed by :func:`_complete`."""
+    spent. With ``layer`` (the weight and bias sent), a set one direction short is completed by :func:`complete`."""
     device = device if device is not None else weight_grad.device
     grad = weight_grad.to(device, torch.float64)
     bias = bias_grad.to(device, torch.float64)
@@ -298,22 +161,22 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
         if batch == 1:
             q = grad.new_ones(1, 1)
         elif anchors is None:
-            q = _proposals(left, size, generator)
+            q = uniform_proposals(left, size, generator)
         else:  # a quarter the paper's uniform draws, the rest steered by the directions found so far
             weights = (anchors.to(left.dtype).mean(dim=0) + 0.05) ** WEIGHT_POWER
-            q = torch.cat([_proposals(left, size // 4, generator),
-                           _weighted_proposals(left, weights, size // 2, generator),
-                           _anchored_proposals(left, anchors, size - size // 4 - size // 2, generator)])
+            q = torch.cat([uniform_proposals(left, size // 4, generator),
+                           weighted_proposals(left, weights, size // 2, generator),
+                           anchored_proposals(left, anchors, size - size // 4 - size // 2, generator)])
         magnitude = (left @ q.T).abs_()  # (M', K): each proposal's output gradient over the active neurons
         count = (magnitude <= zero * magnitude.amax(dim=0).clamp_min(1e-300)).sum(dim=0)
         sparse = (count >= need) | (batch == 1)
-        pool, zeros, hits = _merge(torch.cat([pool, _sign_normalised(q[sparse])]), torch.cat([zeros, count[sparse]]),
+        pool, zeros, hits = merge(torch.cat([pool, sign_normalised(q[sparse])]), torch.cat([zeros, count[sparse]]),
                                    torch.cat([hits, torch.ones_like(count[sparse])]), keep)
-        plain = _undominated(left, pool, zero)  # mixtures last: a true direction may itself look dominated
+        plain = undominated(left, pool, zero)  # mixtures last: a true direction may itself look dominated
         if plain.any():
             found = left @ pool[plain][:2 * batch].T  # (M', A): the zero sets of the best plain directions
             anchors = (found.abs() <= zero * found.abs().amax(dim=0).clamp_min(1e-300)).T
-        chosen = _greedy(torch.cat([pool[plain], pool[~plain]]), batch) if len(pool) >= batch - 1 else pool[:0]
+        chosen = greedy(torch.cat([pool[plain], pool[~plain]]), batch) if len(pool) >= batch - 1 else pool[:0]
         if len(chosen) < batch - 1 or (layer is None and len(chosen) < batch) or (
                 tried is not None and torch.equal(chosen, tried)):
             continue
@@ -323,7 +186,7 @@ def disaggregate(weight_grad: torch.Tensor, bias_grad: torch.Tensor, config: Spe
             shorter = [chosen] if len(chosen) < batch else [torch.cat([chosen[:i], chosen[i + 1:]])
                                                            for i in reversed(range(batch))]
             for known in shorter:
-                last = _complete(left, right, known, weight_active, bias_active)
+                last = complete(left, right, known, weight_active, bias_active)
                 if last is not None:
                     sets.append(torch.cat([known, last.unsqueeze(0)]))
         for candidate in sets:
