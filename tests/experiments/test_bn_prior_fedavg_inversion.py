@@ -10,7 +10,7 @@ from fedleak.experiments.fedavg_inversion import FedAvgInversionConfig, reproduc
 
 def test_bn_prior_reports_the_prior_each_case_used(tmp_path):
     torch.set_num_threads(1)
-    config = BNPriorConfig(model="cnn", size=16, iterations=2, warmup_batches=2, rows=(("fedavg", "auto"), ("fedsgd", "auto"),
+    config = BNPriorConfig(network="cnn", size=16, iterations=2, warmup_batches=2, rows=(("fedavg", "auto"), ("fedsgd", "auto"),
                                                                           ("fedsgd", "none"), ("fedsgd", "proxy")))
     result = reproduce_bn_prior(config, tmp_path)
     assert [r["used"] for r in result["rows"]] == ["inferred", "running", "none", "proxy"]

@@ -31,27 +31,32 @@ def add_inconsistency_secagg(experiments) -> None:
 
 def add_bn_prior(experiments) -> None:
     add_study(experiments, "bn-prior",
-              "Yin et al. 2021 (GradInversion): the batch-norm statistics prior vs none on a batch-norm ResNet-18, "
-              "B = 8, SSIM (FedAvg: inferred statistics; FedSGD: running statistics)",
-              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
-              quick="ResNet-18 width 4, 200 IG iterations", out="results/bn-prior",
+              "Yin et al. 2021 (GradInversion): the batch-norm statistics prior vs none on a batch-norm ResNet-18 "
+              "(quick: a batch-norm CNN), B = 8, SSIM; one-step FedAvg update, prior modes none / inferred (the "
+              "update's BN buffers) / running / proxy (the server's public images)",
+              data=("bundled", "image dataset, read at 32x32 (quick 16x16; default bundled)"),
+              quick="the batch-norm CNN at 16x16, 200 IG iterations", out="results/bn-prior",
               func=runner("bn_prior", "BNPriorConfig", "reproduce_bn_prior", "results.json, comparison.md"),
               batch_size=(positive_int, "the client's batch size B (default 8)"),
               iterations=(positive_int, "IG iterations (default 1000, quick 200)"),
-              width=(positive_int, "ResNet-18 first-stage width (default 8, quick 4)"))
+              width=(positive_int, "ResNet-18 first-stage width (default 8)"),
+              network=(str, "batch-norm network: resnet18 or cnn (default resnet18, quick cnn)"),
+              size=(positive_int, "image side (default 32, quick 16)"))
 
 
 def add_fedavg_inversion(experiments) -> None:
     add_study(experiments, "fedavg-inversion",
               "Dimitrov et al. 2022: share of images >= 20 dB from multi-step FedAvg updates, FedAvg inversion vs "
               "IG on the same updates",
-              data=("bundled", "image dataset, read at 32x32 (default bundled)"),
-              quick="2 clients x 4 images, one epoch of 2 steps, 200 iterations", out="results/fedavg-inversion",
+              data=("bundled", "image dataset, read at 28x28 (quick 16x16; default bundled)"),
+              quick="2 clients x 4 images at 16x16, one epoch of 2 steps, 200 iterations",
+              out="results/fedavg-inversion",
               func=runner("fedavg_inversion", "FedAvgInversionConfig", "reproduce_fedavg_inversion",
                           "results.json, comparison.md"),
               clients=(positive_int, "clients attacked (default 4, quick 2)"),
               epochs=(positive_int, "local epochs (default 2, quick 1)"),
-              iterations=(positive_int, "attack iterations (default 1000, quick 200)"))
+              iterations=(positive_int, "attack iterations (default 1000, quick 200)"),
+              size=(positive_int, "image side (default 28, quick 16)"))
 def add_dager(experiments) -> None:
     add_study(experiments, "dager",
               "DAGER (Petrov et al. 2024): exact text from a GPT-2-style decoder's and a BERT-style encoder's "

@@ -1,11 +1,14 @@
 """Yin et al. 2021 ("See Through Gradients", GradInversion) eq. 5, issue 24: the batch-norm statistics prior vs
-none, inverting one client's update of a batch of B >= 8 images on a batch-norm ResNet-18 (narrowed to fit 2 CPU
-cores), SSIM against the true images (:mod:`fedleak.metrics.image` through :func:`fedleak.cases.scoring.score`).
+none, inverting one client's update of a batch of B >= 8 images on a batch-norm network (a ResNet-18 narrowed to
+fit 2 CPU cores, or at --quick Scheliga et al.'s CNN with batch norm at 16x16: IG failed on the ResNet-18 of
+width 4 at 32x32 with and without the prior at 200 iterations, SSIM 0.04 and 0.01, in about 19 minutes), SSIM
+against the true images (:mod:`fedleak.metrics.image` through :func:`fedleak.cases.scoring.score`).
 
 Each row is one case run by the case layer: a one-round federation (:func:`fedleak.fl.build_federation`) whose
 server runs an :class:`fedleak.cases.Audit` of IG with ``bn_prior`` set, under a FedAvg threat model of one local
-step (the update carries the client's BN buffers, so "auto" infers the batch's statistics) and a FedSGD one (the
-gradient carries none: "auto" uses the model's running statistics, trained beforehand on other images).
+step, in LeakPro's three modes: "inferred" (the client's batch statistics read off the BN buffers of its update),
+"running" (the running statistics of the model as sent, trained beforehand on other images) and "proxy" (the
+statistics of the server's public images, here the very images that trained the running statistics).
 """
 from __future__ import annotations
 
@@ -32,14 +35,14 @@ MODEL_OPTIONS = {"resnet18": lambda config: {"norm": "batch", "width": config.wi
 
 @dataclass
 class BNPriorConfig(RunConfig):
-    """``batch_size`` images of one client (``size`` x ``size``), ``model`` with batch norm ("resnet18" of
+    """``batch_size`` images of one client (``size`` x ``size``), ``network`` with batch norm ("resnet18" of
     first-stage ``width``, or Scheliga et al.'s "cnn" with a batch-norm layer after each convolution), running
     statistics trained on ``warmup_batches`` batches of other images (the server's public data for "proxy"), IG
     for ``iterations`` with ``bn_weight``; ``rows``: (protocol, bn_prior) cases."""
 
     dataset: str = "bundled"
     root: str | None = None
-    model: str = "resnet18"
+    network: str = "resnet18"
     size: int = 32
     batch_size: int = 8
     width: int = 8
@@ -52,15 +55,13 @@ class BNPriorConfig(RunConfig):
     def quick(cls, **overrides) -> "BNPriorConfig":
         """The batch-norm CNN at 16x16, 200 iterations: minutes on 2 CPU cores (the ResNet-18 of width 4 at 32x32
         took about 19 minutes loaded and IG failed on it with and without the prior, SSIM 0.04 and 0.01)."""
-        return cls(**{"model": "cnn", "size": 16, "iterations": 200, **overrides})
+        return cls(**{"network": "cnn", "size": 16, "iterations": 200, **overrides})
 
 
 def _model(config: BNPriorConfig, data) -> torch.nn.Module:
     torch.manual_seed(config.seed)
-    if config.model not in MODEL_OPTIONS:
-        raise ValueError(f"bn-prior: unknown model {config.model!r}; valid: {', '.join(MODEL_OPTIONS)}")
-    model = build_model(config.model, data.info.input_shape, data.info.num_classes,
-                        **MODEL_OPTIONS[config.model](config))
+    model = build_model(config.network, data.info.input_shape, data.info.num_classes,
+                        **MODEL_OPTIONS[config.network](config))
     model.train()
     with torch.no_grad():  # the server's model has seen other data: its running statistics are trained
         for b in range(config.warmup_batches):
@@ -87,13 +88,15 @@ def run_row(config: BNPriorConfig, data, protocol: str, bn_prior: str) -> dict:
 
 def reproduce_bn_prior(config: BNPriorConfig, out: str | Path) -> dict:
     """Run every row (resumable), write ``results.json`` and ``comparison.md``; return the rows and the text."""
+    if config.network not in MODEL_OPTIONS:
+        raise ValueError(f"bn-prior: unknown network {config.network!r}; valid: {', '.join(MODEL_OPTIONS)}")
     results = ResultsDir(out, asdict(config))
     data = load_dataset(config.dataset, root=config.root, size=(config.size, config.size))
     rows = []
     for protocol, prior in config.rows:
         key = f"{protocol}-{prior}"
         rows.append(results.finished().get(key) or results.add(key, run_row(config, data, protocol, prior)))
-    lines = [f"BN statistics prior (Yin et al. 2021) on {config.model} with batch norm, B = "
+    lines = [f"BN statistics prior (Yin et al. 2021) on {config.network} with batch norm, B = "
              f"{config.batch_size}, IG {config.iterations} iterations, bn_weight {config.bn_weight}", ""]
     lines += [f"{r['protocol']:7s} bn_prior={r['bn_prior']:8s} ({r['used']:8s})  SSIM {r['ssim']:.3f}  "
               f"PSNR {r['psnr']:.2f} dB" for r in rows]
@@ -104,7 +107,7 @@ def reproduce_bn_prior(config: BNPriorConfig, out: str | Path) -> dict:
                                                     "paper"],
         [[r["protocol"], r["used"], r["ssim"], r["psnr"], YIN2021_BN_PRIOR_CLAIM] for r in rows],
         [f"ours: {config.dataset} at {config.size}x{config.size}, one client batch of {config.batch_size}, "
-         f"{config.model}" + (f" width {config.width}" if config.model == "resnet18" else "") + " with batch norm"
+         f"{config.network}" + (f" width {config.width}" if config.network == "resnet18" else "") + " with batch norm"
          f", {config.iterations} IG iterations, seed {config.seed}; paper: ImageNet, trained ResNet-50, 20k "
          "iterations, many restarts and a group-consistency prior (not implemented here)"])
     results.write_text("comparison.md", comparison_markdown("Yin et al. 2021: ours beside the paper", [comparison]))
