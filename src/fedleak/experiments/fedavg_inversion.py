@@ -73,9 +73,11 @@ def reproduce_fedavg_inversion(config: FedAvgInversionConfig, out: str | Path) -
                   local_epochs=config.epochs, lr=config.lr, optimizer="sgd", seed=config.seed, device=config.device)
     local = LocalTraining(config.lr, config.batch_size, epochs=config.epochs)
     knowledge = Knowledge(data.info.input_shape, local_training=local)
-    options = {"iterations": config.iterations, "orders": config.orders, "distance": config.distance}
-    audit = Audit("fedavg_inversion", ThreatModel(protocol="fedavg"), knowledge=knowledge, seed=config.seed,
-                  device=config.device, **options)
+    options = {"iterations": config.iterations, "orders": config.orders, "distance": config.distance,
+               "seed": config.seed}
+    attack = ATTACKS.build("fedavg_inversion", **options)  # its seed: the diagnostic below starts alike
+    audit = Audit(attack, ThreatModel(protocol="fedavg"), knowledge=knowledge, seed=config.seed,
+                  device=config.device)
     torch.manual_seed(config.seed)
     model = build_model("cnn", data.info.input_shape, data.info.num_classes, padding=config.padding)
     build_federation(FederationSpec(val_fraction=0.0), fl, audit=audit, model=model,
@@ -86,7 +88,6 @@ def reproduce_fedavg_inversion(config: FedAvgInversionConfig, out: str | Path) -
     observed = records[0].observed  # one observation of every client's update; meta["source"] indexes it
     samples = len(records[0].truth[0]) // (config.epochs or 1)
     first_epoch = torch.stack([record.truth[1][:samples] for record in records])
-    attack = ATTACKS.build("fedavg_inversion", seed=config.seed, **options)
     given = invert_fedavg(attack.config, observed.sent[0], observed, knowledge, orders=config.orders,
                           seed=config.seed, device=config.device, labels=first_epoch.to(config.device))
     ig = ATTACKS.build("ig", iterations=config.iterations, seed=config.seed).reconstruct(
@@ -103,7 +104,7 @@ def reproduce_fedavg_inversion(config: FedAvgInversionConfig, out: str | Path) -
             scores = score(own, distinct, near_psnr=THRESHOLD)
             rows.append({"client": record.source, "attack": name, "images": len(distinct), "psnr": scores["psnr"],
                          "ssim": scores["ssim"], "recovered": _recovered(scores, len(distinct)),
-                         "labels_exact": sorted(own.labels.tolist()) == true_counts})
+                         "labels_exact": sorted(own.labels.tolist()) == true_counts, "labels": own.labels.tolist()})
     summary = {name: sum(r["recovered"] for r in rows if r["attack"] == name)
                / max(1, sum(r["images"] for r in rows if r["attack"] == name)) for name in ATTACK_ROWS}
     labels_exact = sum(r["labels_exact"] for r in rows if r["attack"] == "fedavg_inversion") / len(records)
