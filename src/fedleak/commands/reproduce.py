@@ -308,7 +308,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("bn-prior", "Yin et al. 2021 (issue 24)", "BN prior vs none, BN CNN (full: ResNet-18), B = 8 (SSIM)",
                "~3 min (186 s measured, loaded)", add_bn_prior),
     Experiment("fedavg-inversion", "Dimitrov et al. 2022 (issue 24)",
-               "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~2.5 min (155 s measured, loaded)",
+               "images >= 20 dB from FedAvg updates: FedAvg inversion vs IG", "~3 min (196 s measured, loaded)",
                add_fedavg_inversion),
     Experiment("dager", "Petrov et al. 2024 (DAGER; issue 25)", "exact text recovery from LM gradients, full and LoRA",
                "~3 min (3m07s measured, loaded)", add_dager),
