@@ -10,6 +10,10 @@ server runs an :class:`fedleak.cases.Audit` of IG with ``bn_prior`` set, under a
 step, in LeakPro's three modes: "inferred" (the client's batch statistics read off the BN buffers of its update),
 "running" (the running statistics of the model as sent, trained beforehand on other images) and "proxy" (the
 statistics of the server's public images, here the very images that trained the running statistics).
+Measured at --quick (loaded 2 cores), SSIM none / inferred / running / proxy: seed 0: 0.510 / 0.569 / 0.572 /
+0.572; seed 1: 0.574 / 0.511 / 0.596 / 0.585. The running and proxy statistics help a little in both seeds (+0.01
+to +0.06); the inferred ones in one seed only. A FedSGD gradient of 8 on a one-BN-layer CNN at 16x16 went the other
+way (none 0.528, running 0.489, proxy 0.493).
 """
 from __future__ import annotations
 
