@@ -1,4 +1,7 @@
 """FedAvg inversion (Dimitrov et al. 2022) on fedleak's FedAvg protocol, against IG on the same update."""
+import copy
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,7 +13,7 @@ from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 
-LR, BATCH, STEPS, ITERATIONS = 0.1, 2, 2, 150
+LR, BATCH, EPOCHS, ITERATIONS = 0.1, 2, 2, 150
 
 
 def tiny_cnn(input_shape, num_classes) -> nn.Sequential:
@@ -20,23 +23,31 @@ def tiny_cnn(input_shape, num_classes) -> nn.Sequential:
     return model
 
 
-def test_fedavg_inversion_beats_ig_on_a_two_step_update_of_four_images():
+def test_fedavg_inversion_beats_ig_on_two_epochs_of_four_images():
     data = load_dataset("bundled", size=(16, 16))
-    # the client holds four images of different classes (the inversion tests' victims), one pass of 2 steps of 2
+    # the client holds four images of different classes (the inversion tests' victims), 2 epochs of 2 steps of 2
     train, test = data.subset(torch.tensor([0, 37, 74, 111])), data.subset(torch.arange(40, 56))
-    config = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_steps=STEPS, batch_size=BATCH, lr=LR,
+    config = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_epochs=EPOCHS, batch_size=BATCH, lr=LR,
                       optimizer="sgd", seed=0)
-    knowledge = Knowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, steps=STEPS))
+    knowledge = Knowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, epochs=EPOCHS))
     audit = Audit("fedavg_inversion", ThreatModel(protocol="fedavg"), knowledge=knowledge, iterations=ITERATIONS)
-    build_federation(FederationSpec(val_fraction=0.0), config, audit=audit, model=tiny_cnn(data.info.input_shape, 10),
+    model = tiny_cnn(data.info.input_shape, 10)
+    sent = copy.deepcopy(model)  # the server updates its model in place after the round
+    build_federation(FederationSpec(val_fraction=0.0), config, audit=audit, model=model,
                      datasets=(train, test), progress=False).run()
     (record,) = audit.records
     assert record.status == "attacked" and record.observed.kind == "delta"
     images, labels = record.truth
-    assert len(images) == BATCH * STEPS == len(record.reconstruction)
-    ig = ATTACKS.build("ig", iterations=ITERATIONS).reconstruct(record.observed, None, knowledge)
+    assert len(images) == 4 * EPOCHS and len(record.reconstruction) == 4
+    images, labels = images[:4], labels[:4]  # each epoch repeats them
+    observed = dataclasses.replace(record.observed, sent=(sent,))  # IG inverts from the model as it was sent
+    ig = ATTACKS.build("ig", iterations=ITERATIONS).reconstruct(observed, None, knowledge)
     ours, theirs = record.scores["psnr"], score(ig, images, labels)["psnr"]
-    assert ours > theirs + 2.0  # measured 18.3 dB vs 13.3 dB (150 iterations)
+    # measured 17.7 dB vs 13.7 dB (150 iterations). On one epoch of 2 steps, nearly one gradient, IG from the model
+    # as sent does as well (20.4 dB vs 19.5 dB): the old "beats IG" there had IG invert from the moved model
+    assert ours > theirs + 2.0
+    # the label counts are recovered from the update (Dimitrov et al. §4.3), not given
+    assert sorted(record.reconstruction.labels.tolist()) == sorted(labels.tolist())
 
 
 def test_fedavg_inversion_needs_the_local_training_and_a_delta():

@@ -8,7 +8,13 @@ are assigned greedily by the per-sample "impact" (Wainakh et al.'s simple strate
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from fedleak.attacks.base import LocalTraining
 
 
 def _signal(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None) -> torch.Tensor:
@@ -48,3 +54,56 @@ def batch_labels(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None, batc
         labels.append(pick)
         signal[pick] -= impact
     return torch.stack(labels).sort().values
+
+
+def largest_remainder(shares: torch.Tensor, total: int) -> torch.Tensor:
+    """Integer counts ``(C,)`` summing to ``total`` closest to the non-negative real ``shares`` (Hamilton's
+    method: floors first, the remaining units to the largest remainders)."""
+    shares = shares.clamp_min(0)
+    shares = shares * (total / shares.sum()) if shares.sum() > 0 else torch.full_like(shares, total / len(shares))
+    counts = shares.floor().long()
+    missing = total - int(counts.sum())
+    if missing > 0:
+        counts[(shares - counts).argsort(descending=True)[:missing]] += 1
+    return counts
+
+
+def fedavg_label_counts(model: nn.Module, layer: str, update: Mapping[str, torch.Tensor], local: LocalTraining,
+                        samples: int, dummy: torch.Tensor) -> torch.Tensor:
+    """The client's label counts ``(C,)`` (summing to ``samples``) from one FedAvg update (Dimitrov et al. 2022,
+    §4.3: Geng et al.'s FedSGD label-count estimate applied at every local step, the unobserved weights of step
+    t estimated by interpolating linearly between the sent weights and the returned ones).
+
+    For the output layer's bias with cross-entropy, ``delta_b = -lr sum_t (pbar_t - n_t / B)`` where ``pbar_t``
+    is step t's mean softmax and ``n_t`` its label counts; summed over the T steps, whose labels cover each sample
+    once per epoch, ``n = (N / T) (sum_t pbar_t + delta_b / lr)``. Without a bias the weight rows' sums serve, each
+    step weighted by its mean feature sum ``O_t`` (Geng et al. eq. 9): ``n = N (sum_t pbar_t O_t + delta_W 1 /
+    lr) / sum_t O_t``. ``pbar_t`` and ``O_t`` are read off the model at ``w_0 + (t / T) delta`` on ``dummy``
+    inputs ``(M, *input)`` (the server has no data of the client's)."""
+    steps = local.steps if local.steps is not None else local.epochs * -(-samples // local.batch_size)
+    weight, bias = update[f"{layer}.weight"], update.get(f"{layer}.bias")
+    start = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    module = dict(model.named_modules())[layer]
+    captured: list[torch.Tensor] = []
+    hook = module.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    was_training = model.training
+    model.eval()
+    p_sum, o_sum, po_sum = 0.0, 0.0, 0.0
+    try:
+        with torch.no_grad():
+            for t in range(steps):
+                share = (t + 0.5) / steps
+                weights = {n: w + share * update[n].to(w) if n in update else w for n, w in start.items()}
+                captured.clear()
+                p = functional_call(model, {**weights, **buffers}, (dummy,)).softmax(-1).mean(0)
+                o = captured[0].flatten(1).sum(1).mean()
+                p_sum, o_sum, po_sum = p_sum + p, o_sum + o, po_sum + p * o
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if bias is not None:
+        shares = samples / steps * (p_sum + bias.to(p_sum) / local.lr)
+    else:
+        shares = samples * (po_sum + weight.sum(-1).to(p_sum) / local.lr) / o_sum
+    return largest_remainder(shares, samples)
