@@ -15,7 +15,8 @@ random or auxiliary-loss modules), none runs twice, and every requested paramete
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -68,6 +69,52 @@ class _Outer(torch.autograd.Function):
         return torch.linalg.vecdot(grad, a.unsqueeze(1)), torch.bmm(g.unsqueeze(1), grad).squeeze(1)
 
 
+class _Bilinear(torch.autograd.Function):
+    """``g_i^T T_i a_i`` per sample, ``(B, O), (B, I), (B, O, I) -> (B,)``, differentiable once in ``g`` and ``a``
+    (``T`` is a constant): one pass over ``T`` forward (``T_i a_i``, kept for the backward) and one backward
+    (``g_i^T T_i``), where the materialised ``g_i a_i^T`` costs a write and several passes over ``B O I`` values."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ta = torch.bmm(a.unsqueeze(1), t.transpose(1, 2)).squeeze(1)  # 4x faster than vecdot or bmm(t, a)
+        ctx.save_for_backward(g, ta, t)
+        return torch.linalg.vecdot(g, ta)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        g, ta, t = ctx.saved_tensors
+        grad = grad.unsqueeze(1)
+        grad_a = torch.bmm(g.unsqueeze(1), t).squeeze(1) * grad if ctx.needs_input_grad[1] else None
+        return ta * grad if ctx.needs_input_grad[0] else None, grad_a, None
+
+
+@dataclass(frozen=True)
+class RankOne:
+    """The per-sample gradients ``G_i = g_i a_i^T`` of a weight applied once per sample (a ``Linear`` on flat
+    inputs, a convolution with one output position), left as its factors ``g`` ``(B, O)`` and ``a`` ``(B, I)``:
+    what a distance needs of them, ``<G_i, T_i>`` and ``|G_i|^2 = |g_i|^2 |a_i|^2``, costs no ``B O I`` product
+    (the factorisation behind "ghost" norms, Goodfellow 2015; Li et al. 2022). ``shape``: the parameter's."""
+
+    g: torch.Tensor
+    a: torch.Tensor
+    shape: torch.Size
+
+    def materialise(self) -> torch.Tensor:
+        """``(B, *shape)``: the per-sample gradients themselves."""
+        return _Outer.apply(self.g, self.a).view(len(self.g), *self.shape)
+
+    def dot_and_square(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(<G_i, T_i>, |G_i|^2)`` per sample for a constant target ``rows`` ``(B, O * I)``."""
+        dot = _Bilinear.apply(self.g, self.a, rows.view(len(rows), *self.g.shape[1:], -1))
+        return dot, self.g.square().sum(1) * self.a.square().sum(1)
+
+
+def materialised(grads: Mapping[str, torch.Tensor | RankOne]) -> dict[str, torch.Tensor]:
+    """``grads`` with every :class:`RankOne` factorisation multiplied out."""
+    return {n: g.materialise() if isinstance(g, RankOne) else g for n, g in grads.items()}
+
+
 def _outer_sum(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """``sum_p g[:, :, p] a[:, :, p]^T`` per sample, ``(B, O, P), (B, I, P) -> (B, O, I)``."""
     if g.shape[2] == 1:
@@ -75,19 +122,27 @@ def _outer_sum(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return torch.bmm(g, a.transpose(1, 2))
 
 
-def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor):
+def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool):
+    """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``."""
+    if factored and g.shape[2] == 1:
+        return RankOne(g[:, :, 0], a[:, :, 0], weight.shape), g[:, :, 0]
+    return _outer_sum(g, a).view(len(g), *weight.shape), g.sum(2)
+
+
+def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor, factored: bool):
     a = inputs.reshape(len(inputs), -1, module.in_features).transpose(1, 2)
     g = grad_out.reshape(len(grad_out), -1, module.out_features).transpose(1, 2)
-    return _outer_sum(g, a), g.sum(2)
-
-
-def _conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: torch.Tensor):
-    g = grad_out.flatten(2)
-    return _outer_sum(g, patches).view(len(patches), *module.weight.shape), g.sum(2)
+    return _weight_gradients(module.weight, g, a, factored)
 
 
 def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    return F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride)
+    """``(B, C kh kw, P)``: the input patches each output position sees. A convolution with one output
+    position and no padding sees the top-left ``kh x kw`` window: a view, not an unfolding."""
+    kernel = module.kernel_size
+    if all(p == 0 for p in module.padding) and all(d == 1 for d in module.dilation) and all(
+            (n - k) // s == 0 for n, k, s in zip(x.shape[2:], kernel, module.stride)):
+        return x[:, :, :kernel[0], :kernel[1]].reshape(len(x), -1, 1)
+    return F.unfold(x, kernel, dilation=module.dilation, padding=module.padding, stride=module.stride)
 
 
 def _unfolded_conv(module: nn.Conv2d, seen: dict, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -108,11 +163,12 @@ def _unfolded_conv(module: nn.Conv2d, seen: dict, name: str, x: torch.Tensor) ->
 
 def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
                         values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                        losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, create_graph: bool
-                        ) -> dict[str, torch.Tensor]:
+                        losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, create_graph: bool,
+                        factored: bool = False) -> dict[str, torch.Tensor | RankOne]:
     """``name -> (B, *shape)``: each sample's gradient of ``losses(outputs, y)`` (one loss per sample) for the
     parameters ``names`` of ``layers`` (from :func:`layerwise_layers`), the model run with ``values`` as its
-    parameters and buffers. The result is differentiable in ``x`` and ``y`` when ``create_graph``."""
+    parameters and buffers. The result is differentiable in ``x`` and ``y`` when ``create_graph``. With
+    ``factored``, the weights applied once per sample get a :class:`RankOne` instead (see :func:`materialised`)."""
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def record(name):
@@ -144,9 +200,9 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
         for (name, module), grad_out in zip(layers.items(), grad_outs):
             inputs = seen[name][0]
             if isinstance(module, nn.Linear):
-                weight, bias = _linear_gradients(module, inputs, grad_out)
+                weight, bias = _linear_gradients(module, inputs, grad_out, factored)
             else:
                 patches = inputs if module in unfolded else _patches(module, inputs)
-                weight, bias = _conv_gradients(module, patches, grad_out)
+                weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
             grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}
