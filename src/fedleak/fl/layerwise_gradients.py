@@ -8,9 +8,14 @@ depends on its own outputs only; the outer products are batched matrix products.
 in the inputs (double backpropagation for gradient inversion), and no ``vmap`` turns the convolutions' weight
 gradients into grouped convolutions.
 
-It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (no batch norm, no
-random or auxiliary-loss modules), none runs twice, and every requested parameter is the weight or bias of a
-``Linear`` or a plain ``Conv2d`` (one group, zero padding).
+It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (elementwise
+layers, pooling, containers, the residual block of :mod:`fedleak.models.resnet`; no random or auxiliary-loss
+modules), none runs twice, and every requested parameter is the weight or bias of a ``Linear``, a ``Conv2d`` (any
+groups, depthwise included; zero padding), a ``GroupNorm`` or ``LayerNorm`` (each normalises one sample), or a
+batch norm that normalises each sample on its own: in eval mode (running statistics), or without running
+statistics in training mode, where a sample on its own is a batch of one (as ``vmap`` over samples and the
+inversion's lanes see it) and batch norm is instance norm. A batch norm that would update running statistics
+from the batch couples the samples and is left to ``vmap``.
 """
 from __future__ import annotations
 
@@ -23,15 +28,44 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from fedleak.models.resnet import BasicBlock
+
 # Modules that act on each sample on its own (containers included); a model made only of these qualifies.
 SAMPLEWISE = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Conv2d, nn.Linear, nn.ReLU, nn.LeakyReLU, nn.ELU,
-              nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
-              nn.AdaptiveAvgPool2d)
+              nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6, nn.Hardswish, nn.Flatten, nn.Identity, nn.MaxPool2d,
+              nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.GroupNorm, nn.LayerNorm, BasicBlock)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def _plain_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" \
-        and not isinstance(module.padding, str)
+    return isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+
+
+def _per_sample_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a batch norm that treats every sample on its own (see the module docstring)."""
+    batch_statistics = module.training or module.running_mean is None
+    return type(module) in _BATCH_NORMS and not (batch_statistics and module.running_mean is not None)
+
+
+def _qualifies(module: nn.Module) -> bool:
+    if getattr(module, "inplace", False):
+        return False  # in place activations would overwrite the recorded layer outputs
+    return type(module) in SAMPLEWISE or _per_sample_batch_norm(module)
+
+
+def _batch_statistics(module: nn.Module) -> bool:
+    return isinstance(module, _BATCH_NORMS) and (module.training or module.running_mean is None)
+
+
+def _sample_batch_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Batch norm of every sample as a batch of one: instance norm with the layer's affine parameters."""
+    if x.dim() < 3:
+        raise ValueError(f"batch norm of one sample needs positions to average over; got inputs of shape "
+                         f"{tuple(x.shape)} (a batch of one has one value per channel)")
+    return F.instance_norm(x, weight=module.weight, bias=module.bias, eps=module.eps)
+
+
+_OWNERS = (nn.Linear, nn.GroupNorm, nn.LayerNorm) + _BATCH_NORMS
 
 
 def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module] | None:
@@ -40,13 +74,13 @@ def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Mod
     modules = dict(model.named_modules())
     if len(modules) != len(list(model.named_modules(remove_duplicate=False))):
         return None  # a module that runs twice would record only its last call
-    if any(type(m) not in SAMPLEWISE or getattr(m, "inplace", False) for m in modules.values()):
-        return None  # in place activations would overwrite the recorded layer outputs
+    if not all(_qualifies(m) for m in modules.values()):
+        return None
     layers = {}
     for name in names:
         layer, _, kind = name.rpartition(".")
         module = modules.get(layer)
-        if kind not in ("weight", "bias") or not (isinstance(module, nn.Linear) or _plain_conv(module)):
+        if kind not in ("weight", "bias") or not (isinstance(module, _OWNERS) or _plain_conv(module)):
             return None
         layers[layer] = module
     return layers
@@ -193,7 +227,7 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
     iteration on the cnn's first layer at 16 and 128 samples; deeper layers of a batch keep mkldnn (0.8x)."""
     size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
             zip(x.shape[2:], module.padding, module.dilation, module.kernel_size, module.stride)]
-    if len(x) > 1 and (x is not model_input or size == [1, 1]):
+    if module.groups > 1 or (len(x) > 1 and (x is not model_input or size == [1, 1])):
         out = module._conv_forward(x, module.weight, module.bias)
         seen[name] = (x, out, False)
         return out
@@ -204,6 +238,41 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
     out = out.view(len(x), -1, *size)
     seen[name] = (patches, out, True)
     return out
+
+
+def _normalised(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The normalised input ``x_hat`` that a norm layer scales by its weight and shifts by its bias."""
+    if isinstance(module, nn.GroupNorm):
+        return F.group_norm(x, module.num_groups, eps=module.eps)
+    if isinstance(module, nn.LayerNorm):
+        return F.layer_norm(x, module.normalized_shape, eps=module.eps)
+    if _batch_statistics(module):
+        return F.instance_norm(x, eps=module.eps)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x - module.running_mean.view(shape)) * torch.rsqrt(module.running_var.view(shape) + module.eps)
+
+
+def _norm_gradients(module: nn.Module, inputs: torch.Tensor, grad_out: torch.Tensor):
+    """A norm layer's per-sample weight and bias gradients: ``sum dL/dy * x_hat`` and ``sum dL/dy`` over every
+    position its affine parameters are shared across."""
+    shape = module.normalized_shape if isinstance(module, nn.LayerNorm) else (grad_out.shape[1],)
+
+    def shared_sum(t: torch.Tensor) -> torch.Tensor:
+        if isinstance(module, nn.LayerNorm):
+            return t.reshape(len(t), -1, *shape).sum(1)
+        return t.reshape(len(t), shape[0], -1).sum(2)
+
+    weight = shared_sum(grad_out * _normalised(module, inputs)) if module.weight is not None else None
+    return weight, shared_sum(grad_out) if module.bias is not None else None
+
+
+def _grouped_conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: torch.Tensor):
+    """A grouped (e.g. depthwise) convolution's per-sample weight gradient: one outer product per group."""
+    groups, batch = module.groups, len(patches)
+    g = grad_out.flatten(2)
+    per_group = _outer_sum(g.reshape(batch * groups, -1, g.shape[2]),
+                           patches.reshape(batch * groups, -1, patches.shape[2]))
+    return per_group.reshape(batch, *module.weight.shape), g.sum(2)
 
 
 def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
@@ -225,10 +294,14 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
         x = x.detach().requires_grad_(True)  # a graph to the layers' outputs; x's own gradient is unused
     handles, replaced = [], []
     for name, module in layers.items():
-        if isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(record(name)))
-        else:  # for this call only (see _recorded_conv)
+        if isinstance(module, nn.Conv2d):  # for this call only (see _recorded_conv)
             module.forward = functools.partial(_recorded_conv, module, seen, name, x)
+            replaced.append(module)
+        else:
+            handles.append(module.register_forward_hook(record(name)))
+    for module in model.modules():
+        if _batch_statistics(module):  # for this call only: each sample its own batch
+            module.forward = functools.partial(_sample_batch_norm, module)
             replaced.append(module)
     try:
         with torch.enable_grad():
@@ -246,6 +319,10 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
             inputs, _, unfolded = seen[name]
             if isinstance(module, nn.Linear):
                 weight, bias = _linear_gradients(module, inputs, grad_out, factored)
+            elif not isinstance(module, nn.Conv2d):
+                weight, bias = _norm_gradients(module, inputs, grad_out)
+            elif module.groups > 1:
+                weight, bias = _grouped_conv_gradients(module, _patches(module, inputs), grad_out)
             else:
                 patches = inputs if unfolded else _patches(module, inputs)
                 weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
