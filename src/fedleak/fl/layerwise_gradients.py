@@ -43,8 +43,9 @@ def _plain_conv(module: nn.Module) -> bool:
 
 def _per_sample_batch_norm(module: nn.Module) -> bool:
     """Whether ``module`` is a batch norm that treats every sample on its own (see the module docstring)."""
-    batch_statistics = module.training or module.running_mean is None
-    return type(module) in _BATCH_NORMS and not (batch_statistics and module.running_mean is not None)
+    if type(module) not in _BATCH_NORMS:
+        return False
+    return module.running_mean is None or not module.training
 
 
 def _qualifies(module: nn.Module) -> bool:
