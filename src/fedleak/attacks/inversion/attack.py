@@ -2,8 +2,8 @@
 ``reconstruct(attack, model, received, knowledge, *, device) -> Reconstruction``.
 
 All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.attacks.inversion.loop`): one
-batched dummy-gradient computation (:class:`fedleak.attacks.inversion.dummy_gradients.LaneGradients`), one distance and one
-backward pass per iteration for all of them.
+batched dummy-gradient computation (:class:`fedleak.attacks.inversion.dummy_gradients.LaneGradients`), one
+distance and one backward pass per iteration for all of them.
 """
 from __future__ import annotations
 
