@@ -233,7 +233,8 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
         seen[name] = (x, out, False)
         return out
     patches = _patches(module, x)
-    out = module.weight.flatten(1) @ patches
+    weight = module.weight.flatten(1)
+    out = torch.bmm(weight.expand(len(x), *weight.shape), patches)  # matmul's derivative is 2x slower
     if module.bias is not None:
         out = out + module.bias.unsqueeze(1)
     out = out.view(len(x), -1, *size)
