@@ -9,7 +9,8 @@ the number of victims; it is timed on ``min(V, --loop-victims)`` victims.
 
 ``speedup_vs_loop``: victim-iterations per second, fedleak over the loop. ``iteration_vs_fwd_bwd``: the time of
 one fedleak attack iteration over one forward+backward of the model on a batch of the same V images (the work of
-one training step on them); double backpropagation puts its floor at about 3x. Medians after a warm-up.
+one training step on them); double backpropagation puts its floor at about 3x. Both are timed in blocks of
+``--iterations`` (an attack run, as many forward+backwards), interleaved, after a warm-up; medians of ``--blocks``.
 
     python benchmarks/inversion.py [--device cuda] [--iterations 30] [--defenses cvb] [--json]
 """
@@ -41,15 +42,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _forward_backward_s(model, x, y, device, repeats: int) -> float:
-    batch_gradients(model, x, y)
-    times = []
+    """Seconds per forward+backward, timed over a block of ``repeats`` of them (as the attack's iterations)."""
+    _sync(device)
+    start = time.perf_counter()
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
         batch_gradients(model, x, y)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
 
 
 def reference_loop(model, received: dict[str, torch.Tensor], labels: torch.Tensor, config, iterations: int,
@@ -84,8 +83,8 @@ def reference_loop(model, received: dict[str, torch.Tensor], labels: torch.Tenso
     return (time.perf_counter() - start) / (len(labels) * iterations)
 
 
-def bench(victims: int, attack: str, defenses: str, iterations: int, loop_victims: int, device: torch.device
-          ) -> dict:
+def bench(victims: int, attack: str, defenses: str, iterations: int, loop_victims: int, device: torch.device,
+          blocks: int = 3) -> dict:
     data = load_dataset("bundled", size=INPUT_SHAPE[1:])
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:victims]
     images, labels = data.inputs(idx).expand(-1, INPUT_SHAPE[0], -1, -1).contiguous(), data.y[idx]
@@ -94,11 +93,15 @@ def bench(victims: int, attack: str, defenses: str, iterations: int, loop_victim
     case = victim_case(model, "cnn", defenses, images, labels, device=device)
     config = PRESETS[attack].with_(max_iterations=iterations, patience=iterations, plateau=iterations)
     invert(config.with_(max_iterations=3), case.observed, case.knowledge, device=device)  # warm-up
-    _sync(device)
-    result = invert(config, case.observed, case.knowledge, device=device)
-    per_iteration = result.info["seconds"] / iterations
     training = case.model.train()
-    forward_backward = _forward_backward_s(training, case.images, case.labels, device, repeats=max(5, iterations))
+    _forward_backward_s(training, case.images, case.labels, device, repeats=1)  # warm-up
+    attack_s, forward_backward_s = [], []
+    for _ in range(blocks):  # interleaved blocks of as many iterations: load on a shared machine weighs on both
+        _sync(device)
+        result = invert(config, case.observed, case.knowledge, device=device)
+        attack_s.append(result.info["seconds"] / iterations)
+        forward_backward_s.append(_forward_backward_s(training, case.images, case.labels, device, iterations))
+    per_iteration, forward_backward = statistics.median(attack_s), statistics.median(forward_backward_s)
     looped = min(victims, loop_victims)
     received = {n: g[:looped].to(device) for n, g in case.observed.updates.items()}
     reference_loop(training, {n: g[:1] for n, g in received.items()}, case.labels[:1], config, 3, device)  # warm-up
@@ -124,11 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="victims the reference loop is timed on (default 4; its rate does not depend on V)")
     parser.add_argument("--attack", default="ig", help="attack preset (default ig)")
     parser.add_argument("--defenses", default="", help="client defenses, e.g. dropout,cvb (default none)")
+    parser.add_argument("--blocks", type=int, default=3,
+                        help="timed blocks of attack iterations and of forward+backwards, interleaved (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     counts = [int(v) for v in args.victims.split(",")]
-    results = [bench(v, args.attack, args.defenses, args.iterations, args.loop_victims, device) for v in counts]
+    results = [bench(v, args.attack, args.defenses, args.iterations, args.loop_victims, device, args.blocks)
+               for v in counts]
     report = {"device": str(device), "torch_threads": torch.get_num_threads(), "attack": args.attack,
               "defenses": args.defenses or "none", "model": "cnn", "input": list(INPUT_SHAPE),
               "speedup_vs_loop": {str(r["victims"]): r["speedup_vs_loop"] for r in results},

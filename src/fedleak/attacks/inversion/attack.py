@@ -3,8 +3,8 @@ the batch-norm statistics of the server's public data as the secret) and ``recon
 knowledge)`` (:func:`invert`).
 
 All victims (and restarts) are lanes of one batched optimisation (:mod:`fedleak.attacks.inversion.loop`): one
-batched dummy-gradient computation (:class:`fedleak.fl.per_sample.SampleGradients`), one distance and one
-backward pass per iteration for all of them.
+batched dummy-gradient computation (:class:`fedleak.attacks.inversion.dummy_gradients.LaneGradients`), one
+distance and one backward pass per iteration for all of them.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.inversion.distances import DISTANCES
 from fedleak.attacks.inversion.bn_prior import (BatchNormPrior, BatchNormTargets, batch_norm_layers,
                                                 inferred_targets, proxy_targets, running_targets)
-from fedleak.attacks.inversion.dummy_gradients import LaneBatchGradients, attack_copy
+from fedleak.attacks.inversion.dummy_gradients import LaneBatchGradients, LaneGradients, attack_copy
 from fedleak.attacks.inversion.gradient_models import build_gradient_model
 from fedleak.attacks.inversion.labels import batch_labels, idlg_labels
 from fedleak.attacks.inversion.loop import optimise
@@ -31,7 +31,6 @@ from fedleak.attacks.inversion.presets import DESCRIPTIONS, PRESETS, short_run
 from fedleak.attacks.inversion.regularizers import total_variation
 from fedleak.checks import check_finite
 from fedleak.models.anatomy import trace
-from fedleak.fl.per_sample import SampleGradients
 
 
 @dataclass(frozen=True)
@@ -252,7 +251,7 @@ def invert(attack: str | InversionConfig, observed: Observed, knowledge: Knowled
         raise ValueError(f"attack {config.name!r} models the client's random modules or DP-SGD, which fedleak "
                          f"supports for B = 1 victims only; got batches of {batch}")
     target = {n: g[lane_victim] for n, g in grads.items()}
-    dummy_gradients = SampleGradients(attacked, names) if batch == 1 else LaneBatchGradients(attacked, names)
+    dummy_gradients = LaneGradients(attacked, names) if batch == 1 else LaneBatchGradients(attacked, names)
     distance = DISTANCES.get(config.distance)(target, gm.names)
     shape = (lanes, *knowledge.input_shape) if batch == 1 else (lanes, batch, *knowledge.input_shape)
     state = {"x": torch.randn(shape, generator=generator).to(device)}

@@ -1,8 +1,10 @@
 """The attacker's copy of the model whose dummy gradients the inversion compares with the received ones.
 
-The dummy gradients themselves come from the per-sample engine :class:`fedleak.fl.per_sample.SampleGradients`:
-one lane per victim (and restart), each lane's random modules using that lane's draw. A victim whose gradient is
-the mean over a batch of B > 1 samples gets :class:`LaneBatchGradients` instead.
+The dummy gradients of B = 1 victims come from :class:`LaneGradients`: one lane per victim (and restart), each
+lane's random modules using that lane's draw; the per-layer engine (:mod:`fedleak.fl.layerwise_gradients`) where
+it applies, with the weights applied once per sample left factored for the distance, else the per-sample engine
+:class:`fedleak.fl.per_sample.SampleGradients`. A victim whose gradient is the mean over a batch of B > 1 samples
+gets :class:`LaneBatchGradients` instead.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
+from fedleak.defenses.stochastic import stochastic_modules
+from fedleak.fl.layerwise_gradients import RankOne, layerwise_gradients, layerwise_layers
+from fedleak.fl.per_sample import SampleGradients
 from fedleak.fl.training import auxiliary_modules, sample_losses
 
 
@@ -24,6 +29,30 @@ def attack_copy(model: nn.Module, device) -> nn.Module:
     for parameter in attacked.parameters():
         parameter.requires_grad_(False)
     return attacked.train()
+
+
+class LaneGradients:
+    """``engine(x (L, *input), y (L,) labels or (L, K) label probabilities, draws name -> (L, 1, ...))`` ->
+    ``name -> (L, *shape)`` or :class:`RankOne`: the gradient of each lane's one dummy sample, differentiable in
+    ``x`` and ``y`` (and the draws)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        self.model, self.names = model, list(names)
+        self.samples = SampleGradients(model, self.names)
+        simple = not stochastic_modules(model) and not auxiliary_modules(model)
+        self._layers = layerwise_layers(model, self.names) if simple else None
+        self._values = {n: p.detach() for n, p in model.named_parameters()}
+        self._values.update(dict(model.named_buffers()))
+
+    def _losses(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sample_losses(self.model, outputs, y, modules=())
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, draws=None) -> dict[str, torch.Tensor | RankOne]:
+        if self._layers is None:
+            return self.samples(x, y, draws)
+        connected = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+        return layerwise_gradients(self.model, self._layers, self.names, self._values, x, y, self._losses,
+                                   create_graph=connected, factored=True)
 
 
 class LaneBatchGradients:
