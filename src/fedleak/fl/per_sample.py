@@ -7,7 +7,7 @@ Models whose samples never meet (linear and convolution layers, element-wise act
 any other model takes ``torch.func``'s ``vmap(grad(functional_call))`` over the samples, or plain autograd for
 one sample alone (no ``vmap`` overhead). The result is differentiable in the inputs, labels and draws (double
 backpropagation), so an attacker can optimise them. Random defense modules use each sample's draw where one is
-given (the hook of :mod:`fedleak.defenses.stochastic`), and make a fresh, independent draw per sample otherwise.
+given (the hook of :mod:`fedleak.models.stochastic`), and make a fresh, independent draw per sample otherwise.
 
 Where batch norm in training mode couples the samples, "each sample on its own" and "each sample's loss term in the
 batch" differ; :func:`batch_sample_gradients` gives the latter (the rows of the Jacobian of the batch's per-sample

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from fedleak.defenses.stochastic import stochastic_modules
+from fedleak.models.stochastic import stochastic_modules
 from fedleak.fl.layerwise_gradients import RankOne, layerwise_gradients, layerwise_layers
 from fedleak.fl.per_sample import SampleGradients
 from fedleak.fl.training import auxiliary_modules, sample_losses
