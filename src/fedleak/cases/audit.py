@@ -10,6 +10,7 @@ engine hands over beside the updates, for scoring only), and writes one cell per
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,7 +121,10 @@ class Audit:
             raise ValueError(f"attack {self.name!r} changes the model it sends; an honest server cannot run it "
                              f"(use ThreatModel(server='malicious'))")
         changed = {c for c, m in models.items() if m is not model}
-        self._pending[round] = (secret, {c: models.get(c, model) for c in clients}, targets, changed)
+        # the server updates its global model in place after the round: the record keeps the model as it was sent
+        as_sent = copy.deepcopy(model)
+        self._pending[round] = (secret, {c: models[c] if c in changed else as_sent for c in clients}, targets,
+                                changed)
         return {c: m for c, m in models.items() if m is not model}
 
     def observe(self, round: int, updates: Sequence[ClientUpdate], truth: Mapping[int, Batch] | None = None,
