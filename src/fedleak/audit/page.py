@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fedleak.audit.early_stop import SKIPPED
+from fedleak.audit.plan import QUICK_SKIP
 from fedleak.audit.verdict import SSIM_LEAK, percent, samples_leaked
 from fedleak.report.html import escape, image, page, table
 
@@ -21,7 +23,7 @@ def render(report: dict, folder: Path) -> str:
                 ("2. What stops it, and at what cost?", _defense_section(report, folder)),
                 ("3. Would the client's checks catch a malicious server?", _detection_section(report)),
                 ("Attacks and defenses that do not apply", _not_applicable(report)),
-                ("What this audit did not cover", _coverage(report)),
+                *([("What this audit did not cover", _coverage(report))] if report.get("coverage") else []),
                 ("Rerun", f"<p>The exact command (results resume from the cells beside the report while the "
                           f"model, weights and data are unchanged):</p><pre>{escape(report['command'])}</pre>"
                           f"<p>Config:</p><pre>{escape(json.dumps(report['config'], indent=2))}</pre>")]
@@ -166,7 +168,7 @@ def _detection_section(report: dict) -> str:
 def _not_applicable(report: dict) -> str:
     seen, rows = set(), []
     for r in report["leakage"]:
-        if r["status"] in ("not applicable", "defense not applicable"):
+        if r["status"] not in ("attacked", SKIPPED, QUICK_SKIP):  # those two: "What this audit did not cover"
             what = r["attack"] if r["status"] == "not applicable" else f"defense {r['defense']}"
             if what not in seen:
                 seen.add(what)
@@ -180,10 +182,7 @@ def _not_applicable(report: dict) -> str:
 def _coverage(report: dict) -> str:
     """The strongest attack behind each defense, the cells left out (by --quick or settled early) and what the
     quick profile shortens (:mod:`fedleak.audit.coverage`)."""
-    found = report.get("coverage")
-    if not found:
-        return "<p>Not recorded.</p>"
-    text = ""
+    found, text = report["coverage"], ""
     if found["strongest"]:
         text += ("<p>The strongest attack that applies behind each defense, chosen by a rule from the model's "
                  "anatomy and the threat model (it ran first):</p>"
