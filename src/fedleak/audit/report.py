@@ -87,6 +87,8 @@ def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
             row["reason"] = cell["reason"]
         if leaks is bounded:
             row["worst_leak_bound"] = True  # not measured behind it: at most the bounding defense's leak
+        elif any(r["defense"] == defense and r.get("settled") == "leaks" for r in leakage):
+            row["worst_leak_at_least"] = True  # attacks left out once one leaked every sample: a lower bound
         rows.append(row)
     return rows
 
@@ -105,7 +107,7 @@ def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict,
             continue
         if cell.kind == "leak":
             row = {"attack": cell.attack, "defense": cell.defense, "status": result["status"]}
-            row.update({k: result[k] for k in (*SCORES, "reason", "grid", "texts", "bound") if k in result})
+            row.update({k: result[k] for k in (*SCORES, "reason", "grid", "texts", "bound", "settled") if k in result})
             if cell.why:
                 row["rank"], row["why"] = cell.rank, cell.why
             leakage.append(row)
