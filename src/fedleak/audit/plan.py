@@ -6,6 +6,10 @@ targeted clients, the server's public data = the test split): its ``prepare`` ra
 library's not-applicable signal, and its message is the reason. Two reasons are the audit's own: an attack for
 another kind of data (a text attack on an image model), and an inversion preset under FedAvg (the presets invert
 FedSGD gradients). A manipulation that changes nothing in the model does not apply either.
+
+Order: the leak cells defense by defense (no defense first, weaker settings before stronger), behind each the
+attacks strongest first (:mod:`fedleak.audit.strongest`), so that :mod:`fedleak.audit.early_stop` can leave out what
+an earlier cell settled; then the utility cells, then (malicious server) the detection cells.
 """
 from __future__ import annotations
 
