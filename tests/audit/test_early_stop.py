@@ -89,3 +89,21 @@ def test_audit_stops_after_spear_recovers_every_sample(tmp_path):
     assert report["coverage"]["strongest"][0] == {"defense": "none", "attack": "spear",
                                                   "why": rows["spear", "none"]["why"]}
     assert any(c["cell"] == "leak/ig/none" for c in report["coverage"]["left_out"])
+
+
+def test_a_settled_defense_reports_its_leak_as_a_bound_never_as_measured():
+    from fedleak.audit.report import defense_rows
+    from fedleak.audit.verdict import defense_answer
+
+    utility = {d: {"status": "trained", "accuracy": 0.8, "chance": 0.1} for d in ("none", "dp:sigma=1e-3", "cvb")}
+    leakage = [{"attack": "ig", "defense": "none", "status": "attacked", "ssim": 0.12},
+               {"attack": "dpia", "defense": "dp:sigma=1e-3", "status": SKIPPED, "settled": "floor", "bound": 0.12},
+               {"attack": "vbia", "defense": "cvb", "status": "attacked", "ssim": 0.7},
+               {"attack": "cdia", "defense": "cvb", "status": SKIPPED, "settled": "leaks"}]
+    rows = {r["defense"]: r for r in defense_rows(utility, leakage)}
+    assert rows["dp:sigma=1e-3"]["worst_leak"] == 0.12 and rows["dp:sigma=1e-3"]["worst_leak_bound"]
+    assert rows["cvb"]["worst_leak"] == 0.7 and rows["cvb"]["worst_leak_at_least"]
+    answer = defense_answer(list(rows.values()), ("dp:sigma=1e-3", "cvb"), {})
+    assert answer["defense"] == "dp:sigma=1e-3" and "at most 0.12" in answer["text"]
+    worse = defense_answer([rows["none"], rows["cvb"]], ("cvb",), {})
+    assert "at least 0.70" in worse["text"] and "does not stop every attack" in worse["text"]
