@@ -103,7 +103,7 @@ def test_default_malicious_audit_of_the_registry_cnn(tmp_path):
                  "--out", str(out)]) == 0
     report = _report(out)
     verdict = report["verdict"]
-    assert set(verdict) == {"leak", "defense", "manipulations", "warnings"}
+    assert set(verdict) == {"leak", "defense", "manipulations", "warnings", "coverage"}
     assert verdict["leak"]["leaks"] is True and verdict["leak"]["samples"] >= 1  # an imprint reads them exactly
     assert _row(report, "robbing_the_fed", "none")["recall"] == 1.0
     assert _row(report, "decepticons", "none")["reason"] == "a text attack; this is an image model"

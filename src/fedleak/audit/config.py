@@ -81,8 +81,9 @@ class AuditConfig:
 
     @classmethod
     def quick_profile(cls, **overrides) -> AuditConfig:
-        """A few minutes on 2 CPU cores: 4 victims, 200 inversion iterations, the Adam inversion presets only,
-        3 FedAvg rounds of 5 clients on at most 2000 training samples per defense."""
+        """A few minutes on 2 CPU cores: 4 victims, 200 inversion iterations, behind each defense only the strongest
+        inversion preset that applies (:mod:`fedleak.audit.strongest`; when ``attacks`` is not chosen), 3 FedAvg
+        rounds of 5 clients on at most 2000 training samples per defense. The report says what it leaves out."""
         return cls(**{"victims": 4, "iterations": 200, "utility_rounds": 3, "utility_clients": 5,
                       "utility_samples": 2000, "quick": True, **overrides})
 

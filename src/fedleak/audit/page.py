@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fedleak.audit.early_stop import SKIPPED
+from fedleak.audit.plan import QUICK_SKIP
 from fedleak.audit.verdict import SSIM_LEAK, percent, samples_leaked
 from fedleak.report.html import escape, image, page, table
 
@@ -21,6 +23,7 @@ def render(report: dict, folder: Path) -> str:
                 ("2. What stops it, and at what cost?", _defense_section(report, folder)),
                 ("3. Would the client's checks catch a malicious server?", _detection_section(report)),
                 ("Attacks and defenses that do not apply", _not_applicable(report)),
+                *([("What this audit did not cover", _coverage(report))] if report.get("coverage") else []),
                 ("Rerun", f"<p>The exact command (results resume from the cells beside the report while the "
                           f"model, weights and data are unchanged):</p><pre>{escape(report['command'])}</pre>"
                           f"<p>Config:</p><pre>{escape(json.dumps(report['config'], indent=2))}</pre>")]
@@ -34,7 +37,9 @@ def _verdict(report: dict) -> str:
     rows = [["Does an update leak?", leak["text"]],
             ["Which defense, at what cost?", verdict["defense"]["text"]],
             ["Which manipulations get past the client's checks?", verdict["manipulations"]["text"]]]
-    text = table(("question", "answer"), rows, css=[["", css], ["", ""], ["", ""]])
+    if verdict.get("coverage"):
+        rows.append(["Which attacks ran?", verdict["coverage"]])
+    text = table(("question", "answer"), rows, css=[["", css], *[["", ""]] * (len(rows) - 1)])
     if verdict["warnings"]:
         text += "<p><strong>Warnings</strong></p><ul>" + "".join(
             f"<li>{escape(w)}</li>" for w in verdict["warnings"]) + "</ul>"
@@ -163,7 +168,7 @@ def _detection_section(report: dict) -> str:
 def _not_applicable(report: dict) -> str:
     seen, rows = set(), []
     for r in report["leakage"]:
-        if r["status"] != "attacked":
+        if r["status"] not in ("attacked", SKIPPED, QUICK_SKIP):  # those two: "What this audit did not cover"
             what = r["attack"] if r["status"] == "not applicable" else f"defense {r['defense']}"
             if what not in seen:
                 seen.add(what)
@@ -172,3 +177,22 @@ def _not_applicable(report: dict) -> str:
         if d["status"] != "trained" and f"defense {d['defense']}" not in seen:
             rows.append([f"defense {d['defense']}", d["status"], d.get("reason", "")])
     return table(("attack or defense", "status", "why"), rows) if rows else "<p>Everything applied.</p>"
+
+
+def _coverage(report: dict) -> str:
+    """The strongest attack behind each defense, the cells left out (by --quick or settled early) and what the
+    quick profile shortens (:mod:`fedleak.audit.coverage`)."""
+    found, text = report["coverage"], ""
+    if found["strongest"]:
+        text += ("<p>The strongest attack that applies behind each defense, chosen by a rule from the model's "
+                 "anatomy and the threat model (it ran first):</p>"
+                 + table(("defense", "strongest attack", "why"),
+                         [[s["defense"], s["attack"], s["why"]] for s in found["strongest"]]))
+    if found["left_out"]:
+        text += ("<p>Leak cells not run: left out by the quick profile, or skipped because their answer was "
+                 "settled (a defense that already leaked every sample, or one bounded by a defense that leaked "
+                 "none; never the other way round):</p>"
+                 + table(("cell", "status", "why"), [[c["cell"], c["status"], c["reason"]] for c in found["left_out"]]))
+    if found["quick"]:
+        text += "<p>The --quick profile:</p><ul>" + "".join(f"<li>{escape(g)}</li>" for g in found["quick"]) + "</ul>"
+    return text or "<p>Everything the audit plans ran.</p>"

@@ -6,6 +6,10 @@ targeted clients, the server's public data = the test split): its ``prepare`` ra
 library's not-applicable signal, and its message is the reason. Two reasons are the audit's own: an attack for
 another kind of data (a text attack on an image model), and an inversion preset under FedAvg (the presets invert
 FedSGD gradients). A manipulation that changes nothing in the model does not apply either.
+
+Order: the leak cells defense by defense (no defense first, weaker settings before stronger), behind each the
+attacks strongest first (:mod:`fedleak.audit.strongest`), so that :mod:`fedleak.audit.early_stop` can leave out what
+an earlier cell settled; then the utility cells, then (malicious server) the detection cells.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import torch.nn as nn
 from fedleak.attacks import ATTACKS, MALICIOUS, PRESETS, AttackContext
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.audit.config import NONE, AuditConfig, protocol_options
+from fedleak.audit.early_stop import run_order
+from fedleak.audit.strongest import ranked, strongest_inversion
 from fedleak.data.base import DatasetInfo
 from fedleak.models.anatomy import trace
 
@@ -25,7 +31,7 @@ from fedleak.models.anatomy import trace
 # attention gradients (issue 25)
 HONEST_ANALYTIC = ("passive", "spear", "dager")
 FEDAVG_INVERSION = "fedavg_inversion"  # Dimitrov et al. 2022: beside the inversions under --protocol fedavg
-QUICK_INVERSIONS = ("ig", "cdia")  # the Adam presets; DLG/iDLG's L-BFGS costs ~5x more per iteration on CPU
+QUICK_SKIP = "not run in --quick"  # the status of an inversion the quick profile leaves out
 MIMICS_DEFENSE = ("cdia",)  # differs from ig only by mimicking a random defense module (paper 001 Algorithm 2)
 DATA_KIND = {"decepticons": "text", "text_embedding": "text", "loki": "image", "seer": "image",
              "robbing_the_fed": "image", "curious_kernels": "image", "input_forwarding": "image", "dager": "text"}
@@ -45,7 +51,9 @@ class Cell:
     options: dict = field(default_factory=dict)
     digest: str = ""
     reason: str = ""
-    status: str = "not applicable"  # or "defense not applicable": what ``reason`` is about
+    status: str = "not applicable"  # or "defense not applicable", or QUICK_SKIP: what ``reason`` is about
+    rank: int = -1  # place among the leak questions' attacks behind its defense (0 strongest; -1 unranked)
+    why: str = ""  # why it ranks there (fedleak.audit.strongest)
 
     @property
     def label(self) -> str:
@@ -99,11 +107,11 @@ def manipulation_options(model: nn.Module, info: DatasetInfo, public: torch.Tens
 
 
 def attack_names(config: AuditConfig) -> list[str]:
-    """The attacks tried: the chosen ones, or honest analytic extraction, the inversion presets (the Adam ones in
-    the quick profile) and, against a malicious server, every manipulation."""
+    """The attacks tried: the chosen ones, or honest analytic extraction, the inversion presets and, against a
+    malicious server, every manipulation (the quick profile then keeps the strongest preset per defense)."""
     if config.attacks is not None:
         return list(config.attacks)
-    inversions = [p for p in PRESETS if not config.quick or p in QUICK_INVERSIONS]
+    inversions = list(PRESETS)
     fedavg = (FEDAVG_INVERSION,) if protocol_options(config.protocol)["algorithm"] == "fedavg" else ()
     return [*HONEST_ANALYTIC, *inversions, *fedavg, *(MALICIOUS if config.threat == "malicious" else ())]
 
@@ -142,31 +150,46 @@ def attack_reason(name: str, options: dict, model: nn.Module, info: DatasetInfo,
 
 
 def plan(config: AuditConfig, model: nn.Module, info: DatasetInfo, public: torch.Tensor, digest: str,
-         defense_reasons: dict[str, str], random_defenses: set[str]) -> list[Cell]:
-    """Every cell of the audit, in order; ``defense_reasons``: why each chosen defense cannot be placed ("" when
-    it can); ``random_defenses``: those that insert a random module (the only ones CDIA differs from IG behind)."""
-    defenses = (NONE, *config.defenses)
+         defense_reasons: dict[str, str], random_defenses: set[str],
+         mechanisms: dict[str, set[str]] | None = None) -> list[Cell]:
+    """Every cell of the audit, in the order it runs; ``defense_reasons``: why each chosen defense cannot be placed
+    ("" when it can); ``random_defenses``: those that insert a random module (the only ones CDIA differs from IG
+    behind); ``mechanisms``: what each defended model does that an inversion can mimic
+    (:func:`fedleak.audit.strongest.mechanisms`). Leak cells go defense by defense (:func:`fedleak.audit.early_stop.
+    run_order`), behind each the attacks strongest first (:mod:`fedleak.audit.strongest`; ``rank``); the quick
+    profile keeps the strongest inversion preset behind each defense only."""
+    defenses = (NONE, *run_order(config.defenses))
     names = attack_names(config)
     settings = manipulation_options(model, info, public, config) if any(n in MALICIOUS for n in names) else {}
-    cells, attacks = [], []
+    attacks = []
     for name in names:
         options = dict(settings.get(name, {}))
         if name in PRESETS or name == FEDAVG_INVERSION:  # an inversion's seed is the round's (its context)
             options.update({} if config.iterations is None else {"iterations": config.iterations})
         if name == FEDAVG_INVERSION:  # FedAvgInversion takes no seed from its context
             options["seed"] = config.seed
-        reason = attack_reason(name, options, model, info, public, config)
-        attacks.append((name, options, reason))
-        behind = defenses
-        if name in MIMICS_DEFENSE:
-            behind = tuple(d for d in defenses if d in random_defenses)
-            if not behind:
+        attacks.append((name, options, attack_reason(name, options, model, info, public, config)))
+    cells = []
+    if any(n in MIMICS_DEFENSE for n in names) and not any(d in random_defenses for d in defenses):
+        for name, options, reason in attacks:
+            if name in MIMICS_DEFENSE:
                 cells.append(Cell("leak", name, NONE, options, digest, reason or (
                     f"{name} mimics a random defense (dropout, PRECODE, CVB); none is applied, so it would repeat "
                     "ig's numbers")))
-        for defense in behind:
-            cells.append(Cell("leak", name, defense, options, digest, reason or defense_reasons.get(defense, ""),
-                              "not applicable" if reason else "defense not applicable"))
+    for defense in defenses:
+        behind = [(n, o, r) for n, o, r in attacks if n not in MIMICS_DEFENSE or defense in random_defenses]
+        ranking = ranked([n for n, _, r in behind if not r], (mechanisms or {}).get(defense, set()))
+        place = {r.attack: i for i, r in enumerate(ranking)}
+        keep = strongest_inversion(ranking) if config.quick and config.attacks is None else None
+        for name, options, reason in sorted(behind, key=lambda a: place.get(a[0], len(place))):
+            status = "not applicable" if reason else "defense not applicable"
+            reason = reason or defense_reasons.get(defense, "")
+            if not reason and keep is not None and name in PRESETS and name != keep.attack:
+                reason, status = (f"--quick runs only the strongest inversion behind each defense, {keep.attack} "
+                                  f"({keep.why}); run without --quick for every preset"), QUICK_SKIP
+            why = ranking[place[name]].why if name in place else ""
+            cells.append(Cell("leak", name, defense, options, digest, reason, status, rank=place.get(name, -1),
+                              why=why))
     for defense in defenses:
         cells.append(Cell("utility", None, defense, {}, digest, defense_reasons.get(defense, ""),
                           "defense not applicable"))

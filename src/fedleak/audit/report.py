@@ -7,6 +7,9 @@ import json
 import shlex
 from typing import Sequence
 
+from fedleak.audit.coverage import coverage
+from fedleak.audit.coverage import summary as coverage_summary
+from fedleak.audit.early_stop import SKIPPED
 from fedleak.audit.page import render
 from fedleak.audit.plan import Cell
 from fedleak.audit.plots import privacy_accuracy_plots
@@ -70,6 +73,10 @@ def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
     for defense, cell in utility.items():
         attacked = [r for r in leakage if r["defense"] == defense and r["status"] == "attacked"]
         leaks = [leak_of(r) for r in attacked if leak_of(r) is not None]
+        bounded = [r["bound"] for r in leakage if r["defense"] == defense and r["status"] == SKIPPED
+                   and r.get("bound") is not None]
+        if not leaks and bounded:  # every attack settled at the floor of a defense that bounds this one
+            leaks = bounded
         accuracy = cell.get("accuracy")
         row = {"defense": defense, "status": cell["status"], "accuracy": accuracy, "chance": cell.get("chance"),
                "accuracy_cost": None if baseline is None or accuracy is None else baseline - accuracy,
@@ -78,14 +85,20 @@ def defense_rows(utility: dict[str, dict], leakage: list[dict]) -> list[dict]:
                "worst_recall": max((r["recall"] for r in attacked if "recall" in r), default=None)}
         if cell.get("reason"):
             row["reason"] = cell["reason"]
+        if leaks is bounded:
+            row["worst_leak_bound"] = True  # not measured behind it: at most the bounding defense's leak
+        elif any(r["defense"] == defense and r.get("settled") == "leaks" for r in leakage):
+            row["worst_leak_at_least"] = True  # attacks left out once one leaked every sample: a lower bound
         rows.append(row)
     return rows
 
 
 def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict, about: dict,
-                 seconds: float) -> dict:
-    """The report's figures from the audit's ``cells`` (plan order) and the ``finished`` results."""
+                 seconds: float, settled: dict[str, dict] | None = None) -> dict:
+    """The report's figures from the audit's ``cells`` (plan order), the ``finished`` results and the leak cells
+    ``settled`` without running (:func:`fedleak.audit.early_stop.settle`)."""
     leakage, utility, detection = [], {}, []
+    finished = {**finished, **(settled or {})}
     for cell in cells:
         result = finished.get(cell.key)
         if cell.reason:
@@ -94,7 +107,9 @@ def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict,
             continue
         if cell.kind == "leak":
             row = {"attack": cell.attack, "defense": cell.defense, "status": result["status"]}
-            row.update({k: result[k] for k in (*SCORES, "reason", "grid", "texts") if k in result})
+            row.update({k: result[k] for k in (*SCORES, "reason", "grid", "texts", "bound", "settled") if k in result})
+            if cell.why:
+                row["rank"], row["why"] = cell.rank, cell.why
             leakage.append(row)
         elif cell.kind == "utility":
             utility[cell.defense] = result
@@ -105,12 +120,16 @@ def build_report(finished: dict[str, dict], cells: Sequence[Cell], config: dict,
     report = {"title": f"fedleak audit: {about['model']['spec']} on {about['data']['spec']}",
               "description": describe(config, about, seconds), "config": config, "command": rerun_command(config),
               **{k: v for k, v in about.items() if k != "defense_reasons"},
-              "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds}
+              "leakage": leakage, "defenses": defenses, "detection": detection, "seconds": seconds,
+              "coverage": coverage(cells, finished, config)}
     reasons = about["defense_reasons"]
-    return {"verdict": verdict(report, tuple(config["defenses"]), reasons), **report}
+    answers = verdict(report, tuple(config["defenses"]), reasons)
+    answers["coverage"] = coverage_summary(report["coverage"])
+    return {"verdict": answers, **report}
 
 
-def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: float) -> dict:
+def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: float,
+                 settled: dict[str, dict] | None = None) -> dict:
     """Write ``report.json``, the accuracy-vs-privacy plot and ``report.html`` into the results folder."""
     config = results_config(results)
     model = setup.resolved.model
@@ -124,7 +143,7 @@ def write_report(results: ResultsDir, setup, cells: Sequence[Cell], *, seconds: 
              "digest": setup.digest, "defense_reasons": reasons, "notes": [*setup.notes, *language_model_notes(setup)]}
     finished = results.finished()
     about["cell_seconds"] = sum(finished[c.key].get("seconds", 0.0) for c in cells if c.key in finished)
-    report = build_report(finished, cells, config, about, seconds)
+    report = build_report(finished, cells, config, about, seconds, settled)
     return finish(results, report, title=f"{setup.config.model} on {setup.config.data}")
 
 

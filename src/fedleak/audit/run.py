@@ -30,8 +30,10 @@ from fedleak.audit.cells import RUNNERS, Cell, Setup
 from fedleak.audit.checks import check_clients, check_model, inputs_digest
 from fedleak.audit.config import NONE, AuditConfig, default_defenses
 from fedleak.audit.inputs import language_model_data, resolve_data, resolve_model
+from fedleak.audit.early_stop import bounds, settle
 from fedleak.audit.plan import plan
 from fedleak.audit.report import write_report
+from fedleak.audit.strongest import mechanisms as defense_mechanisms
 from fedleak.defenses import stochastic_modules
 from fedleak.detection import load_received_model
 from fedleak.report import ResultsDir
@@ -67,10 +69,10 @@ def build_setup(config: AuditConfig) -> Setup:
                  data=data, notes=[note] if note else [])
 
 
-def defense_reasons(setup: Setup) -> tuple[dict[str, str], set[str]]:
-    """Why each chosen defense cannot be placed in the model ("" when it can: the library's ``ValueError``), and
-    those that insert a random module."""
-    reasons, random = {NONE: ""}, set()
+def defense_reasons(setup: Setup) -> tuple[dict[str, str], set[str], dict[str, set[str]]]:
+    """Why each chosen defense cannot be placed in the model ("" when it can: the library's ``ValueError``), those
+    that insert a random module, and what each defended model does that an inversion can mimic."""
+    reasons, random, mechanisms = {NONE: ""}, set(), {NONE: set()}
     for defense in setup.config.defenses:
         try:
             model = setup.defended(defense)[0]
@@ -78,9 +80,10 @@ def defense_reasons(setup: Setup) -> tuple[dict[str, str], set[str]]:
             reasons[defense] = str(error)
             continue
         reasons[defense] = ""
+        mechanisms[defense] = defense_mechanisms(model, defense)
         if stochastic_modules(model):
             random.add(defense)
-    return reasons, random
+    return reasons, random, mechanisms
 
 
 def cell_seed(seed: int, cell: Cell) -> int:
@@ -106,17 +109,25 @@ def run_audit(config: AuditConfig, out: str | Path, *, progress: bool = True,
     out = Path(out)
     results = ResultsDir(out, {"kind": "audit", **config.to_dict()})
     try:
-        reasons, random = defense_reasons(setup)
-        cells = plan(config, setup.resolved.model, setup.info, setup.public, setup.digest, reasons, random)
+        reasons, random, mechanisms = defense_reasons(setup)
+        cells = plan(config, setup.resolved.model, setup.info, setup.public, setup.digest, reasons, random,
+                     mechanisms)
         runnable = [c for c in cells if not c.reason]
+        bounded_by = bounds(config.defenses, config)
+        settled: dict[str, dict] = {}  # cells skipped because their answer is settled (recomputed on resume)
         with tqdm(total=len(runnable), desc="audit", disable=not progress) as bar:
             for cell in runnable:
                 bar.set_postfix_str(cell.label)
                 if cell.key not in results:
+                    skipped = settle(cell, cells, {**results.finished(), **settled}, bounded_by)
+                    if skipped is not None:
+                        settled[cell.key] = skipped
+                        bar.update(1)
+                        continue
                     results.add(cell.key, {"kind": cell.kind, "digest": cell.digest, **run_cell(setup, cell, out)})
                     if after_cell is not None:
                         after_cell(cell)
                 bar.update(1)
-        return write_report(results, setup, cells, seconds=time.perf_counter() - start)
+        return write_report(results, setup, cells, seconds=time.perf_counter() - start, settled=settled)
     finally:
         results.close()

@@ -79,6 +79,12 @@ def defense_answer(defenses: list[dict], chosen: tuple[str, ...], reasons: dict[
     cost_text = "" if cost is None else \
         f", {abs(100 * cost):.1f} percentage points {'below' if cost > 0 else 'above'} no defense"
     leak = "" if best["worst_leak"] is None else f"; the worst leak behind it: {best['worst_leak']:.2f}"
+    if best.get("worst_leak_at_least") and best["worst_leak"] is not None:
+        leak = (f"; the worst leak behind it: at least {best['worst_leak']:.2f} (weaker attacks were left out once "
+                "one leaked every attacked sample)")
+    if best.get("worst_leak_bound") and best["worst_leak"] is not None:
+        leak = (f"; the worst leak behind it: at most {best['worst_leak']:.2f} (not attacked: a defense that "
+                "bounds it leaked no sample, see 'What this audit did not cover')")
     text = f"Use {best['defense']}: accuracy {percent(best['accuracy'])}{cost_text}{leak}."
     if best["worst_leak"] is not None and best["worst_leak"] >= SSIM_LEAK:
         text += " It does not stop every attack (a leak of 0.5 or more is a successful reconstruction)."

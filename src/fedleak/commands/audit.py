@@ -64,8 +64,8 @@ def register(subparsers) -> None:
     parser.add_argument("--attacks", default=None,
                         help="comma-separated attacks (default: every one that applies; `fedleak list attacks`)")
     add_profile_options(
-        parser, quick="4 victims, 200 inversion iterations (ig, cdia), 3 FedAvg rounds of 5 clients on 2000 "
-                      "samples per defense: minutes on 2 CPU cores",
+        parser, quick="4 victims, 200 inversion iterations (the strongest preset behind each defense), 3 FedAvg "
+                      "rounds of 5 clients on 2000 samples per defense: minutes on 2 CPU cores",
         victims=(positive_int, "victim clients (default 8, quick 4)"),
         iterations=(positive_int, "inversion iterations (default: each preset's full schedule; quick 200)"),
         utility_rounds=(positive_int, "FedAvg rounds pricing each defense (default 10, quick 3)"),
