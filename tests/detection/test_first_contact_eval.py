@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from fedleak.attacks import ATTACKS, AttackContext, Reconstruction
-from fedleak.experiments.first_contact import (FirstContactConfig, Variant, _sent, extra_settings, model_data,
-                                               run_first_contact)
-from fedleak.experiments.tradeoff import TradeoffConfig, camouflage, interpolate, run_point, run_seer, token_recall
+from fedleak.attacks.camouflage import initialiser_noise as camouflage
+from fedleak.attacks.camouflage import interpolate
+from fedleak.attacks.settings import extra_settings
+from fedleak.cases.probe import prepare_attack
+from fedleak.experiments.first_contact import FirstContactConfig, Variant, model_data, run_first_contact
+from fedleak.experiments.tradeoff import TradeoffConfig, run_point, run_seer
+from fedleak.metrics.text import token_recall
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
 
@@ -69,8 +73,9 @@ def test_the_language_model_reads_next_tokens_and_seer_applies_only_to_its_check
     for name, options, applies in (("cnn-bn", {"norm": "batch", "padding": 2}, True), ("cnn", {"padding": 2}, False)):
         data, _ = model_data(config, name)
         model = build_model("cnn", data.info.input_shape, 10, **options)
-        seer = [s for s in extra_settings(data.info, None, 2) if s[0] == "seer"][0]
-        assert (_sent(model, data.info, seer[2], seer[3], seer[4], None) is not None) == applies
+        seer = [s for s in extra_settings(data.info, 2) if s.attack == "seer"][0]
+        prepared = prepare_attack(seer.attack, model, seer.context(data.info, None), **seer.options)
+        assert (prepared.sent is not None) == applies
 
 
 def test_seer_tradeoff_full_weights_are_refused_and_decode_better_than_the_honest_model(tmp_path):
