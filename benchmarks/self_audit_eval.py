@@ -18,7 +18,9 @@ import time
 from collections import defaultdict
 
 from fedleak.detection.self_audit import self_audit
-from fedleak.experiments.detection import attack_settings, image_tokens, manipulate
+from fedleak.attacks.settings import attack_settings
+from fedleak.cases.probe import prepare_attack
+from fedleak.data.tokens import image_tokens
 from fedleak.data import load_dataset
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 
@@ -54,13 +56,13 @@ def run(model_name: str, partition: str, args) -> list[dict]:
                          **audit_client(server.model, client, args.samples)})
         if r not in (1, args.rounds):
             return
-        for attack, setting, name, options in attack_settings(server.model, train.info, public, 32):
-            manipulated, reason = manipulate(server.model, train.info, name, options)
+        for s in attack_settings(server.model, train.info, public, 32):
+            manipulated = prepare_attack(s.attack, server.model, s.context(train.info, public), **s.options).sent
             if manipulated is None:
                 continue
             for client in server.clients[:args.attack_clients]:
                 rows.append({"model": model_name, "partition": partition, "round": r, "kind": "malicious",
-                             "attack": f"{attack} {setting}", **audit_client(manipulated, client, args.samples)})
+                             "attack": f"{s.attack} {s.setting}", **audit_client(manipulated, client, args.samples)})
 
     start = time.perf_counter()
     server.run(lambda record: None, before_round=before_round)

@@ -120,3 +120,27 @@ def test_no_pickle_in_detection_or_flower():
                 assert not {"pickle", "dill", "cloudpickle", "shelve", "marshal"} & set(names), path
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
                 assert (node.value.id, node.attr) != ("torch", "load"), path
+
+
+def test_named_chains_get_their_options_in_one_place_and_verdict_rows_read_the_paper_column(three_rounds):
+    from fedleak.detection.chain import (CHAINS, DEMOTED, FIRST_CONTACT, PAPER, SIGNATURES, ChainSettings,
+                                         build_chain, chain_detectors, verdict_rows)
+
+    assert FIRST_CONTACT == tuple(n for n in SIGNATURES if n not in DEMOTED) and CHAINS["paper"] == PAPER
+    dsnr, warmup = chain_detectors(("dsnr", "warmup_zscore"), ChainSettings(samples=64, seed=3, remember_rounds=2,
+                                                                             dsnr_batch=16))
+    assert dsnr.keywords == {"batch_size": 16, "seed": 3}
+    assert (warmup.samples, warmup.seed, warmup.remember_rounds) == (64, 3, 2)
+    chain, server = three_rounds
+    restored = build_chain(PAPER, chain.local_model, ChainSettings(samples=64, remember_rounds=5), refuse=False)
+    client = server.clients[0]
+    for r in range(1, 4):  # three accepted rounds: the warm-up detector scores step 0 against them
+        restored.check(copy.deepcopy(server.model), restored.batch(client, r), round=r)
+    verdicts = restored.check(copy.deepcopy(server.model), restored.batch(client, 4), round=4, remember=False)
+    rows = verdict_rows(verdicts)
+    assert set(rows) == {"architecture", "filter_ratio", "dsnr", "warmup_zscore", "warmup_zscore+rounds"}
+    warm = next(v for v in verdicts if v.detector == "warmup_zscore")
+    assert warm.details["first_step"] == 0 and rows["warmup_zscore+rounds"]["score"] == warm.score
+    within = torch.tensor(warm.details["zscores"])[1:]  # the paper's detector: warm-up steps only
+    assert rows["warmup_zscore"]["score"] == pytest.approx(float(within.max())) and rows["warmup_zscore"]["step"] >= 1
+    assert rows["warmup_zscore"]["flagged"] == (rows["warmup_zscore"]["score"] > warm.threshold)

@@ -10,7 +10,7 @@ from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.data import load_dataset
 from fedleak.detection import DETECTORS, build_detector
 from fedleak.detection.self_audit import self_audit
-from fedleak.experiments.detection import image_tokens
+from fedleak.data.tokens import image_tokens
 from fedleak.fl.training import task_loss
 from fedleak.models import build_model
 

@@ -147,3 +147,30 @@ CAMOUFLAGES: dict[str, Callable] = {"none": _then(), "independent": independent,
 ONLY = {"paired_bins": ("robbing_the_fed",)}  # camouflages that rewrite one manipulation's own layers
 
 
+def initialiser_noise(sent: nn.Module, original: nn.Module, epsilon: float, generator: torch.Generator) -> nn.Module:
+    """The adaptive attacker's stealth knob of ``fedleak detect-eval --tradeoff``: ``sent`` with noise ``epsilon / sqrt(fan_in)`` on every entry of every parameter that differs from
+    ``original`` (parameters the manipulation added count as changed); the model itself when epsilon is 0."""
+    if epsilon == 0:
+        return sent
+    before = dict(original.named_parameters())
+    with torch.no_grad():
+        for name, parameter in sent.named_parameters():
+            old = before.get(name)
+            if old is not None and old.shape == parameter.shape and torch.equal(old, parameter):
+                continue
+            owner = sent.get_submodule(name.rsplit(".", 1)[0]) if "." in name else sent
+            weight = getattr(owner, "weight", parameter)
+            fan_in = max(1, weight[0].numel()) if weight.dim() > 1 else max(1, weight.numel())
+            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            parameter.add_(noise.to(parameter.device) * epsilon / math.sqrt(fan_in))
+    return sent
+
+
+def interpolate(honest: nn.Module, seer: nn.Module, share: float) -> nn.Module:
+    """A copy of ``seer`` holding ``(1 - share) theta_honest + share theta_seer`` in every floating-point entry of
+    its state (weights and batch-norm running statistics): SEER's own stealth knob."""
+    mixed = copy.deepcopy(seer)
+    before = honest.state_dict()
+    mixed.load_state_dict({k: torch.lerp(before[k], v, share) if v.is_floating_point() else v
+                           for k, v in seer.state_dict().items()})
+    return mixed

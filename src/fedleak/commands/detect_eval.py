@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from fedleak.commands.common import add_run_arguments, int_list, names, open_fraction, parse_size, positive_int
 from fedleak.experiments.detection import DetectEvalConfig, run_detect_eval
@@ -138,21 +140,49 @@ def run_guard_cost_eval(args) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Mode:
+    """A mode of ``detect-eval`` other than the paper-mode grid: its ``flag``, what it runs and its ``help``."""
+
+    flag: str
+    run: Callable[[argparse.Namespace], int]
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+# the modes, in the order they run when several are asked for (each runs here only, not on a Ray cluster)
+MODES = (
+    Mode("--open-world", run_open_world_eval,
+         "false alarms of the first-contact chain on the benign zoo (fedleak.benchmarks.benign_zoo; --model picks "
+         "variants; 3 clients each with --quick): OUT/open_world.json"),
+    Mode("--guard-cost", run_guard_cost_eval,
+         "FedAvg and FedSGD accuracy with the leakage guard on and off for every registry model (--model picks some) "
+         "and its seconds per round: OUT/guard-cost/guard_cost.json"),
+    Mode("--first-contact", run_first_contact_eval,
+         "evaluate the first-contact chain (no remembered rounds) beside the paper's detectors on the small models "
+         "of FIRST_CONTACT_OPTIONS (--model picks some, e.g. resnet18-group; --rounds, --clients, --seed apply): "
+         "OUT/first_contact.json"),
+    Mode("--tradeoff", run_tradeoff_eval,
+         "the adaptive attacker's leakage against the first-contact chain as it camouflages each manipulation: "
+         "OUT/tradeoff/tradeoff.json and one PNG per manipulation"),
+    Mode("--adaptive", run_adaptive_eval,
+         "an attacker who knows the first-contact chain camouflages every manipulation; the largest leakage of an "
+         "accepted model with and without the leakage guard, beside the honest model's own: OUT/adaptive.json "
+         "(--quick: one batch of 64, else three)"),
+)
+
+
 def run(args) -> int:
-    if args.first_contact or args.tradeoff or args.open_world or args.adaptive or args.guard_cost:
+    chosen = [mode for mode in MODES if getattr(args, mode.dest)]
+    if chosen:
         if args.ray:
-            raise ValueError("--ray runs the paper-mode grid's partitions; --first-contact, --tradeoff, "
-                             "--open-world, --adaptive and --guard-cost run here only (leave out --ray)")
-        if args.open_world:
-            run_open_world_eval(args)
-        if args.guard_cost:
-            run_guard_cost_eval(args)
-        if args.first_contact:
-            run_first_contact_eval(args)
-        if args.tradeoff:
-            run_tradeoff_eval(args)
-        if args.adaptive:
-            run_adaptive_eval(args)
+            raise ValueError("--ray runs the paper-mode grid's partitions; "
+                             f"{', '.join(m.flag for m in MODES)} run here only (leave out --ray)")
+        for mode in chosen:
+            mode.run(args)
         return 0
     out = Path(args.out)
     summaries = []
@@ -199,23 +229,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also Table 1, Fig. 2 and Fig. 3 with a ResNet-18 (default on)")
     parser.add_argument("--quick", action="store_true", help="small models and runs for a CPU")
-    parser.add_argument("--first-contact", action="store_true",
-                        help="evaluate the first-contact chain (no remembered rounds) beside the paper's detectors on "
-                             "the small models of FIRST_CONTACT_OPTIONS (--model picks some, e.g. resnet18-group; "
-                             "--rounds, --clients, --seed apply): OUT/first_contact.json")
-    parser.add_argument("--tradeoff", action="store_true",
-                        help="the adaptive attacker's leakage against the first-contact chain as it camouflages each "
-                             "manipulation: OUT/tradeoff/tradeoff.json and one PNG per manipulation")
-    parser.add_argument("--open-world", action="store_true",
-                        help="false alarms of the first-contact chain on the benign zoo (fedleak.benchmarks."
-                             "benign_zoo; --model picks variants; 3 clients each with --quick): OUT/open_world.json")
-    parser.add_argument("--adaptive", action="store_true",
-                        help="an attacker who knows the first-contact chain camouflages every manipulation; the "
-                             "largest leakage of an accepted model with and without the leakage guard, beside the "
-                             "honest model's own: OUT/adaptive.json (--quick: one batch of 64, else three)")
-    parser.add_argument("--guard-cost", action="store_true",
-                        help="FedAvg and FedSGD accuracy with the leakage guard on and off for every registry model "
-                             "(--model picks some) and its seconds per round: OUT/guard-cost/guard_cost.json")
+    for mode in MODES:
+        parser.add_argument(mode.flag, action="store_true", help=mode.help)
     add_run_arguments(parser, out="results/detect-eval", ray=True)
     parser.set_defaults(func=run)
 

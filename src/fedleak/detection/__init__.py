@@ -23,7 +23,8 @@ from fedleak.detection.architecture import ArchitectureMismatch, architecture_ch
 from fedleak.detection.calibration import CalibratedDetector, Calibration, fit_threshold
 from fedleak.detection.dsnr import dsnr_check
 from fedleak.detection.filter_ratio import filter_ratio_check
-from fedleak.detection.chain import DetectorChain, detector_mod
+from fedleak.detection.chain import (CHAINS, PAPER, ChainSettings, DetectorChain, build_chain, chain_detectors,
+                                     detector_mod, verdict_rows)
 from fedleak.detection.batch_dominance import batch_dominance
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.self_audit import self_audit
@@ -73,4 +74,5 @@ __all__ = [
     "load_received_model", "save_model_file", "self_audit", "degenerate_rows", "parallel_rows", "mirrored_rows",
     "sign_imbalance", "batch_dominance",
     "FIRST_CONTACT", "DEMOTED", "SIGNATURES", "first_contact_chain", "first_contact_detectors",
+    "CHAINS", "PAPER", "ChainSettings", "build_chain", "chain_detectors", "verdict_rows",
 ]

@@ -11,6 +11,11 @@ scores or a :class:`WarmupZScore`'s accepted rounds, and the chain's own history
 ``chain.state_dict()``: nested dicts and lists of plain numbers, strings and tensors, restored by
 ``load_state_dict`` (as Opacus's accountants do), never a pickle. ``check(..., remember=False)`` leaves it as it was.
 
+The named chains are here too, each a tuple of registered detector names in the order they run (paper 000's
+detectors :data:`PAPER`; the first-contact signatures :data:`SIGNATURES`, :data:`DEMOTED` from them and the default
+:data:`FIRST_CONTACT`, see :mod:`fedleak.detection.first_contact`; :data:`GUARDED`), :func:`chain_detectors`, the
+one place a chain's detectors get their options, and :func:`verdict_rows`, the one way verdicts become table rows.
+
 Two adapters use the one chain: :func:`detector_mod` for :class:`fedleak.fl.Client` (below; it keeps each client's
 state dict in ``client.context[STATE_KEY]`` and raises :class:`fedleak.fl.ModelRefused`) and
 :func:`fedleak.flower.detector_mod` (state in Flower's ``context.state``, a refusal as an ``Error`` reply).
@@ -18,6 +23,7 @@ state dict in ``client.context[STATE_KEY]`` and raises :class:`fedleak.fl.ModelR
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -31,6 +37,72 @@ from fedleak.fl.client import CallNext, Client, ClientMod, ClientUpdate, ModelRe
 
 STATE_KEY = "detection"
 VerdictSink = Callable[[Client, list[Verdict]], None]
+
+PAPER = ("architecture", "filter_ratio", "dsnr", "warmup_zscore")  # Wang & Li (paper 000) §3, §5, in its order
+SIGNATURES = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
+              "batch_dominance")  # the first-contact chain before the open-world measurement, in its order
+DEMOTED = ("degenerate_rows", "parallel_rows", "mirrored_rows")  # over the false-alarm bound on the benign zoo
+FIRST_CONTACT = tuple(name for name in SIGNATURES if name not in DEMOTED)  # the default first-contact chain
+GUARDED = (*FIRST_CONTACT, "leakage_guard")  # the guarded client: the chain, then the guard on its update
+# the first-contact evaluation: the default chain, the demoted signatures, the self-audit and the paper's detectors
+FIRST_CONTACT_EVAL = (*FIRST_CONTACT, *DEMOTED, "self_audit", *PAPER[1:])
+CHAINS = {"paper": PAPER, "signatures": SIGNATURES, "first_contact": FIRST_CONTACT,
+          "first_contact_eval": FIRST_CONTACT_EVAL}
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """What a chain's detectors take from the client: ``samples`` local samples (the warm-up Z-score's and the
+    self-audit's batch), ``seed``, ``remember_rounds`` (the warm-up Z-score's memory of accepted rounds) and
+    ``dsnr_batch`` (D-SNR's batch; default ``samples``)."""
+
+    samples: int = 128
+    seed: int = 0
+    remember_rounds: int = 0
+    dsnr_batch: int | None = None
+
+
+# the options each detector takes from the chain's settings (the others take none)
+_OPTIONS = {
+    "dsnr": lambda s: {"batch_size": s.samples if s.dsnr_batch is None else s.dsnr_batch, "seed": s.seed},
+    "warmup_zscore": lambda s: {"samples": s.samples, "remember_rounds": s.remember_rounds, "seed": s.seed},
+    "self_audit": lambda s: {"batch_size": s.samples, "seed": s.seed},
+}
+
+
+def chain_detectors(names: Sequence[str], settings: ChainSettings = ChainSettings()) -> list[Detector]:
+    """Fresh detectors of ``names`` (a named chain of :data:`CHAINS` or any registered names), in order, each with
+    the options it takes from ``settings``."""
+    from fedleak.detection import build_detector  # the registry imports this module
+
+    return [build_detector(name, **_OPTIONS.get(name, lambda s: {})(settings)) for name in names]
+
+
+def build_chain(names: Sequence[str], local_model: nn.Module, settings: ChainSettings = ChainSettings(), *,
+                refuse: bool = True) -> DetectorChain:
+    """A :class:`DetectorChain` of :func:`chain_detectors` reading ``settings.samples`` local samples."""
+    return DetectorChain(chain_detectors(names, settings), local_model, samples=settings.samples, refuse=refuse)
+
+
+def verdict_rows(verdicts: Sequence[Verdict]) -> dict[str, dict]:
+    """One row per detector (score, threshold, flagged, layer, statistic, seconds); the warm-up Z-score gives two:
+    ``warmup_zscore`` as in the paper (warm-up steps only, its ``details["paper"]``) and ``warmup_zscore+rounds``
+    with the memory of earlier rounds (this package's extension), each with its step."""
+    rows = {}
+    for v in verdicts:
+        row = {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer,
+               "statistic": v.statistic, "seconds": v.seconds}
+        if v.detector != "warmup_zscore":
+            rows[v.detector] = row
+            continue
+        rows["warmup_zscore+rounds"] = {**row, "step": v.details["step"]}
+        rows["warmup_zscore"] = {**row, **v.details["paper"]}
+    return rows
+
+
+def any_flagged(rows: Mapping[str, dict], names: Sequence[str]) -> bool:
+    """Whether any detector of ``names`` among ``rows`` (:func:`verdict_rows`) flagged: the chain ``names`` refuses."""
+    return any(rows[name]["flagged"] for name in names if name in rows)
 
 
 class DetectorChain:

@@ -30,19 +30,16 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from fedleak.detection import build_detector
-from fedleak.detection.chain import DetectorChain
+from fedleak.detection.chain import (DEMOTED, FIRST_CONTACT, SIGNATURES, ChainSettings, DetectorChain, build_chain,
+                                     chain_detectors)
 
-SIGNATURES = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
-              "batch_dominance")  # the chain before the open-world measurement, in its order
-DEMOTED = ("degenerate_rows", "parallel_rows", "mirrored_rows")  # over the false-alarm bound on the benign zoo
-FIRST_CONTACT = tuple(name for name in SIGNATURES if name not in DEMOTED)
+__all__ = ["DEMOTED", "FIRST_CONTACT", "SIGNATURES", "first_contact_chain", "first_contact_detectors"]
 
 
 def first_contact_detectors(names: tuple[str, ...] = FIRST_CONTACT) -> list:
     """Fresh detectors of ``names`` (default :data:`FIRST_CONTACT`; :data:`SIGNATURES` for the chain before
     demotion)."""
-    return [build_detector(name) for name in names]
+    return chain_detectors(names)
 
 
 def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bool = True,
@@ -50,4 +47,4 @@ def first_contact_chain(local_model: nn.Module, *, samples: int = 32, refuse: bo
     """A :class:`DetectorChain` of ``names`` (default :data:`FIRST_CONTACT`; ``samples`` local samples per check:
     batch_dominance draws its batches from them; the weight signatures do not read them, but the chain checks
     them for NaN)."""
-    return DetectorChain(first_contact_detectors(names), local_model, samples=samples, refuse=refuse)
+    return build_chain(names, local_model, ChainSettings(samples=samples), refuse=refuse)

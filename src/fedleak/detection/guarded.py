@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from fedleak.detection.first_contact import FIRST_CONTACT, first_contact_chain
+from fedleak.detection.chain import GUARDED, detector_mod
+from fedleak.detection.first_contact import first_contact_chain
 from fedleak.detection.leakage_guard import GUARD_KEY, LeakageGuard, leakage_guard_mod
-from fedleak.detection.chain import detector_mod
 from fedleak.fl.client import ClientMod
 
-GUARDED = (*FIRST_CONTACT, GUARD_KEY)
+assert GUARDED[-1] == GUARD_KEY  # the named chain (detection/chain.py) ends with the guard
 
 
 def guarded_mods(local_model: nn.Module, *, samples: int = 32, guard: LeakageGuard | None = None

@@ -244,4 +244,16 @@ class WarmupZScore:
                        {"step": step + first_step, "first_step": first_step, "series": profile.series,
                         "statistics": list(STATISTICS), "zscores": scores.tolist(), "samples": len(x),
                         "steps": self.steps, "rounds_remembered": len(memory),
-                        "unscaled": unscaled_series(profile, self.relative_floor)})
+                        "unscaled": unscaled_series(profile, self.relative_floor),
+                        "paper": paper_mode(scores[1:] if first_step == 0 else scores, profile.series,
+                                            self.threshold)})
+
+
+def paper_mode(within: torch.Tensor, series: list[str], threshold: float) -> dict:
+    """The verdict of the paper's detector (§5: warm-up steps 1.. scored against earlier steps only, no remembered
+    round) from the warm-up scores ``within`` ``(steps, series, statistics)``: flagged, score, layer, statistic,
+    step."""
+    flat = int(torch.nan_to_num(within, nan=torch.inf).argmax())
+    score = float(within.flatten()[flat])
+    return {"flagged": score > threshold, "score": score, "layer": series[(flat // 3) % within.shape[1]],
+            "statistic": STATISTICS[flat % 3], "step": flat // (3 * within.shape[1]) + 1}

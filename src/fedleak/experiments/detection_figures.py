@@ -25,7 +25,7 @@ from fedleak.attacks.malicious.robbing_the_fed import brightness_prior  # noqa: 
 from fedleak.data import load_dataset  # noqa: E402
 from fedleak.detection import WarmupZScore, dsnr_check  # noqa: E402
 from fedleak.detection.warmup_zscore import DEFAULT_THRESHOLD  # noqa: E402
-from fedleak.experiments.detection import classifier_features  # noqa: E402
+from fedleak.models.features import classifier_features  # noqa: E402
 from fedleak.study.config import RunConfig  # noqa: E402
 from fedleak.fl.training import evaluate, task_loss  # noqa: E402
 from fedleak.models import build_model  # noqa: E402

@@ -5,14 +5,14 @@ Benign client-rounds: per model, short FedAvg runs in several *variants* (IID an
 defenses dropout, DP-SGD and CVB switched on as far as the model takes them, clients holding only
 ``small_samples`` samples); before every round every client checks the model it receives (round 1: untrained; later rounds: the FedAvg-trained model) with no
 memory of earlier rounds. Malicious: in the variants without defenses, at ``attack_rounds`` (the untrained and a
-trained model) every setting of :func:`fedleak.experiments.detection.attack_settings` plus LOKI and model
-inconsistency is applied to the global model and checked by ``attack_clients`` clients (LOKI and model
-inconsistency: the model each client is sent). Every client checks ``samples`` of its own samples. Beside the
+trained model) every setting of :func:`fedleak.attacks.settings.attack_settings` plus LOKI and model
+inconsistency is applied to the global model and checked by ``attack_clients`` clients
+(:func:`fedleak.cases.probe.malicious_rounds`; LOKI and model inconsistency: the model each client is sent). Every client checks ``samples`` of its own samples. Beside the
 suite, the paper's detectors run on the same models with the same data (architecture, filter ratio, D-SNR and
 the warm-up Z-score with no remembered round): the paper-mode columns. No threshold is fitted: every detector
 keeps the threshold its module sets a priori. Cost: each check's seconds over the same client's local epoch. SEER
 runs on ``cnn-bn``, the 32x32 batch-norm CNN its shipped checkpoint was trained for (n/a elsewhere); the language
-model ``embedding_lm`` learns next tokens of the image-token sequences (:func:`next_tokens`).
+model ``embedding_lm`` learns next tokens of the image-token sequences (:func:`fedleak.data.tokens.next_tokens`).
 Cells go to ``first_contact_cells.jsonl`` as they finish (a rerun skips them).
 """
 from __future__ import annotations
@@ -20,26 +20,23 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks import AttackContext, prepare
+from fedleak.attacks.settings import attack_settings, extra_settings
+from fedleak.cases.probe import malicious_rounds
 from fedleak.data.base import TensorDataset
 from fedleak.defenses import apply_defenses
-from fedleak.detection import DEMOTED, FIRST_CONTACT, DetectorChain, build_detector, detector_mod, first_contact_detectors
-from fedleak.experiments.detection import (DetectEvalConfig, ManipulatedRounds, _timed, attack_settings,
-                                           image_tokens, load_data, manipulate, summarize)
+from fedleak.detection.chain import (DEMOTED, FIRST_CONTACT, FIRST_CONTACT_EVAL, PAPER, ChainSettings, any_flagged,
+                                     build_chain, detector_mod, verdict_rows)
 from fedleak.fl import FederationSpec, build_federation
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
-
-PAPER = ("architecture", "filter_ratio", "dsnr", "warmup_zscore")  # paper 000's detectors, round-1 columns
-TEXT_MODELS = ("text_transformer", "imdb_fc", "embedding_lm")
-LANGUAGE_MODELS = ("embedding_lm",)  # trained on next tokens (:func:`next_tokens`)
+from fedleak.study.manipulated import ManipulatedRounds, load_data, registry_name, timed
 
 
 @dataclass(frozen=True)
@@ -84,11 +81,6 @@ class FirstContactConfig(ManipulatedRounds):
         self.variants = tuple(v if isinstance(v, Variant) else Variant(**v) for v in self.variants)
 
 
-def registry_name(model: str) -> str:
-    """The registry name of a model entry: ``resnet18-group`` -> ``resnet18``."""
-    return model.split("-")[0]
-
-
 def applicable_defenses(model: nn.Module, model_name: str, defenses: str, input_shape: tuple) -> tuple:
     """``(defended model, gradient_fn, mods, defenses used)`` for the largest subset of ``defenses`` that applies to
     the model (CVB has default placements for some models only; DP-SGD refuses batch norm)."""
@@ -103,64 +95,19 @@ def applicable_defenses(model: nn.Module, model_name: str, defenses: str, input_
     raise AssertionError("no defenses always applies")
 
 
-def next_tokens(dataset: TensorDataset) -> TensorDataset:
-    """Token sequences as a language-modelling task: each sequence but its last token, labelled at every position
-    with the token that follows (``(N, L - 1)`` inputs and labels; the vocabulary is the label set)."""
-    tokens = dataset.x
-    info = replace(dataset.info, input_shape=(tokens.shape[1] - 1,), num_classes=len(dataset.info.vocab))
-    return TensorDataset(tokens[:, :-1], tokens[:, 1:], info)
-
-
 def model_data(config: FirstContactConfig, model: str) -> tuple[TensorDataset, TensorDataset]:
-    """The bundled data at the model's size; token sequences (:func:`image_tokens`) for the text models, as next
-    tokens (:func:`next_tokens`) for the language models."""
-    size = config.sizes.get(model, (16, 16))
-    train, test = load_data(DetectEvalConfig(model="cnn", size=tuple(size) if size else None))
-    if registry_name(model) in TEXT_MODELS:
-        train, test = image_tokens(train), image_tokens(test)
-    if registry_name(model) in LANGUAGE_MODELS:
-        train, test = next_tokens(train), next_tokens(test)
-    return train, test
-
-
-def extra_settings(info, public: torch.Tensor, num_clients: int) -> list[tuple]:
-    """The manipulations :func:`attack_settings` leaves out: LOKI (images) and model inconsistency (around class
-    fishing, which applies to every model with several outputs), each a model per client; SEER's shipped BN
-    checkpoint (the one model it was trained for; n/a elsewhere); text embedding for a text model."""
-    settings = []
-    clients = tuple(range(num_clients))
-    if info.kind == "image":
-        settings.append(("loki", "K=64", "loki", {"num_bins": 64}, clients))
-        settings.append(("seer", "checkpoint=bn", "seer", {"checkpoint": "bn"}, ()))
-    else:
-        settings.append(("text_embedding", "s=0.99", "text_embedding", {"seq_len": info.input_shape[0]}, ()))
-    settings.append(("model_inconsistency", "inner=class_fishing", "model_inconsistency",
-                     {"target": 0, "inner": "class_fishing", "inner_options": {"target_class": 0}}, clients))
-    return settings
-
-
-def _sent(model, info, name: str, options: dict, clients: tuple, public: torch.Tensor) -> dict | None:
-    """What each client is sent ({client: model}; key -1 when every client gets the same), or None if it does not
-    apply."""
-    if not clients:
-        manipulated, _ = manipulate(model, info, name, options)
-        return None if manipulated is None else {-1: manipulated}
-    try:
-        sent, _ = prepare(name, model, AttackContext(info.input_shape, info.num_classes, clients=clients,
-                                                     public=public), **options)
-    except ValueError:
-        return None
-    return sent
+    """The bundled data at the model's size (:attr:`FirstContactConfig.sizes`, else 16x16), as tokens for the
+    text models (:func:`fedleak.study.manipulated.load_data`)."""
+    return load_data("bundled", config.sizes.get(model, (16, 16)), model)
 
 
 def verdict_columns(verdicts) -> dict:
     """Per detector: flagged, score, layer; the suite's and the paper's chain flagged if any of theirs is."""
-    rows = summarize(verdicts)
-    suite = any(rows[name]["flagged"] for name in FIRST_CONTACT if name in rows)
-    before = any(rows[name]["flagged"] for name in FIRST_CONTACT + DEMOTED if name in rows)
-    paper = any(rows[name]["flagged"] for name in PAPER if name in rows)
+    rows = verdict_rows(verdicts)
     seconds = sum(rows[name]["seconds"] for name in FIRST_CONTACT if name in rows)
-    return {"suite": suite, "suite_before_demotion": before, "paper": paper, "suite_seconds": seconds,
+    return {"suite": any_flagged(rows, FIRST_CONTACT),
+            "suite_before_demotion": any_flagged(rows, FIRST_CONTACT + DEMOTED),
+            "paper": any_flagged(rows, PAPER), "suite_seconds": seconds,
             "detectors": {k: {"flagged": v["flagged"], "score": v["score"], "layer": v["layer"]}
                           for k, v in rows.items()}}
 
@@ -177,37 +124,31 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
     torch.manual_seed(config.seed)
     model = build_model(name, info.input_shape, info.num_classes, **options)
     model, gradient_fn, defense_mods, defenses = applicable_defenses(model, name, variant.defenses, info.input_shape)
-    detectors = first_contact_detectors(FIRST_CONTACT + DEMOTED) + [  # then the self-audit and the paper's
-        # detectors, recorded beside (the demoted signatures too, for the chain before demotion)
-        build_detector("self_audit", batch_size=config.samples, seed=config.seed), build_detector("filter_ratio"),
-        build_detector("dsnr", batch_size=config.samples, seed=config.seed),
-        build_detector("warmup_zscore", samples=config.samples, remember_rounds=0, seed=config.seed)]
-    chain = DetectorChain(detectors, model, samples=config.samples, refuse=False)
+    settings = ChainSettings(samples=config.samples, seed=config.seed)  # no remembered round
+    chain = build_chain(FIRST_CONTACT_EVAL, model, settings, refuse=False)
     pending = {}
     mod = detector_mod(chain, on_verdicts=lambda client, verdicts: pending.__setitem__(client.client_id, verdicts))
     spec = FederationSpec(model=name, partition=variant.partition, alpha=config.alpha, model_options=options)
-    server = build_federation(spec, config.training(), model=model, gradient_fn=gradient_fn, mods=(mod, _timed, *defense_mods),
-                              datasets=(train, test), progress=False)
+    server = build_federation(spec, config.training(), model=model, gradient_fn=gradient_fn,
+                              mods=(mod, timed, *defense_mods), datasets=(train, test), progress=False)
     public = test.inputs(slice(0, 256)).to(config.device)
     prefix = f"{model_name}/{variant.name}"
 
-    def check_attacks(r: int, server) -> None:
-        if r not in config.attack_rounds or variant.defenses:
-            return
-        settings = [(*s, ()) for s in attack_settings(server.model, info, public, config.batch_size)]
-        for attack, setting, name, opts, clients in settings + extra_settings(info, public, config.num_clients):
-            key = f"{prefix}/round{r}/{attack}/{setting}"
-            if f"{key}/done" in done:
-                continue
-            sent = _sent(server.model, info, name, opts, clients, public)
-            for client in ([] if sent is None else server.clients[:config.attack_clients]):
-                received = sent.get(client.client_id, sent.get(-1))
-                verdicts = chain.check_client(client, received, round=r, remember=False)
-                results.add(f"{key}/client{client.client_id}", {
-                    "kind": "malicious", "model": model_name, "variant": variant.name, "round": r,
-                    "attack": attack, "setting": setting, "client": client.client_id, **verdict_columns(verdicts)})
-            results.add(f"{key}/done", {"kind": "n/a" if sent is None else "done", "model": model_name,
-                                        "attack": attack, "setting": setting})
+    def record_attack(r: int, s, prepared, verdicts) -> None:
+        key = f"{prefix}/round{r}/{s.attack}/{s.setting}"
+        for client, client_verdicts in verdicts.items():
+            results.add(f"{key}/client{client}", {
+                "kind": "malicious", "model": model_name, "variant": variant.name, "round": r,
+                "attack": s.attack, "setting": s.setting, "client": client, **verdict_columns(client_verdicts)})
+        results.add(f"{key}/done", {"kind": "n/a" if prepared.sent is None else "done", "model": model_name,
+                                    "attack": s.attack, "setting": s.setting})
+
+    server_hook = malicious_rounds(
+        chain, rounds=() if variant.defenses else config.attack_rounds, clients=config.attack_clients, info=info,
+        public=public, on_probe=record_attack,
+        skip=lambda r, s: f"{prefix}/round{r}/{s.attack}/{s.setting}/done" in done,
+        settings=lambda global_model: (attack_settings(global_model, info, public, config.batch_size)
+                                       + extra_settings(info, config.num_clients)))
 
     def record_benign(record) -> None:
         for client_id, verdicts in sorted(pending.items()):
@@ -220,7 +161,7 @@ def run_variant(config: FirstContactConfig, model_name: str, variant: Variant, r
         bar.update(1)
         bar.set_postfix(model=model_name, variant=variant.name)
 
-    server.run(record_benign, before_round=check_attacks)
+    server.run(record_benign, before_round=server_hook)
     results.add(f"{prefix}/done", {"kind": "done"})
 
 

@@ -30,16 +30,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from fedleak.attacks import prepare  # noqa: E402
 from fedleak.attacks.base import AttackContext  # noqa: E402
 from fedleak.attacks.learned.seer import load_checkpoint  # noqa: E402
+from fedleak.cases.probe import prepare_attack, sent_to  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402
-from fedleak.detection.chain import DetectorChain, detector_mod  # noqa: E402
-from fedleak.experiments.detection import DetectEvalConfig, make_detectors, summarize  # noqa: E402
+from fedleak.detection.chain import PAPER, ChainSettings, build_chain, detector_mod, verdict_rows  # noqa: E402
 from fedleak.study.paper_tables import P000_SEER  # noqa: E402
 from fedleak.study.config import RunConfig  # noqa: E402
-from fedleak.experiments.seer import (CLEAR, NORM_TAGS, SeerReproductionConfig, attack_batches,  # noqa: E402
-                                      checkpoint, client_batches, prior_ssim)
+from fedleak.study.seer_case import (CLEAR, NORM_TAGS, SeerReproductionConfig, attack_batches,  # noqa: E402
+                                     checkpoint, client_batches, prior_ssim)
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
 from fedleak.models import build_model  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
@@ -153,17 +152,20 @@ def round_cells(config: S4Config, results: ResultsDir, train, test) -> None:
 
 
 def attack_models(kind: str, model, config: S4Config, public: torch.Tensor, seer_path: Path) -> dict:
-    """The models the server sends client 0 in the attacked round, by row name."""
+    """The models the server sends client 0 in the attacked round, by row name (the model inconsistency's silenced
+    client's model is the one client 1 would receive), each prepared by :func:`fedleak.cases.probe.prepare_attack`
+    (SEER: its checkpoint's weights in the round's model)."""
     shape, clients = tuple(public.shape[1:]), tuple(range(config.detect_clients))
-    if kind == "bn":
-        _, seer_model, *_ = load_checkpoint(seer_path, config.device)
-        return {"honest (BN)": model, "SEER (BN)": seer_model}
     context = AttackContext(shape, 10, clients=clients, public=public, seed=config.seed, device=config.device)
-    loki, _ = prepare("loki", model, context, num_bins=64)
-    inconsistent, _ = prepare("model_inconsistency", model, context, target=0, inner="class_fishing",
-                              inner_options={"target_class": 0})
-    return {"honest": model, "LOKI": loki[0], "model inconsistency, target (class fishing)": inconsistent[0],
-            "model inconsistency, silenced client": inconsistent[1]}
+    if kind == "bn":
+        return {"honest (BN)": model, "SEER (BN)": sent_to(prepare_attack(
+            "seer", model, replace(context, clients=()), checkpoint=str(seer_path)).sent, 0)}
+    loki = prepare_attack("loki", model, context, num_bins=64).sent
+    inconsistent = prepare_attack("model_inconsistency", model, context, target=0, inner="class_fishing",
+                                  inner_options={"target_class": 0}).sent
+    return {"honest": model, "LOKI": sent_to(loki, 0),
+            "model inconsistency, target (class fishing)": sent_to(inconsistent, 0),
+            "model inconsistency, silenced client": sent_to(inconsistent, 1)}
 
 
 def detection_cells(config: S4Config, results: ResultsDir, train, test) -> None:
@@ -175,9 +177,10 @@ def detection_cells(config: S4Config, results: ResultsDir, train, test) -> None:
         if f"detect/{kind}/done" in results:
             continue
         options = {"norm": norm, "padding": 2}
-        detectors = make_detectors(DetectEvalConfig(seed=config.seed, device=config.device))
         local = build_model("cnn", train.info.input_shape, train.info.num_classes, **options)
-        chain = DetectorChain(detectors, local, refuse=False)
+        # the chain of ``fedleak detect-eval``: the paper's detectors, warm-up memory of 5 rounds, D-SNR batch 64
+        settings = ChainSettings(samples=128, seed=config.seed, remember_rounds=5, dsnr_batch=64)
+        chain = build_chain(PAPER, local, settings, refuse=False)
         fl = FLConfig(num_clients=config.detect_clients, rounds=config.attack_round, batch_size=32, lr=2e-3,
                       seed=config.seed, device=config.device)
         server = build_federation(FederationSpec(model="cnn", model_options=options), fl, mods=(detector_mod(chain),),
@@ -188,7 +191,7 @@ def detection_cells(config: S4Config, results: ResultsDir, train, test) -> None:
                 return
             client = server.clients[0]
             for name, sent in attack_models(kind, server.model, config, public, seer_path).items():
-                verdicts = summarize(chain.check_client(client, sent, round=round, remember=False))
+                verdicts = verdict_rows(chain.check_client(client, sent, round=round, remember=False))
                 results.add(f"detect/{kind}/{name}", {"part": "detect", "model": name, "network": f"cnn {norm}",
                                                       "round": round, **{c: verdicts.get(c) for c in COLUMNS}})
 

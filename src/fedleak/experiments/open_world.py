@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from fedleak import seeds
 from fedleak.benchmarks.benign_zoo import ZooVariant, samples, source_data, zoo_variants
-from fedleak.detection import FIRST_CONTACT, SIGNATURES, DetectorChain, build_detector
+from fedleak.detection.chain import FIRST_CONTACT, SIGNATURES, ChainSettings, build_chain, verdict_rows
 from fedleak.study.config import RunConfig
 from fedleak.report import ResultsDir
 
@@ -77,8 +77,8 @@ def check_variant(variant: ZooVariant, config: OpenWorldConfig) -> list[dict]:
     """One cell per client: every measured detector's verdict on the variant's model."""
     model = variant.build(config.seed).to(config.device)
     local = copy.deepcopy(model)  # the client's own copy of the architecture
-    chain = DetectorChain([build_detector(name) for name in config.detectors], local, samples=config.samples,
-                          refuse=False)
+    chain = build_chain(config.detectors, local, ChainSettings(samples=config.samples, seed=config.seed),
+                        refuse=False)
     cells = []
     for client in range(config.clients):
         start = time.perf_counter()
@@ -86,8 +86,8 @@ def check_variant(variant: ZooVariant, config: OpenWorldConfig) -> list[dict]:
         cells.append({"variant": variant.name, "family": variant.family, "state": variant.state,
                       "inputs": variant.inputs, "input_shape": list(variant.shape), "client": client,
                       "seconds": time.perf_counter() - start,
-                      "verdicts": {v.detector: {"flagged": v.flagged, "score": v.score, "threshold": v.threshold,
-                                                "layer": v.layer} for v in verdicts}})
+                      "verdicts": {name: {k: row[k] for k in ("flagged", "score", "threshold", "layer")}
+                                   for name, row in verdict_rows(verdicts).items()}})
     return cells
 
 

@@ -28,7 +28,7 @@ weights, so the camouflage noise goes on every parameter; SEER's own knob is its
 ``theta = (1 - a) theta_honest + a theta_seer`` (:func:`interpolate`, the honest model being the untrained CNN of
 the same seed), read with SEER's decoder throughout. Its benign readout is that decoder on the honest model's
 gradient (a = 0), drawn beside the no-gradient prior (dashed: the mean brightest image of the server's auxiliary
-batches, :func:`fedleak.experiments.seer.prior_ssim`).
+batches, :func:`fedleak.study.seer_case.prior_ssim`).
 
 Measured (``--quick``, 32-sample batch, seed 0). The chain refuses every uncamouflaged setting and every value of
 the attacks' own knobs (they keep exact zeros or mirrored rows). Camouflage at epsilon 0.01 (0.1 for Robbing the
@@ -56,8 +56,8 @@ and SEER both move by +-0.05 between seeds: 8 batches are few).
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,18 +65,22 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from fedleak.attacks import ATTACKS, AttackContext, Observed
+from fedleak.attacks import ATTACKS, AttackContext
+from fedleak.attacks.camouflage import initialiser_noise as camouflage
+from fedleak.attacks.camouflage import interpolate
 from fedleak.attacks.learned.seer import brightest, decoded_quality
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
+from fedleak.cases.probe import fedsgd_observed
 from fedleak.cases.scoring import score
-from fedleak.detection import SIGNATURES, build_detector, first_contact_detectors
-from fedleak.experiments.detection import classifier_features
-from fedleak.experiments.first_contact import FirstContactConfig, model_data
-from fedleak.experiments.seer import SeerReproductionConfig, client_batches, prior_ssim
-from fedleak.fl.training import batch_gradients
+from fedleak.checks import check_number
+from fedleak.detection.chain import SIGNATURES, ChainSettings, build_chain, verdict_rows
+from fedleak.metrics.text import token_recall
 from fedleak.models import build_model
+from fedleak.models.features import classifier_features
 from fedleak.report import ResultsDir
-from fedleak.report.plots import save_figure
+from fedleak.report.stealth import stealth_plot
+from fedleak.study.manipulated import load_data
+from fedleak.study.seer_case import SeerReproductionConfig, client_batches, prior_ssim
 
 EPSILONS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 # exact-extraction recall; SSIM for images; tokens for text; for fishing, whether the one fished sample leaked
@@ -93,6 +97,8 @@ OPTION_KNOBS = {
 SEER_MIX = (0.0, 0.1, 0.2, 0.25, 0.5, 0.75, 0.9, 1.0)
 SEER_BATCH = 16  # the batch the shipped BN checkpoint was trained for
 SEER_CHECKED = 32  # the client's samples the chain reads (as ``--first-contact``: FirstContactConfig.samples)
+# the figure (:func:`fedleak.report.stealth.stealth_plot`): leakage of :data:`LEAKAGE`, evidence of :data:`SIGNATURES`
+plot = functools.partial(stealth_plot, signatures=SIGNATURES, leakage=LEAKAGE)
 
 
 @dataclass
@@ -108,14 +114,10 @@ class TradeoffConfig:
     seer_batches: int = 8
 
     def __post_init__(self):
-        self.epsilons = tuple(float(e) for e in self.epsilons)
-        if any(not math.isfinite(e) or e < 0 for e in self.epsilons):
-            raise ValueError(f"camouflage epsilons must be finite and >= 0, got {self.epsilons}")
-        self.seer_mix = tuple(float(a) for a in self.seer_mix)
-        if any(not 0 <= a <= 1 for a in self.seer_mix):
-            raise ValueError(f"SEER's weight shares seer_mix must lie in [0, 1], got {self.seer_mix}")
-        if isinstance(self.seer_batches, bool) or not isinstance(self.seer_batches, int) or self.seer_batches < 1:
-            raise ValueError(f"seer_batches must be a positive int, got {self.seer_batches!r}")
+        self.epsilons = tuple(float(check_number("camouflage epsilon", e, low=0)) for e in self.epsilons)
+        self.seer_mix = tuple(float(check_number("SEER's weight share (seer_mix)", a, low=0, high=1))
+                              for a in self.seer_mix)
+        check_number("seer_batches", self.seer_batches, low=1, integer=True)
 
 
 def manipulations(public: dict) -> list[tuple[str, str, dict]]:
@@ -135,25 +137,6 @@ def manipulations(public: dict) -> list[tuple[str, str, dict]]:
     ]
 
 
-def camouflage(sent: nn.Module, original: nn.Module, epsilon: float, generator: torch.Generator) -> nn.Module:
-    """``sent`` with noise ``epsilon / sqrt(fan_in)`` on every entry of every parameter that differs from
-    ``original`` (parameters the manipulation added count as changed); the model itself when epsilon is 0."""
-    if epsilon == 0:
-        return sent
-    before = dict(original.named_parameters())
-    with torch.no_grad():
-        for name, parameter in sent.named_parameters():
-            old = before.get(name)
-            if old is not None and old.shape == parameter.shape and torch.equal(old, parameter):
-                continue
-            owner = sent.get_submodule(name.rsplit(".", 1)[0]) if "." in name else sent
-            weight = getattr(owner, "weight", parameter)
-            fan_in = max(1, weight[0].numel()) if weight.dim() > 1 else max(1, weight.numel())
-            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-            parameter.add_(noise.to(parameter.device) * epsilon / math.sqrt(fan_in))
-    return sent
-
-
 def client_batch(attack: str, model: nn.Module, options: dict, train, batch_size: int) -> tuple:
     """``batch_size`` training samples; for fishing, one fished sample among samples that are not."""
     x, y = train.inputs(slice(0, 4 * batch_size)), train.y[:4 * batch_size]
@@ -168,27 +151,11 @@ def client_batch(attack: str, model: nn.Module, options: dict, train, batch_size
     return x[pick], y[pick]
 
 
-def token_recall(reconstruction, tokens: torch.Tensor) -> float:
-    """For token data, the share of the batch's true tokens the attack declares: (position, token) pairs for
-    Decepticons (it reads single tokens), else the best declared sequence's share of each sequence's positions."""
-    declared = reconstruction.declared_points()
-    if len(declared) == 0:
-        return 0.0
-    if declared.shape[1:] == (2,) and tokens.shape[1] != 2:
-        found = {tuple(p) for p in declared.tolist()}
-        truth = {(position, int(t)) for row in tokens for position, t in enumerate(row.tolist())}
-        return len(truth & found) / len(truth)
-    same = (declared[:, None, :] == tokens[None, :, :].to(declared.device)).float().mean(dim=2)
-    return float(same.max(dim=0).values.mean())
-
-
 def leakage(built, secret, sent: nn.Module, batch: tuple) -> dict:
     """The attack's reconstruction from the gradient of ``sent`` on ``batch``, scored against the batch (for
     tokens also :func:`token_recall`)."""
     x, y = batch
-    gradients = batch_gradients(sent, x, y)
-    observed = Observed({k: v.unsqueeze(0) for k, v in gradients.items()}, "gradient", (0,), (len(y),), (sent,))
-    reconstruction = built.reconstruct(observed, secret)
+    reconstruction = built.reconstruct(fedsgd_observed(sent, x, y), secret)
     scores = score(reconstruction, x, y)
     if not x.is_floating_point():
         scores["token_recall"] = token_recall(reconstruction, x)
@@ -220,13 +187,12 @@ def run_point(attack: str, model: nn.Module, options: dict, batch: tuple, info, 
 
 
 def chain_verdicts(sent: nn.Module, model: nn.Module, batch: tuple, seed: int) -> dict:
-    """Whether the first-contact chain refuses ``sent`` (the client's own model ``model``, its samples ``batch``),
-    and every detector's score, with the self-audit's beside them."""
-    detectors = first_contact_detectors(SIGNATURES) + [build_detector("self_audit", batch_size=len(batch[1]), seed=seed)]
-    verdicts = {v.detector: v for v in (d(sent, model, [batch]) for d in detectors)}
-    return {"refused": any(verdicts[n].flagged for n in SIGNATURES),
-            "detectors": {n: {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "layer": v.layer}
-                          for n, v in verdicts.items()}}
+    """Whether the first-contact chain :data:`SIGNATURES` refuses ``sent`` (the client's own model ``model``, its
+    samples ``batch``), and every detector's row, with the self-audit's beside them."""
+    chain = build_chain((*SIGNATURES, "self_audit"), model, ChainSettings(samples=len(batch[1]), seed=seed),
+                        refuse=False)
+    rows = verdict_rows(chain.check(sent, batch, remember=False))
+    return {"refused": any(rows[n]["flagged"] for n in SIGNATURES), "detectors": rows}
 
 
 def prepare_options(attack: str, model: nn.Module, options: dict, info, public: torch.Tensor) -> dict:
@@ -245,45 +211,13 @@ def prepare_options(attack: str, model: nn.Module, options: dict, info, public: 
     return options
 
 
-def plot(attack: str, model_name: str, points: list[dict], baseline: dict, path: Path, *,
-         knob: str = "epsilon", prior: dict | None = None) -> Path:
-    """Leakage against epsilon (filled: refused by the chain, hollow: accepted) and against the chain's evidence
-    (the largest score above its threshold of any detector); dotted: the same readout of the benign model; dashed:
-    ``prior``, what the server has without any gradient."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    evidence = [max(0.0, max(p["detectors"][n]["score"] - p["detectors"][n]["threshold"] for n in SIGNATURES))
-                for p in points]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    linear = knob == "a"  # SEER's weight share runs from 0 to 1
-    xs = [p[knob] if linear else max(p[knob], 1e-5) for p in points]
-    for key, colour in (("recall", "tab:red"), ("ssim", "tab:blue"), ("token_recall", "tab:green"),
-                        ("fished_sample_leaked", "tab:purple")):
-        ys = [p.get(key) for p in points]
-        if all(v is None for v in ys):
-            continue
-        ys = [float("nan") if v is None else v for v in ys]
-        left.plot(xs, ys, color=colour, label=key)
-        for line, style in ((baseline, ":"), (prior or {}, "--")):
-            if line.get(key) is not None:
-                for axis in (left, right):
-                    axis.axhline(line[key], color=colour, linestyle=style, linewidth=1)
-        for x, y, p in zip(xs, ys, points):
-            left.scatter([x], [y], color=colour, facecolors=colour if p["refused"] else "none", zorder=3)
-        right.scatter(evidence, ys, color=colour, facecolors=[colour if p["refused"] else "none" for p in points],
-                      label=key)
-    label = "camouflage epsilon (0 drawn at 1e-5)" if knob == "epsilon" else knob
-    label = "SEER's weight share a (0: honest model)" if linear else label
-    left.set(xscale="linear" if linear else "log", xlabel=label, ylabel="leakage", ylim=(-0.05, 1.05),
-             title=f"{attack} on {model_name}")
-    title = "filled: refused, dotted: benign" + (", dashed: prior" if prior else " readout")
-    right.set(xscale="symlog", xlabel="chain evidence (largest score - threshold; > 0 refuses)",
-              ylim=(-0.05, 1.05), title=title)
-    right.legend(fontsize=7)
-    left.legend(fontsize=7)
-    return save_figure(fig, path)
+def sweep(results: ResultsDir, values, key, measure) -> list[dict]:
+    """The cell ``key(value)`` for each of ``values``, measured (``measure(value)``) unless ``results`` holds it."""
+    for value in values:
+        if key(value) not in results:
+            results.add(key(value), measure(value))
+    done = results.finished()
+    return [done[key(value)] for value in values]
 
 
 def run_option_knob(attack: str, model_name: str, model: nn.Module, options: dict, batch: tuple, info,
@@ -291,35 +225,20 @@ def run_option_knob(attack: str, model_name: str, model: nn.Module, options: dic
     """The attack's own knob (:data:`OPTION_KNOBS`) turned with no camouflage: leakage and refusal per value, and
     its figure."""
     knob, values = OPTION_KNOBS[attack]
-    points = []
-    for value in values:
-        key = f"{attack}/{knob}={value:g}"
-        if key not in results:
-            point = run_point(attack, model, {**options, knob: value}, batch, info, 0.0, seed)
-            results.add(key, {"attack": attack, knob: value, **point})
-        points.append(results.finished()[key])
+    points = sweep(results, values, lambda value: f"{attack}/{knob}={value:g}", lambda value: {
+        "attack": attack, knob: value, **run_point(attack, model, {**options, knob: value}, batch, info, 0.0, seed)})
     plot(attack, model_name, points, baseline, out / f"tradeoff_{attack}_{knob}.png", knob=knob)
     return {knob: [{knob: p[knob], **{k: p.get(k) for k in LEAKAGE}, "refused": p["refused"]} for p in points],
             "figure": f"tradeoff_{attack}_{knob}.png"}
-
-
-def interpolate(honest: nn.Module, seer: nn.Module, share: float) -> nn.Module:
-    """A copy of ``seer`` holding ``(1 - share) theta_honest + share theta_seer`` in every floating-point entry of
-    its state (weights and batch-norm running statistics): SEER's own stealth knob."""
-    mixed = copy.deepcopy(seer)
-    before = honest.state_dict()
-    mixed.load_state_dict({k: torch.lerp(before[k], v, share) if v.is_floating_point() else v
-                           for k, v in seer.state_dict().items()})
-    return mixed
 
 
 def seer_setup(seed: int, count: int) -> dict:
     """SEER's trade-off case: the honest CNN with batch norm its shipped checkpoint was trained for (initialised
     with ``seed``), the attack's sent model and secret, ``count`` held-out client batches of :data:`SEER_BATCH`
     test images, the :data:`SEER_CHECKED` samples the chain reads (the first batches) and the no-gradient prior's
-    SSIM (:func:`fedleak.experiments.seer.prior_ssim`)."""
+    SSIM (:func:`fedleak.study.seer_case.prior_ssim`)."""
     built = ATTACKS.build("seer", checkpoint="bn")
-    _, test = model_data(FirstContactConfig(models=("cnn-bn",)), "cnn-bn")
+    _, test = load_data("bundled", (32, 32), "cnn-bn")  # as ``--first-contact``: SEER's 1x32x32
     info = test.info
     torch.manual_seed(seed)
     honest = build_model("cnn", info.input_shape, info.num_classes, norm="batch", padding=2)
@@ -338,9 +257,7 @@ def seer_point(case: dict, sent: nn.Module, seed: int) -> dict:
     the chain's verdicts on ``sent`` with the client's checked samples."""
     decoded, truth = [], []
     for x, y in case["batches"]:
-        gradients = batch_gradients(sent, x, y)
-        observed = Observed({k: v.unsqueeze(0) for k, v in gradients.items()}, "gradient", (0,), (len(y),), (sent,))
-        decoded.append(case["built"].reconstruct(observed, case["secret"]).inputs)
+        decoded.append(case["built"].reconstruct(fedsgd_observed(sent, x, y), case["secret"]).inputs)
         truth.append(x[brightest(x)].unsqueeze(0))
     quality = decoded_quality(torch.cat(decoded), torch.cat(truth))
     return {"ssim": float(quality["ssim"].mean()), "psnr": float(quality["psnr"].mean()),
@@ -353,26 +270,16 @@ def run_seer(config: TradeoffConfig, results: ResultsDir, out: Path) -> dict:
     SEER's weights) and its weight share ``a`` of :attr:`TradeoffConfig.seer_mix`; the benign readout is SEER's
     decoder on the honest model's gradient (a = 0), drawn beside the no-gradient prior. Both figures."""
     case = seer_setup(config.seed, config.seer_batches)
-    if "seer/cnn-bn/benign" not in results:
-        benign = seer_point(case, case["honest"], config.seed)
-        results.add("seer/cnn-bn/benign", {"epsilon": None, "ssim": benign["ssim"], "psnr": benign["psnr"],
-                                           "prior": case["prior"]})
-    for epsilon in config.epsilons:
-        key = f"seer/cnn-bn/eps={epsilon:g}"
-        if key not in results:
-            generator = torch.Generator().manual_seed(config.seed)
-            sent = camouflage(copy.deepcopy(case["sent"]), case["honest"], epsilon, generator)
-            results.add(key, {"attack": "seer", "model": "cnn-bn", "epsilon": epsilon,
-                              **seer_point(case, sent, config.seed)})
-    for share in config.seer_mix:
-        key = f"seer/cnn-bn/a={share:g}"
-        if key not in results:
-            sent = interpolate(case["honest"], case["sent"], share)
-            results.add(key, {"attack": "seer", "model": "cnn-bn", "a": share, **seer_point(case, sent, config.seed)})
-    done = results.finished()
-    baseline = done["seer/cnn-bn/benign"]
-    points = [done[f"seer/cnn-bn/eps={e:g}"] for e in config.epsilons]
-    mix = [done[f"seer/cnn-bn/a={a:g}"] for a in config.seer_mix]
+    baseline = sweep(results, [None], lambda _: "seer/cnn-bn/benign", lambda _: {"epsilon": None, **{
+        k: v for k, v in seer_point(case, case["honest"], config.seed).items() if k in ("ssim", "psnr")},
+        "prior": case["prior"]})[0]
+    points = sweep(results, config.epsilons, lambda epsilon: f"seer/cnn-bn/eps={epsilon:g}", lambda epsilon: {
+        "attack": "seer", "model": "cnn-bn", "epsilon": epsilon, **seer_point(case, camouflage(
+            copy.deepcopy(case["sent"]), case["honest"], epsilon, torch.Generator().manual_seed(config.seed)),
+            config.seed)})
+    mix = sweep(results, config.seer_mix, lambda share: f"seer/cnn-bn/a={share:g}", lambda share: {
+        "attack": "seer", "model": "cnn-bn", "a": share,
+        **seer_point(case, interpolate(case["honest"], case["sent"], share), config.seed)})
     plot("seer", "cnn-bn", points, baseline, out / "tradeoff_seer.png", prior=case["prior"])
     plot("seer", "cnn-bn", mix, baseline, out / "tradeoff_seer_a.png", knob="a", prior=case["prior"])
     missed = [p for p in points if not p["refused"]]
@@ -401,11 +308,10 @@ def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
     ``tradeoff.json`` and the figures."""
     out = Path(out)
     results = ResultsDir(out, asdict(config), cells="tradeoff_cells.jsonl")
-    done = results.finished()
     options_of = config.model_options or {}
     data, models = {}, {}
     for name in ("fcnn", "cnn", "vgg_cnn", "text_transformer", "imdb_fc"):
-        data[name] = model_data(FirstContactConfig(models=(name,)), name)
+        data[name] = load_data("bundled", (16, 16), name)  # as ``--first-contact``
         torch.manual_seed(config.seed)
         info = data[name][0].info
         models[name] = build_model(name, info.input_shape, info.num_classes, **options_of.get(name, {}))
@@ -418,20 +324,12 @@ def run_tradeoff(config: TradeoffConfig, out: str | Path) -> dict:
             model = models[model_name]
             options = prepare_options(attack, model, options, train.info, public[model_name])
             batch = client_batch(attack, model, options, train, config.batch_size)
-            base_key = f"{attack}/{model_name}/benign"
-            if base_key not in done:
-                results.add(base_key, run_point(attack, model, options, batch, train.info, None, config.seed))
-                done = results.finished()
-            baseline = done[base_key]
-            points = []
-            for epsilon in config.epsilons:
-                key = f"{attack}/{model_name}/eps={epsilon:g}"
-                if key not in done:
-                    results.add(key, {"attack": attack, "model": model_name,
-                                      **run_point(attack, model, options, batch, train.info, epsilon, config.seed)})
-                    done = results.finished()
-                points.append(done[key])
-                bar.update(1)
+            baseline = sweep(results, [None], lambda _: f"{attack}/{model_name}/benign",
+                             lambda _: run_point(attack, model, options, batch, train.info, None, config.seed))[0]
+            points = sweep(results, config.epsilons, lambda epsilon: f"{attack}/{model_name}/eps={epsilon:g}",
+                           lambda epsilon: {"attack": attack, "model": model_name, **run_point(
+                               attack, model, options, batch, train.info, epsilon, config.seed)})
+            bar.update(len(points))
             missed = [p for p in points if not p["refused"]]
             stealthiest = min(missed, key=lambda p: p["epsilon"]) if missed else None
             plot(attack, model_name, points, baseline, out / f"tradeoff_{attack}.png")

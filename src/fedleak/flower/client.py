@@ -20,13 +20,13 @@ import torch
 import torch.nn as nn
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.typing import Mod
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from fedleak.defenses import DPAccountant, DPSGD, apply_defenses
 from fedleak.detection.architecture import ArchitectureMismatch
 from fedleak.fl.client import Client, ClientUpdate, ModelRefused
 from fedleak.fl.training import evaluate
-from fedleak.flower.records import (State, apply_delta, load_state, record_to_state, refusal,
+from fedleak.flower.records import (State, apply_delta, is_train, load_state, record_to_state, refusal,
                                     single_array_record, state_to_record)
 
 DP_STATE_KEY = "fedleak.dp"
@@ -61,6 +61,27 @@ def received_model(message: Message, *, device: str | torch.device = "cpu") -> t
     ``ArrayRecord`` of numeric arrays and a valid ``server-round`` (a ``ValueError`` names what is wrong)."""
     key, record = single_array_record(message.content)
     return key, record_to_state(record, device=device), server_round(message)
+
+
+TrainHandler = Callable[[Message, Context, ClientAppCallable, "LocalClient", State, int], Message]
+
+
+def train_mod(load_local: LoadLocal, handle: TrainHandler) -> Mod:
+    """A Flower mod that passes every message but a train message on; for a train message it loads the client's
+    architecture and data (``load_local``) and the received model, checked (:func:`received_model`; an invalid one
+    is answered with an ``Error`` naming the client, before any work), and lets ``handle(message, context,
+    call_next, local, received state, server round)`` reply (the detector and leakage-guard mods)."""
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if not is_train(message):
+            return call_next(message, context)
+        local = load_local(context)
+        try:
+            _, state, round = received_model(message, device=local.client.config.device)
+        except ValueError as error:
+            return refusal(message, f"client {local.client.client_id}: {error}")
+        return handle(message, context, call_next, local, state, round)
+
+    return mod
 
 
 def trained_state(received: dict, update: ClientUpdate, model: nn.Module, lr: float) -> dict:

@@ -26,8 +26,8 @@ from fedleak.detection import build_detector
 from fedleak.detection.chain import DetectorChain
 from fedleak.detection.options import check_detector_options
 from fedleak.detection.verdict import Detector
-from fedleak.flower.client import LoadLocal, received_model
-from fedleak.flower.records import is_train, record_to_state, refusal, state_to_record
+from fedleak.flower.client import LoadLocal, train_mod
+from fedleak.flower.records import record_to_state, refusal, state_to_record
 
 STATE_KEY = "fedleak.detection"  # the ConfigRecord; the ArrayRecord is under TENSORS_KEY (one key space)
 TENSORS_KEY = "fedleak.detection.tensors"
@@ -105,15 +105,9 @@ def detector_mod(load_local: LoadLocal, detectors: DetectorFactory, *, samples: 
     :func:`detection_history`)."""
     check_detector_options("detector_mod", {"samples": samples})
 
-    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        if not is_train(message):
-            return call_next(message, context)
-        local = load_local(context)
+    def checked(message: Message, context: Context, call_next: ClientAppCallable, local, state,
+                round: int) -> Message:
         client, device = local.client, local.client.config.device
-        try:
-            _, state, round = received_model(message, device=device)
-        except ValueError as error:
-            return refusal(message, f"client {client.client_id}: {error}")
         chain = DetectorChain(list(detectors()), local.model, samples=samples, refuse=refuse)
         memory = stored_state(context)
         if memory is not None:
@@ -126,4 +120,4 @@ def detector_mod(load_local: LoadLocal, detectors: DetectorFactory, *, samples: 
                                     f"{refused.detector}: {refused.reason()}")
         return call_next(message, context)
 
-    return mod
+    return train_mod(load_local, checked)

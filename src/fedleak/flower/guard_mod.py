@@ -14,9 +14,9 @@ from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from fedleak.detection.leakage_guard import LeakageGuard
-from fedleak.flower.client import LoadLocal, received_model
-from fedleak.flower.records import (apply_delta, is_train, load_state, record_to_state, refusal,
-                                    single_array_record, state_delta, state_to_record)
+from fedleak.flower.client import LoadLocal, train_mod
+from fedleak.flower.records import (apply_delta, load_state, record_to_state, refusal, single_array_record,
+                                    state_delta, state_to_record)
 
 
 def leakage_guard_mod(load_local: LoadLocal, guard: LeakageGuard | None = None, *, refuse: bool = False) -> Mod:
@@ -26,13 +26,10 @@ def leakage_guard_mod(load_local: LoadLocal, guard: LeakageGuard | None = None, 
     if not isinstance(guard, LeakageGuard):
         raise TypeError(f"leakage_guard_mod takes a LeakageGuard, got {type(guard).__name__}")
 
-    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        if not is_train(message):
-            return call_next(message, context)
-        local = load_local(context)
+    def sanitised_reply(message: Message, context: Context, call_next: ClientAppCallable, local, received,
+                        round: int) -> Message:
         client, device = local.client, local.client.config.device
         try:
-            _, received, round = received_model(message, device=device)
             model = load_state(received, local.model, device=device)
         except ValueError as error:
             return refusal(message, f"client {client.client_id}: {error}")
@@ -54,4 +51,4 @@ def leakage_guard_mod(load_local: LoadLocal, guard: LeakageGuard | None = None, 
         reply.content[key] = state_to_record(apply_delta(received, sanitised, trained))
         return reply
 
-    return mod
+    return train_mod(load_local, sanitised_reply)

@@ -64,3 +64,17 @@ def text_scores(recovered: torch.Tensor, truth: torch.Tensor) -> dict[str, float
     rows, cols = linear_sum_assignment(-r1)
     return {"exact": exact, "rouge1": float(r1[rows, cols].sum() / len(true_rows)),
             "rouge2": float(r2[rows, cols].sum() / len(true_rows)), "token_recall": token_recall}
+
+
+def token_recall(reconstruction, tokens: torch.Tensor) -> float:
+    """For token data, the share of the batch's true tokens the attack declares: (position, token) pairs for
+    Decepticons (it reads single tokens), else the best declared sequence's share of each sequence's positions."""
+    declared = reconstruction.declared_points()
+    if len(declared) == 0:
+        return 0.0
+    if declared.shape[1:] == (2,) and tokens.shape[1] != 2:
+        found = {tuple(p) for p in declared.tolist()}
+        truth = {(position, int(t)) for row in tokens for position, t in enumerate(row.tolist())}
+        return len(truth & found) / len(truth)
+    same = (declared[:, None, :] == tokens[None, :, :].to(declared.device)).float().mean(dim=2)
+    return float(same.max(dim=0).values.mean())

@@ -16,7 +16,7 @@ from fedleak.attacks.learned.seer import (CHECKPOINTS, SeerDecoder, brightest, d
 from fedleak.attacks.learned import seer_training
 from fedleak.attacks.learned.seer_training import SeerTrainingConfig, train_seer
 from fedleak.data import load_dataset
-from fedleak.experiments.seer import SeerReproductionConfig, attack_model, client_batches, prior_ssim
+from fedleak.study.seer_case import SeerReproductionConfig, attack_model, client_batches, prior_ssim
 from fedleak.fl.training import batch_gradients
 from fedleak.models import build_model
 
