@@ -25,7 +25,7 @@ from fedleak.audit.config import NONE, AuditConfig, protocol_options
 from fedleak.audit.early_stop import run_order
 from fedleak.audit.strongest import ranked, strongest_inversion
 from fedleak.data.base import DatasetInfo
-from fedleak.models.anatomy import trace
+from fedleak.models.features import classifier_features
 
 # spear: exact batch from a linear+ReLU layer (Dimitrov et al. 2024); dager: exact text from a transformer's
 # attention gradients (issue 25)
@@ -66,21 +66,6 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.label}@{self.digest}"
-
-
-def classifier_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The inputs of the model's output layer for the batch ``x`` (what feature fishing thresholds)."""
-    last = trace(model, x[:1]).output_layer().module
-    seen = []
-    handle = last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return seen[0].reshape(-1, seen[0].shape[-1])
 
 
 def manipulation_options(model: nn.Module, info: DatasetInfo, public: torch.Tensor, config: AuditConfig
