@@ -5,9 +5,10 @@ through the unrolled SGD steps (``torch.func``), so that the simulated update ma
 distance of the preset, cosine for IG's settings, eq. 3), plus the image priors of the one inversion loop (TV, the
 batch-norm statistics prior).
 
-Epoch-order invariance (§4.2): the client sees the same N samples in every epoch, in a new random order. Here one
-dummy image per sample serves every epoch (the prior as a hard constraint: the paper optimises one reconstruction
-per epoch and pulls the epochs' reconstructions of a sample together; deviation). The client's order is unknown:
+Epoch-order invariance (§4.2): the client sees the same N samples in every epoch, in a new random order. By
+default (``epoch_prior="shared"``) one dummy image per sample serves every epoch (the prior as a hard constraint;
+deviation). ``epoch_prior="matched"`` is the paper's: one reconstruction per epoch, matched across epochs by optimal
+assignment and pulled together (:mod:`fedleak.attacks.inversion.epoch_prior`). With shared images the order is unknown:
 the first epoch's order is the identity (the dummy samples are free, so any order is as good), and each later
 epoch's order is averaged over ``orders`` random permutations, i.e. the simulated update is the mean of ``orders``
 simulations (as the paper averages over orders). Labels: the batch's label counts read off the output layer's
