@@ -23,8 +23,9 @@ def test_fedavg_inversion_and_ig_are_scored_on_the_same_updates(tmp_path):
     torch.set_num_threads(1)
     config = FedAvgInversionConfig(clients=1, samples=2, batch_size=1, epochs=2, iterations=2, orders=2)
     result = reproduce_fedavg_inversion(config, tmp_path)
-    assert [r["attack"] for r in result["rows"]] == ["fedavg_inversion", "fedavg_inversion_true_labels", "ig"]
+    assert [r["attack"] for r in result["rows"]] == ["fedavg_inversion", "fedavg_inversion_matched", "fedavg_inversion_true_labels", "ig"]
     assert all(r["images"] == 2 for r in result["rows"])  # two epochs over the same two images
-    assert set(result["recovered_share"]) == {"fedavg_inversion", "fedavg_inversion_true_labels", "ig"}
+    assert set(result["recovered_share"]) == {"fedavg_inversion", "fedavg_inversion_matched", "fedavg_inversion_true_labels",
+                                              "ig"}
     assert "> 0.45" in (tmp_path / "comparison.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["config"]["epochs"] == 2

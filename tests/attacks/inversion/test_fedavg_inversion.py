@@ -50,6 +50,25 @@ def test_fedavg_inversion_beats_ig_on_two_epochs_of_four_images():
     assert sorted(record.reconstruction.labels.tolist()) == sorted(labels.tolist())
 
 
+def test_the_matched_epoch_prior_recovers_two_epochs_of_four_images():
+    """Dimitrov et al. §4.2: one reconstruction per epoch, matched to the first epoch's by optimal assignment and
+    pulled together; the reconstruction is the matched copies' mean. Scored against the client's true images."""
+    data = load_dataset("bundled", size=(16, 16))
+    train, test = data.subset(torch.tensor([0, 37, 74, 111])), data.subset(torch.arange(40, 56))
+    config = FLConfig(algorithm="fedavg", num_clients=1, rounds=1, local_epochs=EPOCHS, batch_size=BATCH, lr=LR,
+                      optimizer="sgd", seed=0)
+    knowledge = Knowledge(data.info.input_shape, local_training=LocalTraining(LR, BATCH, epochs=EPOCHS))
+    attack = ATTACKS.build("fedavg_inversion", iterations=ITERATIONS, epoch_prior="matched")
+    audit = Audit(attack, ThreatModel(protocol="fedavg"), knowledge=knowledge)
+    build_federation(FederationSpec(val_fraction=0.0), config, audit=audit, model=tiny_cnn(data.info.input_shape, 10),
+                     datasets=(train, test), progress=False).run()
+    (record,) = audit.records
+    assert record.status == "attacked" and len(record.reconstruction) == 4
+    assert record.reconstruction.info["epoch_prior"] == "matched"
+    # measured 18.3 dB mean PSNR (150 iterations; the shared image per sample: 17.7 dB)
+    assert record.scores["psnr"] > 16.0
+
+
 def test_fedavg_inversion_needs_the_local_training_and_a_delta():
     attack = ATTACKS.build("fedavg_inversion", iterations=1)
     from fedleak.attacks import Observed
@@ -62,3 +81,7 @@ def test_fedavg_inversion_needs_the_local_training_and_a_delta():
         attack.reconstruct(Observed(delta, "gradient", (0,), (4,), (model,)), None, Knowledge((1, 16, 16)))
     with pytest.raises(ValueError, match="orders"):
         ATTACKS.build("fedavg_inversion", orders=0)
+    with pytest.raises(ValueError, match="epoch_prior"):
+        ATTACKS.build("fedavg_inversion", epoch_prior="sorted")
+    with pytest.raises(ValueError, match="epoch_weight"):
+        ATTACKS.build("fedavg_inversion", epoch_prior="matched", epoch_weight=-1.0)
