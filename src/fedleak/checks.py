@@ -1,11 +1,13 @@
 """The explicit "does not apply" error (:class:`NotApplicable`), and checks of numbers and tensors that come from
-outside: numeric options of defenses, attacks and detectors (finite and in range), received updates (finite) and
-device names (present on this machine), each failing with a message naming the bad value."""
+outside: numeric options of defenses, attacks and detectors (finite and in range; declared once per config field
+with :func:`checked`), received updates (finite) and device names (present on this machine), each failing with a
+message naming the bad value."""
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, Mapping
+from dataclasses import MISSING, field, fields
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -35,6 +37,35 @@ def check_number(name: str, value, *, low: float | None = None, high: float | No
         bounds = " and ".join(b for b in (lo, hi) if b)
         raise ValueError(f"{name} must be {kind}{' ' + bounds if bounds else ''}, got {value!r}")
     return value
+
+
+def checked(default: Any = MISSING, *, label: str | None = None, optional: bool = False, **bounds) -> Any:
+    """A config's dataclass field (``default``; none: a required field) whose value :func:`check_fields` checks with
+    :func:`check_number` and ``bounds`` (``low``, ``high``, ``low_open``, ``high_open``, ``integer``), naming it
+    ``label`` (default: the field's name); ``optional``: ``None`` passes too."""
+    return field(default=default, metadata={"check": (label, optional, bounds)})
+
+
+def check_fields(config, what: str) -> None:
+    """:func:`check_number` on each field of the dataclass ``config`` declared with :func:`checked`, in their
+    order, named ``"{what} {label}"``: a config's ``__post_init__`` validates itself in one call."""
+    for item in fields(config):
+        if "check" in item.metadata:
+            label, optional, bounds = item.metadata["check"]
+            value = getattr(config, item.name)
+            if not (optional and value is None):
+                check_number(f"{what} {label or item.name}", value, **bounds)
+
+
+def seed_field(default: int = 0) -> Any:
+    """A config's ``seed`` field: an int >= 0, checked by :func:`check_fields`."""
+    return checked(default, low=0, integer=True)
+
+
+def levels_field(default: int | None = 255) -> Any:
+    """A config's ``levels`` field, the data's quantisation an attack assumes: ``None`` (real-valued data) or an
+    int >= 1 (the check of :func:`check_levels`, by :func:`check_fields`)."""
+    return checked(default, low=1, integer=True, optional=True)
 
 
 def check_levels(what: str, levels) -> None:

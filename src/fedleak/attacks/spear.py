@@ -49,7 +49,7 @@ from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.passive import input_layer
 from fedleak.attacks.spear_directions import (WEIGHT_POWER, anchored_proposals, complete, greedy, merge, sign_normalised,
                                               undominated, uniform_proposals, weighted_proposals)
-from fedleak.checks import check_number
+from fedleak.checks import check_fields, checked, seed_field
 from fedleak.models.anatomy import trace
 
 RANK_TOLERANCE = 1e-5  # singular values below this share of the largest are float round-off
@@ -69,18 +69,14 @@ class SpearConfig:
     which a proposal ``L q`` must be zero to be kept (the paper's tau); ``seed`` of the sampling."""
 
     layer: str | None = None
-    max_batch: int = 32
-    proposals: int = 400_000
-    chunk: int = 8_192
-    sparsity: float = 0.1
-    seed: int = 0
+    max_batch: int = checked(32, low=1, integer=True)
+    proposals: int = checked(400_000, low=1, integer=True)
+    chunk: int = checked(8_192, low=1, integer=True)
+    sparsity: float = checked(0.1, low=0, high=1)
+    seed: int = seed_field()
 
     def __post_init__(self):
-        check_number("SPEAR max_batch", self.max_batch, low=1, integer=True)
-        check_number("SPEAR proposals", self.proposals, low=1, integer=True)
-        check_number("SPEAR chunk", self.chunk, low=1, integer=True)
-        check_number("SPEAR sparsity", self.sparsity, low=0, high=1)
-        check_number("SPEAR seed", self.seed, low=0, integer=True)
+        check_fields(self, "SPEAR")
 
 
 @dataclass(frozen=True)

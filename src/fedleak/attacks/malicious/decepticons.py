@@ -23,7 +23,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_number
+from fedleak.checks import NotApplicable, check_fields, checked, seed_field
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
@@ -40,18 +40,15 @@ class DecepticonsConfig:
     ``disable_attention`` False keeps attention (the imprint alone, for comparison); ``input_shape`` ``(seq_len,)``
     to trace a model that does not record ``model.input_shape``."""
 
-    tokens_per_update: int
-    query_scale: float = 1e3
-    gain: float = 1e4
+    tokens_per_update: int = checked(low=1, integer=True)
+    query_scale: float = checked(1e3, low=0, low_open=True)
+    gain: float = checked(1e4, low=0, low_open=True)
     disable_attention: bool = True
-    seed: int = 0
+    seed: int = seed_field()
     input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        check_number("Decepticons tokens_per_update", self.tokens_per_update, low=1, integer=True)
-        check_number("Decepticons query_scale", self.query_scale, low=0, low_open=True)
-        check_number("Decepticons gain", self.gain, low=0, low_open=True)
-        check_number("Decepticons seed", self.seed, low=0, integer=True)
+        check_fields(self, "Decepticons")
 
 
 @dataclass(frozen=True)

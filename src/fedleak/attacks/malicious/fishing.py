@@ -25,7 +25,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_number
+from fedleak.checks import check_fields, checked
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.passive import input_layer
@@ -37,13 +37,12 @@ class ClassFishingConfig:
     """``target_class`` t; ``bias_multiplier`` the other classes' logit (Wen et al.'s 1000); ``input_shape``
     lets the extractor read inputs at a first layer that sees the raw input."""
 
-    target_class: int
+    target_class: int = checked(low=0, integer=True)
     input_shape: tuple[int, ...] | None = None
-    bias_multiplier: float = 1000.0
+    bias_multiplier: float = checked(1000.0)
 
     def __post_init__(self):
-        check_number("class fishing target_class", self.target_class, low=0, integer=True)
-        check_number("class fishing bias_multiplier", self.bias_multiplier)
+        check_fields(self, "class fishing")
 
 
 @dataclass
@@ -51,18 +50,15 @@ class FeatureFishingConfig:
     """Fish inputs by classifier-input feature ``feature`` around ``threshold``; ``multiplier`` m sets the
     sharpness of the step; ``target_class`` is the row that carries the feature (any class works)."""
 
-    feature: int
-    threshold: float
+    feature: int = checked(low=0, integer=True)
+    threshold: float = checked()
     input_shape: tuple[int, ...] | None = None
-    multiplier: float = 1000.0
-    bias_multiplier: float = 1000.0
-    target_class: int = 0
+    multiplier: float = checked(1000.0)
+    bias_multiplier: float = checked(1000.0)
+    target_class: int = checked(0, low=0, integer=True)
 
     def __post_init__(self):
-        check_number("feature fishing feature", self.feature, low=0, integer=True)
-        check_number("feature fishing target_class", self.target_class, low=0, integer=True)
-        for name in ("threshold", "multiplier", "bias_multiplier"):
-            check_number(f"feature fishing {name}", getattr(self, name))
+        check_fields(self, "feature fishing")
 
 
 @dataclass(frozen=True)

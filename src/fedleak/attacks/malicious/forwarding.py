@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_levels, check_number
+from fedleak.checks import NotApplicable, check_fields, levels_field, seed_field
 from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import forward_conv
 from fedleak.attacks.malicious.fc_forwarding import forward_linear
@@ -127,12 +127,11 @@ class InputForwardingConfig:
 
     input_shape: tuple[int, ...]
     layer: str | None = None
-    levels: int | None = 255
-    seed: int = 0
+    levels: int | None = levels_field()
+    seed: int = seed_field()
 
     def __post_init__(self):
-        check_levels("input forwarding", self.levels)
-        check_number("input forwarding seed", self.seed, low=0, integer=True)
+        check_fields(self, "input forwarding")
 
 
 def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[nn.Module, LayerSecret]:

@@ -27,7 +27,7 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.malicious.forwarding import forward_input
-from fedleak.checks import check_levels, check_number
+from fedleak.checks import check_fields, checked, levels_field, seed_field
 from fedleak.models.anatomy import trace
 
 
@@ -37,17 +37,14 @@ class QbiConfig:
     random N(0, std) weights; ``layer``: the extraction layer (default: the first fully connected layer);
     ``levels``: the data's quantisation the attacker assumes; ``seed`` of the weights."""
 
-    batch_size: int = 64
-    std: float = 1.0
+    batch_size: int = checked(64, low=1, integer=True)
+    std: float = checked(1.0, low=0, low_open=True)
     layer: str | None = None
-    levels: int | None = 255
-    seed: int = 0
+    levels: int | None = levels_field()
+    seed: int = seed_field()
 
     def __post_init__(self):
-        check_number("QBI batch_size", self.batch_size, low=1, integer=True)
-        check_number("QBI std", self.std, low=0, low_open=True)
-        check_levels("QBI", self.levels)
-        check_number("QBI seed", self.seed, low=0, integer=True)
+        check_fields(self, "QBI")
 
 
 def quantile_biases(weights: torch.Tensor, public: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import NotApplicable, check_levels, check_number
+from fedleak.checks import NotApplicable, check_fields, checked, levels_field
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.base import Reconstruction
@@ -59,19 +59,16 @@ class RobbingConfig:
     ``levels`` the data's quantisation the attacker assumes."""
 
     input_shape: tuple[int, ...]
-    num_bins: int = 128
-    feature_mean: float = 0.3
-    feature_std: float = 0.1
+    num_bins: int = checked(128, low=2, integer=True)
+    feature_mean: float = checked(0.3)
+    feature_std: float = checked(0.1, low=0, low_open=True)
     variant: str = "insert"
-    levels: int | None = 255
+    levels: int | None = levels_field()
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown imprint variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
-        check_number("imprint num_bins", self.num_bins, low=2, integer=True)
-        check_number("imprint feature_mean", self.feature_mean)
-        check_number("imprint feature_std", self.feature_std, low=0, low_open=True)
-        check_levels("imprint", self.levels)
+        check_fields(self, "imprint")
 
 
 @dataclass(frozen=True)

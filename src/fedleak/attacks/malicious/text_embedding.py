@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_number
+from fedleak.checks import NotApplicable, check_fields, checked, seed_field
 from fedleak.attacks.analytic import extract_linear, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
@@ -29,17 +29,14 @@ class TextEmbeddingConfig:
     """``seq_len`` tokens per sequence; Algorithm 1's ``scale_factor`` (0.99 was best on IMDB, §8.3) and
     ``std``; ``layer`` the dense layer after the embedding (default: the first linear layer)."""
 
-    seq_len: int
-    scale_factor: float = 0.99
-    std: float = 0.5
+    seq_len: int = checked(low=1, integer=True)
+    scale_factor: float = checked(0.99, low=0, low_open=True)
+    std: float = checked(0.5, low=0, low_open=True)
     layer: str | None = None
-    seed: int = 0
+    seed: int = seed_field()
 
     def __post_init__(self):
-        check_number("text embedding seq_len", self.seq_len, low=1, integer=True)
-        check_number("text embedding scale_factor", self.scale_factor, low=0, low_open=True)
-        check_number("text embedding std", self.std, low=0, low_open=True)
-        check_number("text embedding seed", self.seed, low=0, integer=True)
+        check_fields(self, "text embedding")
 
 
 @dataclass(frozen=True)

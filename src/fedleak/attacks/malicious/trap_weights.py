@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_levels, check_number
+from fedleak.checks import check_fields, checked, levels_field, seed_field
 from fedleak.attacks.analytic import LayerSecret, extraction_layer
 from fedleak.attacks.malicious.forwarding import forward_input
 from fedleak.models.anatomy import trace
@@ -28,19 +28,15 @@ class TrapWeightsConfig:
     the data's quantisation the attacker assumes (255: 8-bit images; ``None`` for real-valued inputs)."""
 
     input_shape: tuple[int, ...]
-    scale_factor: float = 0.95
-    mean: float = 0.0
-    std: float = 0.5
+    scale_factor: float = checked(0.95, label="scaling factor s", low=0, low_open=True)
+    mean: float = checked(0.0)
+    std: float = checked(0.5, low=0, low_open=True)
     layer: str | None = None
-    levels: int | None = 255
-    seed: int = 0
+    levels: int | None = levels_field()
+    seed: int = seed_field()
 
     def __post_init__(self):
-        check_number("trap weights scaling factor s", self.scale_factor, low=0, low_open=True)
-        check_number("trap weights mean", self.mean)
-        check_number("trap weights std", self.std, low=0, low_open=True)
-        check_levels("trap weights", self.levels)
-        check_number("trap weights seed", self.seed, low=0, integer=True)
+        check_fields(self, "trap weights")
 
 
 def trap_rows(num_rows: int, length: int, *, scale_factor: float, mean: float = 0.0, std: float = 0.5,
