@@ -104,6 +104,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, "an integer", lambda v: v >= 1, "a positive integer")
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """``"1+4+8"`` -> (1, 4, 8), each positive (batch sizes, layer widths)."""
+    return tuple(positive_int(t) for t in text.split("+"))
+
+
 def non_negative_int(text: str) -> int:
     return _number(text, int, "an integer", lambda v: v >= 0, "an integer >= 0")
 

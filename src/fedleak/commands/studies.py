@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from fedleak.commands.common import (add_data_arguments, add_profile_options, add_run_arguments, parse_model,
-                                     profile_overrides)
+                                     positive_int, profile_overrides)
+
+BUNDLED_IMAGES = ("bundled", "image dataset (default bundled)")  # the --dataset of the rows run on any image set
 
 
 @dataclass(frozen=True)
@@ -24,19 +26,22 @@ class Study:
 
     ``name``; its row of ``--list``: ``paper`` (file number in shared/papers and authors, or the paper), what it
     ``reproduces``, the measured time of its quick profile (``quick_time``); ``help``. What it runs: ``module``,
-    ``config`` (class) and ``run`` (function) of ``fedleak.experiments``; ``files`` it writes; ``text``: the
-    module's function turning the result into the printed text (default: the result's ``"text"``). Its arguments:
-    ``data`` (default dataset, help; None: no ``--dataset``), ``quick`` (help of ``--quick``), ``out`` (default
-    results folder), ``ray`` (``--ray``), ``model`` (default, help of ``--model``; None: no ``--model``),
-    ``options`` (profile options, ``name=(type, help)``: default None leaves the profile's value), ``arguments``
-    (its own, ``name -> add_argument keywords``; each goes to the config under its name unless ``fields`` says
-    otherwise); ``fields(args)``: the config fields read from the arguments, when they are not the config's own
-    names; ``profiles``: extra profile flags (``--paper``) and the classmethod each selects; ``default_profile``:
-    the classmethod used when no profile flag is given (None: the class itself); ``variants``: a flag that runs
-    another function of the module (``flag -> (run, text, files, help)``); ``constants``: config fields this
-sub-command fixes (one experiment behind several sub-commands); ``quick_method``: the classmethod ``--quick``
-selects (None: ``fields`` reads ``--quick`` itself). ``same_as``: a ``fedleak`` command module whose
-    ``add_arguments`` builds this sub-command (the command and the sub-command are one)."""
+    ``config`` (class) and ``run`` (function) of ``fedleak.experiments`` (by default the module named like the
+    sub-command, ``trap-weights`` -> ``trap_weights``, and its ``reproduce_<module>``); ``files`` it writes;
+    ``text``: the module's function turning the result into the printed text (default: the result's ``"text"``).
+    Its arguments: ``data`` (default dataset, help; None: no ``--dataset``), ``quick`` (help of ``--quick``),
+    ``out`` (default results folder, by default ``results/reproduce-<name>``), ``ray`` (``--ray``), ``model``
+    (default, help of ``--model``; None: no ``--model``), ``options`` (profile options, ``name=(type, help)``, or
+    ``name=help`` for the most common kind, a positive integer: default None leaves the profile's value),
+    ``arguments`` (its own, ``name -> add_argument keywords``; each goes to the config under its name unless
+    ``fields`` says otherwise); ``fields(args)``: the config fields read from the arguments, when they are not the
+    config's own names; ``profiles``: extra profile flags (``--paper``) and the classmethod each selects;
+    ``default_profile``: the classmethod used when no profile flag is given (None: the class itself);
+    ``variants``: a flag that runs another function of the module (``flag -> (run, text, files, help)``);
+    ``constants``: config fields this sub-command fixes (one experiment behind several sub-commands);
+    ``quick_method``: the classmethod ``--quick`` selects (None: ``fields`` reads ``--quick`` itself).
+    ``same_as``: a ``fedleak`` command module whose ``add_arguments`` builds this sub-command (the command and the
+    sub-command are one)."""
 
     name: str
     paper: str
@@ -53,7 +58,7 @@ selects (None: ``fields`` reads ``--quick`` itself). ``same_as``: a ``fedleak`` 
     out: str = ""
     ray: bool = False
     model: tuple[str | None, str] | None = None
-    options: Mapping[str, tuple] = field(default_factory=dict)
+    options: Mapping[str, tuple | str] = field(default_factory=dict)
     arguments: Mapping[str, dict] = field(default_factory=dict)
     fields: Callable[[argparse.Namespace], dict] | None = None
     profiles: Mapping[str, tuple[str, str]] = field(default_factory=dict)
@@ -62,6 +67,21 @@ selects (None: ``fields`` reads ``--quick`` itself). ``same_as``: a ``fedleak`` 
     constants: Mapping[str, object] = field(default_factory=dict)
     quick_method: str | None = "quick"
     same_as: str | None = None
+
+    def __post_init__(self):
+        """The conventions: ``module``, ``run`` and ``out`` named after the sub-command, options as (type, help)."""
+        object.__setattr__(self, "options", {name: (positive_int, spec) if isinstance(spec, str) else spec
+                                             for name, spec in self.options.items()})
+        if self.same_as is None:
+            module = self.module or self.name.replace("-", "_")
+            object.__setattr__(self, "module", module)
+            object.__setattr__(self, "run", self.run or f"reproduce_{module}")
+            object.__setattr__(self, "out", self.out or f"results/reproduce-{self.name}")
+
+
+def count(default: int, about: str) -> dict:
+    """A sub-command's own positive-integer argument (``add_argument`` keywords), its help ``about`` and default."""
+    return dict(type=positive_int, default=default, help=f"{about} (default {default})")
 
 
 def finished(text: str, out: str, files: str = "") -> int:
