@@ -74,6 +74,15 @@ def check_levels(what: str, levels) -> None:
         check_number(f"{what} levels", levels, low=1, integer=True)
 
 
+def check_known(values: Iterable[str], valid: Iterable[str], unknown: str) -> None:
+    """Each of ``values`` one of ``valid`` (names), else a ValueError ``"{unknown} {the first other!r}; valid: ..."``
+    listing the valid ones."""
+    valid = tuple(valid)
+    other = next((value for value in values if value not in valid), None)
+    if other is not None:
+        raise ValueError(f"{unknown} {other!r}; valid: {', '.join(valid)}")
+
+
 def check_finite(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], what: str) -> None:
     """Raise :class:`NonFiniteUpdate` naming the first tensor of ``tensors`` (a mapping or a sequence) that holds
     NaN or Inf, and how many of its entries do. One host transfer for all tensors."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ import torch.nn as nn
 from fedleak import seeds
 from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.attacks.camouflage import CAMOUFLAGES, ONLY
+from fedleak.checks import check_known
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
@@ -51,6 +52,7 @@ from fedleak.detection.leakage_guard import LeakageGuard, leakage_guard_mod
 from fedleak.fl import Client, FLConfig, Server
 from fedleak.models import build_model
 from fedleak.models.anatomy import trace
+from fedleak.study.config import GuardRunConfig, check_counts
 
 MARGIN = 0.05  # issue 21's bound: accepted leakage at most the honest model's own + 0.05
 MODELS = {  # the small models of ``--first-contact`` (16x16 images; short token sequences)
@@ -95,7 +97,7 @@ class Camouflaged:
 
 
 @dataclass
-class AdaptiveConfig:
+class AdaptiveConfig(GuardRunConfig):
     """``camouflages`` tried per manipulation (names of :data:`CAMOUFLAGES`), ``batches`` client batches of
     ``batch_size`` per try, ``seq_len`` tokens per text sample, ``attacks`` (default all of
     :func:`manipulations`), ``samples`` the chain's local samples."""
@@ -106,21 +108,14 @@ class AdaptiveConfig:
     batch_size: int = 64
     seq_len: int = 16
     samples: int = 32
-    seed: int = 0
-    device: str = "cpu"
-    tolerance: float = field(default_factory=lambda: LeakageGuard().tolerance)
 
     def __post_init__(self):
-        unknown = [c for c in self.camouflages if c not in CAMOUFLAGES]
-        if unknown:
-            raise ValueError(f"unknown camouflage {unknown[0]!r}; valid: {', '.join(CAMOUFLAGES)}")
+        super().__post_init__()
+        check_known(self.camouflages, CAMOUFLAGES, "unknown camouflage")
         known = [a for a, _, _ in manipulations(1, 1)]
         if self.attacks is not None and any(a not in known for a in self.attacks):
             raise ValueError(f"unknown manipulation in {self.attacks}; valid: {', '.join(known)}")
-        for name in ("batches", "batch_size", "seq_len", "samples"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or \
-                    getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        check_counts(self, "batches", "batch_size", "seq_len", "samples")
 
 
 def dataset(model_name: str, config: AdaptiveConfig) -> TensorDataset:

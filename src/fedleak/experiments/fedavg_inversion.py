@@ -40,7 +40,7 @@ from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
 from fedleak.attacks.inversion.fedavg import EPOCH_WEIGHT, invert_fedavg
 from fedleak.study.paper_tables import DIMITROV2022_FEMNIST_IG_RECOVERED, DIMITROV2022_FEMNIST_RECOVERED
-from fedleak.study.config import RunConfig
+from fedleak.study.config import DataRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.models import build_model
@@ -52,14 +52,12 @@ ATTACK_ROWS = ("fedavg_inversion", "fedavg_inversion_matched", "fedavg_inversion
 
 
 @dataclass
-class FedAvgInversionConfig(RunConfig):
+class FedAvgInversionConfig(DataRunConfig):
     """``clients`` clients of ``samples`` images each (``size`` x ``size``, FEMNIST's 28 by default), local SGD with
     ``lr`` on batches of ``batch_size`` for ``epochs`` epochs on Scheliga et al.'s CNN with ``padding`` (2 keeps a
     4x4 last feature map at 28x28); both attacks run ``iterations``, FedAvg inversion with ``distance``;
     ``orders`` epoch orders averaged; the matched row: the paper's epoch prior with ``epoch_weight`` (§4.2)."""
 
-    dataset: str = "bundled"
-    root: str | None = None
     size: int = 28
     padding: int = 2
     distance: str = "l2"

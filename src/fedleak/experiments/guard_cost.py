@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch.nn as nn
 
+from fedleak.checks import check_known
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
 from fedleak.detection.leakage_guard import LeakageGuard, leakage_guard_mod
 from fedleak.fl import FederationSpec, FLConfig, build_federation
+from fedleak.study.config import GuardRunConfig, check_counts
 
 MODELS = {  # registry name: small options (``detect-eval --first-contact``'s)
     "cnn": {"padding": 2}, "fcnn": {"widths": (256, 128)}, "vgg_cnn": {"channels": (8, 16), "hidden": 128},
@@ -34,7 +36,7 @@ TEXT = ("text_transformer", "imdb_fc", "embedding_lm")
 
 
 @dataclass
-class GuardCostConfig:
+class GuardCostConfig(GuardRunConfig):
     """``models`` (registry names of :data:`MODELS`), ``num_clients``, ``rounds``, ``batch_size``."""
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -43,20 +45,13 @@ class GuardCostConfig:
     rounds: int = 3
     fedsgd_rounds: int = 30
     batch_size: int = 32
-    seed: int = 0
-    device: str = "cpu"
-    tolerance: float = field(default_factory=lambda: LeakageGuard().tolerance)
 
     def __post_init__(self):
-        unknown = [m for m in self.models if m not in MODELS]
-        if unknown:
-            raise ValueError(f"no small options for model {unknown[0]!r}; valid: {', '.join(MODELS)}")
+        super().__post_init__()
+        check_known(self.models, MODELS, "no small options for model")
         if any(p not in ("fedavg", "fedsgd") for p in self.protocols):
             raise ValueError(f"protocols are fedavg and fedsgd, got {self.protocols}")
-        for name in ("num_clients", "rounds", "fedsgd_rounds", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_counts(self, "num_clients", "rounds", "fedsgd_rounds", "batch_size")
 
 
 def tokens(images: TensorDataset, language: bool) -> TensorDataset:

@@ -19,7 +19,7 @@ from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.study.cells import mean_of_runs
 from fedleak.study.paper_tables import PAIRS, QBI
-from fedleak.study.config import RunConfig
+from fedleak.study.config import ProfiledRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir
@@ -32,18 +32,15 @@ PUBLIC = 500  # test-split images the server holds
 
 
 @dataclass
-class QbiReproductionConfig(RunConfig):
+class QbiReproductionConfig(ProfiledRunConfig):
     """``runs`` federations per (N in ``neurons``, B in ``batch_sizes``, attack), each of ``clients`` attacked
     clients; trap weights at ``scale_factor``."""
 
-    dataset: str = "bundled"
-    root: str | None = None
     neurons: tuple[int, ...] = (200, 500, 1000)
     batch_sizes: tuple[int, ...] = (20, 50, 100)
     runs: int = 10
     clients: int = 3
     scale_factor: float = 0.7
-    profile: str = "full"
 
     def __post_init__(self):
         super().__post_init__()

@@ -19,7 +19,7 @@ from pathlib import Path
 from fedleak.cases import Audit, ThreatModel
 from fedleak.study.cells import pending, run_cells
 from fedleak.study.paper_tables import SPEAR
-from fedleak.study.config import RunConfig
+from fedleak.study.config import ProfiledRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir
@@ -30,13 +30,11 @@ NEAR = near_key()  # the share of inputs whose best candidate reaches 30 dB PSNR
 
 
 @dataclass
-class SpearReproductionConfig(RunConfig):
+class SpearReproductionConfig(ProfiledRunConfig):
     """``batches`` client batches per batch size of ``batch_sizes`` (FedSGD), through ``model`` on ``dataset``;
     SPEAR draws at most ``proposals`` directions per update. FedAvg: ``fedavg_steps`` plain SGD steps of
     ``fedavg_batch`` inputs at learning rate ``fedavg_lr`` per client (``fedavg_steps = 0``: none)."""
 
-    dataset: str = "bundled"
-    root: str | None = None
     model: str = "fcnn"
     model_options: dict = field(default_factory=lambda: {"widths": (256, 128)})
     batch_sizes: tuple[int, ...] = (1, 4, 8, 12, 16, 20, 24)
@@ -45,7 +43,6 @@ class SpearReproductionConfig(RunConfig):
     fedavg_steps: int = 2
     fedavg_batch: int = 4
     fedavg_lr: float = 0.1
-    profile: str = "full"
 
     def __post_init__(self):
         super().__post_init__()
