@@ -23,7 +23,7 @@ from fedleak.study.config import ProfiledRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir
-from fedleak.report.comparison import Comparison, comparison_markdown
+from fedleak.report.comparison import Comparison
 from fedleak.seeds import run_seed
 
 NEAR = near_key()
@@ -124,7 +124,4 @@ def reproduce_qbi(config: QbiReproductionConfig, out: str | Path, *, progress: b
          f"the server's {PUBLIC} public test-split images (the client's distribution), the clients hold the train split",
          f"paper on PAIRS: {PAIRS['claim']}"])
     summary = {"rows": rows, "paper": QBI, "paper_pairs": PAIRS, "config": asdict(config)}
-    results.write_json("results.json", summary)
-    results.write_text("table.txt", text)
-    results.write_text("comparison.md", comparison_markdown("QBI: ours beside the paper", [comparison]))
-    return {"text": text, **summary}
+    return results.write_report(summary, text, "QBI: ours beside the paper", [comparison])

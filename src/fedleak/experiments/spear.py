@@ -23,7 +23,7 @@ from fedleak.study.config import ProfiledRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
 from fedleak.metrics.extraction import near_key
 from fedleak.report import ResultsDir
-from fedleak.report.comparison import Comparison, comparison_markdown
+from fedleak.report.comparison import Comparison
 from fedleak.seeds import run_seed
 
 NEAR = near_key()  # the share of inputs whose best candidate reaches 30 dB PSNR
@@ -131,7 +131,4 @@ def reproduce_spear(config: SpearReproductionConfig, out: str | Path, *, progres
          "the paper's per-batch-size rates are not in the text available offline; its headline is b up to "
          f"~{SPEAR['exact_batches_up_to']} on a GPU"])
     summary = {"rows": rows, "goal_b16_met": met, "paper": SPEAR, "config": asdict(config)}
-    results.write_json("results.json", summary)
-    results.write_text("table.txt", text)
-    results.write_text("comparison.md", comparison_markdown("SPEAR: ours beside the paper", [comparison]))
-    return {"text": text, **summary}
+    return results.write_report(summary, text, "SPEAR: ours beside the paper", [comparison])

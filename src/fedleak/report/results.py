@@ -18,9 +18,11 @@ import platform
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
+
+from fedleak.report.comparison import Comparison, comparison_markdown
 
 
 class ResultsFolderError(ValueError):
@@ -255,3 +257,12 @@ class ResultsDir:
         target = self.path / name
         _write_atomic(target, text)
         return target
+
+    def write_report(self, summary: dict, text: str, heading: str, comparisons: Sequence[Comparison]) -> dict:
+        """A reproduction's report: ``summary`` as results.json, its printed ``text`` as table.txt, and the
+        ``comparisons`` with the paper under ``heading`` as comparison.md; returns the run's result, the summary
+        with its ``"text"``."""
+        self.write_json("results.json", summary)
+        self.write_text("table.txt", text)
+        self.write_text("comparison.md", comparison_markdown(heading, comparisons))
+        return {"text": text, **summary}
