@@ -62,16 +62,10 @@ class AblationRow:
 
     def defenses(self, config: "AblationConfig", seed: int) -> str:
         """The defense list for :func:`fedleak.defenses.apply_defenses` (paper §5.3 settings by default)."""
-        items = []
-        if self.dropout:
-            items.append(f"dropout:p={config.dropout_rate}")
-        if self.dp:
-            items.append(f"dp:sigma={config.dp_sigma}:clip={config.dp_clip}:seed={seed}")
-        if self.prune:
-            items.append(f"prune:p={config.prune_rate}")
-        if self.module:
-            items.append(self.module)
-        return ",".join(items)
+        items = ((self.dropout, f"dropout:p={config.dropout_rate}"),
+                 (self.dp, f"dp:sigma={config.dp_sigma}:clip={config.dp_clip}:seed={seed}"),
+                 (self.prune, f"prune:p={config.prune_rate}"), (self.module, self.module))
+        return ",".join(item for on, item in items if on)
 
     @property
     def cdia_is_ig(self) -> bool:
