@@ -57,9 +57,29 @@ def check_fields(config, what: str) -> None:
                 check_number(f"{what} {label or item.name}", value, **bounds)
 
 
+def number_field(default: Any = MISSING) -> Any:
+    """A field that holds a finite number (:func:`checked`)."""
+    return checked(default)
+
+
+def positive_field(default: Any = MISSING) -> Any:
+    """A field that holds a finite number > 0 (a scale, a standard deviation; :func:`checked`)."""
+    return checked(default, low=0, low_open=True)
+
+
+def count_field(default: Any = MISSING) -> Any:
+    """A field that holds an int >= 1 (a size, a budget; :func:`checked`)."""
+    return checked(default, low=1, integer=True)
+
+
+def index_field(default: Any = MISSING) -> Any:
+    """A field that holds an int >= 0 (a class, a feature; :func:`checked`)."""
+    return checked(default, low=0, integer=True)
+
+
 def seed_field(default: int = 0) -> Any:
     """A config's ``seed`` field: an int >= 0, checked by :func:`check_fields`."""
-    return checked(default, low=0, integer=True)
+    return index_field(default)
 
 
 def levels_field(default: int | None = 255) -> Any:

@@ -49,7 +49,7 @@ from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.passive import input_layer
 from fedleak.attacks.spear_directions import (WEIGHT_POWER, anchored_proposals, complete, greedy, merge, sign_normalised,
                                               undominated, uniform_proposals, weighted_proposals)
-from fedleak.checks import check_fields, checked, seed_field
+from fedleak.checks import check_fields, checked, count_field, seed_field
 from fedleak.models.anatomy import trace
 
 RANK_TOLERANCE = 1e-5  # singular values below this share of the largest are float round-off
@@ -69,9 +69,9 @@ class SpearConfig:
     which a proposal ``L q`` must be zero to be kept (the paper's tau); ``seed`` of the sampling."""
 
     layer: str | None = None
-    max_batch: int = checked(32, low=1, integer=True)
-    proposals: int = checked(400_000, low=1, integer=True)
-    chunk: int = checked(8_192, low=1, integer=True)
+    max_batch: int = count_field(32)
+    proposals: int = count_field(400_000)
+    chunk: int = count_field(8_192)
     sparsity: float = checked(0.1, low=0, high=1)
     seed: int = seed_field()
 

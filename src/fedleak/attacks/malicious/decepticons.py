@@ -23,7 +23,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_fields, checked, seed_field
+from fedleak.checks import NotApplicable, check_fields, count_field, positive_field, seed_field
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
@@ -40,9 +40,9 @@ class DecepticonsConfig:
     ``disable_attention`` False keeps attention (the imprint alone, for comparison); ``input_shape`` ``(seq_len,)``
     to trace a model that does not record ``model.input_shape``."""
 
-    tokens_per_update: int = checked(low=1, integer=True)
-    query_scale: float = checked(1e3, low=0, low_open=True)
-    gain: float = checked(1e4, low=0, low_open=True)
+    tokens_per_update: int = count_field()
+    query_scale: float = positive_field(1e3)
+    gain: float = positive_field(1e4)
     disable_attention: bool = True
     seed: int = seed_field()
     input_shape: tuple[int, ...] | None = None

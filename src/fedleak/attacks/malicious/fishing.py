@@ -25,7 +25,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_fields, checked
+from fedleak.checks import check_fields, index_field, number_field
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.passive import input_layer
@@ -37,9 +37,9 @@ class ClassFishingConfig:
     """``target_class`` t; ``bias_multiplier`` the other classes' logit (Wen et al.'s 1000); ``input_shape``
     lets the extractor read inputs at a first layer that sees the raw input."""
 
-    target_class: int = checked(low=0, integer=True)
+    target_class: int = index_field()
     input_shape: tuple[int, ...] | None = None
-    bias_multiplier: float = checked(1000.0)
+    bias_multiplier: float = number_field(1000.0)
 
     def __post_init__(self):
         check_fields(self, "class fishing")
@@ -50,12 +50,12 @@ class FeatureFishingConfig:
     """Fish inputs by classifier-input feature ``feature`` around ``threshold``; ``multiplier`` m sets the
     sharpness of the step; ``target_class`` is the row that carries the feature (any class works)."""
 
-    feature: int = checked(low=0, integer=True)
-    threshold: float = checked()
+    feature: int = index_field()
+    threshold: float = number_field()
     input_shape: tuple[int, ...] | None = None
-    multiplier: float = checked(1000.0)
-    bias_multiplier: float = checked(1000.0)
-    target_class: int = checked(0, low=0, integer=True)
+    multiplier: float = number_field(1000.0)
+    bias_multiplier: float = number_field(1000.0)
+    target_class: int = index_field(0)
 
     def __post_init__(self):
         check_fields(self, "feature fishing")

@@ -27,7 +27,7 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.malicious.forwarding import forward_input
-from fedleak.checks import check_fields, checked, levels_field, seed_field
+from fedleak.checks import check_fields, count_field, levels_field, positive_field, seed_field
 from fedleak.models.anatomy import trace
 
 
@@ -37,8 +37,8 @@ class QbiConfig:
     random N(0, std) weights; ``layer``: the extraction layer (default: the first fully connected layer);
     ``levels``: the data's quantisation the attacker assumes; ``seed`` of the weights."""
 
-    batch_size: int = checked(64, low=1, integer=True)
-    std: float = checked(1.0, low=0, low_open=True)
+    batch_size: int = count_field(64)
+    std: float = positive_field(1.0)
     layer: str | None = None
     levels: int | None = levels_field()
     seed: int = seed_field()

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import NotApplicable, check_fields, checked, levels_field
+from fedleak.checks import NotApplicable, check_fields, checked, levels_field, number_field, positive_field
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.base import Reconstruction
@@ -60,8 +60,8 @@ class RobbingConfig:
 
     input_shape: tuple[int, ...]
     num_bins: int = checked(128, low=2, integer=True)
-    feature_mean: float = checked(0.3)
-    feature_std: float = checked(0.1, low=0, low_open=True)
+    feature_mean: float = number_field(0.3)
+    feature_std: float = positive_field(0.1)
     variant: str = "insert"
     levels: int | None = levels_field()
 

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_fields, checked, seed_field
+from fedleak.checks import NotApplicable, check_fields, count_field, positive_field, seed_field
 from fedleak.attacks.analytic import extract_linear, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
@@ -29,9 +29,9 @@ class TextEmbeddingConfig:
     """``seq_len`` tokens per sequence; Algorithm 1's ``scale_factor`` (0.99 was best on IMDB, §8.3) and
     ``std``; ``layer`` the dense layer after the embedding (default: the first linear layer)."""
 
-    seq_len: int = checked(low=1, integer=True)
-    scale_factor: float = checked(0.99, low=0, low_open=True)
-    std: float = checked(0.5, low=0, low_open=True)
+    seq_len: int = count_field()
+    scale_factor: float = positive_field(0.99)
+    std: float = positive_field(0.5)
     layer: str | None = None
     seed: int = seed_field()
 

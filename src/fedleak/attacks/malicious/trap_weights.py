@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_fields, checked, levels_field, seed_field
+from fedleak.checks import check_fields, checked, levels_field, number_field, positive_field, seed_field
 from fedleak.attacks.analytic import LayerSecret, extraction_layer
 from fedleak.attacks.malicious.forwarding import forward_input
 from fedleak.models.anatomy import trace
@@ -29,8 +29,8 @@ class TrapWeightsConfig:
 
     input_shape: tuple[int, ...]
     scale_factor: float = checked(0.95, label="scaling factor s", low=0, low_open=True)
-    mean: float = checked(0.0)
-    std: float = checked(0.5, low=0, low_open=True)
+    mean: float = number_field(0.0)
+    std: float = positive_field(0.5)
     layer: str | None = None
     levels: int | None = levels_field()
     seed: int = seed_field()
