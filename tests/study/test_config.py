@@ -21,3 +21,22 @@ def test_detect_eval_config_checks_its_manipulated_rounds():
         DetectEvalConfig(attack_rounds=(2, 25))
     with pytest.raises(ValueError, match="attack_clients must be in 1..10"):
         DetectEvalConfig(attack_clients=11)
+
+
+def test_the_shared_bases_give_each_config_its_data_profile_and_guard_fields():
+    from fedleak.detection.leakage_guard import LeakageGuard
+    from fedleak.experiments.adaptive import AdaptiveConfig
+    from fedleak.experiments.guard_cost import GuardCostConfig
+    from fedleak.experiments.qbi import QbiReproductionConfig
+
+    assert (QbiReproductionConfig().dataset, QbiReproductionConfig().profile) == ("bundled", "full")
+    assert QbiReproductionConfig.quick().profile == "quick"
+    assert AdaptiveConfig().tolerance == GuardCostConfig().tolerance == LeakageGuard().tolerance
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        GuardCostConfig(device="tpu")
+    with pytest.raises(ValueError, match="^rounds must be a positive int, got 0$"):
+        GuardCostConfig(rounds=0)
+    with pytest.raises(ValueError, match="^samples must be a positive int, got True$"):
+        AdaptiveConfig(samples=True)
+    with pytest.raises(ValueError, match="^no small options for model 'resnet50'; valid: "):
+        GuardCostConfig(models=("cnn", "resnet50"))
