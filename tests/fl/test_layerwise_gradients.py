@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fedleak.fl.layerwise_gradients import _outer_sum, layerwise_layers
+from fedleak.fl.layerwise_gradients import layerwise_layers
 from fedleak.fl.per_sample import SampleGradients
 from fedleak.models import build_model
 
@@ -52,13 +52,6 @@ def test_soft_labels_and_a_linear_model_without_input_gradients():
     assert all(g.requires_grad for g in fast(x, y).values())
 
 
-def test_outer_product_is_twice_differentiable():
-    g = torch.randn(3, 4, 1, dtype=torch.double, requires_grad=True)
-    a = torch.randn(3, 5, 1, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(_outer_sum, (g, a))
-    assert torch.autograd.gradgradcheck(_outer_sum, (g, a))
-
-
 def test_models_whose_samples_may_meet_are_left_to_vmap():
     shared = nn.Linear(3, 3)
     assert layerwise_layers(nn.Sequential(shared, nn.ReLU(), shared), ["0.weight"]) is None
@@ -73,7 +66,8 @@ def test_factored_gradients_give_the_distance_terms_of_the_materialised_ones():
     """A weight applied once per sample (the cnn's last conv, its classifier) comes back as RankOne factors:
     multiplied out they equal the plain per-sample gradients, and their dot product with a target and squared
     norm, and the input derivatives of both, equal those of the materialised gradients."""
-    from fedleak.fl.layerwise_gradients import RankOne, layerwise_gradients, materialised
+    from fedleak.fl.factored import RankOne, materialised
+    from fedleak.fl.layerwise_gradients import layerwise_gradients
     from fedleak.fl.training import sample_losses
 
     torch.manual_seed(2)

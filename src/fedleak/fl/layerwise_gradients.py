@@ -20,14 +20,15 @@ from the batch couples the samples and is left to ``vmap``.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from fedleak.fl.factored import LowRank, RankOne, factor_at, outer_sum
+from fedleak.fl.unfold import unfold_patches
 from fedleak.models.resnet import BasicBlock
 
 # Modules that act on each sample on its own (containers included); a model made only of these qualifies.
@@ -86,118 +87,13 @@ def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Mod
         layers[layer] = module
     return layers
 
-
-class _Outer(torch.autograd.Function):
-    """``g_i a_i^T`` per sample, ``(B, O), (B, I) -> (B, O, I)``: forward a broadcast product (a batched matrix
-    product with inner size 1 is several times slower on CPU), backward a row-wise dot product and a
-    row-vector-times-matrix product (measured on one CPU thread at B = 16, O = 64, I = 800: 0.45 and 0.15 ms,
-    against 1.2 and 1.7 ms for the matrix-times-column-vector products autograd would use). Differentiable twice."""
-
-    @staticmethod
-    def forward(ctx, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(g, a)
-        return g.unsqueeze(2) * a.unsqueeze(1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        g, a = ctx.saved_tensors
-        return torch.linalg.vecdot(grad, a.unsqueeze(1)), torch.bmm(g.unsqueeze(1), grad).squeeze(1)
-
-
-class _Bilinear(torch.autograd.Function):
-    """``g_i^T T_i a_i`` per sample, ``(B, O), (B, I), (B, O, I) -> (B,)``, differentiable once in ``g`` and ``a``
-    (``T`` is a constant): one pass over ``T`` forward (``T_i a_i``, kept for the backward) and one backward
-    (``g_i^T T_i``), where the materialised ``g_i a_i^T`` costs a write and several passes over ``B O I`` values."""
-
-    @staticmethod
-    def forward(ctx, g: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ta = torch.bmm(a.unsqueeze(1), t.transpose(1, 2)).squeeze(1)  # 4x faster than vecdot or bmm(t, a)
-        ctx.save_for_backward(g, ta, t)
-        return torch.linalg.vecdot(g, ta)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        g, ta, t = ctx.saved_tensors
-        grad = grad.unsqueeze(1)
-        grad_a = torch.bmm(g.unsqueeze(1), t).squeeze(1) * grad if ctx.needs_input_grad[1] else None
-        return ta * grad if ctx.needs_input_grad[0] else None, grad_a, None
-
-
-@dataclass(frozen=True)
-class RankOne:
-    """The per-sample gradients ``G_i = g_i a_i^T`` of a weight applied once per sample (a ``Linear`` on flat
-    inputs, a convolution with one output position), left as its factors ``g`` ``(B, O)`` and ``a`` ``(B, I)``:
-    what a distance needs of them, ``<G_i, T_i>`` and ``|G_i|^2 = |g_i|^2 |a_i|^2``, costs no ``B O I`` product
-    (the factorisation behind "ghost" norms, Goodfellow 2015; Li et al. 2022). ``shape``: the parameter's."""
-
-    g: torch.Tensor
-    a: torch.Tensor
-    shape: torch.Size
-
-    def materialise(self) -> torch.Tensor:
-        """``(B, *shape)``: the per-sample gradients themselves."""
-        return _Outer.apply(self.g, self.a).view(len(self.g), *self.shape)
-
-    def dot_and_square(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(<G_i, T_i>, |G_i|^2)`` per sample for a constant target ``rows`` ``(B, O * I)``."""
-        dot = _Bilinear.apply(self.g, self.a, rows.view(len(rows), *self.g.shape[1:], -1))
-        return dot, self.g.square().sum(1) * self.a.square().sum(1)
-
-
-def materialised(grads: Mapping[str, torch.Tensor | RankOne]) -> dict[str, torch.Tensor]:
-    """``grads`` with every :class:`RankOne` factorisation multiplied out."""
-    return {n: g.materialise() if isinstance(g, RankOne) else g for n, g in grads.items()}
-
-
-class _OuterSum(torch.autograd.Function):
-    """``g a^T`` per sample, ``(B, O, P), (B, I, P) -> (B, O, I)``, whose derivatives come back in the layout of
-    ``g`` and ``a`` (autograd's for ``bmm(g, a.transpose(1, 2))`` returns ``a``'s transposed, and the fold that
-    takes it back to a convolution's input is 6x slower on such a tensor). Differentiable twice."""
-
-    @staticmethod
-    def forward(ctx, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(g, a)
-        return torch.bmm(g, a.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        g, a = ctx.saved_tensors
-        grad_g = torch.bmm(grad, a) if ctx.needs_input_grad[0] else None
-        return grad_g, torch.bmm(grad.transpose(1, 2), g) if ctx.needs_input_grad[1] else None
-
-
-def _outer_sum(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``sum_p g[:, :, p] a[:, :, p]^T`` per sample, ``(B, O, P), (B, I, P) -> (B, O, I)``."""
-    if g.shape[2] == 1:
-        return _Outer.apply(g[:, :, 0], a[:, :, 0])
-    return _OuterSum.apply(g, a)
-
-
-class _Unfold(torch.autograd.Function):
-    """``F.unfold`` without dilation, ``(B, C, H, W) -> (B, C kh kw, P)``, forward as one copy of a strided view
-    (2x faster than ``im2col`` on one CPU thread), backward ``F.fold`` of a contiguous gradient (the view's own
-    backward is slower still). Differentiable twice (``fold``'s derivative is ``unfold``)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]):
-        ctx.size, ctx.kernel, ctx.stride, ctx.padding = x.shape[2:], kernel, stride, padding
-        if any(padding):
-            x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
-        view = x.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])  # (B, C, oh, ow, kh, kw)
-        return view.permute(0, 1, 4, 5, 2, 3).reshape(len(x), x.shape[1] * kernel[0] * kernel[1], -1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        folded = F.fold(grad.contiguous(), ctx.size, ctx.kernel, padding=ctx.padding, stride=ctx.stride)
-        return folded, None, None, None
-
-
 def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool):
     """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``."""
     if factored and g.shape[2] == 1:
         return RankOne(g[:, :, 0], a[:, :, 0], weight.shape), g[:, :, 0]
-    return _outer_sum(g, a).view(len(g), *weight.shape), g.sum(2)
+    if factored and factor_at(g.shape[1], a.shape[1], g.shape[2]):
+        return LowRank(g, a, weight.shape), g.sum(2)
+    return outer_sum(g, a).view(len(g), *weight.shape), g.sum(2)
 
 
 def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor, factored: bool):
@@ -214,7 +110,7 @@ def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             (n - k) // s == 0 for n, k, s in zip(x.shape[2:], kernel, module.stride)):
         return x[:, :, :kernel[0], :kernel[1]].reshape(len(x), -1, 1)
     if all(d == 1 for d in module.dilation):
-        return _Unfold.apply(x, kernel, module.stride, module.padding)
+        return unfold_patches(x, kernel, module.stride, module.padding)
     return F.unfold(x, kernel, dilation=module.dilation, padding=module.padding, stride=module.stride)
 
 
@@ -272,7 +168,7 @@ def _grouped_conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: 
     """A grouped (e.g. depthwise) convolution's per-sample weight gradient: one outer product per group."""
     groups, batch = module.groups, len(patches)
     g = grad_out.flatten(2)
-    per_group = _outer_sum(g.reshape(batch * groups, -1, g.shape[2]),
+    per_group = outer_sum(g.reshape(batch * groups, -1, g.shape[2]),
                            patches.reshape(batch * groups, -1, patches.shape[2]))
     return per_group.reshape(batch, *module.weight.shape), g.sum(2)
 
@@ -280,11 +176,13 @@ def _grouped_conv_gradients(module: nn.Conv2d, patches: torch.Tensor, grad_out: 
 def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: Sequence[str],
                         values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                         losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, create_graph: bool,
-                        factored: bool = False) -> dict[str, torch.Tensor | RankOne]:
+                        factored: bool = False) -> dict[str, torch.Tensor | RankOne | LowRank]:
     """``name -> (B, *shape)``: each sample's gradient of ``losses(outputs, y)`` (one loss per sample) for the
     parameters ``names`` of ``layers`` (from :func:`layerwise_layers`), the model run with ``values`` as its
     parameters and buffers. The result is differentiable in ``x`` and ``y`` when ``create_graph``. With
-    ``factored``, the weights applied once per sample get a :class:`RankOne` instead (see :func:`materialised`)."""
+    ``factored``, the weights applied once per sample get a :class:`RankOne` instead, and those applied at few
+    positions (:func:`fedleak.fl.factored.factor_at`) a :class:`LowRank` (see
+    :func:`fedleak.fl.factored.materialised`)."""
     seen: dict[str, tuple[torch.Tensor, torch.Tensor, bool]] = {}
 
     def record(name):

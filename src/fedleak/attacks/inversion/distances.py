@@ -1,8 +1,9 @@
 """Gradient distance functions (the GDF of Algorithm 1, paper 001 §3.3), one value per attacked victim.
 
-Every gradient is a dict ``name -> (V, *shape)`` with one row per victim (or its :class:`RankOne` factors, as the
-per-layer engine leaves the weights applied once per sample); a distance reduces every dimension
-but the first and returns a ``(V,)`` tensor, so independent victims share one batched optimisation. A registered
+Every gradient is a dict ``name -> (V, *shape)`` with one row per victim (or its :class:`RankOne` or
+:class:`LowRank` factors, as the per-layer engine leaves the weights applied at one or a few positions per
+sample); a distance reduces every dimension but the first and returns a ``(V,)`` tensor, so independent victims
+share one batched optimisation. A registered
 distance is prepared once per attack with the target: ``DISTANCES.get(name)(target, names)(dummy)``.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from fedleak.fl.layerwise_gradients import RankOne, materialised
+from fedleak.fl.factored import FACTORED, LowRank, RankOne, materialised
 from fedleak.registry import Registry
 
 Gradients = Mapping[str, torch.Tensor]
@@ -45,17 +46,18 @@ class _DotAndSquare(torch.autograd.Function):
         return torch.addcmul(r * grad_dot.unsqueeze(1), d, 2 * grad_square.unsqueeze(1)), None
 
 
-def _dot_and_square(dummy: torch.Tensor | RankOne, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _dot_and_square(dummy: torch.Tensor | RankOne | LowRank, rows: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per victim, the dot product of the dummy gradient with the target's rows and its own squared norm (from
-    the factors of a :class:`RankOne` gradient, without multiplying them out)."""
-    if isinstance(dummy, RankOne):
+    the factors of a :class:`RankOne` or :class:`LowRank` gradient, without multiplying them out)."""
+    if isinstance(dummy, FACTORED):
         return dummy.dot_and_square(rows)
     return _DotAndSquare.apply(_rowwise(dummy), rows)
 
 
 @DISTANCES.register("l2")
 def l2_distance(target: Gradients, names: Sequence[str]) -> Distance:
-    """Squared Euclidean distance summed over layers (DLG, Zhu et al. 2019). :class:`RankOne` gradients are
+    """Squared Euclidean distance summed over layers (DLG, Zhu et al. 2019). Factored gradients are
     multiplied out: expanding the square would cancel ``|T|^2`` against ``2 <G, T>`` near the optimum."""
     rows = {n: _rowwise(target[n]) for n in names}
 

@@ -16,7 +16,8 @@ import torch.nn as nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
 from fedleak.models.stochastic import stochastic_modules
-from fedleak.fl.layerwise_gradients import RankOne, layerwise_gradients, layerwise_layers
+from fedleak.fl.factored import LowRank, RankOne
+from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
 from fedleak.fl.per_sample import SampleGradients
 from fedleak.fl.training import auxiliary_modules, sample_losses
 
@@ -33,8 +34,8 @@ def attack_copy(model: nn.Module, device) -> nn.Module:
 
 class LaneGradients:
     """``engine(x (L, *input), y (L,) labels or (L, K) label probabilities, draws name -> (L, 1, ...))`` ->
-    ``name -> (L, *shape)`` or :class:`RankOne`: the gradient of each lane's one dummy sample, differentiable in
-    ``x`` and ``y`` (and the draws)."""
+    ``name -> (L, *shape)``, :class:`RankOne` or :class:`LowRank`: the gradient of each lane's one dummy sample,
+    differentiable in ``x`` and ``y`` (and the draws)."""
 
     def __init__(self, model: nn.Module, names: Sequence[str]):
         self.model, self.names = model, list(names)
@@ -47,7 +48,7 @@ class LaneGradients:
     def _losses(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return sample_losses(self.model, outputs, y, modules=())
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, draws=None) -> dict[str, torch.Tensor | RankOne]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, draws=None) -> dict[str, torch.Tensor | RankOne | LowRank]:
         if self._layers is None:
             return self.samples(x, y, draws)
         connected = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from fedleak.attacks.inversion.config import InversionConfig
 from fedleak.attacks.base import Knowledge
-from fedleak.fl.layerwise_gradients import materialised
+from fedleak.fl.factored import materialised
 from fedleak.models.stochastic import stochastic_modules
 from fedleak.models.anatomy import trace
 
@@ -60,7 +60,8 @@ class GradientModel:
 
     def shared(self, grads: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What the client would have sent for these dummy gradients: GP_Phi(DP_Xi(G')) (Algorithm 2, input).
-        Factored (:class:`RankOne`) gradients are multiplied out only where a defense changes them."""
+        Factored gradients (:data:`fedleak.fl.factored.FACTORED`) are multiplied out only where a
+        defense changes them."""
         if self.dp_clip is not None or self.pruning_masks:
             grads = materialised(grads)
         if self.dp_clip is not None:
