@@ -42,26 +42,24 @@ def test_the_cost_rule_factors_deep_stages_and_never_the_small_cnn():
     assert not factor_at(32, 16 * 25, 25) and not factor_at(16, 3 * 25, 196)  # the cnn's convolutions
 
 
-def test_the_engine_factors_a_resnets_last_stage_and_its_distance_terms_match():
-    torch.manual_seed(4)
-    model = build_model("resnet18", (3, 16, 16), 5, norm="group", width=4).train()
+def _factored_and_plain(model, x, y):
+    """The per-layer engine's factored gradients of ``model`` on ``(x, y)`` and the plain per-sample ones."""
     names = [n for n, _ in model.named_parameters()]
     for parameter in model.parameters():
-        parameter.requires_grad_(False)
+        parameter.requires_grad_(False)  # as in the attacker's copy: only the inputs are optimised
     engine = SampleGradients(model, names)
-    x = torch.rand(3, 3, 16, 16, requires_grad=True)
-    y = torch.randint(0, 5, (3,))
-    values = {**engine._weights, **engine._constants}
-    factored = layerwise_gradients(model, engine._layers, names, values, x, y,
+    factored = layerwise_gradients(model, engine._layers, names, {**engine._weights, **engine._constants}, x, y,
                                    lambda o, t: sample_losses(model, o, t), create_graph=True, factored=True)
-    low_rank = {n for n, g in factored.items() if isinstance(g, LowRank)}
-    assert low_rank and all(n.startswith("layer4.") for n in low_rank), low_rank
-    assert {n for n, g in factored.items() if isinstance(g, RankOne)} == {"classifier.weight"}
-    plain = engine(x, y)
+    return factored, engine(x, y)
+
+
+def _assert_distance_terms_match(factored, plain, names, x):
+    """Multiplied out, the factors equal the plain gradients; their dot product with a target and squared norm, and
+    the input derivatives of both, equal those of the plain gradients."""
     for name, g in materialised(factored).items():
         assert torch.allclose(g, plain[name], rtol=1e-4, atol=1e-6 * float(plain[name].detach().abs().max())), name
-    for name in sorted(low_rank):
-        rows = torch.randn(3, plain[name][0].numel())
+    for name in sorted(names):
+        rows = torch.randn(len(x), plain[name][0].numel())
         dot, square = factored[name].dot_and_square(rows)
         flat = plain[name].flatten(1)
         assert torch.allclose(dot, (flat * rows).sum(1), rtol=1e-4, atol=1e-5)
@@ -69,3 +67,25 @@ def test_the_engine_factors_a_resnets_last_stage_and_its_distance_terms_match():
         (dx_fast,) = torch.autograd.grad((dot + square).sum(), x, retain_graph=True)
         (dx_plain,) = torch.autograd.grad(((flat * rows).sum(1) + flat.pow(2).sum(1)).sum(), x, retain_graph=True)
         assert torch.allclose(dx_fast, dx_plain, rtol=1e-3, atol=1e-5 * float(dx_plain.detach().abs().max())), name
+
+
+def test_weights_applied_once_per_sample_come_back_rank_one():
+    """The cnn's last conv (one output position) and its classifier: RankOne factors, nothing LowRank."""
+    torch.manual_seed(2)
+    x = torch.rand(4, 3, 32, 32, requires_grad=True)
+    factored, plain = _factored_and_plain(build_model("cnn", (3, 32, 32), 10).train(), x, torch.randint(0, 10, (4,)))
+    rank_one = {n for n, g in factored.items() if isinstance(g, RankOne)}
+    assert rank_one == {"block3.conv.weight", "classifier.weight"}
+    assert not any(isinstance(g, LowRank) for g in factored.values())
+    _assert_distance_terms_match(factored, plain, rank_one, x)
+
+
+def test_the_engine_factors_a_resnets_last_stage_and_its_distance_terms_match():
+    torch.manual_seed(4)
+    x = torch.rand(3, 3, 16, 16, requires_grad=True)
+    model = build_model("resnet18", (3, 16, 16), 5, norm="group", width=4).train()
+    factored, plain = _factored_and_plain(model, x, torch.randint(0, 5, (3,)))
+    low_rank = {n for n, g in factored.items() if isinstance(g, LowRank)}
+    assert low_rank and all(n.startswith("layer4.") for n in low_rank), low_rank
+    assert {n for n, g in factored.items() if isinstance(g, RankOne)} == {"classifier.weight"}
+    _assert_distance_terms_match(factored, plain, low_rank, x)

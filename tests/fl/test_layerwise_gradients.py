@@ -62,37 +62,6 @@ def test_models_whose_samples_may_meet_are_left_to_vmap():
     assert list(layerwise_layers(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), ["0.weight"])) == ["0"]
 
 
-def test_factored_gradients_give_the_distance_terms_of_the_materialised_ones():
-    """A weight applied once per sample (the cnn's last conv, its classifier) comes back as RankOne factors:
-    multiplied out they equal the plain per-sample gradients, and their dot product with a target and squared
-    norm, and the input derivatives of both, equal those of the materialised gradients."""
-    from fedleak.fl.factored import RankOne, materialised
-    from fedleak.fl.layerwise_gradients import layerwise_gradients
-    from fedleak.fl.training import sample_losses
-
-    torch.manual_seed(2)
-    model = build_model("cnn", (3, 32, 32), 10).train()
-    fast, _ = _engines(model)
-    x = torch.rand(4, 3, 32, 32, requires_grad=True)
-    y = torch.randint(0, 10, (4,))
-    values = {**fast._weights, **fast._constants}
-    factored = layerwise_gradients(model, fast._layers, fast.names, values, x, y,
-                                   lambda o, t: sample_losses(model, o, t), create_graph=True, factored=True)
-    assert {n for n, g in factored.items() if isinstance(g, RankOne)} == {"block3.conv.weight", "classifier.weight"}
-    plain = fast(x, y)
-    for name, g in materialised(factored).items():
-        assert torch.allclose(g, plain[name], rtol=1e-4, atol=1e-6 * float(plain[name].detach().abs().max())), name
-    for name in ("block3.conv.weight", "classifier.weight"):
-        rows = torch.randn(4, plain[name][0].numel())
-        dot, square = factored[name].dot_and_square(rows)
-        flat = plain[name].flatten(1)
-        assert torch.allclose(dot, (flat * rows).sum(1), rtol=1e-4, atol=1e-5)
-        assert torch.allclose(square, flat.pow(2).sum(1), rtol=1e-4)
-        (dx_fast,) = torch.autograd.grad((dot + square).sum(), x, retain_graph=True)
-        (dx_plain,) = torch.autograd.grad(((flat * rows).sum(1) + flat.pow(2).sum(1)).sum(), x, retain_graph=True)
-        assert torch.allclose(dx_fast, dx_plain, rtol=1e-3, atol=1e-5 * float(dx_plain.detach().abs().max())), name
-
-
 def _references(model, x, y):
     """Each sample's gradient as a batch of one, by torch.func's vmap(grad) and by a loop of plain autograd
     (create_graph): the references of the per-layer engine."""
