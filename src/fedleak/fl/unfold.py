@@ -36,8 +36,8 @@ class _Fold(torch.autograd.Function):
     strided slice, added in col2im's order (offsets ascending from zero), so the result is bit for bit
     ``F.fold``'s. ATen's col2im runs one thread over the samples; these additions use every intra-op thread
     (measured on 2 threads: 128 x 3 x 32 x 32 at 5 x 5, stride 2, 2.2 against 3.0 ms; 4 x 64 x 32 x 32 at
-    3 x 3, padding 1, 0.7 against 3.3 ms). Small folds keep ``F.fold``. Differentiable twice
-    (its derivative is :class:`_Unfold`)."""
+    3 x 3, padding 1, 0.7 against 3.3 ms). Small folds, and folds off the CPU, keep ``F.fold``. Differentiable
+    twice (its derivative is :class:`_Unfold`)."""
 
     @staticmethod
     def forward(ctx, grad: torch.Tensor, size, kernel: tuple[int, int], stride: tuple[int, int],
@@ -47,7 +47,7 @@ class _Fold(torch.autograd.Function):
         height, width = size[0] + 2 * ph, size[1] + 2 * pw
         rows, cols = (height - kh) // sh + 1, (width - kw) // sw + 1
         batch, channels = len(grad), grad.shape[1] // (kh * kw)
-        if batch * channels * rows * cols < _PARALLEL_FOLD:
+        if grad.device.type != "cpu" or batch * channels * rows * cols < _PARALLEL_FOLD:  # CUDA's fold is parallel
             return F.fold(grad.contiguous(), tuple(size), kernel, padding=padding, stride=stride)
         offsets = grad.reshape(batch, channels, kh, kw, rows, cols)
         out = grad.new_zeros(batch, channels, height, width)
