@@ -237,6 +237,14 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
         for module in replaced:
             del module.forward
     grads = {}
+    unfolded_inputs: dict[tuple, torch.Tensor] = {}  # convolutions reading one input (the CVB's encoders) share
+
+    def patches_of(module: nn.Conv2d, inputs: torch.Tensor) -> torch.Tensor:
+        key = (id(inputs), module.kernel_size, module.stride, _padding(module), module.dilation)
+        if key not in unfolded_inputs:
+            unfolded_inputs[key] = _patches(module, inputs)
+        return unfolded_inputs[key]
+
     with torch.set_grad_enabled(create_graph):
         for (name, module), grad_out in zip(layers.items(), grad_outs):
             inputs, _, unfolded = seen[name]
@@ -245,9 +253,9 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
             elif not isinstance(module, nn.Conv2d):
                 weight, bias = _norm_gradients(module, inputs, grad_out)
             elif module.groups > 1:
-                weight, bias = _grouped_conv_gradients(module, _patches(module, inputs), grad_out)
+                weight, bias = _grouped_conv_gradients(module, patches_of(module, inputs), grad_out)
             else:
-                patches = inputs if unfolded else _patches(module, inputs)
+                patches = inputs if unfolded else patches_of(module, inputs)
                 weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
             grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}
