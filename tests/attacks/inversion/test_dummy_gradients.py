@@ -84,3 +84,20 @@ def test_fresh_draws_and_unknown_draws_are_left_to_vmap(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="no random defense module named nope"):
         engine(x, y, {**draws, "nope": torch.zeros(2, 1)})
+
+
+def test_a_one_dimensional_bottleneck_is_left_to_vmap_and_still_right():
+    """A CVB on (C, L) features convolves with Conv1d, which the per-layer engine does not cover: vmap it is."""
+    from fedleak.defenses.bottleneck import ConvBottleneck
+
+    torch.manual_seed(4)
+    model = attack_copy(torch.nn.Sequential(ConvBottleneck((4, 6), K=8, kernel_size=3), torch.nn.Flatten(),
+                                            torch.nn.Linear(24, 3)), "cpu")
+    engine = LaneGradients(model, [n for n, _ in model.named_parameters()])
+    assert engine._layers is None
+    x, y = torch.rand(2, 4, 6), torch.tensor([0, 2])
+    draws = {"0": torch.randn(2, 1, 8, 6)}
+    for i in range(2):
+        alone = engine(x[i:i + 1], y[i:i + 1], {"0": draws["0"][i:i + 1]})
+        for name, g in engine(x, y, draws).items():
+            torch.testing.assert_close(g[i], alone[name][0], rtol=1e-5, atol=1e-7)
