@@ -2,7 +2,8 @@
 
 The dummy gradients of B = 1 victims come from :class:`LaneGradients`: one lane per victim (and restart), each
 lane's random modules using that lane's draw; the per-layer engine (:mod:`fedleak.fl.layerwise_gradients`) where
-it applies, with the weights applied once per sample left factored for the distance, else the per-sample engine
+it applies (behind Dropout, PRECODE and CVB too when every lane's draws are given), with the weights applied once
+per sample left factored for the distance, else the per-sample engine
 :class:`fedleak.fl.per_sample.SampleGradients`. A victim whose gradient is the mean over a batch of B > 1 samples
 gets :class:`LaneBatchGradients` instead.
 """
