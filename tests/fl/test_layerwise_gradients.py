@@ -128,3 +128,30 @@ def test_batch_norm_that_updates_running_statistics_is_left_to_vmap():
     model = build_model("resnet18", (3, 16, 16), 5, norm="batch", width=4).train()
     assert layerwise_layers(model, ["classifier.weight"]) is None  # training-mode BN couples the batch
     assert layerwise_layers(model.eval(), ["classifier.weight", "stem.norm.weight"]) is not None
+
+
+def test_same_padding_qualifies_only_when_asked_and_symmetric():
+    """``padding="same"`` is symmetric zero padding for an odd kernel (the CVB's encoders); the inversion's lanes
+    ask for it (``same=True``), the engine's other callers (DP-SGD) keep their vmap path for it."""
+    odd = nn.Sequential(nn.Conv2d(2, 3, 5, padding="same"), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
+    assert layerwise_layers(odd, ["0.weight"]) is None
+    assert list(layerwise_layers(odd, ["0.weight", "0.bias"], same=True)) == ["0"]
+    even = nn.Sequential(nn.Conv2d(2, 3, 4, padding="same"))
+    assert layerwise_layers(even, ["0.weight"], same=True) is None  # asymmetric: one more zero on one side
+    from fedleak.fl.layerwise_gradients import layerwise_gradients
+    from fedleak.fl.training import sample_losses
+
+    torch.manual_seed(3)
+    fast, slow = _engines(odd)
+    x = torch.rand(3, 2, 6, 6, requires_grad=True)
+    y = torch.randint(0, 4, (3,))
+    for lanes in (1, 3):  # one sample unfolds its input for the forward as well
+        grads = layerwise_gradients(odd, layerwise_layers(odd, fast.names, same=True), fast.names,
+                                    {**fast._weights, **fast._constants}, x[:lanes], y[:lanes],
+                                    lambda o, t: sample_losses(odd, o, t), create_graph=True)
+        expected = slow(x[:lanes], y[:lanes])
+        for name, g in expected.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6 * float(g.detach().abs().max()))
+        dx, = torch.autograd.grad(grads["0.weight"].pow(2).sum(), x)
+        dx_slow, = torch.autograd.grad(expected["0.weight"].pow(2).sum(), x)
+        torch.testing.assert_close(dx, dx_slow, rtol=1e-4, atol=1e-6 * float(dx_slow.abs().max()))

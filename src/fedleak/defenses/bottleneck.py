@@ -39,6 +39,7 @@ class VariationalBottleneck(StochasticModule):
 
     kind = "noise"
     transient = ("mu", "std")
+    samplewise = True  # encoder, noise and decoder act on each sample; the KL per sample: sample_auxiliary_loss
 
     def __init__(self, beta: float):
         super().__init__()

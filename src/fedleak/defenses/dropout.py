@@ -46,6 +46,7 @@ class StochasticDropout(StochasticModule):
     """
 
     kind = "mask"
+    samplewise = True  # an elementwise mask
 
     def __init__(self, p: float = 0.25):
         super().__init__()

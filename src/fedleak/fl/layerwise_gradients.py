@@ -9,9 +9,10 @@ in the inputs (double backpropagation for gradient inversion), and no ``vmap`` t
 gradients into grouped convolutions.
 
 It applies only where that independence is known: every module is one of :data:`SAMPLEWISE` (elementwise
-layers, pooling, containers, the residual block of :mod:`fedleak.models.resnet`; no random or auxiliary-loss
-modules), none runs twice, and every requested parameter is the weight or bias of a ``Linear``, a ``Conv2d`` (any
-groups, depthwise included; zero padding), a ``GroupNorm`` or ``LayerNorm`` (each normalises one sample), or a
+layers, pooling, containers, the residual block of :mod:`fedleak.models.resnet`; random defense modules only
+when the caller gives each sample its own draw, see :func:`layerwise_layers`), none runs twice, and every
+requested parameter is the weight or bias of a ``Linear``, a ``Conv2d`` (any groups, depthwise included; zero
+padding, ``"same"`` where it is symmetric), a ``GroupNorm`` or ``LayerNorm`` (each normalises one sample), or a
 batch norm that normalises each sample on its own: in eval mode (running statistics), or without running
 statistics in training mode, where a sample on its own is a batch of one (as ``vmap`` over samples and the
 inversion's lanes see it) and batch norm is instance norm. A batch norm that would update running statistics
@@ -30,6 +31,7 @@ from torch.func import functional_call
 from fedleak.fl.factored import LowRank, RankOne, factor_at, outer_sum
 from fedleak.fl.unfold import unfold_patches
 from fedleak.models.resnet import BasicBlock
+from fedleak.models.stochastic import StochasticModule
 
 # Modules that act on each sample on its own (containers included); a model made only of these qualifies.
 SAMPLEWISE = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Conv2d, nn.Linear, nn.ReLU, nn.LeakyReLU, nn.ELU,
@@ -38,8 +40,21 @@ SAMPLEWISE = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Conv2d, nn.Linear,
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def _plain_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+def _padding(module: nn.Conv2d) -> tuple[int, ...] | None:
+    """A convolution's zero padding per side as numbers: ``"valid"`` is none, ``"same"`` (stride 1) is
+    ``d (k - 1) / 2`` on each side where that is whole (an odd kernel), else None (asymmetric padding)."""
+    if not isinstance(module.padding, str):
+        return tuple(module.padding)
+    if module.padding == "valid":
+        return (0,) * len(module.kernel_size)
+    total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size)]
+    return tuple(t // 2 for t in total) if all(t % 2 == 0 for t in total) else None
+
+
+def _plain_conv(module: nn.Module, same: bool = False) -> bool:
+    if not isinstance(module, nn.Conv2d) or module.padding_mode != "zeros":
+        return False
+    return (same or not isinstance(module.padding, str)) and _padding(module) is not None
 
 
 def _per_sample_batch_norm(module: nn.Module) -> bool:
@@ -49,9 +64,11 @@ def _per_sample_batch_norm(module: nn.Module) -> bool:
     return module.running_mean is None or not module.training
 
 
-def _qualifies(module: nn.Module) -> bool:
+def _qualifies(module: nn.Module, drawn: bool = False) -> bool:
     if getattr(module, "inplace", False):
         return False  # in place activations would overwrite the recorded layer outputs
+    if drawn and isinstance(module, StochasticModule):
+        return module.samplewise
     return type(module) in SAMPLEWISE or _per_sample_batch_norm(module)
 
 
@@ -70,19 +87,25 @@ def _sample_batch_norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 _OWNERS = (nn.Linear, nn.GroupNorm, nn.LayerNorm) + _BATCH_NORMS
 
 
-def layerwise_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module] | None:
+def layerwise_layers(model: nn.Module, names: Sequence[str], *, drawn: bool = False, same: bool = False
+                     ) -> dict[str, nn.Module] | None:
     """``layer name -> module`` of the layers owning ``names`` when the per-layer rule applies to ``model``,
-    else None."""
+    else None. With ``drawn``, the caller gives every random defense module one draw per sample (its
+    ``override``), and those whose output then depends on each sample's own input and draw only
+    (``samplewise``: Dropout, the variational bottlenecks, their KL terms per sample) qualify too. With ``same``,
+    a ``Conv2d`` with ``padding="same"`` (the CVB's encoders, vgg_cnn) qualifies where that padding is symmetric
+    (an odd kernel); the defaults keep the engine's older reach for its other callers (DP-SGD, D-SNR), whose
+    figures stay on the path they were made with."""
     modules = dict(model.named_modules())
     if len(modules) != len(list(model.named_modules(remove_duplicate=False))):
         return None  # a module that runs twice would record only its last call
-    if not all(_qualifies(m) for m in modules.values()):
+    if not all(_qualifies(m, drawn) for m in modules.values()):
         return None
     layers = {}
     for name in names:
         layer, _, kind = name.rpartition(".")
         module = modules.get(layer)
-        if kind not in ("weight", "bias") or not (isinstance(module, _OWNERS) or _plain_conv(module)):
+        if kind not in ("weight", "bias") or not (isinstance(module, _OWNERS) or _plain_conv(module, same)):
             return None
         layers[layer] = module
     return layers
@@ -105,13 +128,13 @@ def _linear_gradients(module: nn.Linear, inputs: torch.Tensor, grad_out: torch.T
 def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``(B, C kh kw, P)``: the input patches each output position sees. A convolution with one output
     position and no padding sees the top-left ``kh x kw`` window: a view, not an unfolding."""
-    kernel = module.kernel_size
-    if all(p == 0 for p in module.padding) and all(d == 1 for d in module.dilation) and all(
+    kernel, padding = module.kernel_size, _padding(module)
+    if all(p == 0 for p in padding) and all(d == 1 for d in module.dilation) and all(
             (n - k) // s == 0 for n, k, s in zip(x.shape[2:], kernel, module.stride)):
         return x[:, :, :kernel[0], :kernel[1]].reshape(len(x), -1, 1)
     if all(d == 1 for d in module.dilation):
-        return unfold_patches(x, kernel, module.stride, module.padding)
-    return F.unfold(x, kernel, dilation=module.dilation, padding=module.padding, stride=module.stride)
+        return unfold_patches(x, kernel, module.stride, padding)
+    return F.unfold(x, kernel, dilation=module.dilation, padding=padding, stride=module.stride)
 
 
 def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.Tensor, x: torch.Tensor
@@ -123,7 +146,7 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
     forward). Measured on one CPU thread: 1.3x faster than mkldnn for one sample, 5-10% faster per inversion
     iteration on the cnn's first layer at 16 and 128 samples; deeper layers of a batch keep mkldnn (0.8x)."""
     size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-            zip(x.shape[2:], module.padding, module.dilation, module.kernel_size, module.stride)]
+            zip(x.shape[2:], _padding(module), module.dilation, module.kernel_size, module.stride)]
     if module.groups > 1 or (len(x) > 1 and (x is not model_input or size == [1, 1])):
         out = module._conv_forward(x, module.weight, module.bias)
         seen[name] = (x, out, False)
@@ -214,6 +237,14 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
         for module in replaced:
             del module.forward
     grads = {}
+    unfolded_inputs: dict[tuple, torch.Tensor] = {}  # convolutions reading one input (the CVB's encoders) share
+
+    def patches_of(module: nn.Conv2d, inputs: torch.Tensor) -> torch.Tensor:
+        key = (id(inputs), module.kernel_size, module.stride, _padding(module), module.dilation)
+        if key not in unfolded_inputs:
+            unfolded_inputs[key] = _patches(module, inputs)
+        return unfolded_inputs[key]
+
     with torch.set_grad_enabled(create_graph):
         for (name, module), grad_out in zip(layers.items(), grad_outs):
             inputs, _, unfolded = seen[name]
@@ -222,9 +253,9 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
             elif not isinstance(module, nn.Conv2d):
                 weight, bias = _norm_gradients(module, inputs, grad_out)
             elif module.groups > 1:
-                weight, bias = _grouped_conv_gradients(module, _patches(module, inputs), grad_out)
+                weight, bias = _grouped_conv_gradients(module, patches_of(module, inputs), grad_out)
             else:
-                patches = inputs if unfolded else _patches(module, inputs)
+                patches = inputs if unfolded else patches_of(module, inputs)
                 weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
             grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}

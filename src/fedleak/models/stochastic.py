@@ -32,6 +32,9 @@ class StochasticModule(nn.Module):
     """Base class of the random defense modules; subclasses implement :meth:`fresh_draw` and ``forward``."""
 
     kind: str = ""
+    # Whether, given one draw per sample, each sample's output (and auxiliary loss share) depends on its own input
+    # and draw only, so that per-sample gradients may come from one batched pass (fedleak.fl.layerwise_gradients).
+    samplewise: bool = False
     # Attributes holding tensors of the last forward; a copy (deepcopy, pickle) does not carry them.
     transient: tuple[str, ...] = ()
 
