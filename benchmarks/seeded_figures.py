@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +25,17 @@ COMMANDS = {
     "defenses-dp": ["reproduce", "defenses-dp", "--quick"],
     "first-contact": ["detect-eval", "--quick", "--first-contact"],
 }
-# keys whose numbers measure the run, not the result
-VOLATILE = ("second", "time", "wall", "elapsed", "duration", "cpu", "date", "version", "host", "pid", "started",
-            "finished", "threads", "peak", "memory", "rss", "_s", "ms")
+# words of the keys whose numbers measure the run, not the result ("extraction ms", "fwd_bwd_s", "check seconds")
+VOLATILE = {"second", "seconds", "time", "times", "wall", "elapsed", "duration", "cpu", "date", "version", "host",
+            "pid", "started", "finished", "timestamp", "threads", "peak", "memory", "rss", "s", "ms",
+            "relative_to_local_epoch"}
 
 
 def _volatile(key: str) -> bool:
+    """Whether ``key`` names a measurement of the run: one of its words (split at anything but letters) is in
+    :data:`VOLATILE`, or the whole key is. Whole words: "updates" holds "date" and "victims" holds "ms"."""
     key = key.lower()
-    return any(part in key for part in VOLATILE)
+    return key in VOLATILE or any(word in VOLATILE for word in re.findall(r"[a-z]+", key))
 
 
 def _numbers(value, prefix: str, out: dict, folder: str) -> None:
