@@ -39,6 +39,8 @@ STATE_KEY = "detection"
 VerdictSink = Callable[[Client, list[Verdict]], None]
 
 PAPER = ("architecture", "filter_ratio", "dsnr", "warmup_zscore")  # Wang & Li (paper 000) §3, §5, in its order
+# the columns of the paper's detection tables: its detectors, and the warm-up Z-score that remembers accepted rounds
+PAPER_COLUMNS = (*PAPER, "warmup_zscore+rounds")
 SIGNATURES = ("architecture", "degenerate_rows", "parallel_rows", "mirrored_rows", "sign_imbalance",
               "batch_dominance")  # the first-contact chain before the open-world measurement, in its order
 DEMOTED = ("degenerate_rows", "parallel_rows", "mirrored_rows")  # over the false-alarm bound on the benign zoo

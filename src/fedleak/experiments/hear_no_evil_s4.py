@@ -34,7 +34,8 @@ from fedleak.attacks.base import AttackContext  # noqa: E402
 from fedleak.attacks.learned.seer import load_checkpoint  # noqa: E402
 from fedleak.cases.probe import prepare_attack, sent_to  # noqa: E402
 from fedleak.data import load_dataset  # noqa: E402
-from fedleak.detection.chain import PAPER, ChainSettings, build_chain, detector_mod, verdict_rows  # noqa: E402
+from fedleak.detection.chain import (PAPER, PAPER_COLUMNS, ChainSettings, build_chain, detector_mod,  # noqa: E402
+                                    verdict_rows)
 from fedleak.study.paper_tables import P000_SEER  # noqa: E402
 from fedleak.study.config import RunConfig  # noqa: E402
 from fedleak.study.seer_case import (CLEAR, NORM_TAGS, SeerReproductionConfig, attack_batches,  # noqa: E402
@@ -44,7 +45,6 @@ from fedleak.models import build_model  # noqa: E402
 from fedleak.report import ResultsDir  # noqa: E402
 from fedleak.report.plots import save_figure  # noqa: E402
 
-COLUMNS = ("architecture", "filter_ratio", "dsnr", "warmup_zscore", "warmup_zscore+rounds")
 SEER_BATCH = 16  # the batch size of ``fedleak reproduce seer`` (its checkpoints are reused)
 
 
@@ -193,7 +193,7 @@ def detection_cells(config: S4Config, results: ResultsDir, train, test) -> None:
             for name, sent in attack_models(kind, server.model, config, public, seer_path).items():
                 verdicts = verdict_rows(chain.check_client(client, sent, round=round, remember=False))
                 results.add(f"detect/{kind}/{name}", {"part": "detect", "model": name, "network": f"cnn {norm}",
-                                                      "round": round, **{c: verdicts.get(c) for c in COLUMNS}})
+                                                      "round": round, **{c: verdicts.get(c) for c in PAPER_COLUMNS}})
 
         server.run(before_round=check)
         results.add(f"detect/{kind}/done", {"part": "done"})
@@ -237,7 +237,7 @@ def summarize_s4(cells: list[dict], config: S4Config) -> dict:
     detection = []
     for c in (c for c in cells if c.get("part") == "detect"):
         row = {"model": c["model"], "network": c["network"], "round": c["round"]}
-        for column in COLUMNS:
+        for column in PAPER_COLUMNS:
             verdict = c.get(column)
             row[f"{column} flagged"] = None if verdict is None else verdict["flagged"]
             row[f"{column} score"] = None if verdict is None else verdict["score"]
@@ -280,7 +280,7 @@ def report(summary: dict) -> str:
     lines.append("Detectors on the model sent in the attacked round (flagged / score)")
     for row in summary["detection"]:
         cells = "  ".join(f"{c}: {'FLAG' if row[f'{c} flagged'] else 'pass'} {row[f'{c} score']:.3g}"
-                          if row[f"{c} flagged"] is not None else f"{c}: -" for c in COLUMNS)
+                          if row[f"{c} flagged"] is not None else f"{c}: -" for c in PAPER_COLUMNS)
         lines.append(f"  {row['model']:<45} {cells}")
     lines += verdicts(summary)
     lines.append("paper: " + "; ".join(P000_SEER.values()))

@@ -9,9 +9,8 @@ from collections import defaultdict
 from statistics import mean
 
 from fedleak.detection.calibration import fit_threshold
+from fedleak.detection.chain import PAPER_COLUMNS as DETECTORS
 from fedleak.report import ResultsDir
-
-DETECTORS = ("architecture", "filter_ratio", "dsnr", "warmup_zscore", "warmup_zscore+rounds")
 
 
 def _rate(flags: list[bool]) -> float | None:
