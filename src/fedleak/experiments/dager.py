@@ -35,7 +35,7 @@ from fedleak.study.config import RunConfig
 from fedleak.metrics.text import text_scores
 from fedleak.models import build_model
 from fedleak.report import ResultsDir
-from fedleak.report.comparison import Comparison, comparison_markdown
+from fedleak.report.comparison import Comparison
 from fedleak.seeds import run_seed
 
 FAMILIES = ("decoder", "encoder")
@@ -141,7 +141,6 @@ def reproduce_dager(config: DagerReproductionConfig, out: str | Path, *, progres
                              "note": "; ".join(refused)})
                 comparison.append([family, mode, batch, mean["rouge1"], mean["rouge2"], mean["exact"],
                                    PAPER[family][mode]])
-    results.write_json("results.json", summary)
     headers = list(rows[0])
     widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
     lines = [f"DAGER (Petrov et al. 2024) on fortunes, {config.seq_len} tokens, random-init decoder "
@@ -150,16 +149,13 @@ def reproduce_dager(config: DagerReproductionConfig, out: str | Path, *, progres
     lines += ["  ".join(h.ljust(widths[h]) for h in headers).rstrip()]
     lines += ["  ".join(str(r[h]).ljust(widths[h]) for h in headers).rstrip() for r in rows]
     text = "\n".join(lines) + "\n"
-    results.write_text("table.txt", text)
     notes = ["ours: random weights, local BPE tokenizer, fortunes; paper: pretrained GPT-2/LLaMA/BERT on CoLA, "
              "SST-2, Rotten Tomatoes (module docstring: deviations)",
              "B·n must be below the width (LoRA: below r) for the gradient to be low rank (paper §4); rows past it "
              "are refused by the attack, not guessed"]
-    results.write_text("comparison.md", comparison_markdown(
-        "DAGER (Petrov et al., NeurIPS 2024): ours beside the paper",
-        [Comparison("exact recovery and ROUGE-1/2 per batch size", ["model", "tuning", "B", "ROUGE-1 (ours)",
-                                                                    "ROUGE-2 (ours)", "exact (ours)", "paper"],
-                    comparison, notes)]))
+    columns = ["model", "tuning", "B", "ROUGE-1 (ours)", "ROUGE-2 (ours)", "exact (ours)", "paper"]
+    results.write_report(summary, text, "DAGER (Petrov et al., NeurIPS 2024): ours beside the paper",
+                         [Comparison("exact recovery and ROUGE-1/2 per batch size", columns, comparison, notes)])
     return {"text": text, "results": summary}
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from fedleak.models.stochastic import overriding, stochastic_modules
+from fedleak.models.stochastic import forget_last_forward, overriding, stochastic_modules
 from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
 from fedleak.fl.training import auxiliary_modules, sample_losses
 
@@ -91,10 +91,7 @@ class SampleGradients:
             grads = self._single(x, y, draws)
         else:
             grads = self._vmapped(self._weights, x, y, draws)
-        for module in self.randoms.values():  # the per-sample forwards left batched tensors behind
-            module.last_draw = None
-            for attr in module.transient:
-                setattr(module, attr, None)
+        forget_last_forward(self.randoms.values())  # the per-sample forwards left batched tensors behind
         return grads
 
 

@@ -85,6 +85,15 @@ def stochastic_modules(model: nn.Module) -> list[tuple[str, StochasticModule]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, StochasticModule)]
 
 
+def forget_last_forward(modules) -> None:
+    """Drop what the last forward left on each of the random ``modules`` (its draw and :attr:`transient`
+    tensors): after a batched or per-sample gradient pass they hold that pass's tensors, not a client's draw."""
+    for module in modules:
+        module.last_draw = None
+        for attr in module.transient:
+            setattr(module, attr, None)
+
+
 def last_draws(model: nn.Module) -> dict[str, torch.Tensor]:
     """The draw each random module used in the last forward (modules that drew nothing are left out)."""
     return {name: m.last_draw for name, m in stochastic_modules(model) if m.last_draw is not None}

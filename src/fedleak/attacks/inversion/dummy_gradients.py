@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
-from fedleak.models.stochastic import overriding, stochastic_modules
+from fedleak.models.stochastic import forget_last_forward, overriding, stochastic_modules
 from fedleak.fl.factored import LowRank, RankOne
 from fedleak.fl.layerwise_gradients import layerwise_gradients, layerwise_layers
 from fedleak.fl.per_sample import SampleGradients
@@ -67,10 +67,7 @@ class LaneGradients:
                 return layerwise_gradients(self.model, self._layers, self.names, self._values, x, y, self._losses,
                                            create_graph=connected, factored=True)
         finally:
-            for module in self.randoms.values():  # the batched forward's tensors, as SampleGradients leaves them
-                module.last_draw = None
-                for attr in module.transient:
-                    setattr(module, attr, None)
+            forget_last_forward(self.randoms.values())  # the batched forward's tensors, as SampleGradients does
 
 
 class LaneBatchGradients:

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import NotApplicable, check_fields, checked, levels_field, number_field, positive_field
+from fedleak.checks import (NotApplicable, check_fields, check_known, checked, levels_field, number_field,
+                            positive_field)
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
 from fedleak.attacks.base import Reconstruction
@@ -66,8 +67,7 @@ class RobbingConfig:
     levels: int | None = levels_field()
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown imprint variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
+        check_known((self.variant,), VARIANTS, "unknown imprint variant")
         check_fields(self, "imprint")
 
 
