@@ -1,13 +1,14 @@
 """The explicit "does not apply" error (:class:`NotApplicable`), and checks of numbers and tensors that come from
-outside: numeric options of defenses, attacks and detectors (finite and in range; declared once per config field
-with :func:`checked`), received updates (finite) and device names (present on this machine), each failing with a
+outside: numeric options and names of defenses, attacks, detectors and experiments (finite and in range, or known;
+declared once per config field with :func:`checked` or :func:`choice_field`, run by :class:`CheckedConfig`), received updates (finite) and device names (present on this machine), each failing with a
 message naming the bad value."""
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import MISSING, field, fields
-from typing import Any, Iterable, Mapping
+from functools import partial
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
@@ -43,23 +44,65 @@ def checked(default: Any = MISSING, *, label: str | None = None, optional: bool 
     """A config's dataclass field (``default``; none: a required field) whose value :func:`check_fields` checks with
     :func:`check_number` and ``bounds`` (``low``, ``high``, ``low_open``, ``high_open``, ``integer``), naming it
     ``label`` (default: the field's name); ``optional``: ``None`` passes too."""
-    return field(default=default, metadata={"check": (label, optional, bounds)})
+    return _declared(default, partial(check_number, **bounds), label, optional)
+
+
+def choice_field(valid: Iterable[str], default: Any = MISSING, *, label: str | None = None, many: bool = False) -> Any:
+    """A field that holds one of the names ``valid`` (``many``: a sequence of them), else :func:`check_known`'s
+    error ``"unknown {what} {label} 'name'; valid: ..."`` (by :func:`check_fields`)."""
+    valid = tuple(valid)
+
+    def check(name: str, value) -> None:
+        check_known(value if many else (value,), valid, f"unknown {name}")
+
+    return _declared(default, check, label, False)
+
+
+def _declared(default: Any, check: Callable[[str, Any], Any], label: str | None, optional: bool) -> Any:
+    return field(default=default, metadata={"check": (label, optional, check)})
 
 
 def check_fields(config, what: str) -> None:
-    """:func:`check_number` on each field of the dataclass ``config`` declared with :func:`checked`, in their
-    order, named ``"{what} {label}"``: a config's ``__post_init__`` validates itself in one call."""
+    """The check of each field of the dataclass ``config`` declared with :func:`checked`, :func:`choice_field` or a
+    named rule, in their order, naming it ``"{what} {label}"`` (``what`` empty: ``label``)."""
     for item in fields(config):
         if "check" in item.metadata:
-            label, optional, bounds = item.metadata["check"]
+            label, optional, check = item.metadata["check"]
             value = getattr(config, item.name)
             if not (optional and value is None):
-                check_number(f"{what} {label or item.name}", value, **bounds)
+                check(" ".join(filter(None, (what, label or item.name))), value)
+
+
+class CheckedConfig:
+    """Base of a config dataclass whose fields declare their checks: it validates itself after ``__init__`` with
+    :func:`check_fields`, naming its fields after the class keyword ``what`` (``class QbiConfig(CheckedConfig,
+    what="QBI")``; default: the bare field names). A subclass with checks across fields extends ``__post_init__``
+    and calls ``super().__post_init__()`` first."""
+
+    what = ""
+
+    def __init_subclass__(cls, what: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if what is not None:
+            cls.what = what
+
+    def __post_init__(self):
+        check_fields(self, self.what)
 
 
 def number_field(default: Any = MISSING) -> Any:
     """A field that holds a finite number (:func:`checked`)."""
     return checked(default)
+
+
+def weight_field(default: Any = MISSING) -> Any:
+    """A field that holds a finite number >= 0 (a weight, a tolerance; :func:`checked`)."""
+    return checked(default, low=0)
+
+
+def share_field(default: Any = MISSING) -> Any:
+    """A field that holds a number strictly between 0 and 1 (a threshold on a share; :func:`checked`)."""
+    return checked(default, low=0, high=1, low_open=True, high_open=True)
 
 
 def positive_field(default: Any = MISSING) -> Any:
@@ -98,9 +141,9 @@ def check_known(values: Iterable[str], valid: Iterable[str], unknown: str) -> No
     """Each of ``values`` one of ``valid`` (names), else a ValueError ``"{unknown} {the first other!r}; valid: ..."``
     listing the valid ones."""
     valid = tuple(valid)
-    other = next((value for value in values if value not in valid), None)
-    if other is not None:
-        raise ValueError(f"{unknown} {other!r}; valid: {', '.join(valid)}")
+    others = [value for value in values if value not in valid]
+    if others:
+        raise ValueError(f"{unknown} {others[0]!r}; valid: {', '.join(valid)}")
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor] | Iterable[torch.Tensor], what: str) -> None:

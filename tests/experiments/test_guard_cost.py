@@ -16,5 +16,5 @@ def test_guard_costs_a_benign_conv_net_little_accuracy(tmp_path):
 
 
 def test_bad_model_fails_in_one_line():
-    with pytest.raises(ValueError, match="no small options"):
+    with pytest.raises(ValueError, match="unknown small model 'resnet50'"):
         GuardCostConfig(models=("resnet50",))

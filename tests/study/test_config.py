@@ -34,9 +34,9 @@ def test_the_shared_bases_give_each_config_its_data_profile_and_guard_fields():
     assert AdaptiveConfig().tolerance == GuardCostConfig().tolerance == LeakageGuard().tolerance
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         GuardCostConfig(device="tpu")
-    with pytest.raises(ValueError, match="^rounds must be a positive int, got 0$"):
+    with pytest.raises(ValueError, match="^rounds must be an integer >= 1, got 0$"):
         GuardCostConfig(rounds=0)
-    with pytest.raises(ValueError, match="^samples must be a positive int, got True$"):
+    with pytest.raises(ValueError, match="^samples must be an integer >= 1, got True$"):
         AdaptiveConfig(samples=True)
-    with pytest.raises(ValueError, match="^no small options for model 'resnet50'; valid: "):
+    with pytest.raises(ValueError, match="^unknown small model 'resnet50'; valid: cnn, "):
         GuardCostConfig(models=("cnn", "resnet50"))

@@ -39,29 +39,21 @@ import torch.nn as nn
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.dager_span import (LayerSpan, attention_layers, chunked_distance, extension_distance,
                                         layer_check, token_sets)
+from fedleak.checks import CheckedConfig, count_field, share_field
 
 
 @dataclass(frozen=True)
-class DagerConfig:
+class DagerConfig(CheckedConfig, what="DAGER"):
     """The span thresholds of the layer-1 token filter and the layer-2 sequence check (paper §5, tau_1 and tau_2),
     the relative singular value below which the gradient's rank stops, the most prefixes kept per position, and the
     coordinate-descent restarts per sequence of an encoder batch."""
 
-    span_threshold_1: float = 0.01
-    span_threshold_2: float = 0.01
-    rank_tolerance: float = 1e-6
-    max_prefixes: int = 2048
-    restarts: int = 3
-    sweeps: int = 4
-
-    def __post_init__(self):
-        for name in ("span_threshold_1", "span_threshold_2", "rank_tolerance"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"dager: {name} must be in (0, 1), got {getattr(self, name)!r}")
-        for name in ("max_prefixes", "restarts", "sweeps"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
-                    or getattr(self, name) < 1:
-                raise ValueError(f"dager: {name} must be an int >= 1, got {getattr(self, name)!r}")
+    span_threshold_1: float = share_field(0.01)
+    span_threshold_2: float = share_field(0.01)
+    rank_tolerance: float = share_field(1e-6)
+    max_prefixes: int = count_field(2048)
+    restarts: int = count_field(3)
+    sweeps: int = count_field(4)
 
 
 def decode_causal(model: nn.Module, layer: LayerSpan, sets: list[torch.Tensor], config: DagerConfig

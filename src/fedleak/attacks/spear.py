@@ -49,7 +49,7 @@ from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.passive import input_layer
 from fedleak.attacks.spear_directions import (WEIGHT_POWER, anchored_proposals, complete, greedy, merge, sign_normalised,
                                               undominated, uniform_proposals, weighted_proposals)
-from fedleak.checks import check_fields, checked, count_field, seed_field
+from fedleak.checks import CheckedConfig, checked, count_field, seed_field
 from fedleak.models.anatomy import trace
 
 RANK_TOLERANCE = 1e-5  # singular values below this share of the largest are float round-off
@@ -62,7 +62,7 @@ PRE_MARGIN = 1e-3  # pre-activations within this share of a sample's largest are
 
 
 @dataclass
-class SpearConfig:
+class SpearConfig(CheckedConfig, what="SPEAR"):
     """``layer``: the linear layer read (default: the first to run, which must feed a ReLU); ``max_batch``: the
     largest rank taken for a batch (above: refused as not low-rank); ``proposals``: the budget of sampled
     directions per update, drawn ``chunk`` at a time; ``sparsity``: the share of the layer's active neurons at
@@ -74,9 +74,6 @@ class SpearConfig:
     chunk: int = count_field(8_192)
     sparsity: float = checked(0.1, low=0, high=1)
     seed: int = seed_field()
-
-    def __post_init__(self):
-        check_fields(self, "SPEAR")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import torch.nn as nn
 from fedleak import seeds
 from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.attacks.camouflage import CAMOUFLAGES, ONLY
-from fedleak.checks import check_known
+from fedleak.checks import check_known, choice_field, count_field
 from fedleak.cases import Audit, ThreatModel
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
@@ -52,7 +52,7 @@ from fedleak.detection.leakage_guard import LeakageGuard, leakage_guard_mod
 from fedleak.fl import Client, FLConfig, Server
 from fedleak.models import build_model
 from fedleak.models.anatomy import trace
-from fedleak.study.config import GuardRunConfig, check_counts
+from fedleak.study.config import GuardRunConfig
 
 MARGIN = 0.05  # issue 21's bound: accepted leakage at most the honest model's own + 0.05
 MODELS = {  # the small models of ``--first-contact`` (16x16 images; short token sequences)
@@ -102,20 +102,17 @@ class AdaptiveConfig(GuardRunConfig):
     ``batch_size`` per try, ``seq_len`` tokens per text sample, ``attacks`` (default all of
     :func:`manipulations`), ``samples`` the chain's local samples."""
 
-    camouflages: tuple[str, ...] = tuple(CAMOUFLAGES)
+    camouflages: tuple[str, ...] = choice_field(CAMOUFLAGES, tuple(CAMOUFLAGES), label="camouflage", many=True)
     attacks: tuple[str, ...] | None = None
-    batches: int = 1
-    batch_size: int = 64
-    seq_len: int = 16
-    samples: int = 32
+    batches: int = count_field(1)
+    batch_size: int = count_field(64)
+    seq_len: int = count_field(16)
+    samples: int = count_field(32)
 
     def __post_init__(self):
         super().__post_init__()
-        check_known(self.camouflages, CAMOUFLAGES, "unknown camouflage")
-        known = [a for a, _, _ in manipulations(1, 1)]
-        if self.attacks is not None and any(a not in known for a in self.attacks):
-            raise ValueError(f"unknown manipulation in {self.attacks}; valid: {', '.join(known)}")
-        check_counts(self, "batches", "batch_size", "seq_len", "samples")
+        if self.attacks is not None:
+            check_known(self.attacks, [a for a, _, _ in manipulations(1, 1)], "unknown manipulation")
 
 
 def dataset(model_name: str, config: AdaptiveConfig) -> TensorDataset:

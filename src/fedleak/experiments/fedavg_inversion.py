@@ -38,7 +38,9 @@ from fedleak.attacks.base import Knowledge, LocalTraining
 from fedleak.cases import Audit, ThreatModel
 from fedleak.cases.scoring import score
 from fedleak.data import load_dataset
+from fedleak.attacks.inversion.config import DISTANCE_NAMES
 from fedleak.attacks.inversion.fedavg import EPOCH_WEIGHT, invert_fedavg
+from fedleak.checks import choice_field, count_field, index_field, positive_field, weight_field
 from fedleak.study.paper_tables import DIMITROV2022_FEMNIST_IG_RECOVERED, DIMITROV2022_FEMNIST_RECOVERED
 from fedleak.study.config import DataRunConfig
 from fedleak.fl import FederationSpec, FLConfig, build_federation
@@ -58,17 +60,17 @@ class FedAvgInversionConfig(DataRunConfig):
     4x4 last feature map at 28x28); both attacks run ``iterations``, FedAvg inversion with ``distance``;
     ``orders`` epoch orders averaged; the matched row: the paper's epoch prior with ``epoch_weight`` (§4.2)."""
 
-    size: int = 28
-    padding: int = 2
-    distance: str = "l2"
-    clients: int = 4
-    samples: int = 4
-    batch_size: int = 2
-    epochs: int = 2
-    lr: float = 0.1
-    iterations: int = 1000
-    orders: int = 2
-    epoch_weight: float = EPOCH_WEIGHT
+    size: int = count_field(28)
+    padding: int = index_field(2)
+    distance: str = choice_field(DISTANCE_NAMES, "l2")
+    clients: int = count_field(4)
+    samples: int = count_field(4)
+    batch_size: int = count_field(2)
+    epochs: int = count_field(2)
+    lr: float = positive_field(0.1)
+    iterations: int = count_field(1000)
+    orders: int = count_field(2)
+    epoch_weight: float = weight_field(EPOCH_WEIGHT)
 
     @classmethod
     def quick(cls, **overrides) -> "FedAvgInversionConfig":

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from fedleak.checks import check_known
+from fedleak.checks import choice_field, count_field
 from fedleak.data import load_dataset
 from fedleak.data.base import DatasetInfo, TensorDataset
 from fedleak.detection.leakage_guard import LeakageGuard, leakage_guard_mod
 from fedleak.fl import FederationSpec, FLConfig, build_federation
-from fedleak.study.config import GuardRunConfig, check_counts
+from fedleak.study.config import GuardRunConfig
 
 MODELS = {  # registry name: small options (``detect-eval --first-contact``'s)
     "cnn": {"padding": 2}, "fcnn": {"widths": (256, 128)}, "vgg_cnn": {"channels": (8, 16), "hidden": 128},
@@ -33,25 +33,20 @@ MODELS = {  # registry name: small options (``detect-eval --first-contact``'s)
     "text_transformer": {"vocab_size": 16, "width": 32, "heads": 2},
     "imdb_fc": {"vocab_size": 16, "embed_dim": 8, "hidden": 128}, "embedding_lm": {"embed_dim": 16, "hidden": 32}}
 TEXT = ("text_transformer", "imdb_fc", "embedding_lm")
+PROTOCOLS = ("fedavg", "fedsgd")
 
 
 @dataclass
 class GuardCostConfig(GuardRunConfig):
-    """``models`` (registry names of :data:`MODELS`), ``num_clients``, ``rounds``, ``batch_size``."""
+    """``models`` (registry names of :data:`MODELS`), ``protocols`` (of :data:`PROTOCOLS`), ``num_clients``,
+    ``rounds`` (FedAvg), ``fedsgd_rounds``, ``batch_size``."""
 
-    models: tuple[str, ...] = tuple(MODELS)
-    protocols: tuple[str, ...] = ("fedavg", "fedsgd")
-    num_clients: int = 4
-    rounds: int = 3
-    fedsgd_rounds: int = 30
-    batch_size: int = 32
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_known(self.models, MODELS, "no small options for model")
-        if any(p not in ("fedavg", "fedsgd") for p in self.protocols):
-            raise ValueError(f"protocols are fedavg and fedsgd, got {self.protocols}")
-        check_counts(self, "num_clients", "rounds", "fedsgd_rounds", "batch_size")
+    models: tuple[str, ...] = choice_field(MODELS, tuple(MODELS), label="small model", many=True)
+    protocols: tuple[str, ...] = choice_field(PROTOCOLS, PROTOCOLS, label="protocol", many=True)
+    num_clients: int = count_field(4)
+    rounds: int = count_field(3)
+    fedsgd_rounds: int = count_field(30)
+    batch_size: int = count_field(32)
 
 
 def tokens(images: TensorDataset, language: bool) -> TensorDataset:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fedleak.cases import Audit, ThreatModel
+from fedleak.checks import count_field, index_field, positive_field
 from fedleak.study.cells import pending, run_cells
 from fedleak.study.paper_tables import SPEAR
 from fedleak.study.config import ProfiledRunConfig
@@ -38,23 +39,17 @@ class SpearReproductionConfig(ProfiledRunConfig):
     model: str = "fcnn"
     model_options: dict = field(default_factory=lambda: {"widths": (256, 128)})
     batch_sizes: tuple[int, ...] = (1, 4, 8, 12, 16, 20, 24)
-    batches: int = 10
-    proposals: int = 2_000_000
-    fedavg_steps: int = 2
-    fedavg_batch: int = 4
-    fedavg_lr: float = 0.1
+    batches: int = count_field(10)
+    proposals: int = count_field(2_000_000)
+    fedavg_steps: int = index_field(2)
+    fedavg_batch: int = count_field(4)
+    fedavg_lr: float = positive_field(0.1)
 
     def __post_init__(self):
         super().__post_init__()
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
         if not self.batch_sizes or self.batch_sizes[0] < 1:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_sizes}")
-        for name in ("batches", "proposals", "fedavg_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.fedavg_steps < 0 or not self.fedavg_lr > 0:
-            raise ValueError(f"fedavg_steps must be >= 0 and fedavg_lr > 0, got {self.fedavg_steps}, "
-                             f"{self.fedavg_lr}")
 
     @classmethod
     def quick(cls, **overrides) -> "SpearReproductionConfig":

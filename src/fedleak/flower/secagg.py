@@ -34,6 +34,7 @@ import torch.nn as nn
 from flwr.server.strategy import FedAvg
 
 from fedleak.cases import Audit
+from fedleak.checks import CheckedConfig, checked, positive_field
 from fedleak.fl.client import Client, ClientUpdate
 from fedleak.flower.records import load_state
 from fedleak.seeds import derived_seed
@@ -44,23 +45,22 @@ PLAN_KEY = "plan-round"  # the round of the plan (seeds SecAgg+'s stochastic rou
 
 
 @dataclass(frozen=True)
-class SecAggSettings:
+class SecAggSettings(CheckedConfig):
     """The arguments of Flower's ``SecAggPlusWorkflow`` (its defaults, as in Flower's secure-aggregation
     example); ``num_shares`` and ``reconstruction_threshold`` as fractions of the sampled clients."""
 
     num_shares: float = 1.0
     reconstruction_threshold: float = 0.6
     max_weight: float = 1000.0
-    clipping_range: float = 8.0
-    quantization_range: int = 4194304
+    clipping_range: float = positive_field(8.0)
+    quantization_range: int = checked(4194304, low=2)
     modulus_range: int = 4294967296
 
     def __post_init__(self):
-        if not 0 < self.clipping_range < float("inf"):
-            raise ValueError(f"clipping_range must be a positive number, got {self.clipping_range}")
-        if self.quantization_range < 2 or self.modulus_range <= self.quantization_range:
-            raise ValueError(f"quantization_range must be >= 2 and below modulus_range, got "
-                             f"{self.quantization_range} and {self.modulus_range}")
+        super().__post_init__()
+        if self.modulus_range <= self.quantization_range:
+            raise ValueError(f"quantization_range must be below modulus_range, got {self.quantization_range} and "
+                             f"{self.modulus_range}")
 
     def workflow(self):
         from flwr.server.workflow import SecAggPlusWorkflow

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedleak.checks import check_device
+from fedleak.checks import CheckedConfig, check_device
 from fedleak.detection.leakage_guard import LeakageGuard
 
 
 @dataclass(kw_only=True)
-class RunConfig:
+class RunConfig(CheckedConfig):
     """Base of the experiments' configs: ``seed`` and ``device`` (checked to exist on this machine, so that a
     config built from Python fails as clearly as ``--device`` on the command line); keyword-only, so a config may
-    still begin with fields without defaults."""
+    still begin with fields without defaults. Each field declared with a check (:func:`fedleak.checks.checked`,
+    ``count_field``, ``choice_field``, ...) is checked when the config is built (:class:`CheckedConfig`), named by
+    its field name."""
 
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self):
         check_device(self.device)
+        super().__post_init__()
 
 
 @dataclass(kw_only=True)
@@ -48,11 +51,3 @@ class GuardRunConfig(RunConfig):
 
     tolerance: float = field(default_factory=lambda: LeakageGuard().tolerance)
 
-
-def check_counts(config, *names: str) -> None:
-    """Each field ``names`` of ``config`` a positive int (not a bool), else a ValueError naming the first that is
-    not."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")

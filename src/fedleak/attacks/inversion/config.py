@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from fedleak.checks import check_number
+from fedleak.checks import CheckedConfig, checked, choice_field, count_field, positive_field, weight_field
 
 DISTANCE_NAMES = ("l2", "cosine", "layer_cosine")
 OPTIMIZERS = ("adam", "lbfgs")
@@ -15,7 +15,7 @@ BN_PRIORS = ("auto", "none", "running", "inferred", "proxy")
 
 
 @dataclass(frozen=True)
-class InversionConfig:
+class InversionConfig(CheckedConfig, what="inversion"):
     """One attack. Defaults are the Inverting Gradients settings of paper 001 §5.2.
 
     Optimisation: ``distance`` (GDF), ``tv_weight`` (lambda_TV), ``optimizer`` with learning rate ``lr``,
@@ -43,43 +43,28 @@ class InversionConfig:
     """
 
     name: str = "custom"
-    distance: str = "cosine"
-    tv_weight: float = 0.01
-    optimizer: str = "adam"
-    lr: float = 1.0
-    lr_decay: float = 0.1
-    plateau: int = 400
-    loss_threshold: float = 1e-5
-    patience: int = 4000
-    max_iterations: int = 20_000
-    restarts: int = 1
+    distance: str = choice_field(DISTANCE_NAMES, "cosine")
+    tv_weight: float = weight_field(0.01)
+    optimizer: str = choice_field(OPTIMIZERS, "adam")
+    lr: float = positive_field(1.0)
+    lr_decay: float = checked(0.1, low=0, high=1, low_open=True)
+    plateau: int = count_field(400)
+    loss_threshold: float = weight_field(1e-5)
+    patience: int = count_field(4000)
+    max_iterations: int = count_field(20_000)
+    restarts: int = count_field(1)
     signed: bool = False
     boxed: bool = True
     optimise_labels: bool = False
-    dropout: str = "fresh"
-    bottleneck: str = "fresh"
-    dp: str = "ignore"
-    pruning: str = "ignore"
+    dropout: str = choice_field(RANDOMNESS, "fresh")
+    bottleneck: str = choice_field(RANDOMNESS, "fresh")
+    dp: str = choice_field(DP_MODES, "ignore")
+    pruning: str = choice_field(PRUNING_MODES, "ignore")
     ignore_after_bottleneck: bool = False
-    mask_weight: float = 1.0
-    noise_weight: float = 1.0
-    bn_prior: str = "auto"
-    bn_weight: float = 1e-2
-
-    def __post_init__(self):
-        choices = {"distance": DISTANCE_NAMES, "optimizer": OPTIMIZERS, "dropout": RANDOMNESS,
-                   "bottleneck": RANDOMNESS, "dp": DP_MODES, "pruning": PRUNING_MODES,
-                   "bn_prior": BN_PRIORS}
-        for field_name, valid in choices.items():
-            if getattr(self, field_name) not in valid:
-                value = getattr(self, field_name)
-                raise ValueError(f"inversion {field_name}={value!r} is not one of {', '.join(valid)}")
-        for field_name in ("restarts", "max_iterations", "plateau", "patience"):
-            check_number(f"inversion {field_name}", getattr(self, field_name), low=1, integer=True)
-        check_number("inversion lr", self.lr, low=0, low_open=True)
-        check_number("inversion lr_decay", self.lr_decay, low=0, high=1, low_open=True)
-        for field_name in ("tv_weight", "loss_threshold", "mask_weight", "noise_weight", "bn_weight"):
-            check_number(f"inversion {field_name}", getattr(self, field_name), low=0)
+    mask_weight: float = weight_field(1.0)
+    noise_weight: float = weight_field(1.0)
+    bn_prior: str = choice_field(BN_PRIORS, "auto")
+    bn_weight: float = weight_field(1e-2)
 
     def with_(self, **changes) -> "InversionConfig":
         """A copy with some fields changed (e.g. a shorter ``max_iterations`` for a quick run)."""

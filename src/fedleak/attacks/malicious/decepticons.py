@@ -23,7 +23,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_fields, count_field, positive_field, seed_field
+from fedleak.checks import CheckedConfig, NotApplicable, count_field, positive_field, seed_field
 from fedleak.attacks.analytic import extract_linear, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.text_embedding import nearest_rows
@@ -34,7 +34,7 @@ SAMPLE = 65_536  # (token, position) pairs whose projections set the imprint thr
 
 
 @dataclass
-class DecepticonsConfig:
+class DecepticonsConfig(CheckedConfig, what="Decepticons"):
     """``tokens_per_update`` T the server expects (batch size x sequence length); ``query_scale`` the factor on the
     first position embedding in the query bias; ``gain`` the sharpness of the imprint thresholds;
     ``disable_attention`` False keeps attention (the imprint alone, for comparison); ``input_shape`` ``(seq_len,)``
@@ -46,9 +46,6 @@ class DecepticonsConfig:
     disable_attention: bool = True
     seed: int = seed_field()
     input_shape: tuple[int, ...] | None = None
-
-    def __post_init__(self):
-        check_fields(self, "Decepticons")
 
 
 @dataclass(frozen=True)

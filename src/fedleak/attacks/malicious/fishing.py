@@ -25,7 +25,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_fields, index_field, number_field
+from fedleak.checks import CheckedConfig, index_field, number_field
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.passive import input_layer
@@ -33,7 +33,7 @@ from fedleak.models.anatomy import Anatomy, trace
 
 
 @dataclass
-class ClassFishingConfig:
+class ClassFishingConfig(CheckedConfig, what="class fishing"):
     """``target_class`` t; ``bias_multiplier`` the other classes' logit (Wen et al.'s 1000); ``input_shape``
     lets the extractor read inputs at a first layer that sees the raw input."""
 
@@ -41,12 +41,9 @@ class ClassFishingConfig:
     input_shape: tuple[int, ...] | None = None
     bias_multiplier: float = number_field(1000.0)
 
-    def __post_init__(self):
-        check_fields(self, "class fishing")
-
 
 @dataclass
-class FeatureFishingConfig:
+class FeatureFishingConfig(CheckedConfig, what="feature fishing"):
     """Fish inputs by classifier-input feature ``feature`` around ``threshold``; ``multiplier`` m sets the
     sharpness of the step; ``target_class`` is the row that carries the feature (any class works)."""
 
@@ -56,9 +53,6 @@ class FeatureFishingConfig:
     multiplier: float = number_field(1000.0)
     bias_multiplier: float = number_field(1000.0)
     target_class: int = index_field(0)
-
-    def __post_init__(self):
-        check_fields(self, "feature fishing")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_fields, levels_field, seed_field
+from fedleak.checks import CheckedConfig, NotApplicable, levels_field, seed_field
 from fedleak.attacks.analytic import InputMap, LayerSecret, extraction_layer
 from fedleak.attacks.malicious.conv_forwarding import forward_conv
 from fedleak.attacks.malicious.fc_forwarding import forward_linear
@@ -121,7 +121,7 @@ def forward_input(anatomy: Anatomy, layer: str, *, generator: torch.Generator, l
 
 
 @dataclass
-class InputForwardingConfig:
+class InputForwardingConfig(CheckedConfig, what="input forwarding"):
     """Forward the input to fully connected layer ``layer`` (default: the first) of a model for inputs of
     ``input_shape``; ``levels`` is the data's quantisation the attacker assumes (255: 8-bit images)."""
 
@@ -129,9 +129,6 @@ class InputForwardingConfig:
     layer: str | None = None
     levels: int | None = levels_field()
     seed: int = seed_field()
-
-    def __post_init__(self):
-        check_fields(self, "input forwarding")
 
 
 def input_forwarding(model: nn.Module, config: InputForwardingConfig) -> tuple[nn.Module, LayerSecret]:

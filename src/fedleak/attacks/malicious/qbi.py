@@ -27,12 +27,12 @@ import torch.nn as nn
 from fedleak.attacks.analytic import LayerSecret, extract_at_layer, extraction_layer
 from fedleak.attacks.base import AttackContext, Observed, Reconstruction
 from fedleak.attacks.malicious.forwarding import forward_input
-from fedleak.checks import check_fields, count_field, levels_field, positive_field, seed_field
+from fedleak.checks import CheckedConfig, count_field, levels_field, positive_field, seed_field
 from fedleak.models.anatomy import trace
 
 
 @dataclass
-class QbiConfig:
+class QbiConfig(CheckedConfig, what="QBI"):
     """``batch_size``: the B the rows are tuned for (each fires for ~1/B of the public data); ``std`` of the
     random N(0, std) weights; ``layer``: the extraction layer (default: the first fully connected layer);
     ``levels``: the data's quantisation the attacker assumes; ``seed`` of the weights."""
@@ -42,9 +42,6 @@ class QbiConfig:
     layer: str | None = None
     levels: int | None = levels_field()
     seed: int = seed_field()
-
-    def __post_init__(self):
-        check_fields(self, "QBI")
 
 
 def quantile_biases(weights: torch.Tensor, public: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fedleak.checks import (NotApplicable, check_fields, check_known, checked, levels_field, number_field,
+from fedleak.checks import (CheckedConfig, NotApplicable, checked, choice_field, levels_field, number_field,
                             positive_field)
 from fedleak.attacks.analytic import (InputMap, active_rows, identity_map, individual_rows, extraction_layer,
                                       layer_gradients, map_to_input)
@@ -53,7 +53,7 @@ class ImprintBlock(nn.Module):
 
 
 @dataclass
-class RobbingConfig:
+class RobbingConfig(CheckedConfig, what="imprint"):
     """``num_bins`` K (more bins than the batch size, Fowl et al.); the server's estimate ``feature_mean`` and
     ``feature_std`` of the mean brightness of inputs in [0, 1] (see :func:`brightness_prior`); ``variant``
     "insert" or "reuse" (which uses every neuron of the first layer as a bin, whatever ``num_bins``);
@@ -63,12 +63,8 @@ class RobbingConfig:
     num_bins: int = checked(128, low=2, integer=True)
     feature_mean: float = number_field(0.3)
     feature_std: float = positive_field(0.1)
-    variant: str = "insert"
+    variant: str = choice_field(VARIANTS, "insert", label="variant")
     levels: int | None = levels_field()
-
-    def __post_init__(self):
-        check_known((self.variant,), VARIANTS, "unknown imprint variant")
-        check_fields(self, "imprint")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from fedleak.checks import NotApplicable, check_fields, count_field, positive_field, seed_field
+from fedleak.checks import CheckedConfig, NotApplicable, count_field, positive_field, seed_field
 from fedleak.attacks.analytic import extract_linear, extraction_layer, layer_gradients
 from fedleak.attacks.base import Reconstruction
 from fedleak.attacks.malicious.trap_weights import TrapWeightsConfig, set_trap_weights
@@ -25,7 +25,7 @@ WINDOW = 4  # table entries searched on each side of the projected position
 
 
 @dataclass
-class TextEmbeddingConfig:
+class TextEmbeddingConfig(CheckedConfig, what="text embedding"):
     """``seq_len`` tokens per sequence; Algorithm 1's ``scale_factor`` (0.99 was best on IMDB, §8.3) and
     ``std``; ``layer`` the dense layer after the embedding (default: the first linear layer)."""
 
@@ -34,9 +34,6 @@ class TextEmbeddingConfig:
     std: float = positive_field(0.5)
     layer: str | None = None
     seed: int = seed_field()
-
-    def __post_init__(self):
-        check_fields(self, "text embedding")
 
 
 @dataclass(frozen=True)

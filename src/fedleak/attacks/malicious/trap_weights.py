@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from fedleak.checks import check_fields, checked, levels_field, number_field, positive_field, seed_field
+from fedleak.checks import CheckedConfig, checked, levels_field, number_field, positive_field, seed_field
 from fedleak.attacks.analytic import LayerSecret, extraction_layer
 from fedleak.attacks.malicious.forwarding import forward_input
 from fedleak.models.anatomy import trace
 
 
 @dataclass
-class TrapWeightsConfig:
+class TrapWeightsConfig(CheckedConfig, what="trap weights"):
     """Algorithm 1's scaling factor ``scale_factor`` (s) and negative-weight distribution N(``mean``, ``std``)
     (§6.2 uses sigma = 0.5); ``layer`` the extraction layer (default: the first fully connected layer); ``levels``
     the data's quantisation the attacker assumes (255: 8-bit images; ``None`` for real-valued inputs)."""
@@ -34,9 +34,6 @@ class TrapWeightsConfig:
     layer: str | None = None
     levels: int | None = levels_field()
     seed: int = seed_field()
-
-    def __post_init__(self):
-        check_fields(self, "trap weights")
 
 
 def trap_rows(num_rows: int, length: int, *, scale_factor: float, mean: float = 0.0, std: float = 0.5,
