@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fedleak.cases.victims import attack_victims, victim_case
+from fedleak.checks import checked, count_field
 from fedleak.data import load_dataset
 from fedleak.study.config import RunConfig
 from fedleak.metrics.text import text_scores
@@ -59,8 +60,8 @@ class DagerReproductionConfig(RunConfig):
     root: str | None = None
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     encoder_batch_sizes: tuple[int, ...] | None = None  # None: batch_sizes
-    runs: int = 3
-    seq_len: int = 10
+    runs: int = count_field(3)
+    seq_len: int = checked(10, low=2, integer=True)
     vocab_size: int = 2000
     decoder: str = "n_layer=2,n_embd=384,n_head=6"
     encoder: str = "num_hidden_layers=3,hidden_size=384,num_attention_heads=6,intermediate_size=768"
@@ -76,9 +77,8 @@ class DagerReproductionConfig(RunConfig):
         if self.encoder_batch_sizes is None:
             self.encoder_batch_sizes = self.batch_sizes
         self.encoder_batch_sizes = tuple(int(b) for b in self.encoder_batch_sizes)
-        if not self.batch_sizes or min(self.batch_sizes + self.encoder_batch_sizes) < 1 or self.runs < 1 \
-                or self.seq_len < 2:
-            raise ValueError("need batch sizes >= 1, runs >= 1 and seq_len >= 2")
+        if not self.batch_sizes or min(self.batch_sizes + self.encoder_batch_sizes) < 1:
+            raise ValueError(f"need batch sizes >= 1, got {self.batch_sizes} and {self.encoder_batch_sizes}")
 
     @classmethod
     def quick(cls, **overrides) -> "DagerReproductionConfig":

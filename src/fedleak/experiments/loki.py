@@ -18,6 +18,7 @@ import torch
 from fedleak.attacks import ATTACKS
 from fedleak.attacks.malicious.loki import LokiConfig, with_loki_block
 from fedleak.cases import Audit, ThreatModel
+from fedleak.checks import count_field
 from fedleak.metrics.extraction import best_points
 from fedleak.data import load_dataset
 from fedleak.study.config import RunConfig
@@ -40,11 +41,11 @@ class LokiReproductionConfig(RunConfig):
     :class:`~fedleak.attacks.malicious.loki.LokiConfig`)."""
 
     federation: FederationSpec = field(default_factory=FederationSpec)
-    num_clients: int = 10
-    images_per_client: int = 64
-    local_steps: int = 4
+    num_clients: int = count_field(10)
+    images_per_client: int = count_field(64)
+    local_steps: int = count_field(4)
     lr: float = 0.01
-    rounds: int = 1
+    rounds: int = count_field(1)
     attack_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -54,9 +55,6 @@ class LokiReproductionConfig(RunConfig):
         if self.federation.model == "cnn" and not self.federation.model_options:
             # 28x28 images through three stride-2 5x5 convolutions
             self.federation = replace(self.federation, model_options={"padding": 2})
-        for name in ("num_clients", "images_per_client", "local_steps", "rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.images_per_client % self.local_steps:
             raise ValueError(f"images_per_client ({self.images_per_client}) must be a multiple of local_steps "
                              f"({self.local_steps}): each step trains on a batch of equal size")

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from fedleak import seeds
 from fedleak.benchmarks.benign_zoo import ZooVariant, samples, source_data, zoo_variants
+from fedleak.checks import checked, count_field, share_field
 from fedleak.detection.chain import FIRST_CONTACT, SIGNATURES, ChainSettings, build_chain, verdict_rows
 from fedleak.study.config import RunConfig
 from fedleak.report import ResultsDir
@@ -40,21 +41,16 @@ class OpenWorldConfig(RunConfig):
     a detector of the default chain must stay under."""
 
     variants: tuple[str, ...] | None = None
-    clients: int = 3
-    samples: int = 32
+    clients: int = count_field(3)
+    samples: int = checked(32, low=3, integer=True)
     detectors: tuple[str, ...] = SIGNATURES
     chain: tuple[str, ...] = FIRST_CONTACT
-    bound: float = 0.01
+    bound: float = share_field(0.01)
 
     def __post_init__(self):
         super().__post_init__()
         self.variants = None if self.variants is None else tuple(self.variants)
         self.detectors, self.chain = tuple(self.detectors), tuple(self.chain)
-        if self.clients < 1 or self.samples < 3:
-            raise ValueError(f"the open-world evaluation needs clients >= 1 and samples >= 3, got {self.clients} "
-                             f"and {self.samples}")
-        if not 0 < self.bound < 1:
-            raise ValueError(f"bound must be in (0, 1), got {self.bound}")
         missing = [d for d in self.chain if d not in self.detectors]
         if missing:
             raise ValueError(f"the chain's detectors {missing} are not among the measured detectors")

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from fedleak.checks import count_field
 from fedleak.data.training_images import load_training_images
 from fedleak.fl.training import task_loss
 from fedleak.metrics.extraction import near_key
@@ -43,13 +44,13 @@ class PassiveTrainingConfig(RunConfig):
     batch_size: int = 100
     train_batch_size: int = 64
     lr: float = 1e-3
-    runs: int = 10
+    runs: int = count_field(10)
     profile: str = "full"
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.epochs or min(self.epochs) < 0 or self.runs < 1:
-            raise ValueError(f"need epochs >= 0 and runs >= 1; got {self.epochs} and {self.runs}")
+        if not self.epochs or min(self.epochs) < 0:
+            raise ValueError(f"need epochs >= 0; got {self.epochs}")
         self.epochs = tuple(sorted(set(self.epochs)))
 
     @classmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.cases import Audit, ThreatModel
+from fedleak.checks import count_field
 from fedleak.data import load_dataset
 from fedleak.study.cells import mean_of_runs
 from fedleak.study.paper_tables import PAIRS, QBI
@@ -38,8 +39,8 @@ class QbiReproductionConfig(ProfiledRunConfig):
 
     neurons: tuple[int, ...] = (200, 500, 1000)
     batch_sizes: tuple[int, ...] = (20, 50, 100)
-    runs: int = 10
-    clients: int = 3
+    runs: int = count_field(10)
+    clients: int = count_field(3)
     scale_factor: float = 0.7
 
     def __post_init__(self):
@@ -47,8 +48,6 @@ class QbiReproductionConfig(ProfiledRunConfig):
         self.neurons, self.batch_sizes = tuple(self.neurons), tuple(self.batch_sizes)
         if not self.neurons or not self.batch_sizes or min(self.neurons + self.batch_sizes) < 1:
             raise ValueError(f"neurons and batch sizes must be >= 1, got {self.neurons} and {self.batch_sizes}")
-        if self.runs < 1 or self.clients < 1:
-            raise ValueError(f"runs and clients must be >= 1, got {self.runs} and {self.clients}")
 
     @classmethod
     def quick(cls, **overrides) -> "QbiReproductionConfig":

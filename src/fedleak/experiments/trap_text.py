@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from fedleak.checks import count_field
 from fedleak.data import dataset_options, load_dataset
 from fedleak.models import build_model
 from fedleak.models.initialisers import initialise_linear_layers
@@ -47,7 +48,7 @@ class TrapTextConfig(RunConfig):
     dataset: str = "fortunes"
     root: str | None = None
     batch_sizes: tuple[int, ...] = tuple(P002_TABLE3)
-    runs: int = 10
+    runs: int = count_field(10)
     vocab_size: int = 10_000
     seq_len: int = 250
     model_options: dict = field(default_factory=dict)
@@ -57,8 +58,8 @@ class TrapTextConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         self.model_options = {"embed_dim": 250, "hidden": 1000, **self.model_options}
-        if self.runs < 1 or not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ValueError(f"need runs >= 1 and batch sizes >= 1; got {self.runs} and {self.batch_sizes}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"need batch sizes >= 1; got {self.batch_sizes}")
         self.batch_sizes = tuple(self.batch_sizes)
 
     @classmethod

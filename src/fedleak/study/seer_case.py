@@ -16,6 +16,7 @@ from fedleak.attacks.base import AttackContext
 from fedleak.attacks.learned.seer import CHECKPOINTS, SeerAttack, brightest, decoded_quality
 from fedleak.attacks.learned.seer_training import SeerTrainingConfig, train_seer
 from fedleak.cases.probe import observed_update
+from fedleak.checks import count_field
 from fedleak.data import load_dataset
 from fedleak.data.partition import ClientData
 from fedleak.fl import FLConfig
@@ -37,9 +38,9 @@ class SeerReproductionConfig(RunConfig):
     dataset: str = "bundled"
     root: str | None = None
     training: SeerTrainingConfig = field(default_factory=SeerTrainingConfig)
-    eval_batches: int = 50
-    fedavg_epochs: int = 1
-    fedavg_batch: int = 4
+    eval_batches: int = count_field(50)
+    fedavg_epochs: int = count_field(1)
+    fedavg_batch: int = count_field(4)
     fedavg_lr: float = 0.01
     shipped: bool = False
 
@@ -49,9 +50,6 @@ class SeerReproductionConfig(RunConfig):
             self.training = SeerTrainingConfig(**self.training)
         self.training = replace(self.training, dataset=self.dataset, root=self.root, seed=self.seed,
                                 device=self.device)
-        for name in ("eval_batches", "fedavg_epochs", "fedavg_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def quick(cls, **overrides) -> SeerReproductionConfig:
