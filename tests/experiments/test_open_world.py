@@ -58,5 +58,5 @@ def test_open_world_writes_every_verdict_and_counts_false_alarms(tmp_path):
     assert summary["false_alarm_rate"] == pytest.approx(chain_hits / len(cells))
     again = run_open_world(OpenWorldConfig(variants=SUBSET), tmp_path)  # every cell is done: a rerun resumes
     assert again["flagged"] == summary["flagged"] and len(cells) == 3 * len(SUBSET)
-    with pytest.raises(ValueError, match="clients >= 1"):
+    with pytest.raises(ValueError, match="^clients must be an integer >= 1, got 0$"):
         OpenWorldConfig(clients=0)
