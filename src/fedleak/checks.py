@@ -77,7 +77,8 @@ class CheckedConfig:
     """Base of a config dataclass whose fields declare their checks: it validates itself after ``__init__`` with
     :func:`check_fields`, naming its fields after the class keyword ``what`` (``class QbiConfig(CheckedConfig,
     what="QBI")``; default: the bare field names). A subclass with checks across fields extends ``__post_init__``
-    and calls ``super().__post_init__()`` first."""
+    and calls ``super().__post_init__()`` first; one that gives an inherited checked field another default declares
+    its check again (``runs: int = count_field(3)``), since a dataclass field redeclared replaces the inherited one."""
 
     what = ""
 

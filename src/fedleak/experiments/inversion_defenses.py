@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from fedleak.cases.scoring import score
 from fedleak.cases.victims import attack_victims, client_images, victim_case
+from fedleak.checks import CheckedConfig, choice_field, count_field
 from fedleak.study.cells import run_cells
 from fedleak.study.paper_tables import P001_COLUMN, P001_MODEL, P001_TABLE1, P001_TABLE2, P001_TABLE3
 from fedleak.metrics.extraction import near_key
@@ -35,16 +36,16 @@ TABLES = {"dp": ("Table 1", P001_TABLE1), "pruning": ("Table 2", P001_TABLE2), "
 
 
 @dataclass
-class DefenseTableConfig:
+class DefenseTableConfig(CheckedConfig):
     """What ``fedleak reproduce defenses-{dp,pruning,modules}`` runs (``table``: dp, pruning or modules)."""
 
-    table: str
+    table: str = choice_field(TABLES, label="defense table")
     dataset: str = "bundled"
     root: str | None = None
     size: tuple[int, int] | None = (32, 32)
     model: str = "cnn"
     model_options: dict = field(default_factory=dict)
-    victims: int = 128
+    victims: int = count_field(128)
     attack_iterations: int | None = None  # None: the full §5.2 schedule (up to 20,000 iterations)
     dp_clip: float = 20.0
     dp_sigmas: tuple[float, ...] = (1e-4, 1e-3)
@@ -54,12 +55,6 @@ class DefenseTableConfig:
     seed: int = 0
     device: str = "cpu"
     profile: str = "full"
-
-    def __post_init__(self):
-        if self.table not in TABLES:
-            raise ValueError(f"unknown defense table {self.table!r}; valid: {', '.join(TABLES)}")
-        if self.victims < 1:
-            raise ValueError(f"victims must be >= 1, got {self.victims}")
 
     @classmethod
     def quick(cls, table: str, **overrides) -> "DefenseTableConfig":

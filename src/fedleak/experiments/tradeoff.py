@@ -72,7 +72,7 @@ from fedleak.attacks.learned.seer import brightest, decoded_quality
 from fedleak.attacks.malicious.robbing_the_fed import brightness_prior
 from fedleak.cases.probe import fedsgd_observed
 from fedleak.cases.scoring import score
-from fedleak.checks import check_number
+from fedleak.checks import CheckedConfig, check_number, count_field
 from fedleak.detection.chain import SIGNATURES, ChainSettings, build_chain, verdict_rows
 from fedleak.metrics.text import token_recall
 from fedleak.models import build_model
@@ -102,7 +102,7 @@ plot = functools.partial(stealth_plot, signatures=SIGNATURES, leakage=LEAKAGE)
 
 
 @dataclass
-class TradeoffConfig:
+class TradeoffConfig(CheckedConfig):
     """The knob's values ``epsilons``, the client's ``batch_size`` and the models' options (as in
     ``--first-contact``)."""
 
@@ -111,13 +111,13 @@ class TradeoffConfig:
     model_options: dict | None = None
     seed: int = 0
     seer_mix: tuple[float, ...] = SEER_MIX
-    seer_batches: int = 8
+    seer_batches: int = count_field(8)
 
     def __post_init__(self):
+        super().__post_init__()
         self.epsilons = tuple(float(check_number("camouflage epsilon", e, low=0)) for e in self.epsilons)
         self.seer_mix = tuple(float(check_number("SEER's weight share (seer_mix)", a, low=0, high=1))
                               for a in self.seer_mix)
-        check_number("seer_batches", self.seer_batches, low=1, integer=True)
 
 
 def manipulations(public: dict) -> list[tuple[str, str, dict]]:

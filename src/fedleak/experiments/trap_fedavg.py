@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedleak.cases import Audit, ThreatModel  # noqa: E402
+from fedleak.checks import count_field  # noqa: E402
 from fedleak.study.cells import mean_of_runs  # noqa: E402
 from fedleak.study.paper_tables import P002_FEDAVG  # noqa: E402
 from fedleak.fl import FederationSpec, FLConfig, build_federation  # noqa: E402
@@ -35,8 +36,8 @@ class TrapFedAvgConfig(TrapStudyConfig):
     for every (``lrs`` x ``local_steps``) and ``runs`` seeds; the full profile uses the FC-NN of Table 7."""
 
     dataset: str = "bundled"
-    runs: int = 3
-    clients: int = 10
+    runs: int = count_field(3)
+    clients: int = count_field(10)
     lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
     local_steps: tuple[int, ...] = (1, 2)
 
@@ -44,8 +45,6 @@ class TrapFedAvgConfig(TrapStudyConfig):
         if not self.lrs or any(not lr > 0 for lr in self.lrs) or not self.local_steps or min(self.local_steps) < 1:
             raise ValueError(f"need learning rates > 0 and local steps >= 1; got {self.lrs} and {self.local_steps}")
         super().__post_init__()
-        if self.clients < 1:
-            raise ValueError(f"clients must be >= 1, got {self.clients}")
         self.lrs = tuple(sorted(self.lrs))
 
     @classmethod

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from fedleak.attacks.inversion.presets import PRESETS
 from fedleak.cases.scoring import score
 from fedleak.cases.victims import attack_victims, client_images, victim_case
+from fedleak.checks import CheckedConfig, index_field
 from fedleak.data import load_dataset
 from fedleak.defenses import apply_defenses
 from fedleak.defenses.dp import dp_epsilon
@@ -98,7 +99,7 @@ def select_rows(spec: str | Sequence[str] | None) -> tuple[AblationRow, ...]:
 
 
 @dataclass
-class AblationConfig:
+class AblationConfig(CheckedConfig):
     """The full profile is paper 001's protocol; :meth:`quick` shrinks victims, attack and FL rounds."""
 
     dataset: str = "bundled"
@@ -123,16 +124,15 @@ class AblationConfig:
     prune_rate: float = 0.5
     delta: float = 1e-5
     utility: bool = True  # False: privacy cells only (no FedAvg runs)
-    trained_epochs: int = 0  # the attacked model: as initialised (0), or trained this many epochs first
+    trained_epochs: int = index_field(0)  # the attacked model: as initialised (0), or trained this many epochs first
     device: str = "cpu"
     profile: str = "full"
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = [a for a in self.attacks if a not in PRESETS]
         if unknown or not self.attacks:
             raise ValueError(f"unknown attack(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(PRESETS)}")
-        if self.trained_epochs < 0:
-            raise ValueError(f"trained_epochs must be >= 0, got {self.trained_epochs}")
 
     @classmethod
     def quick(cls, **overrides) -> "AblationConfig":

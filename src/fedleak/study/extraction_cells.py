@@ -13,6 +13,7 @@ import torch.nn as nn
 from fedleak.attacks import ATTACKS, AttackContext
 from fedleak.attacks.base import Attack
 from fedleak.cases.batch import BatchOutcome, Update, attack_batches
+from fedleak.checks import CheckedConfig, count_field
 from fedleak.fl.training import GradientFn
 from fedleak.models import build_model
 from fedleak.models.fcnn import WIDTHS
@@ -62,7 +63,7 @@ def extraction_cell(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
 
 
 @dataclass
-class TrapStudyConfig:
+class TrapStudyConfig(CheckedConfig):
     """What every trap-weights defense study (§8.4, §9) shares, i.e. what :func:`trap_cell` reads: ``runs``
     seeded cells per setting, each a batch of ``batch_size`` through ``model`` with trap weights of
     ``scale_factor`` (Algorithm 1; 0.7 is the paper's best s for MNIST, Table 5)."""
@@ -71,16 +72,12 @@ class TrapStudyConfig:
     root: str | None = None
     model: str = "fcnn"
     model_options: dict = field(default_factory=lambda: {"widths": WIDTHS})  # Table 7's FC-NN
-    batch_size: int = 100
+    batch_size: int = count_field(100)
     scale_factor: float = 0.7
-    runs: int = 10
+    runs: int = count_field(10)
     seed: int = 0
     device: str = "cpu"
     profile: str = "full"
-
-    def __post_init__(self):
-        if self.runs < 1 or self.batch_size < 1:
-            raise ValueError(f"runs and batch_size must be >= 1, got {self.runs} and {self.batch_size}")
 
 
 def trap_cell(data, config: TrapStudyConfig, run: int) -> ExtractionCell:
