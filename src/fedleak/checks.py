@@ -1,7 +1,8 @@
 """The explicit "does not apply" error (:class:`NotApplicable`), and checks of numbers and tensors that come from
 outside: numeric options and names of defenses, attacks, detectors and experiments (finite and in range, or known;
-declared once per config field with :func:`checked` or :func:`choice_field`, run by :class:`CheckedConfig`), received updates (finite) and device names (present on this machine), each failing with a
-message naming the bad value."""
+declared once per config field with :func:`checked` or :func:`choice_field` and run by :class:`CheckedConfig`),
+received updates (finite) and device names (present on this machine), each failing with a message naming the bad
+value."""
 from __future__ import annotations
 
 import math
@@ -47,7 +48,8 @@ def checked(default: Any = MISSING, *, label: str | None = None, optional: bool 
     return _declared(default, partial(check_number, **bounds), label, optional)
 
 
-def choice_field(valid: Iterable[str], default: Any = MISSING, *, label: str | None = None, many: bool = False) -> Any:
+def choice_field(valid: Iterable[str], default: Any = MISSING, *, label: str | None = None,
+                 many: bool = False) -> Any:
     """A field that holds one of the names ``valid`` (``many``: a sequence of them), else :func:`check_known`'s
     error ``"unknown {what} {label} 'name'; valid: ..."`` (by :func:`check_fields`)."""
     valid = tuple(valid)

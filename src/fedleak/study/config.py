@@ -50,4 +50,3 @@ class GuardRunConfig(RunConfig):
     ``tolerance`` (default: the guard's)."""
 
     tolerance: float = field(default_factory=lambda: LeakageGuard().tolerance)
-
