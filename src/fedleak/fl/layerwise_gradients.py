@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from fedleak.fl.factored import LowRank, RankOne, factor_at, outer_sum
+from fedleak.fl.patch_products import PatchProducts
 from fedleak.fl.unfold import unfold_patches
 from fedleak.models.resnet import BasicBlock
 from fedleak.models.stochastic import StochasticModule
@@ -110,12 +111,16 @@ def layerwise_layers(model: nn.Module, names: Sequence[str], *, drawn: bool = Fa
         layers[layer] = module
     return layers
 
-def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool):
-    """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``."""
+def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool,
+                      products: PatchProducts | None = None, output: torch.Tensor | None = None):
+    """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``
+    (through ``products``, the layer's :class:`PatchProducts`, when it ran as one, with its ``output``)."""
     if factored and g.shape[2] == 1:
         return RankOne(g[:, :, 0], a[:, :, 0], weight.shape), g[:, :, 0]
     if factored and factor_at(g.shape[1], a.shape[1], g.shape[2]):
         return LowRank(g, a, weight.shape), g.sum(2)
+    if products is not None and g.shape[2] > 1:
+        return products.weight_gradient(g, a, output).view(len(g), *weight.shape), g.sum(2)
     return outer_sum(g, a).view(len(g), *weight.shape), g.sum(2)
 
 
@@ -228,11 +233,15 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
         return out
     patches = _patches(module, x)
     weight = module.weight.flatten(1)
-    out = torch.bmm(weight.expand(len(x), *weight.shape), patches)  # matmul's derivative is 2x slower
+    if weight.requires_grad:  # PatchProducts treats the weight as a constant
+        products, out = True, torch.bmm(weight.expand(len(x), *weight.shape), patches)
+    else:
+        products = PatchProducts(weight)
+        out = products.output(patches)
     if module.bias is not None:
         out = out + module.bias.unsqueeze(1)
     out = out.view(len(x), -1, *size)
-    seen[name] = (patches, out, True)
+    seen[name] = (patches, out, products)
     return out
 
 
@@ -281,7 +290,7 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
     ``factored``, the weights applied once per sample get a :class:`RankOne` instead, and those applied at few
     positions (:func:`fedleak.fl.factored.factor_at`) a :class:`LowRank` (see
     :func:`fedleak.fl.factored.materialised`)."""
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor, bool]] = {}
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor, bool | PatchProducts]] = {}  # input, output, unfolded
 
     def record(name):
         def hook(module, args, output):
@@ -325,7 +334,7 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
 
     with torch.set_grad_enabled(create_graph):
         for (name, module), grad_out in zip(layers.items(), grad_outs):
-            inputs, _, unfolded = seen[name]
+            inputs, output, unfolded = seen[name]
             if isinstance(module, nn.Linear):
                 weight, bias = _linear_gradients(module, inputs, grad_out, factored)
             elif not isinstance(module, nn.Conv2d):
@@ -334,6 +343,8 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
                 weight, bias = _grouped_conv_gradients(module, patches_of(module, inputs), grad_out)
             else:
                 patches = inputs if unfolded else patches_of(module, inputs)
-                weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
+                products = unfolded if isinstance(unfolded, PatchProducts) else None
+                weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored, products,
+                                                 output)
             grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}
