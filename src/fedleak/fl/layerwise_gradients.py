@@ -217,8 +217,8 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
     iteration on the cnn's first layer at 16 and 128 samples; deeper layers of a batch keep mkldnn (0.8x).
     When the gradients are differentiated again (``twice``: the inversion), a convolution that sees one window
     of its unpadded input (the cnn's last, 5 x 5 into 1 x 1) is a linear layer on that window: ``F.linear`` and
-    its derivatives are plain matrix products (measured on one thread at 16 samples, 32 x 5 x 5 into 64: about
-    0.3 ms for each of mkldnn's four convolutions per inversion iteration, 8% of it, against 0.02 ms)."""
+    its derivatives are matrix products (one thread, 16 samples, 32 x 5 x 5 into 64: mkldnn's four convolutions
+    per inversion iteration took 0.2-0.3 ms each, 8% of it; F.linear's products a tenth of that or less)."""
     size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
             zip(x.shape[2:], _padding(module), module.dilation, module.kernel_size, module.stride)]
     if twice and size == [1, 1] and module.groups == 1 and not any(_padding(module)) and all(

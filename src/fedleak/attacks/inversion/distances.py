@@ -72,9 +72,9 @@ def l2_distance(target: Gradients, names: Sequence[str]) -> Distance:
 @DISTANCES.register("cosine")
 def cosine_distance(target: Gradients, names: Sequence[str]) -> Distance:
     """``1 - <G', G> / (|G'| |G|)`` over all layers concatenated (Inverting Gradients, Geiping et al. 2020). The
-    layers with few values per victim (biases, small weights) are concatenated and reduced as one: a pass of a
-    few ops for each of them (forward and backward) costs more than the values (measured on one CPU thread: 5%
-    of an inversion iteration of the cnn at 16 victims); the sums are added in another order (float rounding)."""
+    layers with few values per victim (biases, small weights) are concatenated and reduced as one: each costs a
+    few ops forward and backward, more than its values at a few victims (the cnn's four biases and first weight:
+    one reduction instead of five); the sums are added in another order (float rounding)."""
     rows = {n: _rowwise(target[n]) for n in names}
     target_norm = sum(rows[n].pow(2).sum(1) for n in names).add(_EPS).sqrt()
     small = {n for n in names if rows[n].shape[1] <= _SMALL}

@@ -7,8 +7,8 @@ import torch
 class _TotalVariation(torch.autograd.Function):
     """The anisotropic total variation per image, with its gradient written into one tensor: autograd's own
     derivative of the two slice differences gives each slice a full-size gradient of zeros and adds the four
-    (about 25 passes over the images against 7 here; measured on one CPU thread, 1.7 ms of a 10 ms inversion
-    iteration at 16 victims). The same value; the same gradient, its four terms per pixel added in another
+    (measured on one CPU thread, forward and backward of 3 x 32 x 32 images: 0.42 against 0.52 ms at 16 images,
+    1.9 against 3.3 ms at 128). The same value; the same gradient, its four terms per pixel added in another
     order (float rounding). Differentiable twice, like the expression (the signs are constants)."""
 
     @staticmethod
