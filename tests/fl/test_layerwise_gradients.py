@@ -155,3 +155,45 @@ def test_same_padding_qualifies_only_when_asked_and_symmetric():
         dx, = torch.autograd.grad(grads["0.weight"].pow(2).sum(), x)
         dx_slow, = torch.autograd.grad(expected["0.weight"].pow(2).sum(), x)
         torch.testing.assert_close(dx, dx_slow, rtol=1e-4, atol=1e-6 * float(dx_slow.abs().max()))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_constant_weight_convolution_equals_autograds_to_the_third_derivative(groups):
+    """The convolution the engine runs when its weights are constants (as the inversion's): its value and its
+    first, second and third derivatives in the input are those of the plain convolution."""
+    from fedleak.fl.layerwise_gradients import _conv
+
+    torch.manual_seed(3)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=groups).double().requires_grad_(False)
+    x = torch.rand(2, 4, 7, 7, dtype=torch.double, requires_grad=True)
+    assert torch.equal(_conv(conv, x), conv(x))
+    torch.autograd.gradcheck(lambda t: _conv(conv, t), x)
+    torch.autograd.gradgradcheck(lambda t: _conv(conv, t), x)
+    cotangent = torch.rand(2, 6, 4, 4, dtype=torch.double, requires_grad=True)
+    derivatives = []
+    for forward in (lambda t: _conv(conv, t), conv):
+        (dx,) = torch.autograd.grad(forward(x), x, cotangent, create_graph=True)
+        (dc,) = torch.autograd.grad(dx.square().sum(), cotangent, create_graph=True)
+        derivatives.append((dx, dc, torch.autograd.grad(dc.square().sum(), cotangent)[0]))
+    for ours, theirs in zip(*derivatives):
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_relu_equals_autograds_to_the_third_derivative():
+    """The ReLU the engine runs when the gradients are differentiated again: the values and derivatives of
+    torch.relu's (it only leaves out the zero gradient autograd gives the ReLU's output)."""
+    from fedleak.fl.layerwise_gradients import _ReLU
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 5, dtype=torch.double, requires_grad=True)
+    torch.autograd.gradcheck(_ReLU.apply, x)
+    torch.autograd.gradgradcheck(_ReLU.apply, x)
+    cotangent = torch.randn(3, 5, dtype=torch.double, requires_grad=True)
+    derivatives = []
+    for relu in (_ReLU.apply, torch.relu):
+        (dx,) = torch.autograd.grad(relu(x).sin().sum(), x, create_graph=True)
+        (dc,) = torch.autograd.grad(torch.autograd.grad(relu(x), x, cotangent, create_graph=True)[0].square().sum(),
+                                    cotangent, create_graph=True)
+        derivatives.append((relu(x), dx, dc, torch.autograd.grad(dc.square().sum(), cotangent)[0]))
+    for ours, theirs in zip(*derivatives):
+        assert torch.equal(ours, theirs)

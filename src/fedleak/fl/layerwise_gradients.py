@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from fedleak.fl.factored import LowRank, RankOne, factor_at, outer_sum
+from fedleak.fl.patch_products import PatchProducts
 from fedleak.fl.unfold import unfold_patches
 from fedleak.models.resnet import BasicBlock
 from fedleak.models.stochastic import StochasticModule
@@ -110,12 +111,16 @@ def layerwise_layers(model: nn.Module, names: Sequence[str], *, drawn: bool = Fa
         layers[layer] = module
     return layers
 
-def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool):
-    """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``."""
+def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, factored: bool,
+                      products: PatchProducts | None = None, output: torch.Tensor | None = None):
+    """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``
+    (through ``products``, the layer's :class:`PatchProducts`, when it ran as one, with its ``output``)."""
     if factored and g.shape[2] == 1:
         return RankOne(g[:, :, 0], a[:, :, 0], weight.shape), g[:, :, 0]
     if factored and factor_at(g.shape[1], a.shape[1], g.shape[2]):
         return LowRank(g, a, weight.shape), g.sum(2)
+    if products is not None and g.shape[2] > 1:
+        return products.weight_gradient(g, a, output).view(len(g), *weight.shape), g.sum(2)
     return outer_sum(g, a).view(len(g), *weight.shape), g.sum(2)
 
 
@@ -137,27 +142,106 @@ def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel, dilation=module.dilation, padding=padding, stride=module.stride)
 
 
-def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.Tensor, x: torch.Tensor
-                   ) -> torch.Tensor:
+class _FixedConv(torch.autograd.Function):
+    """``F.conv2d`` with a constant weight and bias, whose input gradient (:class:`_FixedConvInputGrad`) has a
+    double backward of one convolution: autograd's own derivative of ``convolution_backward`` also computes the
+    gradient of the weight, which the weight does not need (measured on one CPU thread at 128 x 16 x 14 x 14 into
+    32 channels: 2 ms of a 60 ms inversion iteration). The same kernels otherwise, so the same numbers."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.size, ctx.weight, ctx.options = x.shape, weight, (stride, padding, dilation, groups)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _FixedConvInputGrad.apply(grad, ctx.weight, ctx.size, *ctx.options), None, None, None, None, None, None
+
+
+class _FixedConvInputGrad(torch.autograd.Function):
+    """The input gradient of :class:`_FixedConv`; its derivative is the convolution itself (differentiable
+    again through ``F.conv2d``)."""
+
+    @staticmethod
+    def forward(ctx, grad, weight, size, stride, padding, dilation, groups):
+        ctx.weight, ctx.options = weight, (stride, padding, dilation, groups)
+        return torch.nn.grad.conv2d_input(size, weight, grad, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_grad):
+        return F.conv2d(grad_grad, ctx.weight, None, *ctx.options), None, None, None, None, None, None
+
+
+class _ReLU(torch.autograd.Function):
+    """``relu`` whose input gradient (:class:`_ReLUGrad`) has the derivative of its cotangent alone: autograd's
+    derivative of ``threshold_backward`` also gives the ReLU's output a gradient of zeros, which costs a tensor of
+    zeros and an addition per layer per inversion iteration. The same kernels otherwise, so the same numbers."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = torch.relu(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _ReLUGrad.apply(grad, ctx.saved_tensors[0])
+
+
+class _ReLUGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad, out):
+        ctx.save_for_backward(out)
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+
+    @staticmethod
+    def backward(ctx, grad_grad):
+        return _ReLUGrad.apply(grad_grad, ctx.saved_tensors[0]), None
+
+
+def _conv(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``module``'s forward; through :class:`_FixedConv` when its parameters are constants (as the inversion's)."""
+    weight, bias = module.weight, module.bias
+    if weight.requires_grad or (bias is not None and bias.requires_grad) or not x.requires_grad:
+        return module._conv_forward(x, weight, bias)
+    return _FixedConv.apply(x, weight, bias, module.stride, _padding(module), module.dilation, module.groups)
+
+
+def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.Tensor, twice: bool,
+                   x: torch.Tensor) -> torch.Tensor:
     """``module``'s forward for one engine call, which records what its weight gradient needs. A single sample,
     or the model input itself (few channels) seen at more than one position, runs as a matrix product with its
     patches: one unfolding serves the forward and the weight gradient, and the input's gradient costs a product
     and the fold the patches need anyway (mkldnn's input gradient of a 3-channel convolution costs 5x its
     forward). Measured on one CPU thread: 1.3x faster than mkldnn for one sample, 5-10% faster per inversion
-    iteration on the cnn's first layer at 16 and 128 samples; deeper layers of a batch keep mkldnn (0.8x)."""
+    iteration on the cnn's first layer at 16 and 128 samples; deeper layers of a batch keep mkldnn (0.8x).
+    When the gradients are differentiated again (``twice``: the inversion), a convolution that sees one window
+    of its unpadded input (the cnn's last, 5 x 5 into 1 x 1) is a linear layer on that window: ``F.linear`` and
+    its derivatives are matrix products (one thread, 16 samples, 32 x 5 x 5 into 64: mkldnn's four convolutions
+    per inversion iteration took 0.2-0.3 ms each, 8% of it; F.linear's products a tenth of that or less)."""
     size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
             zip(x.shape[2:], _padding(module), module.dilation, module.kernel_size, module.stride)]
+    if twice and size == [1, 1] and module.groups == 1 and not any(_padding(module)) and all(
+            d == 1 for d in module.dilation):
+        patches = _patches(module, x)  # (B, C kh kw, 1): the top-left window, a view
+        out = F.linear(patches[:, :, 0], module.weight.flatten(1), module.bias).view(len(x), -1, 1, 1)
+        seen[name] = (patches, out, True)
+        return out
     if module.groups > 1 or (len(x) > 1 and (x is not model_input or size == [1, 1])):
-        out = module._conv_forward(x, module.weight, module.bias)
+        out = _conv(module, x)
         seen[name] = (x, out, False)
         return out
     patches = _patches(module, x)
     weight = module.weight.flatten(1)
-    out = torch.bmm(weight.expand(len(x), *weight.shape), patches)  # matmul's derivative is 2x slower
+    if weight.requires_grad:  # PatchProducts treats the weight as a constant
+        products, out = True, torch.bmm(weight.expand(len(x), *weight.shape), patches)
+    else:
+        products = PatchProducts(weight)
+        out = products.output(patches)
     if module.bias is not None:
         out = out + module.bias.unsqueeze(1)
     out = out.view(len(x), -1, *size)
-    seen[name] = (patches, out, True)
+    seen[name] = (patches, out, products)
     return out
 
 
@@ -206,7 +290,7 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
     ``factored``, the weights applied once per sample get a :class:`RankOne` instead, and those applied at few
     positions (:func:`fedleak.fl.factored.factor_at`) a :class:`LowRank` (see
     :func:`fedleak.fl.factored.materialised`)."""
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor, bool]] = {}
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor, bool | PatchProducts]] = {}  # input, output, unfolded
 
     def record(name):
         def hook(module, args, output):
@@ -218,13 +302,16 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
     handles, replaced = [], []
     for name, module in layers.items():
         if isinstance(module, nn.Conv2d):  # for this call only (see _recorded_conv)
-            module.forward = functools.partial(_recorded_conv, module, seen, name, x)
+            module.forward = functools.partial(_recorded_conv, module, seen, name, x, create_graph)
             replaced.append(module)
         else:
             handles.append(module.register_forward_hook(record(name)))
     for module in model.modules():
         if _batch_statistics(module):  # for this call only: each sample its own batch
             module.forward = functools.partial(_sample_batch_norm, module)
+            replaced.append(module)
+        elif type(module) is nn.ReLU and create_graph:  # for this call only (see _ReLU)
+            module.forward = _ReLU.apply
             replaced.append(module)
     try:
         with torch.enable_grad():
@@ -247,7 +334,7 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
 
     with torch.set_grad_enabled(create_graph):
         for (name, module), grad_out in zip(layers.items(), grad_outs):
-            inputs, _, unfolded = seen[name]
+            inputs, output, unfolded = seen[name]
             if isinstance(module, nn.Linear):
                 weight, bias = _linear_gradients(module, inputs, grad_out, factored)
             elif not isinstance(module, nn.Conv2d):
@@ -256,6 +343,8 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
                 weight, bias = _grouped_conv_gradients(module, patches_of(module, inputs), grad_out)
             else:
                 patches = inputs if unfolded else patches_of(module, inputs)
-                weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored)
+                products = unfolded if isinstance(unfolded, PatchProducts) else None
+                weight, bias = _weight_gradients(module.weight, grad_out.flatten(2), patches, factored, products,
+                                                 output)
             grads[f"{name}.weight"], grads[f"{name}.bias"] = weight, bias
     return {n: grads[n] for n in names}
