@@ -177,23 +177,3 @@ def test_constant_weight_convolution_equals_autograds_to_the_third_derivative(gr
         derivatives.append((dx, dc, torch.autograd.grad(dc.square().sum(), cotangent)[0]))
     for ours, theirs in zip(*derivatives):
         assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12)
-
-
-def test_relu_equals_autograds_to_the_third_derivative():
-    """The ReLU the engine runs when the gradients are differentiated again: the values and derivatives of
-    torch.relu's (it only leaves out the zero gradient autograd gives the ReLU's output)."""
-    from fedleak.fl.layerwise_gradients import _ReLU
-
-    torch.manual_seed(4)
-    x = torch.randn(3, 5, dtype=torch.double, requires_grad=True)
-    torch.autograd.gradcheck(_ReLU.apply, x)
-    torch.autograd.gradgradcheck(_ReLU.apply, x)
-    cotangent = torch.randn(3, 5, dtype=torch.double, requires_grad=True)
-    derivatives = []
-    for relu in (_ReLU.apply, torch.relu):
-        (dx,) = torch.autograd.grad(relu(x).sin().sum(), x, create_graph=True)
-        (dc,) = torch.autograd.grad(torch.autograd.grad(relu(x), x, cotangent, create_graph=True)[0].square().sum(),
-                                    cotangent, create_graph=True)
-        derivatives.append((relu(x), dx, dc, torch.autograd.grad(dc.square().sum(), cotangent)[0]))
-    for ours, theirs in zip(*derivatives):
-        assert torch.equal(ours, theirs)

@@ -134,5 +134,5 @@ class _OuterSum(torch.autograd.Function):
 def outer_sum(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """``sum_p g[:, :, p] a[:, :, p]^T`` per sample, ``(B, O, P), (B, I, P) -> (B, O, I)``."""
     if g.shape[2] == 1:
-        return _Outer.apply(g[:, :, 0], a[:, :, 0])
+        return _Outer.apply(g.squeeze(2), a.squeeze(2))
     return _OuterSum.apply(g, a)

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from fedleak.fl.constant_layers import FixedConv, ReLU
 from fedleak.fl.factored import LowRank, RankOne, factor_at, outer_sum
 from fedleak.fl.patch_products import PatchProducts
 from fedleak.fl.unfold import unfold_patches
@@ -116,7 +117,8 @@ def _weight_gradients(weight: torch.Tensor, g: torch.Tensor, a: torch.Tensor, fa
     """The weight's and the bias's per-sample gradients from ``g`` ``(B, O, P)`` and ``a`` ``(B, I, P)``
     (through ``products``, the layer's :class:`PatchProducts`, when it ran as one, with its ``output``)."""
     if factored and g.shape[2] == 1:
-        return RankOne(g[:, :, 0], a[:, :, 0], weight.shape), g[:, :, 0]
+        g = g.squeeze(2)  # a view whose derivative is a view (a select's writes into a tensor of zeros)
+        return RankOne(g, a.squeeze(2), weight.shape), g
     if factored and factor_at(g.shape[1], a.shape[1], g.shape[2]):
         return LowRank(g, a, weight.shape), g.sum(2)
     if products is not None and g.shape[2] > 1:
@@ -142,69 +144,13 @@ def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel, dilation=module.dilation, padding=padding, stride=module.stride)
 
 
-class _FixedConv(torch.autograd.Function):
-    """``F.conv2d`` with a constant weight and bias, whose input gradient (:class:`_FixedConvInputGrad`) has a
-    double backward of one convolution: autograd's own derivative of ``convolution_backward`` also computes the
-    gradient of the weight, which the weight does not need (measured on one CPU thread at 128 x 16 x 14 x 14 into
-    32 channels: 2 ms of a 60 ms inversion iteration). The same kernels otherwise, so the same numbers."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
-        ctx.size, ctx.weight, ctx.options = x.shape, weight, (stride, padding, dilation, groups)
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _FixedConvInputGrad.apply(grad, ctx.weight, ctx.size, *ctx.options), None, None, None, None, None, None
-
-
-class _FixedConvInputGrad(torch.autograd.Function):
-    """The input gradient of :class:`_FixedConv`; its derivative is the convolution itself (differentiable
-    again through ``F.conv2d``)."""
-
-    @staticmethod
-    def forward(ctx, grad, weight, size, stride, padding, dilation, groups):
-        ctx.weight, ctx.options = weight, (stride, padding, dilation, groups)
-        return torch.nn.grad.conv2d_input(size, weight, grad, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad_grad):
-        return F.conv2d(grad_grad, ctx.weight, None, *ctx.options), None, None, None, None, None, None
-
-
-class _ReLU(torch.autograd.Function):
-    """``relu`` whose input gradient (:class:`_ReLUGrad`) has the derivative of its cotangent alone: autograd's
-    derivative of ``threshold_backward`` also gives the ReLU's output a gradient of zeros, which costs a tensor of
-    zeros and an addition per layer per inversion iteration. The same kernels otherwise, so the same numbers."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = torch.relu(x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _ReLUGrad.apply(grad, ctx.saved_tensors[0])
-
-
-class _ReLUGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, grad, out):
-        ctx.save_for_backward(out)
-        return torch.ops.aten.threshold_backward(grad, out, 0)
-
-    @staticmethod
-    def backward(ctx, grad_grad):
-        return _ReLUGrad.apply(grad_grad, ctx.saved_tensors[0]), None
-
-
 def _conv(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``module``'s forward; through :class:`_FixedConv` when its parameters are constants (as the inversion's)."""
+    """``module``'s forward; through :class:`fedleak.fl.constant_layers.FixedConv` when its parameters are
+    constants (as the inversion's)."""
     weight, bias = module.weight, module.bias
     if weight.requires_grad or (bias is not None and bias.requires_grad) or not x.requires_grad:
         return module._conv_forward(x, weight, bias)
-    return _FixedConv.apply(x, weight, bias, module.stride, _padding(module), module.dilation, module.groups)
+    return FixedConv.apply(x, weight, bias, module.stride, _padding(module), module.dilation, module.groups)
 
 
 def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.Tensor, twice: bool,
@@ -224,7 +170,7 @@ def _recorded_conv(module: nn.Conv2d, seen: dict, name: str, model_input: torch.
     if twice and size == [1, 1] and module.groups == 1 and not any(_padding(module)) and all(
             d == 1 for d in module.dilation):
         patches = _patches(module, x)  # (B, C kh kw, 1): the top-left window, a view
-        out = F.linear(patches[:, :, 0], module.weight.flatten(1), module.bias).view(len(x), -1, 1, 1)
+        out = F.linear(patches.squeeze(2), module.weight.flatten(1), module.bias).view(len(x), -1, 1, 1)
         seen[name] = (patches, out, True)
         return out
     if module.groups > 1 or (len(x) > 1 and (x is not model_input or size == [1, 1])):
@@ -310,8 +256,8 @@ def layerwise_gradients(model: nn.Module, layers: dict[str, nn.Module], names: S
         if _batch_statistics(module):  # for this call only: each sample its own batch
             module.forward = functools.partial(_sample_batch_norm, module)
             replaced.append(module)
-        elif type(module) is nn.ReLU and create_graph:  # for this call only (see _ReLU)
-            module.forward = _ReLU.apply
+        elif type(module) is nn.ReLU and create_graph:  # for this call only (see ReLU)
+            module.forward = ReLU.apply
             replaced.append(module)
     try:
         with torch.enable_grad():
