@@ -30,3 +30,16 @@ def test_fold_and_unfold_are_twice_differentiable():
     columns = torch.randn(2, 27, 16, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: fold_patches(t, (7, 7), (3, 3), (2, 2), (1, 1)), (columns,))
     assert torch.autograd.gradgradcheck(lambda t: fold_patches(t, (7, 7), (3, 3), (2, 2), (1, 1)), (columns,))
+
+
+def test_fold_is_bit_for_bit_atens_on_two_threads():
+    """The fold's sums keep col2im's order when the intra-op threads split the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(128, 16, 14, 14)
+        columns = F.unfold(x, 5, stride=2) * 1.3
+        assert torch.equal(fold_patches(columns, (14, 14), (5, 5), (2, 2), (0, 0)), F.fold(columns, (14, 14), 5,
+                                                                                             stride=2))
+    finally:
+        torch.set_num_threads(threads)
