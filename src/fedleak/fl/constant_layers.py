@@ -1,8 +1,10 @@
 """Layers with constant parameters whose derivatives leave out what a constant does not need, differentiable
-again: the per-layer engine (:mod:`fedleak.fl.layerwise_gradients`) runs a model's convolutions and ReLUs as
-these when the per-sample gradients are differentiated in the input (the gradient inversion's double
-backpropagation), where autograd's own derivatives of ``convolution_backward`` and ``threshold_backward`` also
-compute a weight gradient and a zero gradient that nothing reads.
+again. The per-layer engine (:mod:`fedleak.fl.layerwise_gradients`) runs a model's convolutions as
+:class:`FixedConv` whenever their parameters are constants, which they are in every engine call (the inversion's
+dummy gradients, DP-SGD's and D-SNR's per-sample gradients: the input gradient is then a transposed
+convolution), and its ReLUs as :class:`ReLU` when the per-sample gradients are differentiated in the input (the
+gradient inversion's double backpropagation), where autograd's own derivatives of ``convolution_backward`` and
+``threshold_backward`` also compute a weight gradient and a zero gradient that nothing reads.
 """
 from __future__ import annotations
 

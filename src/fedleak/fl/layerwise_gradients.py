@@ -146,7 +146,7 @@ def _patches(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def _conv(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``module``'s forward; through :class:`fedleak.fl.constant_layers.FixedConv` when its parameters are
-    constants (as the inversion's)."""
+    constants (as in every engine call, first-order ones included) and its input is differentiated."""
     weight, bias = module.weight, module.bias
     if weight.requires_grad or (bias is not None and bias.requires_grad) or not x.requires_grad:
         return module._conv_forward(x, weight, bias)
